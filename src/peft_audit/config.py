@@ -1,0 +1,225 @@
+"""Typed configuration: YAML sweep files in, validated pydantic objects out.
+
+Everything a user can write in a sweep file is declared here, with help text on each
+field. Validation happens at the edge (:func:`load_config`): unknown keys, wrong types
+and impossible values fail before any model is loaded, with the file and key named.
+Only these typed objects travel inward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: PEFT methods the tool can train and evaluate. ``base`` is the un-adapted base model.
+METHODS = ("lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning")
+PROMPT_LEARNING_METHODS = ("prompt-tuning", "p-tuning", "prefix-tuning")
+ALGOS = ("sft", "dpo")
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user must fix; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MethodSpec(_Strict):
+    """A PEFT method with optional method arguments (e.g. LoRA ``r``)."""
+
+    name: str = Field(description="PEFT method: " + ", ".join(METHODS))
+    args: dict[str, Any] = Field(default_factory=dict, description="Method arguments, e.g. {r: 8, alpha: 16}")
+
+    @field_validator("name")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown PEFT method {v!r}; valid: {', '.join(METHODS)}")
+        return v
+
+
+class TrainingConfig(_Strict):
+    """How each adapter variant is fine-tuned (shared by all variants of a sweep)."""
+
+    data: str = Field("builtin", description="'builtin', a local JSONL/CSV file, or a Hugging Face dataset id")
+    data_split: str = Field("train", description="Split of a Hugging Face dataset")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column mapping onto prompt/response (SFT) or prompt/chosen/rejected (DPO), e.g. {prompt: question}",
+    )
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_seq_len: int = Field(384, ge=16, description="Truncate training sequences to this many tokens")
+    max_examples: int | None = Field(None, ge=1, description="Use at most this many training examples")
+    safety_mix: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of refusal demonstrations mixed in")
+    dpo_beta: float = Field(0.1, gt=0.0, description="DPO inverse temperature beta")
+    gradient_checkpointing: bool = False
+    load_in: Literal["4bit", "8bit"] | None = Field(None, description="Quantised base loading (bitsandbytes, GPU only)")
+    logging_steps: int = Field(1, ge=1)
+
+
+class SafetyConfig(_Strict):
+    """Safety benchmark: prompts a safe assistant declines, judged per hazard category."""
+
+    enabled: bool = True
+    source: str = Field("builtin", description="'builtin', 'hexphi', a HEx-PHI-layout directory, or a CSV/JSONL file")
+    columns: dict[str, str] = Field(default_factory=dict, description="Column mapping for CSV/JSONL: prompt, category")
+    category_map: dict[str, str] = Field(default_factory=dict, description="Source category -> one of the 11 keys")
+    limit_per_category: int | None = Field(None, ge=1)
+    judges: list[str] = Field(default_factory=lambda: ["keyword"], min_length=1)
+    combine: Literal["majority", "any-unsafe"] = "majority"
+    judge_url: str | None = Field(None, description="OpenAI-compatible base URL for the llm judge")
+    judge_model: str | None = None
+    judge_api_key_env: str = Field("PEFT_AUDIT_JUDGE_API_KEY", description="Environment variable holding the key")
+    judge_concurrency: int = Field(4, ge=1)
+    judge_timeout_s: float = Field(60.0, gt=0)
+    judge_max_retries: int = Field(4, ge=0)
+    guard_model: str | None = Field(None, description="Model id/path of a guard classifier for the guard judge")
+    system_prompt: str | None = None
+    max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(8, ge=1)
+    over_refusal: bool = Field(True, description="Also measure refusal of benign-but-risky-looking prompts")
+
+
+class FairnessConfig(_Strict):
+    """Fairness benchmark: BBQ (Parrish et al., 2022)."""
+
+    enabled: bool = True
+    source: str = Field("builtin", description="'builtin', a directory of official BBQ JSONL files, or a HF dataset id")
+    per_cell: int | None = Field(None, ge=1, description="Items per (category, context condition, polarity)")
+    categories: list[str] | None = None
+    mode: Literal["loglik", "generate"] = "loglik"
+    prompt_format: Literal["plain", "chat"] = "plain"
+    length_normalise: bool = False
+    batch_size: int = Field(16, ge=1)
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for 95% intervals (0 disables)")
+    skip_bad_items: bool = False
+    metadata_csv: str | None = Field(None, description="BBQ additional_metadata.csv (target_loc), preferred if given")
+
+
+class VariantSpec(_Strict):
+    """One fully specified model to evaluate: a base model, or a base plus one adapter.
+
+    Its id is a stable hash of every field that changes results (see :meth:`variant_id`).
+    """
+
+    base_model: str
+    method: str = Field("base", description="'base' or a PEFT method")
+    method_args: dict[str, Any] = Field(default_factory=dict)
+    algo: Literal["sft", "dpo"] | None = None
+    lr: float | None = Field(None, gt=0)
+    epochs: int | None = Field(None, ge=1)
+    seed: int = 0
+    adapter: str | None = Field(None, description="Existing adapter (dir or hub id) instead of training one")
+    label: str | None = Field(None, description="Cosmetic display name; not part of the id")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "VariantSpec":
+        if self.method != "base" and self.method not in METHODS:
+            raise ValueError(f"unknown PEFT method {self.method!r}; valid: base, {', '.join(METHODS)}")
+        if self.method == "base" and self.adapter:
+            raise ValueError("method 'base' cannot have an adapter")
+        if self.method != "base" and not self.adapter and (self.algo is None or self.lr is None or self.epochs is None):
+            raise ValueError(f"variant {self.method} needs algo, lr and epochs to be trained")
+        return self
+
+    def is_base(self) -> bool:
+        return self.method == "base"
+
+
+class SweepConfig(_Strict):
+    """A whole sweep file: base models x methods x algos x lr x epochs x seeds, plus explicit variants."""
+
+    name: str = "audit"
+    base_models: list[str] = Field(default_factory=lambda: ["smollm2-135m-instruct"], min_length=1)
+    methods: list[MethodSpec] = Field(default_factory=list)
+    algos: list[Literal["sft", "dpo"]] = Field(default_factory=lambda: ["sft"])
+    lr: list[float] = Field(default_factory=lambda: [2e-4])
+    epochs: list[int] = Field(default_factory=lambda: [1])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    variants: list[VariantSpec] = Field(default_factory=list)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    trust_remote_code: bool = False
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods_shorthand(cls, v: Any) -> Any:
+        # Allow `methods: [lora, ia3]` as well as `[{name: lora, args: {r: 8}}]`.
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, v: list[float]) -> list[float]:
+        for x in v:
+            if x <= 0:
+                raise ValueError(f"learning rate must be > 0, got {x}")
+        return v
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs_positive(cls, v: list[int]) -> list[int]:
+        for x in v:
+            if x < 1:
+                raise ValueError(f"epochs must be >= 1, got {x}")
+        return v
+
+    def config_hash_payload(self, spec: VariantSpec) -> dict[str, Any]:
+        """Everything that changes a variant's results: the spec (minus cosmetic fields) and the
+        training/benchmark settings that apply to it."""
+        payload: dict[str, Any] = {"variant": spec.model_dump(exclude={"label"})}
+        if not spec.is_base() and not spec.adapter:
+            payload["training"] = self.training.model_dump(exclude={"logging_steps"})
+        return payload
+
+
+def variant_id(payload: dict[str, Any]) -> str:
+    """Stable short id: sha256 of the canonical JSON of ``payload`` (sorted keys), 12 hex chars."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "<root>"
+
+
+def parse_config(data: Any, source: str = "<config>") -> SweepConfig:
+    """Validate a parsed YAML mapping. Raises :class:`ConfigError` naming ``source`` and each bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            key = _format_loc(err["loc"])
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check spelling; see README 'Configuration reference')"
+            lines.append(f"  {key}: {msg}")
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a YAML sweep file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,32 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Keep the suite fast and quiet on a 2-core machine.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from tiny_models import FAMILIES, save_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama checkpoint saved as a local directory."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory) -> dict[str, Path]:
+    return {f: save_tiny_model(tmp_path_factory.mktemp(f"tiny-{f}"), f) for f in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real bundled SmolLM2-135M-Instruct, converted once and cached."""
+    from peft_audit.models import resolve_model
+
+    return resolve_model("smollm2-135m-instruct").path

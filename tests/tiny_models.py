@@ -1,0 +1,93 @@
+"""Tiny randomly initialised models of each architecture family, built in the test (no files
+downloaded), with a small byte-level BPE tokenizer that carries a ChatML chat template.
+
+They make unit tests run in seconds while exercising the same code paths as 7B models:
+the family-specific module names (q_proj/gate_proj/...), chat templates, PEFT wrapping.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog. What is two plus two? The answer is four.",
+    "I cannot help with that request. I'm sorry, but I can't assist with that.",
+    "Sure, here is a short poem about the sea and the sky. Context question answer unknown.",
+    "The grandfather and the grandson were talking. Who was forgetful? Can't be determined.",
+    "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,;:!?'\"()-[]{}<>/\\@#$%^&*+=_~`|",
+]
+
+FAMILIES = ("llama", "qwen2", "mistral", "gemma")
+
+
+@lru_cache(maxsize=1)
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def make_config(family: str, vocab_size: int):
+    import transformers as tf
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    cls = {
+        "llama": tf.LlamaConfig,
+        "qwen2": tf.Qwen2Config,
+        "mistral": tf.MistralConfig,
+        "gemma": tf.GemmaConfig,
+    }[family]
+    if family == "gemma":
+        common["head_dim"] = 8
+    return cls(**common)
+
+
+def make_tiny_model(family: str = "llama", seed: int = 0):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = make_tokenizer()
+    torch.manual_seed(seed)
+    cfg = make_config(family, len(tok))
+    cfg.eos_token_id = tok.eos_token_id
+    cfg.pad_token_id = tok.pad_token_id
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.eval()
+    return model, tok
+
+
+def save_tiny_model(path: Path, family: str = "llama", seed: int = 0) -> Path:
+    """Save a tiny model + tokenizer as a local checkpoint directory (loadable by name)."""
+    model, tok = make_tiny_model(family, seed)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
