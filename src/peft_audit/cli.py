@@ -1,0 +1,122 @@
+"""Command line: parse arguments, build config objects, call the API. No logic here.
+
+Each command is a thin wrapper; its work lives in the module named in its docstring.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .config import ConfigError
+
+app = typer.Typer(
+    help="Audit parameter-efficient fine-tunes (LoRA, IA3, prompt tuning, P-tuning) of LLMs for "
+    "safety and fairness drift against their base model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# run / show / report  (peft_audit.pipeline, peft_audit.summary, peft_audit.report)
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Sweep YAML file (see README 'Configuration reference')."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<name>)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run variants recorded as failed."),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (ray executor)."),
+    max_hours: Optional[float] = typer.Option(None, "--max-hours", help="Stop scheduling new variants after this."),
+    mlflow: bool = typer.Option(False, "--mlflow", help="Log each variant's config and metrics to MLflow."),
+    safety: Optional[str] = typer.Option(None, "--safety", help="Override safety.source."),
+    fairness: Optional[str] = typer.Option(None, "--fairness", help="Override fairness.source."),
+) -> None:
+    """Train, evaluate and report every variant of a sweep; resumes an interrupted run.
+
+    Example:
+
+        peft-audit run configs/quickstart.yaml --out runs/quickstart
+    """
+    from .config import load_config
+    from .pipeline import RunOptions, run_sweep
+
+    try:
+        cfg = load_config(config)
+        overrides = {}
+        if safety:
+            overrides["safety"] = cfg.safety.model_copy(update={"source": safety})
+        if fairness:
+            overrides["fairness"] = cfg.fairness.model_copy(update={"source": fairness})
+        if overrides:
+            cfg = cfg.model_copy(update=overrides)
+        run_dir = out or Path("runs") / cfg.name
+        opts = RunOptions(
+            retry_failed=retry_failed, executor=executor, jobs=jobs, ray_address=ray_address,
+            max_hours=max_hours, mlflow=mlflow,
+        )
+        result = run_sweep(cfg, run_dir, opts, config_path=config)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if result.failed:
+        console.print(f"[yellow]{result.failed} variant(s) failed; see `peft-audit show {run_dir}`[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Print the variants of a run with status and headline scores.
+
+    Example:
+
+        peft-audit show runs/quickstart
+    """
+    from .summary import print_run
+
+    try:
+        print_run(run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    formats: str = typer.Option("md,html,json", "--format", help="Comma list of md,html,json,csv,parquet."),
+    correction: str = typer.Option("holm", "--correction", help="Multiple-comparison control: holm | bh."),
+) -> None:
+    """(Re)write summary.json and the reports of a run from its results store.
+
+    Example:
+
+        peft-audit report runs/quickstart --format md,html
+    """
+    from .report import write_reports
+
+    try:
+        paths = write_reports(run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], correction=correction)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
