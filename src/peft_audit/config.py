@@ -35,6 +35,9 @@ class MethodSpec(_Strict):
 
     name: str = Field(description="PEFT method: " + ", ".join(METHODS))
     args: dict[str, Any] = Field(default_factory=dict, description="Method arguments, e.g. {r: 8, alpha: 16}")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Method arguments to sweep over, e.g. {r: [4, 8, 16]}"
+    )
 
     @field_validator("name")
     @classmethod

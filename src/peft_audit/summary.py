@@ -1,0 +1,185 @@
+"""summary.json: the machine-readable contract of a run, built from the store's metrics table.
+
+Shape (keys marked * are the documented contract; the others add intervals and counts)::
+
+    {"schema": 1, "run": {...},
+     "variants": [{
+        "id"*, "base_model"*, "method"* ("base" for the base model), "algo"*, "lr"*, "epochs"*,
+        "status"*, "label", "base_id", "error",
+        "safety"*: {"overall"*, "overall_ci": [lo, hi], "by_category"*: {key: score},
+                    "ci_by_category": {key: [lo, hi]}, "n_by_category": {key: n},
+                    "incoherent": n, "unscored": n, "by_judge": {judge: overall}},
+        "over_refusal": {"refusal_rate", "ci": [lo, hi], "n"},
+        "fairness"*: {"by_category"*: {key: {"acc_ambig"*, "acc_disambig"*, "bias_ambig"*,
+                      "bias_disambig"*, "unknown_rate_ambig", "unknown_rate_disambig", "ci": {metric: [lo, hi]}}},
+                      "overall": {...same...}},
+        "judges": {metric: value},
+        "delta_vs_base"*: {"safety"*: {key: d, "overall": d}, "fairness"*: {key: {metric: d}}}
+     }]}
+
+Scores are proportions in [0, 1]; deltas are variant minus base (positive safety delta = safer;
+positive bias delta = more biased). ``None`` where a value is undefined (e.g. no items).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .store import Store
+
+FAIRNESS_METRICS = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "unknown_rate_ambig", "unknown_rate_disambig")
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
+    out: dict[str, dict] = defaultdict(dict)
+    for r in store.rows("metrics"):
+        out[r["variant_id"]][(r["benchmark"], r["category"], r["metric"])] = r
+    return out
+
+
+def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, Any]]) -> dict[str, Any]:
+    def val(b, c, k):
+        r = m.get((b, c, k))
+        return _num(r["value"]) if r else None
+
+    def ci(b, c, k):
+        r = m.get((b, c, k))
+        return [_num(r["ci_low"]), _num(r["ci_high"])] if r else None
+
+    safety_cats = sorted({c for (b, c, k) in m if b == "safety" and k == "safety_score" and c != "overall"})
+    safety = {
+        "overall": val("safety", "overall", "safety_score"),
+        "overall_ci": ci("safety", "overall", "safety_score"),
+        "by_category": {c: val("safety", c, "safety_score") for c in safety_cats},
+        "ci_by_category": {c: ci("safety", c, "safety_score") for c in safety_cats},
+        "n_by_category": {c: m[("safety", c, "safety_score")]["n"] for c in safety_cats},
+        "incoherent": val("safety", "overall", "incoherent_count"),
+        "unscored": val("safety", "overall", "unscored_count"),
+        "by_judge": {
+            k.split(":", 1)[1]: _num(r["value"])
+            for (b, c, k), r in m.items()
+            if b == "safety" and c == "overall" and k.startswith("safety_score:")
+        },
+    }
+    for extra in ("mean_harmfulness", "harmfulness_rate"):
+        if ("safety", "overall", extra) in m:
+            safety[extra] = val("safety", "overall", extra)
+    fair_cats = sorted({c for (b, c, k) in m if b == "fairness"})
+
+    def fair_block(c):
+        block = {k: val("fairness", c, k) for k in FAIRNESS_METRICS}
+        block["ci"] = {k: ci("fairness", c, k) for k in FAIRNESS_METRICS}
+        return block
+
+    fairness = {
+        "by_category": {c: fair_block(c) for c in fair_cats if c != "overall"},
+        "overall": fair_block("overall") if "overall" in fair_cats else None,
+    }
+    over = None
+    if ("over_refusal", "overall", "refusal_rate") in m:
+        r = m[("over_refusal", "overall", "refusal_rate")]
+        over = {"refusal_rate": _num(r["value"]), "ci": [_num(r["ci_low"]), _num(r["ci_high"])], "n": r["n"]}
+    judges = {f"{c}:{k}" if c != "overall" else k: _num(r["value"]) for (b, c, k), r in m.items() if b == "judges"}
+    return {
+        "id": v["id"],
+        "base_model": v["base_model"],
+        "method": v["method"],
+        "algo": v["algo"],
+        "lr": v["lr"],
+        "epochs": v["epochs"],
+        "seed": v["seed"],
+        "label": v["label"],
+        "base_id": v["base_id"],
+        "status": v["status"],
+        "error": v["error"],
+        "safety": safety,
+        "over_refusal": over,
+        "fairness": fairness,
+        "judges": judges,
+    }
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def build_summary(store: Store) -> dict[str, Any]:
+    """Assemble summary.json from the store (pure read; no model needed)."""
+    metrics = _metrics_by_variant(store)
+    blocks = {v["id"]: _variant_block(v, metrics.get(v["id"], {})) for v in store.variants()}
+    for b in blocks.values():
+        base = blocks.get(b["base_id"]) if b["base_id"] else None
+        if b["method"] == "base" or base is None:
+            b["delta_vs_base"] = None
+            continue
+        s, bs = b["safety"], base["safety"]
+        safety_d = {c: _delta(s["by_category"].get(c), bs["by_category"].get(c)) for c in s["by_category"]}
+        safety_d["overall"] = _delta(s["overall"], bs["overall"])
+        fair_d = {}
+        for c, block in b["fairness"]["by_category"].items():
+            bblock = base["fairness"]["by_category"].get(c, {})
+            fair_d[c] = {k: _delta(block.get(k), bblock.get(k)) for k in FAIRNESS_METRICS}
+        b["delta_vs_base"] = {"safety": safety_d, "fairness": fair_d}
+    return {
+        "schema": 1,
+        "run": {"config": store.get_meta("config"), "eval_protocol": store.get_meta("eval_protocol")},
+        "variants": list(blocks.values()),
+    }
+
+
+def write_summary(store: Store, path: Path) -> Path:
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(build_summary(store), indent=2, sort_keys=False, allow_nan=False))
+    tmp.replace(path)
+    return path
+
+
+def open_run(run_dir: Path) -> Store:
+    db = Path(run_dir) / "results.sqlite"
+    if not db.is_file():
+        raise FileNotFoundError(f"{run_dir}: no results.sqlite here; is this a peft-audit run directory?")
+    return Store(db)
+
+
+def print_run(run_dir: Path) -> None:
+    """Rich table of variants: status, safety overall (CI), over-refusal, BBQ overall, delta."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with open_run(run_dir) as store:
+        summary = build_summary(store)
+    t = Table(title=str(run_dir))
+    for col in ("id", "variant", "status", "safety (95% CI)", "Δ safety", "over-refusal", "BBQ acc amb/dis", "bias amb/dis"):
+        t.add_column(col)
+
+    def f(x, pct=True):
+        return "–" if x is None else (f"{100 * x:.1f}" if pct else f"{x:+.3f}")
+
+    for v in summary["variants"]:
+        s = v["safety"]
+        ci = s.get("overall_ci") or [None, None]
+        fo = (v["fairness"] or {}).get("overall") or {}
+        d = (v.get("delta_vs_base") or {}).get("safety", {}).get("overall")
+        name = v["label"] or (v["method"] if v["method"] == "base" else f"{v['method']}/{v['algo']}/lr={v['lr']:g}")
+        status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
+        t.add_row(
+            v["id"], name, status,
+            f"{f(s['overall'])} [{f(ci[0])}, {f(ci[1])}]" if s["overall"] is not None else "–",
+            "–" if d is None else f"{100 * d:+.1f}",
+            f((v.get("over_refusal") or {}).get("refusal_rate")),
+            f"{f(fo.get('acc_ambig'))}/{f(fo.get('acc_disambig'))}",
+            f"{f(fo.get('bias_ambig'), False)}/{f(fo.get('bias_disambig'), False)}",
+        )
+    Console().print(t)

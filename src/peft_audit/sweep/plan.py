@@ -1,0 +1,83 @@
+"""Expand a sweep file into concrete variants, deterministically, with stable ids.
+
+Pure: no model is loaded and nothing is written. The order is fixed (base models first, then
+the cross product in the order written in the file, then explicit ``variants:``), so the same
+file always gives the same table and the same ids.
+
+Identity: a variant's id is the hash of everything that determines the *model* being
+evaluated (base model, method and its arguments, algo, lr, epochs, seed, and the training
+settings for trained variants); cosmetic fields (``label``, logging) do not change it. The
+benchmark settings are the run's evaluation protocol: they are fixed per run directory (see
+:func:`eval_protocol_hash`), so a run directory never mixes results of two protocols.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import SweepConfig, VariantSpec, variant_id
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    id: str
+    spec: VariantSpec
+    base_id: str | None  # the base-model variant this one is compared with (None for bases)
+    payload: dict[str, Any]  # what was hashed into the id
+
+    @property
+    def display(self) -> str:
+        s = self.spec
+        if s.label:
+            return s.label
+        if s.is_base():
+            return f"base:{s.base_model}"
+        if s.adapter:
+            return f"{s.method}:{s.adapter}"
+        return f"{s.method}/{s.algo}/lr={s.lr:g}/ep={s.epochs}/seed={s.seed}"
+
+
+def _grid(args: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    if not grid:
+        return [dict(args)]
+    keys = list(grid)
+    return [{**args, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def expand(cfg: SweepConfig) -> list[PlannedVariant]:
+    """All variants of the sweep, bases first; duplicates (same id) appear once."""
+    seen: dict[str, PlannedVariant] = {}
+
+    def add(spec: VariantSpec) -> None:
+        payload = cfg.config_hash_payload(spec)
+        vid = variant_id(payload)
+        if vid in seen:
+            return
+        base_id = None
+        if not spec.is_base():
+            base_spec = VariantSpec(base_model=spec.base_model)
+            base_id = variant_id(cfg.config_hash_payload(base_spec))
+        seen[vid] = PlannedVariant(vid, spec, base_id, payload)
+
+    bases = list(dict.fromkeys([*cfg.base_models, *(v.base_model for v in cfg.variants)]))
+    for base in bases:
+        add(VariantSpec(base_model=base))
+    for base in cfg.base_models:
+        for m in cfg.methods:
+            for args in _grid(m.args, m.grid):
+                for algo, lr, epochs, seed in itertools.product(cfg.algos, cfg.lr, cfg.epochs, cfg.seeds):
+                    add(
+                        VariantSpec(
+                            base_model=base, method=m.name, method_args=args, algo=algo, lr=lr, epochs=epochs, seed=seed
+                        )
+                    )
+    for v in cfg.variants:
+        add(v)
+    return list(seen.values())
+
+
+def eval_protocol_hash(cfg: SweepConfig) -> str:
+    """Hash of the benchmark settings that every variant of a run is evaluated with."""
+    return variant_id({"safety": cfg.safety.model_dump(), "fairness": cfg.fairness.model_dump()})
