@@ -38,6 +38,18 @@ class MethodSpec(_Strict):
     grid: dict[str, list[Any]] = Field(
         default_factory=dict, description="Method arguments to sweep over, e.g. {r: [4, 8, 16]}"
     )
+    lr: list[float] | None = Field(
+        None, description="Learning rates for this method, replacing the sweep's `lr` list (prompt-based "
+        "methods usually need larger steps than adapters)"
+    )
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, v: list[float] | None) -> list[float] | None:
+        for x in v or []:
+            if x <= 0:
+                raise ValueError(f"learning rate must be > 0, got {x}")
+        return v
 
     @field_validator("name")
     @classmethod

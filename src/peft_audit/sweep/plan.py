@@ -67,7 +67,7 @@ def expand(cfg: SweepConfig) -> list[PlannedVariant]:
     for base in cfg.base_models:
         for m in cfg.methods:
             for args in _grid(m.args, m.grid):
-                for algo, lr, epochs, seed in itertools.product(cfg.algos, cfg.lr, cfg.epochs, cfg.seeds):
+                for algo, lr, epochs, seed in itertools.product(cfg.algos, m.lr or cfg.lr, cfg.epochs, cfg.seeds):
                     add(
                         VariantSpec(
                             base_model=base, method=m.name, method_args=args, algo=algo, lr=lr, epochs=epochs, seed=seed
