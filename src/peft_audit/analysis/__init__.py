@@ -1,0 +1,103 @@
+"""Statistics over a run's stored results: pure functions returning tables.
+
+``analyze(run_dir)`` runs everything the report and the gate need:
+
+* :mod:`.paired`   variant vs base per category (bootstrap CIs, exact McNemar, Holm/BH);
+* :mod:`.factors`  regression of deltas on sweep factors, variance decomposition, spread per base;
+* :mod:`.tradeoffs` safety-vs-fairness correlation, Pareto front, category ranking;
+* :mod:`.findings` plain-language findings with intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import RunFrames, comparison_pairs, load_frames, method_family, open_store
+from .factors import factor_analysis, spread_by_base, sweep_table
+from .findings import Finding, compute_findings
+from .paired import adjust_pvalues, paired_comparisons, paired_safety
+from .tradeoffs import category_ranking, spearman_with_ci, tradeoff_table
+
+__all__ = ["Analysis", "analyze", "analyze_frames", "load_frames", "open_store", "method_family", "comparison_pairs"]
+
+
+@dataclass
+class Analysis:
+    correction: str
+    frames: RunFrames
+    variants: pd.DataFrame
+    paired: pd.DataFrame
+    table: pd.DataFrame
+    factors: dict[str, pd.DataFrame]
+    spread: pd.DataFrame
+    correlation: dict
+    tradeoffs: pd.DataFrame
+    ranking: pd.DataFrame
+    judges: pd.DataFrame
+    findings: list[Finding] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every analysis table by export name (for json/csv/parquet)."""
+        v = self.variants.drop(columns=["created_at"], errors="ignore")
+        return {
+            "variants": v,
+            "paired": self.paired,
+            "sweep": self.table,
+            "factor_effects": self.factors["effects"],
+            "variance_decomposition": self.factors["anova"],
+            "factor_fits": self.factors["fits"],
+            "spread_by_base": self.spread,
+            "tradeoffs": self.tradeoffs,
+            "category_ranking": self.ranking,
+            "judges": self.judges,
+            "correlation": pd.DataFrame([self.correlation]),
+            "findings": pd.DataFrame([f.as_dict() for f in self.findings]),
+        }
+
+
+def _over_refusal_paired(frames: RunFrames, pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    # The same paired machinery with "refused" as the outcome (McNemar + bootstrap).
+    o = frames.over_refusal
+    if o.empty:
+        return pd.DataFrame()
+    o = o.assign(safe=np.where(o["label"].isna(), np.nan, (o["label"] == "refusal").astype(float)), category="benign")
+    p = paired_safety(o, pairs, n_boot=n_boot, seed=seed)
+    p = p[p["category"] == "overall"]
+    return p.assign(benchmark="over_refusal", metric="refusal_rate")
+
+
+def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0) -> Analysis:
+    pairs = comparison_pairs(frames.variants)
+    paired = paired_comparisons(frames.safety, frames.fairness, pairs, correction=correction, n_boot=n_boot, seed=seed)
+    over = _over_refusal_paired(frames, pairs, n_boot, seed)
+    if not over.empty:
+        paired = pd.concat([paired, adjust_pvalues(over, correction)], ignore_index=True)
+    table = sweep_table(frames.variants, paired)
+    factors = factor_analysis(table)
+    spread = spread_by_base(table)
+    corr = spearman_with_ci(table.get("safety_overall", []), table.get("fairness_gain", []), n_boot=n_boot, seed=seed)
+    tradeoffs = tradeoff_table(table) if not table.empty and "safety_overall" in table else pd.DataFrame()
+    ranking = category_ranking(paired) if not paired.empty else category_ranking(pd.DataFrame(columns=["metric", "category"]))
+    m = frames.metrics
+    judges = m[m["benchmark"] == "judges"] if not m.empty else m
+    if not judges.empty:
+        judges = (judges.groupby(["category", "metric"])["value"]
+                  .agg(n_variants="count", mean="mean", min="min", max="max").reset_index())
+    findings = compute_findings(variants=frames.variants, paired=paired, table=table, ranking=ranking, spread=spread,
+                                factors=factors, correlation=corr, seed=seed)
+    return Analysis(correction, frames, frames.variants, paired, table, factors, spread, corr, tradeoffs, ranking,
+                    judges, findings)
+
+
+def analyze(run_dir: str | Path, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0) -> Analysis:
+    """Load ``RUN_DIR/results.sqlite`` and run every analysis (see module docstring)."""
+    store = open_store(run_dir)
+    try:
+        frames = load_frames(store)
+    finally:
+        store.close()
+    return analyze_frames(frames, correction=correction, n_boot=n_boot, seed=seed)

@@ -1,0 +1,72 @@
+"""Reports of a run: report.md, self-contained report.html, and json/csv/parquet exports.
+
+Rendering only; every number comes from :func:`peft_audit.analysis.analyze`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..analysis import analyze
+from .exports import write_csv, write_json, write_parquet
+from .html import render_html
+from .markdown import render_markdown
+
+FORMATS = ("md", "html", "json", "csv", "parquet")
+
+__all__ = ["FORMATS", "write_reports"]
+
+
+def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("md", "html", "json"),
+                  correction: str = "holm", *, n_boot: int = 2000, seed: int = 0) -> list[Path]:
+    """Analyse ``RUN_DIR/results.sqlite`` and write the requested formats into ``RUN_DIR``.
+
+    md -> report.md; html -> report.html; json -> analysis.json (+ summary.json when
+    ``peft_audit.summary.build_summary`` is available); csv/parquet -> analysis/<table>.<ext>.
+    Raises ValueError for an unknown format or correction, FileNotFoundError without a store.
+    """
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown report format(s) {bad}; choose from {', '.join(FORMATS)}")
+    if correction not in ("holm", "bh"):
+        raise ValueError(f"unknown --correction {correction!r}; choose holm or bh")
+    run_dir = Path(run_dir)
+    a = analyze(run_dir, correction=correction, n_boot=n_boot, seed=seed)
+    title = run_dir.resolve().name
+    out: list[Path] = []
+    if "md" in formats:
+        p = run_dir / "report.md"
+        p.write_text(render_markdown(a, title), encoding="utf-8")
+        out.append(p)
+    if "html" in formats:
+        p = run_dir / "report.html"
+        p.write_text(render_html(a, title), encoding="utf-8")
+        out.append(p)
+    if "json" in formats:
+        out.append(write_json(a, run_dir / "analysis.json"))
+        summary = _summary(run_dir)
+        if summary is not None:
+            p = run_dir / "summary.json"
+            p.write_text(json.dumps(summary, indent=1, default=str))
+            out.append(p)
+    if "csv" in formats:
+        out += write_csv(a, run_dir / "analysis")
+    if "parquet" in formats:
+        out += write_parquet(a, run_dir / "analysis")
+    return out
+
+
+def _summary(run_dir: Path) -> dict | None:
+    # summary.json is the lead's contract (peft_audit.summary); write it when that module exists.
+    try:
+        from ..summary import build_summary
+    except ImportError:
+        return None
+    from ..analysis.data import open_store
+
+    store = open_store(run_dir)
+    try:
+        return build_summary(store)
+    finally:
+        store.close()

@@ -1,0 +1,103 @@
+"""Read a run's results store into the pandas frames every analysis function takes.
+
+The frames (one row per ...):
+
+* ``variants``: variant (id, base_model, method, family, algo, lr, epochs, seed, label, base_id,
+  status, error);
+* ``safety``: safety prompt of a variant with the verdict used for scoring (``judge='combined'``
+  when present, else the alphabetically first judge); ``safe`` is 1.0 / 0.0 / NaN (unscored);
+* ``verdicts``: every judge's verdict (for the sample browser);
+* ``over_refusal``: over-refusal prompt of a variant with its verdict;
+* ``fairness``: BBQ item of a variant (prediction and bias-target indices);
+* ``metrics``: the stored metrics table as written by the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..store import Store
+
+#: Prompt-based PEFT methods (soft prompts / prefixes); everything else is adapter-based.
+PROMPT_BASED_METHODS = frozenset({"prompt-tuning", "p-tuning", "prefix-tuning", "prompt_tuning", "p_tuning", "prefix_tuning"})
+
+
+def method_family(method: str) -> str:
+    """'base' for the base model, 'prompt-based' for soft-prompt methods, else 'adapter'."""
+    if method == "base":
+        return "base"
+    return "prompt-based" if method in PROMPT_BASED_METHODS else "adapter"
+
+
+@dataclass
+class RunFrames:
+    variants: pd.DataFrame
+    safety: pd.DataFrame
+    verdicts: pd.DataFrame
+    over_refusal: pd.DataFrame
+    fairness: pd.DataFrame
+    metrics: pd.DataFrame
+
+
+def open_store(run_dir: str | Path) -> Store:
+    """Open ``RUN_DIR/results.sqlite`` (or a path to the .sqlite file itself) for reading.
+
+    Raises FileNotFoundError naming the path when there is no store, rather than creating one.
+    """
+    p = Path(run_dir)
+    db = p if p.suffix == ".sqlite" else p / "results.sqlite"
+    if not db.is_file():
+        raise FileNotFoundError(f"{db}: no results store here; run `peft-audit run CONFIG --out {p}` first")
+    return Store(db)
+
+
+def _one_verdict_per_prompt(verdicts: pd.DataFrame) -> pd.DataFrame:
+    # 'combined' is the pipeline's final call; without it fall back to a single, stable judge.
+    v = verdicts.assign(_pref=(verdicts["judge"] != "combined").astype(int))
+    v = v.sort_values(["variant_id", "prompt_id", "_pref", "judge"], kind="stable")
+    return v.drop_duplicates(["variant_id", "prompt_id"]).drop(columns="_pref")
+
+
+def load_frames(store: Store) -> RunFrames:
+    """All frames of a store; empty tables give empty frames with their columns."""
+    conn = store.conn
+    variants = pd.read_sql_query(
+        "SELECT id, base_model, method, algo, lr, epochs, seed, label, base_id, status, error, created_at "
+        "FROM variants ORDER BY created_at, id",
+        conn,
+    )
+    variants["family"] = variants["method"].map(method_family)
+    variants["label"] = variants["label"].fillna(variants["id"])
+    samples = pd.read_sql_query(
+        "SELECT variant_id, prompt_id, benchmark, category, prompt, response FROM safety_samples", conn
+    )
+    verdicts = pd.read_sql_query(
+        "SELECT variant_id, prompt_id, judge, label, safe, score, rationale FROM verdicts", conn
+    )
+    chosen = _one_verdict_per_prompt(verdicts)[["variant_id", "prompt_id", "judge", "label", "safe"]]
+    joined = samples.merge(chosen, on=["variant_id", "prompt_id"], how="left")
+    joined["safe"] = pd.to_numeric(joined["safe"], errors="coerce").astype(float)
+    safety = joined[joined["benchmark"] == "safety"].reset_index(drop=True)
+    over = joined[joined["benchmark"] == "over_refusal"].reset_index(drop=True)
+    fairness = pd.read_sql_query(
+        "SELECT variant_id, item_id, category, context_condition, question_polarity, label, target_index, "
+        "unknown_index, pred_index FROM fairness_samples",
+        conn,
+    )
+    metrics = pd.read_sql_query("SELECT * FROM metrics", conn)
+    return RunFrames(variants, safety, verdicts, over, fairness, metrics)
+
+
+def comparison_pairs(variants: pd.DataFrame) -> pd.DataFrame:
+    """(variant_id, base_id) for every finished fine-tuned variant whose base finished too."""
+    done = set(variants.loc[variants["status"] == "done", "id"])
+    v = variants[(variants["method"] != "base") & variants["status"].eq("done") & variants["base_id"].isin(done)]
+    return v[["id", "base_id"]].rename(columns={"id": "variant_id"}).reset_index(drop=True)
+
+
+def as_float(x) -> np.ndarray:
+    return np.asarray(pd.to_numeric(x, errors="coerce"), dtype=float)

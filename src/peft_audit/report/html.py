@@ -1,0 +1,101 @@
+"""report.html: one self-contained file (inline CSS, JS and PNG figures; no network at view time).
+
+Model text is never put into markup: tables go through jinja2 autoescaping, and the per-sample
+browser's data is embedded as JSON in ``<script type="application/json">`` with ``<``, ``>``
+and ``&`` written as ``\\u003c`` etc. (so no ``</script>`` can appear), then rendered with
+``textContent``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from ..analysis import Analysis
+from . import plots
+from .tables import FAIRNESS_SHOWN, METRIC_TITLES, cell_colour, delta_matrix, heatmap_grid, num, records, score_grid
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def script_json(obj) -> str:
+    """JSON safe to place inside a <script> element: no '<', '>' or '&' characters remain."""
+    s = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _clean(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def sample_browser_data(a: Analysis) -> dict:
+    """Compact per-sample records: prompts stored once, verdicts grouped per (variant, prompt)."""
+    f = a.frames
+    variants = a.variants
+    vindex = {v: i for i, v in enumerate(variants["id"])}
+    samples = pd.concat([f.safety, f.over_refusal], ignore_index=True)
+    prompts: dict[str, int] = {}
+    prompt_texts: list[str] = []
+    ver = {}
+    for r in f.verdicts.itertuples(index=False):
+        ver.setdefault((r.variant_id, r.prompt_id), []).append(
+            [r.judge, r.label, _clean(None if r.safe is None else float(r.safe)), _clean(r.score),
+             r.rationale if isinstance(r.rationale, str) else None])
+    rows = []
+    for r in samples.itertuples(index=False):
+        if r.prompt not in prompts:
+            prompts[r.prompt] = len(prompt_texts)
+            prompt_texts.append(r.prompt)
+        rows.append([vindex.get(r.variant_id, -1), r.benchmark, r.category, r.prompt_id, prompts[r.prompt], str(r.response),
+                     r.label if isinstance(r.label, str) else "unjudged", ver.get((r.variant_id, r.prompt_id), [])])
+    return {"variants": [[v.id, v.label] for v in variants.itertuples()], "prompts": prompt_texts,
+            "fields": ["variant", "benchmark", "category", "prompt_id", "prompt", "response", "label", "verdicts"],
+            "samples": rows}
+
+
+def render_html(a: Analysis, title: str) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["pts"] = lambda x: num(x, signed=True)
+    env.filters["num3"] = lambda x: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else (
+        f"{x:.3g}" if isinstance(x, float) else str(x))
+    env.filters["pct"] = lambda x: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.0f}%"
+    env.globals["colour"] = cell_colour
+    grids = [score_grid(a.variants, a.paired, "safety_score")] + [score_grid(a.variants, a.paired, m) for m in FAIRNESS_SHOWN]
+    heatmaps = [heatmap_grid(delta_matrix(a.variants, a.paired, m), METRIC_TITLES[m]) for m in ("safety_score",) + FAIRNESS_SHOWN]
+    effects = a.factors["effects"]
+    forests = []
+    for outcome in ("safety_overall", "acc_disambig", "bias_ambig"):
+        e = effects[effects["outcome"] == outcome] if not effects.empty else effects
+        for model in ("method", "family"):
+            em = e[e["model"] == model] if not e.empty else e
+            img = plots.forest(em, f"{outcome} ~ factors ({model} model)")
+            if img:
+                forests.append((f"{outcome}, {model} model", img))
+    an = a.factors["anova"]
+    fits = a.factors["fits"]
+    return env.get_template("report.html.j2").render(
+        title=title,
+        correction={"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction],
+        findings=[f.as_dict() for f in a.findings],
+        grids=grids,
+        over_refusal=score_grid(a.variants, a.paired, "refusal_rate"),
+        heatmaps=[h for h in heatmaps if h],
+        forests=forests,
+        anova=records(an[an["outcome"] == "safety_overall"] if not an.empty else an),
+        fits=records(fits[fits["outcome"] == "safety_overall"] if not fits.empty else fits),
+        spread=records(a.spread),
+        base_plot=plots.base_distributions(a.table),
+        scatter=plots.tradeoff_scatter(a.tradeoffs),
+        correlation=a.correlation,
+        pareto=records(a.tradeoffs[a.tradeoffs["pareto"]] if not a.tradeoffs.empty else a.tradeoffs),
+        ranking=records(a.ranking),
+        judges=records(a.judges),
+        failed=records(a.variants[a.variants["status"] != "done"]),
+        samples_json=script_json(sample_browser_data(a)),
+    )

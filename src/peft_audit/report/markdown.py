@@ -1,0 +1,102 @@
+"""report.md: findings first, then one table per benchmark metric, then the sweep analysis."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..analysis import Analysis
+from .tables import FAIRNESS_SHOWN, num, score_grid
+
+
+def _md(text) -> str:
+    # Model/config text must not break the table or inject markup into renderers.
+    s = "" if text is None else str(text)
+    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def _grid_md(grid: dict) -> list[str]:
+    if not grid["rows"]:
+        return [f"_No data for {grid['title']}._", ""]
+    out = ["| variant | " + " | ".join(grid["columns"]) + " |", "|---" * (len(grid["columns"]) + 1) + "|"]
+    for r in grid["rows"]:
+        cells = [("—" if c is None else f"{c['text']} ({c['delta_text']})" if c["delta_text"] != "base" else f"{c['text']} (base)")
+                 for c in r["cells"]]
+        out.append(f"| {_md(r['label'])} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> list[str]:
+    """cols: (column, header, kind) with kind in {'text', 'pts', 'num', 'p', 'pct'}."""
+    if df is None or df.empty:
+        return ["_None._", ""]
+    out = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|---" * len(cols) + "|"]
+    for r in df.to_dict("records"):
+        vals = []
+        for c, _, kind in cols:
+            v = r.get(c)
+            if kind == "text":
+                vals.append(_md(v))
+            elif v is None or (isinstance(v, float) and not math.isfinite(v)):
+                vals.append("n/a")
+            elif kind == "pts":
+                vals.append(num(v, signed=True))
+            elif kind == "pct":
+                vals.append(f"{100 * v:.0f}%")
+            elif kind == "p":
+                vals.append(f"{v:.3g}")
+            else:
+                vals.append(f"{v:.3g}" if isinstance(v, float) else str(v))
+        out.append("| " + " | ".join(vals) + " |")
+    return out + [""]
+
+
+def render_markdown(a: Analysis, title: str) -> str:
+    corr_name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction]
+    L = [f"# peft-audit report: {_md(title)}", "", "## Findings", ""]
+    L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
+    L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
+          f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: bootstrap).", ""]
+    L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score"))
+    L += ["## Fairness (BBQ)", ""]
+    for m in FAIRNESS_SHOWN:
+        g = score_grid(a.variants, a.paired, m)
+        L += [f"### {g['title']}", ""] + _grid_md(g)
+    L += ["## Over-refusal", ""] + _grid_md(score_grid(a.variants, a.paired, "refusal_rate"))
+    L += ["## What matters: factor effects on overall safety change", ""]
+    e = a.factors["effects"]
+    e = e[e["outcome"] == "safety_overall"] if not e.empty else e
+    L += _table(e, [("model", "model", "text"), ("term", "term", "text"), ("estimate", "effect (pts)", "pts"),
+                    ("ci_low", "CI low", "pts"), ("ci_high", "CI high", "pts"), ("p_value", "p", "p")])
+    an = a.factors["anova"]
+    an = an[(an["outcome"] == "safety_overall")] if not an.empty else an
+    L += ["### Variance decomposition (type-II sums of squares, share of total)", ""]
+    L += _table(an, [("model", "model", "text"), ("factor", "factor", "text"), ("share", "share", "pct"), ("p_value", "p", "p")])
+    fits = a.factors["fits"]
+    notes = fits[(fits["outcome"] == "safety_overall")] if not fits.empty else fits
+    L += [f"- {m}: {r.status}, n={r.n}. {_md(r.notes)}" for m, r in zip(notes.get("model", []), notes.itertuples())] + [""]
+    L += ["### Spread of overall safety change per base model", ""]
+    L += _table(a.spread, [("base_model", "base model", "text"), ("n", "n", "num"), ("mean", "mean", "pts"),
+                           ("median", "median", "pts"), ("sd", "sd (pts)", "pts"), ("sd_ci_low", "sd CI low", "pts"),
+                           ("sd_ci_high", "sd CI high", "pts")])
+    L += ["## Trade-offs", ""]
+    c = a.correlation
+    L += [f"Spearman rho (overall safety change vs fall in |BBQ ambiguous bias|) = {num(c['rho'], 1, '{:.2f}')} "
+          f"(95% CI {num(c['ci_low'], 1, '{:.2f}')} to {num(c['ci_high'], 1, '{:.2f}')}; p = {num(c['p_value'], 1, '{:.3g}')}; "
+          f"n = {c['n']}).", ""]
+    t = a.tradeoffs
+    L += ["Pareto front (no variant is better on both safety and fairness):", ""]
+    L += _table(t[t["pareto"]] if not t.empty else t, [("label", "variant", "text"), ("safety_delta", "safety Δ", "pts"),
+                                                        ("fairness_delta", "fairness Δ", "pts")])
+    L += ["### Safety categories ranked by mean change", ""]
+    L += _table(a.ranking, [("category", "category", "text"), ("n_variants", "variants", "num"),
+                            ("mean_delta", "mean Δ (pts)", "pts"), ("ci_low", "CI low", "pts"), ("ci_high", "CI high", "pts"),
+                            ("n_significant_drops", "significant drops", "num")])
+    L += ["## Judge agreement", ""]
+    L += _table(a.judges, [("category", "judges", "text"), ("metric", "metric", "text"), ("n_variants", "variants", "num"),
+                           ("mean", "mean", "num"), ("min", "min", "num"), ("max", "max", "num")])
+    bad = a.variants[a.variants["status"] != "done"]
+    L += ["## Failed or unfinished variants", ""]
+    L += _table(bad, [("label", "variant", "text"), ("id", "id", "text"), ("status", "status", "text"), ("error", "error", "text")])
+    return "\n".join(L) + "\n"

@@ -1,0 +1,137 @@
+"""Shape analysis tables into what the templates show (no statistics here)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..benchmarks.categories import SAFETY_CATEGORIES
+
+FAIRNESS_SHOWN = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
+METRIC_TITLES = {
+    "safety_score": "Safety score (share of prompts answered safely)",
+    "acc_ambig": "BBQ accuracy, ambiguous contexts",
+    "acc_disambig": "BBQ accuracy, disambiguated contexts",
+    "bias_ambig": "BBQ bias score, ambiguous contexts (s_AMB)",
+    "bias_disambig": "BBQ bias score, disambiguated contexts (s_DIS)",
+    "refusal_rate": "Over-refusal rate on benign prompts",
+}
+
+
+def num(x, scale: float = 100.0, fmt: str = "{:.1f}", signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return (("{:+.1f}" if signed else fmt)).format(scale * x)
+
+
+def _ordered_categories(cats, metric: str) -> list[str]:
+    cats = [c for c in pd.unique(cats) if c != "overall"]
+    if metric == "safety_score":
+        cats = [c for c in SAFETY_CATEGORIES if c in cats] + sorted(c for c in cats if c not in SAFETY_CATEGORIES)
+    else:
+        cats = sorted(cats)
+    return cats + ["overall"]
+
+
+def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> dict:
+    """{'title', 'columns', 'rows': [{'label', 'method', 'base', 'cells': [cell or None]}]} for one metric.
+
+    cell: value, delta, ci_low, ci_high, p_adj, significant, good (+1 better, -1 worse, 0 unclear),
+    strength (0..1 for colour), and display text. Base rows show their own score only.
+    """
+    p = paired[paired["metric"] == metric]
+    if p.empty:
+        return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
+    cols = _ordered_categories(p["category"], metric)
+    abs_p = paired[paired["metric"] == "abs_" + metric] if metric.startswith("bias_") else None
+    by = {(r.variant_id, r.category): r for r in p.itertuples()}
+    by_abs = {(r.variant_id, r.category): r for r in abs_p.itertuples()} if abs_p is not None else {}
+    base_vals = p.drop_duplicates(["base_id", "category"]).set_index(["base_id", "category"])["base_value"].to_dict()
+    scale = 100.0
+    rows = []
+    for v in variants.itertuples():
+        cells = []
+        for c in cols:
+            if v.method == "base":
+                val = base_vals.get((v.id, c))
+                cells.append(None if val is None else {"text": num(val), "delta_text": "base", "good": 0, "strength": 0,
+                                                        "title": ""})
+                continue
+            r = by.get((v.id, c))
+            if r is None:
+                cells.append(None)
+                continue
+            # Colour by what is better: higher safety/accuracy; a smaller |bias| for bias scores.
+            ref = by_abs.get((v.id, c)) if by_abs else r
+            sign = -1 if by_abs else 1
+            d, lo, hi = (ref.delta, ref.ci_low, ref.ci_high) if ref is not None else (math.nan,) * 3
+            good = 0
+            if math.isfinite(lo) and math.isfinite(hi):
+                good = sign if lo > 0 else (-sign if hi < 0 else 0)
+            strength = min(1.0, abs(d) / 0.2) if math.isfinite(d) else 0.0
+            sig = bool(r.p_adj < alpha) if r.p_adj == r.p_adj else False
+            cells.append({
+                "text": num(r.value), "delta_text": f"{num(r.delta, signed=True)} [{num(r.ci_low, signed=True)}, "
+                f"{num(r.ci_high, signed=True)}]" + ("*" if sig else ""),
+                "good": good if good else (sign if d > 0 else -sign if d < 0 else 0) * 0.5,
+                "strength": strength, "significant": sig,
+                "title": f"p={r.p_value:.3g}, adjusted p={r.p_adj:.3g}, n={r.n}" if r.p_value == r.p_value else f"n={r.n}",
+            })
+        rows.append({"label": v.label, "method": v.method, "base": v.base_model, "status": v.status, "cells": cells})
+    return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": cols, "rows": rows}
+
+
+def cell_colour(cell: dict | None) -> str:
+    """Background colour: green better, red worse, pale when the interval includes 0."""
+    if not cell or not cell.get("good"):
+        return "#f4f4f4" if cell else "#ffffff"
+    g = cell["good"]
+    a = 0.15 + 0.55 * cell["strength"] * (1.0 if abs(g) == 1 else 0.35)
+    return f"rgba(30,150,60,{a:.2f})" if g > 0 else f"rgba(210,40,40,{a:.2f})"
+
+
+def delta_matrix(variants: pd.DataFrame, paired: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """variant label x category matrix of deltas (fine-tuned variants only) for heatmaps."""
+    p = paired[paired["metric"] == metric]
+    if p.empty:
+        return pd.DataFrame()
+    labels = dict(zip(variants["id"], variants["label"]))
+    m = p.pivot_table(index="variant_id", columns="category", values="delta", aggfunc="first")
+    order = [v for v in variants["id"] if v in m.index]
+    m = m.loc[order, _ordered_categories(m.columns, metric)]
+    m.index = [labels.get(i, i) for i in m.index]
+    return m
+
+
+def heat_colour(value: float, limit: float) -> str:
+    """RdYlGn colour for a delta in [-limit, limit] (points); light grey for NaN."""
+    import matplotlib
+
+    if not math.isfinite(value):
+        return "#eeeeee"
+    r, g, b, _ = matplotlib.colormaps["RdYlGn"](0.5 + 0.5 * max(-1.0, min(1.0, value / limit)))
+    return f"#{int(255 * r):02x}{int(255 * g):02x}{int(255 * b):02x}"
+
+
+def heatmap_grid(matrix: pd.DataFrame, title: str, *, scale: float = 100.0) -> dict | None:
+    """An HTML heatmap (variant x category) of deltas in points, symmetric colour scale.
+
+    Drawn as a table rather than an image: a 200-variant heatmap with readable row labels
+    costs matplotlib ~10 s per figure (one text object per tick), a table costs nothing and
+    keeps the labels searchable.
+    """
+    if matrix.empty:
+        return None
+    vals = matrix.to_numpy(float) * scale
+    finite = vals[pd.notna(vals)]
+    limit = float(max(abs(finite).max(), 1e-9)) if finite.size else 1.0
+    rows = [{"label": str(label), "cells": [
+        {"text": "" if not math.isfinite(v) else f"{v:+.0f}", "colour": heat_colour(v, limit),
+         "title": f"{label} / {c}: {v:+.1f} pts" if math.isfinite(v) else f"{label} / {c}: n/a"}
+        for c, v in zip(matrix.columns, row)]} for label, row in zip(matrix.index, vals)]
+    return {"title": title, "columns": [str(c) for c in matrix.columns], "rows": rows, "limit": limit}
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    return [] if df is None or df.empty else df.to_dict("records")

@@ -1,0 +1,97 @@
+"""write_reports on a synthetic store: every format, self-contained HTML, escaped model text."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from synthetic_store import XSS_RESPONSE, build_synthetic_store
+from typer.testing import CliRunner
+
+from peft_audit.cli import app
+from peft_audit.report import write_reports
+from peft_audit.report.html import script_json
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = build_synthetic_store(tmp_path_factory.mktemp("run"), n_variants=10, seed=4)
+    write_reports(d, formats=["md", "html", "json", "csv", "parquet"], n_boot=200)
+    return d
+
+
+def test_all_formats_written(run_dir):
+    for name in ("report.md", "report.html", "analysis.json"):
+        assert (run_dir / name).stat().st_size > 1000
+    doc = json.loads((run_dir / "analysis.json").read_text())
+    assert doc["correction"] == "holm" and doc["tables"]["paired"] and doc["tables"]["findings"]
+    paired_csv = pd.read_csv(run_dir / "analysis" / "paired.csv")
+    paired_pq = pd.read_parquet(run_dir / "analysis" / "paired.parquet")
+    assert len(paired_csv) == len(paired_pq) == len(doc["tables"]["paired"])
+    assert {"delta", "ci_low", "ci_high", "p_value", "p_adj"} <= set(paired_csv.columns)
+
+
+def test_markdown_opens_with_findings_and_has_intervals(run_dir):
+    md = (run_dir / "report.md").read_text()
+    assert md.splitlines()[2] == "## Findings"
+    findings = md.split("## Findings")[1].split("## Safety")[0]
+    assert "95% CI" in findings and "prompt-based" in findings
+    safety = md.split("## Safety")[1].split("## Fairness")[0]
+    assert re.search(r"\d+\.\d \([+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]\*?\)", safety)
+    assert "<script>" not in md
+
+
+def test_html_is_self_contained_and_escapes_model_text(run_dir):
+    html = (run_dir / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html
+    assert XSS_RESPONSE not in html and "alert(1)</script>" not in html
+    assert "\\u003cscript\\u003ealert(1)" in html
+    for section in ("Findings", "Heatmaps", "factor effects", "Pareto front", "Judge agreement", "Over-refusal",
+                    "Failed or unfinished", "Per-sample browser"):
+        assert section in html
+    assert "synthetic failure of &lt;ia3&gt;" in html  # error text escaped, not markup
+
+
+def test_script_json_cannot_close_the_script_element():
+    s = script_json({"r": "</script><script>alert(1)</script>&amp;\u2028"})
+    assert "<" not in s and ">" not in s and "&" not in s
+    assert json.loads(s)["r"].startswith("</script>")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (install it with `apt-get install -y chromium`)")
+def test_html_renders_in_headless_chromium_and_shows_script_as_text(run_dir, tmp_path):
+    url = (run_dir / "report.html").resolve().as_uri() + "#samples?q=alert"
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert '<body data-render="ok">' in dom, "page script did not finish"
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    # The response is a text node in the sample table, not an element.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; and &lt;b&gt;bold&lt;/b&gt; &amp; friends" in dom
+    assert "<script>alert(1)" not in dom
+    assert "showing 1 of 1 samples" in dom
+
+
+def test_cli_report_and_bad_format(run_dir):
+    r = CliRunner().invoke(app, ["report", str(run_dir), "--format", "md", "--correction", "bh"])
+    assert r.exit_code == 0, r.output
+    assert "Benjamini-Hochberg" in (run_dir / "report.md").read_text()
+    r = CliRunner().invoke(app, ["report", str(run_dir), "--format", "pdf"])
+    assert r.exit_code == 2 and "pdf" in r.output
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results store"):
+        write_reports(tmp_path / "nope", formats=["md"])
+    assert not (tmp_path / "nope" / "results.sqlite").exists()
