@@ -160,6 +160,112 @@ def gate(
     raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------------------------------
+# discover / audit  (peft_audit.adapters)
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def discover(
+    base: str = typer.Option(..., "--base", help="Hub id of the base model, e.g. HuggingFaceTB/SmolLM2-135M-Instruct."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Examine at most this many adapter repos (most downloaded first)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Comma list of methods to keep: lora,ia3,prompt-tuning,p-tuning,prefix-tuning."),
+    out: Path = typer.Option(Path("adapters.yaml"), "--out", help="Audit file to write."),
+) -> None:
+    """List PEFT adapters of a base model on the Hub, read their metadata, write an audit file.
+
+    Uses HF_TOKEN and HF_ENDPOINT from the environment. Gated or unreadable repos are listed
+    under `skipped` with the reason.
+
+    Example:
+
+        peft-audit discover --base HuggingFaceTB/SmolLM2-135M-Instruct --limit 20 --method lora --out adapters.yaml
+    """
+    from .adapters import AdapterError, write_audit_file
+    from .adapters import discover as discover_adapters
+    from .config import METHODS
+
+    methods = [m.strip() for m in method.split(",") if m.strip()] if method else None
+    bad = [m for m in methods or [] if m not in METHODS]
+    if bad:
+        _fail(f"--method: unknown {', '.join(bad)}; valid: {', '.join(METHODS)}")
+    try:
+        res = discover_adapters(base, limit=limit, methods=methods)
+    except AdapterError as e:
+        _fail(str(e))
+    write_audit_file(res.audit_file, out)
+    af = res.audit_file
+    console.print(f"{len(af.adapters)} adapter(s), {len(af.skipped)} skipped, "
+                  f"{len(res.filtered_out)} of other methods -> {out}")
+    for s in af.skipped:
+        console.print(f"  [yellow]{s.status}[/] {s.id}: {s.reason}", highlight=False)
+
+
+@app.command()
+def audit(
+    base: Optional[str] = typer.Option(None, "--base", help="Base model (alias, dir, .gguf or Hub id); default: the audit file's base."),
+    adapter: list[str] = typer.Option([], "--adapter", help="Adapter dir or Hub id[@revision]; repeatable."),
+    from_file: Optional[Path] = typer.Option(None, "--from", help="Audit file written by `peft-audit discover`."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumable)."),
+    safety: Optional[str] = typer.Option(None, "--safety", help="safety.source: builtin | hexphi | dir | CSV/JSONL."),
+    fairness: Optional[str] = typer.Option(None, "--fairness", help="fairness.source: builtin | BBQ dir | HF id."),
+    force: bool = typer.Option(False, "--force", help="Evaluate adapters whose base name or tensor shapes do not fit."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the Hub (off by default)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety, fairness and device settings to use."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: --config's, else auto)"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run variants recorded as failed."),
+) -> None:
+    """Evaluate existing adapters (local or Hub) against their base model; report as for a sweep.
+
+    Each adapter is checked first (base model name, tensor shapes); one that does not fit, is
+    corrupt, gated or of an unknown type is recorded as failed/skipped with the reason, and the
+    others are still evaluated. Method, learning rate, epochs and SFT/DPO come from the adapter's
+    config, model card and trainer_state.json when written there.
+
+    Example:
+
+        peft-audit audit --base smollm2-135m-instruct --adapter ./my-lora --adapter org/adapter@main --out runs/audit
+
+        peft-audit audit --from adapters.yaml --config configs/quickstart.yaml --out runs/hub-audit
+    """
+    from .adapters import plan_audit, read_audit_file, run_audit
+    from .config import SweepConfig, load_config
+    from .pipeline import RunOptions
+
+    refs = list(adapter)
+    try:
+        settings = load_config(config) if config else SweepConfig()
+        if from_file:
+            af = read_audit_file(from_file)
+            refs = [e.ref for e in af.adapters] + refs
+            base = base or af.base
+        if not base:
+            _fail("--base is required (or an audit file with `base:`)")
+        if not refs:
+            _fail("no adapters: pass --adapter (repeatable) or --from adapters.yaml")
+        plan = plan_audit(
+            base, refs, name=out.name, device=device or settings.device, force=force,
+            trust_remote_code=trust_remote_code or settings.trust_remote_code,
+            safety=settings.safety.model_copy(update={"source": safety}) if safety else settings.safety,
+            fairness=settings.fairness.model_copy(update={"source": fairness}) if fairness else settings.fairness,
+        )
+        for o in plan.outcomes:
+            colour = {"ok": "green", "skipped": "yellow"}.get(o.status, "red")
+            console.print(f"  [{colour}]{o.status}[/] {o.ref} ({o.method or '?'})"
+                          + (f": {o.reason}" if o.reason else ""), highlight=False)
+            for w in o.warnings:
+                console.print(f"      warning: {w}", highlight=False)
+        result = run_audit(plan, out, RunOptions(retry_failed=retry_failed, executor=executor, jobs=jobs))
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    bad = [o for o in plan.outcomes if o.status != "ok"]
+    if result.failed or bad:
+        console.print(f"[yellow]{len(bad)} adapter(s) not evaluable, {result.failed} variant(s) failed in all; "
+                      f"see `peft-audit show {out}`[/]")
+    if result.failed:  # skipped (gated, unknown type) alone does not fail the command
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover
     try:
         app()

@@ -1,0 +1,298 @@
+"""Does a saved adapter fit the base model we audit? :func:`check_compatibility`.
+
+Two checks, both before any weight is loaded:
+
+1. **Base model name.** The adapter's ``base_model_name_or_path`` (or the card's ``base_model``) is
+   compared with the audit's base model after normalisation: case-folded, ``@revision`` and
+   trailing ``/`` dropped, then the *last path component* compared, so ``org/Name``, a local
+   directory ``/models/Name`` and ``org2/name`` (a mirror) all match ``Name`` (a differing org is a
+   warning). The bundled alias ``smollm2-135m-instruct`` stands for
+   ``HuggingFaceTB/SmolLM2-135M-Instruct``. A different name fails unless ``force``; an adapter
+   that names no base model gets a warning and the shape check decides.
+2. **Tensor shapes.** The header of ``adapter_model.safetensors`` (``safe_open``, no tensor data
+   read; a truncated file fails here) is compared with the base model's modules, built from its
+   ``config.json`` on the ``meta`` device (no weights, no memory):
+   LoRA ``lora_A`` = [r, in_features], ``lora_B`` = [out_features, r] (Hu et al., 2021,
+   arXiv:2106.09685, eq. 3: W0 + BA with B in R^{d x r}, A in R^{r x k}); IA3 ``ia3_l`` = [out, 1],
+   or [1, in] for feed-forward modules (Liu et al., 2022, arXiv:2205.05638, sec. 3.3);
+   ``prompt_embeddings`` = [virtual tokens, hidden size] for prompt tuning (Lester et al., 2021)
+   and P-tuning (Liu et al., 2021), and [virtual tokens, layers x 2 x key/value size] for prefix
+   tuning (Li & Liang, 2021) -- the sizes PEFT itself derives
+   (``peft.utils.other._prepare_prompt_learning_config``).
+
+A ``.bin``-only adapter is read with ``torch.load(weights_only=True, map_location="meta")``,
+which refuses pickled code. ``trust_remote_code`` is off unless the caller passes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import AdapterError, CorruptAdapter
+from .metadata import PEFT_TYPE_TO_METHOD, PICKLE_WEIGHTS, SAFETENSORS, extract_metadata, read_adapter_config
+
+#: Bundled aliases (peft_audit.models.resolve.ALIASES) -> the Hub id adapters name.
+ALIAS_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+_PREFIX = "base_model.model."
+_MAX_LISTED = 4
+
+
+@dataclass
+class CompatResult:
+    """Outcome of :func:`check_compatibility`.
+
+    ``ok`` -- the adapter may be evaluated; ``status`` -- ``ok`` | ``failed`` | ``skipped``;
+    ``reasons`` -- each mismatch, "expected ... found ..."; ``warnings`` -- things that do not block
+    (or that ``force`` overrode).
+    """
+
+    ok: bool
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def message(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else "compatible"
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------------------------
+def _norm(name: str) -> tuple[str, str]:
+    """(org or parent dir, last component), case-folded, without @revision and trailing '/'."""
+    n = ALIAS_HUB_IDS.get(name, name).strip().rstrip("/\\")
+    if "@" in n and "/" in n.split("@", 1)[0]:
+        n = n.rsplit("@", 1)[0]
+    parts = re.split(r"[/\\]", n.casefold())
+    return (parts[-2] if len(parts) > 1 else "", parts[-1])
+
+
+def compare_base_names(adapter_base: str | None, our_names: list[str]) -> tuple[bool, str | None]:
+    """(names fit, message). ``our_names``: every name the audit base is known by."""
+    if not adapter_base:
+        return True, "the adapter does not name its base model; only tensor shapes were checked"
+    a_org, a_name = _norm(adapter_base)
+    for ours in our_names:
+        o_org, o_name = _norm(ours)
+        if a_name == o_name:
+            if a_org and o_org and a_org != o_org and "/" in ours and not Path(ours).exists():
+                return True, f"adapter base {adapter_base!r} and audit base {ours!r} differ only in owner"
+            return True, None
+    return False, (f"base model name: the adapter was trained on {adapter_base!r}, "
+                   f"the audit base is {our_names[0]!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor shapes
+# ---------------------------------------------------------------------------------------------
+def read_tensor_shapes(adapter_dir: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the adapter's weights file, reading no tensor data.
+
+    Raises :class:`CorruptAdapter` for an unreadable/truncated file and :class:`AdapterError`
+    when there is no weights file.
+    """
+    d = Path(adapter_dir)
+    st = d / SAFETENSORS
+    if st.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(st), framework="pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except (SafetensorError, OSError) as e:
+            raise CorruptAdapter(
+                f"{st}: cannot read safetensors ({e}); the file is truncated or corrupt -- download it again"
+            ) from None
+    pt = d / PICKLE_WEIGHTS
+    if pt.is_file():
+        import pickle
+
+        import torch
+
+        try:
+            sd = torch.load(str(pt), map_location="meta", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+            raise CorruptAdapter(
+                f"{pt}: refused or unreadable with torch.load(weights_only=True) ({str(e).splitlines()[0]}); "
+                "only plain tensors are accepted from .bin files -- ask for a safetensors version"
+            ) from None
+        if not isinstance(sd, dict):
+            raise CorruptAdapter(f"{pt}: expected a dict of tensors, got {type(sd).__name__}")
+        return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+    raise AdapterError(f"{d}: no {SAFETENSORS} (or {PICKLE_WEIGHTS}); the adapter has no weights")
+
+
+@lru_cache(maxsize=4)
+def _meta_model(config_dir: str, trust_remote_code: bool):
+    """The base model's module tree on the meta device (no weights allocated)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(config_dir, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust_remote_code)
+    return cfg, model
+
+
+def _in_out(module: Any) -> tuple[int, int] | None:
+    """(in_features, out_features) of a Linear / HF Conv1D / Embedding (num_embeddings, dim)."""
+    w = getattr(module, "weight", None)
+    if w is None or w.dim() != 2:
+        return None
+    if type(module).__name__ == "Conv1D":  # GPT-2 style: weight is [in, out]
+        return int(w.shape[0]), int(w.shape[1])
+    if type(module).__name__ == "Embedding" or hasattr(module, "num_embeddings"):
+        return int(w.shape[0]), int(w.shape[1])
+    return int(w.shape[1]), int(w.shape[0])
+
+
+_LORA = re.compile(r"^(?P<mod>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)"
+                   r"(?:\.[^.]+)?(?:\.weight)?$")
+_IA3 = re.compile(r"^(?P<mod>.+)\.ia3_l(?:\.[^.]+)?$")
+
+
+def _is_feedforward(module_name: str, ff: Any) -> bool:
+    if isinstance(ff, str):
+        return re.fullmatch(ff, module_name) is not None
+    return any(module_name == f or module_name.endswith("." + f) for f in ff or [])
+
+
+def _expected_prompt_shape(method: str, acfg: dict[str, Any], base_cfg: Any) -> tuple[tuple[int, int], dict[str, int]]:
+    """Expected ``prompt_embeddings`` shape and the dims PEFT derives from the *base* config."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from peft.utils.other import _prepare_prompt_learning_config
+
+    cls = PEFT_TYPE_TO_CONFIG_MAPPING[acfg["peft_type"]]
+    fresh = cls(task_type="CAUSAL_LM", num_virtual_tokens=int(acfg.get("num_virtual_tokens") or 1))
+    fresh = _prepare_prompt_learning_config(fresh, base_cfg)
+    n = int(acfg.get("num_virtual_tokens") or 0) * int(acfg.get("num_transformer_submodules") or 1)
+    width = fresh.token_dim * (fresh.num_layers * 2 if method == "prefix-tuning" else 1)
+    return (n, width), {"token_dim": fresh.token_dim, "num_layers": fresh.num_layers}
+
+
+def compare_shapes(method: str, acfg: dict[str, Any], shapes: dict[str, tuple[int, ...]],
+                   base_cfg: Any, base_model: Any) -> tuple[list[str], list[str]]:
+    """(mismatches, warnings) of adapter tensors against the base model (see module docstring)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if method in ("prompt-tuning", "p-tuning", "prefix-tuning"):
+        expected, dims = _expected_prompt_shape(method, acfg, base_cfg)
+        for key in ("token_dim", "num_layers"):
+            if acfg.get(key) is not None and int(acfg[key]) != dims[key]:
+                problems.append(f"adapter_config.json {key}: expected {dims[key]} (from the base model), found {acfg[key]}")
+        found = shapes.get("prompt_embeddings")
+        if found is None:
+            problems.append("tensor prompt_embeddings: expected in the weights file, not found")
+        elif tuple(found) != expected:
+            problems.append(f"tensor prompt_embeddings: expected shape {list(expected)}, found {list(found)}")
+        return problems, warnings
+
+    modules = dict(base_model.named_modules())
+    params = {k: tuple(v.shape) for k, v in base_model.named_parameters()}
+    lora_r: dict[str, dict[str, int]] = {}
+    for key, shape in shapes.items():
+        name = key[len(_PREFIX):] if key.startswith(_PREFIX) else key
+        m = _LORA.match(name) if method == "lora" else _IA3.match(name) if method == "ia3" else None
+        if m is None:
+            plain = re.sub(r"\.modules_to_save(\.[^.]+)?", "", name)
+            if plain in params:
+                if params[plain] != tuple(shape):
+                    problems.append(f"tensor {key}: expected shape {list(params[plain])} (base {plain}), found {list(shape)}")
+            else:
+                warnings.append(f"tensor {key}: not a {method} weight of a known base module; not checked")
+            continue
+        mod_name = m.group("mod")
+        module = modules.get(mod_name)
+        io = _in_out(module) if module is not None else None
+        if module is None or io is None:
+            problems.append(f"tensor {key}: targets module {mod_name!r}, which the base model does not have")
+            continue
+        fan_in, fan_out = io
+        if method == "ia3":
+            ff = _is_feedforward(mod_name, acfg.get("feedforward_modules"))
+            exp = (1, fan_in) if ff else (fan_out, 1)
+        else:
+            kind = m.group("kind")
+            r = shape[0] if kind in ("lora_A", "lora_embedding_A") else shape[-1]
+            lora_r.setdefault(mod_name, {})[kind] = r
+            exp = {"lora_A": (r, fan_in), "lora_B": (fan_out, r), "lora_embedding_A": (r, fan_in),
+                   "lora_embedding_B": (fan_out, r), "lora_magnitude_vector": (fan_out,)}[kind]
+        if tuple(shape) != exp:
+            problems.append(f"tensor {key}: expected shape {list(exp)} for base module {mod_name}, found {list(shape)}")
+    for mod_name, ranks in lora_r.items():
+        if len({v for k, v in ranks.items() if k != "lora_magnitude_vector"}) > 1:
+            problems.append(f"module {mod_name}: LoRA A and B ranks differ ({ranks})")
+    if not shapes:
+        problems.append("the weights file holds no tensors")
+    if len(problems) > _MAX_LISTED:  # one line per tensor of a 7B model would bury the point
+        problems = problems[:_MAX_LISTED] + [f"... and {len(problems) - _MAX_LISTED} more tensor mismatches"]
+    return problems, warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+def _base_dir_and_names(base: str | Path) -> tuple[Path, list[str]]:
+    p = Path(base)
+    if p.is_dir():
+        names = [str(base)]
+    else:
+        from ..models import resolve_model
+
+        names = [str(base)]
+        p = resolve_model(str(base)).path
+    cfg_file = p / "config.json"
+    if cfg_file.is_file():
+        import json
+
+        try:
+            n = json.loads(cfg_file.read_text()).get("_name_or_path")
+        except ValueError:
+            n = None
+        if n:
+            names.append(n)
+    return p, names
+
+
+def check_compatibility(adapter_dir: str | Path, base: str | Path, *, force: bool = False,
+                        trust_remote_code: bool = False) -> CompatResult:
+    """Check that the adapter in ``adapter_dir`` fits ``base`` (a checkpoint dir or a model name
+    that :func:`peft_audit.models.resolve_model` accepts). See the module docstring.
+
+    Never raises for a bad adapter: unknown ``peft_type`` -> ``status="skipped"``; corrupt file,
+    missing config, name or shape mismatch -> ``status="failed"`` with the reason. With ``force``
+    a name or shape mismatch becomes a warning (a corrupt or unsupported adapter still fails).
+    """
+    d = Path(adapter_dir)
+    try:
+        meta = extract_metadata(d)
+        acfg = read_adapter_config(d)
+    except AdapterError as e:
+        return CompatResult(False, e.status, [str(e)])
+    if meta.method is None:
+        return CompatResult(False, "skipped", [
+            f"adapter type {meta.value('peft_type')!r} cannot be evaluated; supported: "
+            + ", ".join(f"{t} ({m})" for t, m in PEFT_TYPE_TO_METHOD.items())
+        ])
+    try:
+        shapes = read_tensor_shapes(d)
+    except AdapterError as e:
+        return CompatResult(False, "failed", [str(e)])
+
+    base_dir, names = _base_dir_and_names(base)
+    problems: list[str] = []
+    warnings: list[str] = []
+    fits, msg = compare_base_names(meta.value("base_model"), names)
+    (warnings if fits else problems).extend([msg] if msg else [])
+    base_cfg, base_model = _meta_model(str(base_dir), trust_remote_code)
+    p, w = compare_shapes(meta.method, acfg, shapes, base_cfg, base_model)
+    problems += p
+    warnings += w
+    if problems and force:
+        return CompatResult(True, "ok", [], warnings + [f"--force: ignored {x}" for x in problems])
+    return CompatResult(not problems, "ok" if not problems else "failed", problems, warnings)
