@@ -172,7 +172,10 @@ def print_run(run_dir: Path) -> None:
         ci = s.get("overall_ci") or [None, None]
         fo = (v["fairness"] or {}).get("overall") or {}
         d = (v.get("delta_vs_base") or {}).get("safety", {}).get("overall")
-        name = v["label"] or (v["method"] if v["method"] == "base" else f"{v['method']}/{v['algo']}/lr={v['lr']:g}")
+        name = v["label"] or (
+            v["method"] if v["method"] == "base"
+            else f"{v['method']}/{v['algo'] or '?'}/lr={'?' if v['lr'] is None else format(v['lr'], 'g')}"
+        )
         status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
         t.add_row(
             v["id"], name, status,
