@@ -193,7 +193,8 @@ def _stored_rows(run_dir: Path, table: str, vid: str, sink: StageSink, fallback)
     """Rows of an earlier stage: from this process if it just made them, else from the store."""
     if fallback is not None:
         return fallback
-    store = sink if isinstance(sink, Store) else Store(Path(run_dir) / "results.sqlite")
+    # A worker's MessageSink serves the rows the driver sent; only in-process runs read the file.
+    store = sink if hasattr(sink, "rows") else Store(Path(run_dir) / "results.sqlite")
     return store.rows(table, vid)
 
 
@@ -231,6 +232,12 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
+    # Optional extras (Ray, MLflow) are checked before anything is written.
+    executor = get_executor(opts)
+    if opts.mlflow:
+        from .tracking import require_mlflow
+
+        require_mlflow()
     store, plan = prepare_run(cfg, run_dir, config_path=config_path)
     todo = []
     for pv in plan:
@@ -246,7 +253,6 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
         f"[bold]{cfg.name}[/]: {len(plan)} variants, {len(plan) - len(todo)} already finished or skipped, "
         f"{len(todo)} to run -> {run_dir}"
     )
-    executor = get_executor(opts)
     stage_seconds = executor.run(cfg, run_dir, todo, store)
 
     t_report = time.perf_counter()

@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SweepConfig, VariantSpec, variant_id
+from ..config import ConfigError, SweepConfig, VariantSpec, variant_id
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,17 @@ def _grid(args: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, An
     return [{**args, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def expand(cfg: SweepConfig) -> list[PlannedVariant]:
-    """All variants of the sweep, bases first; duplicates (same id) appear once."""
+def expand(cfg: SweepConfig, *, validate: bool = True) -> list[PlannedVariant]:
+    """All variants of the sweep, bases first; duplicates (same id) appear once.
+
+    With ``validate`` (the default) invalid combinations raise :class:`ConfigError` naming the
+    variant before anything runs (see :func:`validate_plan`).
+    """
+    if validate:
+        for m in cfg.methods:
+            for key, values in m.grid.items():
+                if not values:
+                    raise ConfigError(f"methods[{m.name}].grid.{key} is an empty list: it would expand to no variants")
     seen: dict[str, PlannedVariant] = {}
 
     def add(spec: VariantSpec) -> None:
@@ -75,7 +84,43 @@ def expand(cfg: SweepConfig) -> list[PlannedVariant]:
                     )
     for v in cfg.variants:
         add(v)
-    return list(seen.values())
+    plan = list(seen.values())
+    if validate:
+        validate_plan(cfg, plan)
+    return plan
+
+
+def validate_plan(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
+    """Reject combinations that cannot run, naming the variant; pure (no model is loaded).
+
+    Checks: method arguments unknown to the method (or of the wrong type); two different
+    variants with the same ``label`` (the report would conflate them); quantised loading
+    (``training.load_in``) when the device is explicitly not CUDA (bitsandbytes is GPU-only).
+    """
+    from ..methods import resolve_method_args
+
+    problems: list[str] = []
+    labels: dict[str, PlannedVariant] = {}
+    for pv in plan:
+        s = pv.spec
+        where = f"variant {pv.id} ({pv.display})"
+        if not s.is_base():
+            try:
+                resolve_method_args(s.method, s.method_args)
+            except ValueError as e:
+                problems.append(f"{where}: {e}")
+        if s.label:
+            other = labels.setdefault(s.label, pv)
+            if other is not pv:
+                problems.append(f"{where}: label {s.label!r} is already used by variant {other.id}; labels must be unique")
+    trains = any(not pv.spec.is_base() and not pv.spec.adapter for pv in plan)
+    if trains and cfg.training.load_in and not cfg.device.startswith(("cuda", "auto")):
+        problems.append(
+            f"training.load_in={cfg.training.load_in!r} needs a CUDA GPU (bitsandbytes) but device is "
+            f"{cfg.device!r}; remove load_in or set device: cuda"
+        )
+    if problems:
+        raise ConfigError("invalid sweep:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def eval_protocol_hash(cfg: SweepConfig) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from .. import MissingDependencyError  # noqa: F401  (re-exported for callers)
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -22,10 +24,16 @@ class Executor(Protocol):
         ...
 
 
-def get_executor(opts: "RunOptions") -> Executor:
-    from .local import LocalExecutor
+#: executor name -> "module:class", imported only when chosen (Ray is an optional extra).
+EXECUTORS = {"local": "local:LocalExecutor", "ray": "ray:RayExecutor"}
 
-    executors = {"local": LocalExecutor}
-    if opts.executor not in executors:
-        raise ValueError(f"unknown executor {opts.executor!r}; valid: {', '.join(executors)}")
-    return executors[opts.executor](opts)
+
+def get_executor(opts: "RunOptions") -> Executor:
+    """The executor named by ``opts.executor``; ValueError naming the valid ones if unknown.
+    A missing optional dependency (Ray) raises :class:`MissingDependencyError` saying how to install it."""
+    import importlib
+
+    if opts.executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {opts.executor!r}; valid: {', '.join(EXECUTORS)}")
+    module, cls = EXECUTORS[opts.executor].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(opts)

@@ -1,51 +1,104 @@
-"""The local executor: variants one after another on this machine, with live progress."""
+"""The local executor: each variant in a fresh subprocess on this machine, ``--jobs N`` at once.
+
+A fresh (``spawn``) process per variant returns all its memory to the system when the variant
+ends, and a crash (segfault, out-of-memory kill) takes only that variant down: the driver
+records it as failed and goes on. Workers stream their finished stages over a
+``multiprocessing`` queue; only the driver (this process) writes the store.
+
+Bases come first in the plan, so they start first; a variant does not wait for its base to
+finish (its evaluation does not depend on the base's results), which keeps ``--jobs`` busy.
+``RunOptions.in_process`` runs variants in this process instead (debugging, tests).
+"""
 
 from __future__ import annotations
 
-import time
+import multiprocessing as mp
+import os
+import queue as queue_mod
+from collections.abc import Callable
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from ..driver import Driver
+from ..worker import run_variant, subprocess_main
 
-from ...pipeline import RunOptions, run_one
-
-
-def make_progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), transient=False,
-    )
+POLL_S = 0.5
 
 
 class LocalExecutor:
-    def __init__(self, opts: RunOptions):
+    def __init__(self, opts, worker: Callable = run_variant):
         self.opts = opts
+        self.worker = worker  # a module-level function (picklable by name for spawn)
 
     def run(self, cfg, run_dir: Path, todo, store) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        deadline = time.time() + self.opts.max_hours * 3600 if self.opts.max_hours else None
-        with make_progress() as bar:
-            variants_task = bar.add_task("variants", total=len(todo))
+        with Driver(cfg, run_dir, store, todo, self.opts, "local") as driver:
+            if self.opts.in_process:
+                self._run_in_process(driver, cfg, run_dir, todo, store)
+            else:
+                self._run_subprocesses(driver, cfg, run_dir, todo)
+            return driver.stage_seconds
 
-            def progress(description: str, total: int):
-                task = bar.add_task(f"  {description}", total=total)
+    def _run_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store) -> None:
+        from ...pipeline import run_one
 
-                def advance(n: int) -> None:
-                    bar.advance(task, n)
-                    if bar.tasks[task].completed >= total:
-                        bar.remove_task(task)
+        for pv in todo:
+            if not driver.may_start():
+                break
+            done, _ = driver.prepare(pv)
+            try:
+                status, timings = run_one(cfg, Path(run_dir), pv, store, done)
+            except KeyboardInterrupt:
+                driver.interrupted([pv.id])
+                raise
+            driver.finish(pv.id, status, timings)
 
-                return advance
+    def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo) -> None:
+        ctx = mp.get_context("spawn")
+        messages = ctx.Queue()
+        pending = list(todo)
+        running: dict[str, mp.process.BaseProcess] = {}
+        jobs = max(1, self.opts.jobs)
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        try:
+            while pending or running:
+                while pending and len(running) < jobs and driver.may_start():
+                    pv = pending.pop(0)
+                    done, rows = driver.prepare(pv)
+                    proc = ctx.Process(
+                        target=subprocess_main, name=f"peft-audit-{pv.id}",
+                        args=(self.worker, cfg, str(run_dir), pv, done, rows, messages, os.getpid(), threads),
+                    )
+                    proc.start()
+                    running[pv.id] = proc
+                if pending and not driver.may_start():
+                    pending.clear()
+                self._drain(driver, messages, timeout=POLL_S)
+                for vid, proc in list(running.items()):
+                    if proc.is_alive():
+                        continue
+                    proc.join()
+                    # Its feeder thread flushed before exit: read everything it sent first.
+                    self._drain(driver, messages, timeout=0.05, until_empty=True)
+                    if vid not in driver.finished:
+                        driver.lost(vid, f"worker process exited with code {proc.exitcode} before reporting "
+                                         "(crash or out-of-memory kill?)")
+                    del running[vid]
+                driver.heartbeat()
+        except KeyboardInterrupt:
+            for proc in running.values():
+                proc.terminate()
+            for proc in running.values():
+                proc.join(timeout=10)
+            driver.interrupted(list(running))
+            raise
+        finally:
+            messages.close()
 
-            for pv in todo:
-                if deadline and time.time() > deadline:
-                    bar.console.print("[yellow]--max-hours budget reached: not scheduling more variants[/]")
-                    break
-                bar.update(variants_task, description=f"variants ({pv.display})")
-                if self.opts.retry_failed and store.variant(pv.id)["status"] == "failed":
-                    store.clear_variant_results(pv.id)
-                status, timings = run_one(cfg, run_dir, pv, store, set(store.stages_done(pv.id)), progress)
-                for k, v in timings.items():
-                    totals[k] = totals.get(k, 0.0) + v
-                bar.advance(variants_task)
-        return totals
+    @staticmethod
+    def _drain(driver: Driver, messages, timeout: float, until_empty: bool = False) -> None:
+        try:
+            driver.handle(messages.get(timeout=timeout))
+            while True:
+                driver.handle(messages.get(timeout=0.05 if until_empty else 0.0) if until_empty
+                              else messages.get_nowait())
+        except queue_mod.Empty:
+            return

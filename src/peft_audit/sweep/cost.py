@@ -1,0 +1,151 @@
+"""What a sweep will cost, estimated from the config alone (no model is loaded).
+
+Units: optimizer steps per trained variant, safety prompts (plus over-refusal prompts) and
+BBQ items per evaluated variant. Steps follow the trainers' own rule: ``max_steps`` when set,
+otherwise ``epochs * ceil(examples / (batch_size * grad_accum))`` (Hugging Face
+``Trainer``: one optimizer step per ``batch_size * grad_accum`` examples, the last partial
+batch included). Counts that need a network download (a Hub training set or benchmark) are
+``None`` and printed as unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import SweepConfig
+from .plan import PlannedVariant
+
+
+@dataclass
+class PlanCost:
+    variants: int
+    bases: int
+    trained: int  # variants whose adapter this sweep trains
+    given_adapters: int  # variants that evaluate an existing adapter
+    train_steps: dict[str, int | None] = field(default_factory=dict)  # variant id -> steps
+    safety_prompts: int | None = None  # per evaluated variant
+    over_refusal_prompts: int | None = None
+    bbq_items: int | None = None
+
+    @property
+    def total_train_steps(self) -> int | None:
+        steps = list(self.train_steps.values())
+        return None if any(s is None for s in steps) else sum(steps)  # type: ignore[arg-type]
+
+    #: Base evaluations saved by evaluating each base model once: every adapter variant is
+    #: compared with its base, which would otherwise be evaluated once per variant.
+    base_evals_reused: int = 0
+
+
+def train_steps(examples: int | None, epochs: int, batch_size: int, grad_accum: int, max_steps: int | None) -> int | None:
+    """Optimizer steps of one training run (see module docstring); None if examples unknown."""
+    if max_steps:
+        return max_steps
+    if examples is None:
+        return None
+    return epochs * max(1, math.ceil(examples / (batch_size * grad_accum)))
+
+
+def _count_training_examples(cfg: SweepConfig, algo: str, seed: int) -> int | None:
+    t = cfg.training
+    if t.data != "builtin" and not Path(t.data).is_file():
+        # A Hub dataset: counting it would download it; `max_examples` bounds it if given.
+        return None
+    from ..training import load_training_data
+
+    return len(load_training_data(t, algo, seed=seed).rows)
+
+
+def estimate_cost(cfg: SweepConfig, plan: list[PlannedVariant]) -> PlanCost:
+    """Estimate the work of ``plan`` (see module docstring)."""
+    bases = [pv for pv in plan if pv.spec.is_base()]
+    trained = [pv for pv in plan if not pv.spec.is_base() and not pv.spec.adapter]
+    cost = PlanCost(
+        variants=len(plan), bases=len(bases), trained=len(trained),
+        given_adapters=sum(1 for pv in plan if pv.spec.adapter),
+    )
+    examples: dict[tuple[str, int], int | None] = {}
+    for pv in trained:
+        s = pv.spec
+        if cfg.training.max_steps is None and (s.algo, s.seed) not in examples:
+            examples[(s.algo, s.seed)] = _count_training_examples(cfg, s.algo, s.seed)
+        n = examples.get((s.algo, s.seed))
+        cost.train_steps[pv.id] = train_steps(n, s.epochs, cfg.training.batch_size, cfg.training.grad_accum,
+                                              cfg.training.max_steps)
+    with_variants = {pv.base_id for pv in plan if pv.base_id}
+    cost.base_evals_reused = max(0, (len(plan) - len(bases)) - len(with_variants))
+    if cfg.safety.enabled:
+        cost.safety_prompts, cost.over_refusal_prompts = _optional(_count_safety, cfg, (None, None))
+    if cfg.fairness.enabled:
+        cost.bbq_items = _optional(_count_bbq, cfg, None)
+    return cost
+
+
+def _optional(count, cfg: SweepConfig, unknown):
+    # A benchmark module this installation lacks makes its count unknown, not the plan fail.
+    try:
+        return count(cfg)
+    except (ImportError, AttributeError):
+        return unknown
+
+
+def _is_local_or_builtin(source: str) -> bool:
+    return source == "builtin" or Path(source).exists()
+
+
+def _count_safety(cfg: SweepConfig) -> tuple[int | None, int | None]:
+    if not _is_local_or_builtin(cfg.safety.source):
+        return None, None
+    from ..benchmarks import safety as sb
+
+    n = len(sb.load_safety_prompts(cfg.safety, seed=0))
+    return n, (len(sb.over_refusal_prompts()) if cfg.safety.over_refusal else 0)
+
+
+def _count_bbq(cfg: SweepConfig) -> int | None:
+    fc = cfg.fairness
+    if not _is_local_or_builtin(fc.source):
+        return None
+    from ..benchmarks import fairness as fb
+
+    loaded = fb.load_bbq(fc.source, per_cell=fc.per_cell, categories=fc.categories, seed=0,
+                         skip_bad_items=fc.skip_bad_items, metadata_csv=fc.metadata_csv)
+    return len(loaded.items)
+
+
+def render_plan(plan: list[PlannedVariant], cost: PlanCost, console) -> None:
+    """Print the variant table and the cost summary with rich."""
+    from rich.table import Table
+
+    t = Table(title=f"{cost.variants} variants ({cost.bases} base, {cost.trained} to train, "
+                    f"{cost.given_adapters} given adapters)")
+    for col in ("id", "base", "method", "args", "algo", "lr", "epochs", "seed", "train steps", "label"):
+        t.add_column(col, overflow="fold", no_wrap=col in ("id", "algo", "lr", "epochs", "seed", "train steps"))
+    for pv in plan:
+        s = pv.spec
+        steps = cost.train_steps.get(pv.id)
+        t.add_row(
+            pv.id, s.base_model, s.method if not s.adapter else f"{s.method} ({s.adapter})",
+            ", ".join(f"{k}={v}" for k, v in s.method_args.items()) or "–",
+            s.algo or "–", "–" if s.lr is None else f"{s.lr:g}", "–" if s.epochs is None else str(s.epochs),
+            str(s.seed), "–" if pv.id not in cost.train_steps else ("unknown" if steps is None else str(steps)),
+            s.label or "",
+        )
+    console.print(t)
+
+    def n(x: int | None) -> str:
+        return "unknown" if x is None else str(x)
+
+    evaluated = cost.variants
+    total_steps = cost.total_train_steps
+    console.print(f"train steps: {n(total_steps)} in total over {cost.trained} adapters")
+    if cost.safety_prompts is not None or cost.over_refusal_prompts is not None:
+        console.print(f"safety prompts per variant: {n(cost.safety_prompts)} (+ {n(cost.over_refusal_prompts)} "
+                      f"over-refusal); generations in total: "
+                      f"{n(None if cost.safety_prompts is None else evaluated * (cost.safety_prompts + (cost.over_refusal_prompts or 0)))}")
+    if cost.bbq_items is not None:
+        console.print(f"BBQ items per variant: {cost.bbq_items}; in total: {evaluated * cost.bbq_items}")
+    console.print(f"base evaluations reused: {cost.base_evals_reused} "
+                  f"({cost.bases} base evaluation(s) serve {cost.variants - cost.bases} adapter variant(s))")

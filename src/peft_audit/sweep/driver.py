@@ -1,0 +1,143 @@
+"""The driver side of every executor: the one process that writes the store.
+
+An executor decides *where* variants run; the :class:`Driver` does the rest the same way for
+all of them: prepares each variant (``--retry-failed`` clears a failed one; a resumed one gets
+the rows of its finished stages), applies worker messages to the store in order, records a
+worker that died without reporting as ``failed``, enforces the ``--max-hours`` budget (no new
+variant starts after it; running ones finish), keeps a heartbeat in the store for
+``peft-audit status``, shows live progress, and logs finished variants to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..store import Store
+from .messages import Message, apply_message, stored_rows_for
+from .plan import PlannedVariant
+
+HEARTBEAT_S = 5.0
+console = Console(stderr=True)
+
+
+class Driver:
+    def __init__(self, cfg, run_dir: Path, store: Store, todo: list[PlannedVariant], opts, executor: str):
+        self.cfg, self.run_dir, self.store, self.opts = cfg, Path(run_dir), store, opts
+        self.todo = list(todo)
+        self.by_id = {pv.id: pv for pv in todo}
+        self.deadline = time.time() + opts.max_hours * 3600 if opts.max_hours else None
+        self.budget_reported = False
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, str] = {}
+        self.stage_seconds: dict[str, float] = {}
+        self.tracker = None
+        if opts.mlflow:
+            from ..tracking import MlflowTracker
+
+            self.tracker = MlflowTracker(self.run_dir, experiment=cfg.name)
+        self._last_beat = 0.0
+        self.store.set_meta("executor", {"name": executor, "jobs": opts.jobs if executor == "local" else None})
+        self._progress: Progress | None = None
+        self._task = None
+
+    # ----- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> "Driver":
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self._progress.__enter__()
+        self._task = self._progress.add_task(self._describe(), total=len(self.todo))
+        self.heartbeat(force=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.store.set_meta("driver", {**self._driver_info(), "finished_at": time.time()})
+        if self._progress:
+            self._progress.__exit__(*exc)
+
+    def _driver_info(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+
+    def heartbeat(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last_beat >= HEARTBEAT_S:
+            self.store.set_meta("driver", self._driver_info())
+            self._last_beat = now
+
+    # ----- scheduling -----------------------------------------------------------------------
+    def may_start(self) -> bool:
+        """False once the --max-hours budget is spent (said once)."""
+        if self.deadline is not None and time.time() > self.deadline:
+            if not self.budget_reported:
+                console.print("[yellow]--max-hours budget reached: no new variants are started; "
+                              "running ones finish. Run the same command again to continue.[/]")
+                self.budget_reported = True
+            return False
+        return True
+
+    def prepare(self, pv: PlannedVariant) -> tuple[set[str], dict[str, list[dict]]]:
+        """Mark ``pv`` running and return (stages already done, rows of those stages)."""
+        row = self.store.variant(pv.id)
+        if self.opts.retry_failed and row and row["status"] == "failed":
+            self.store.clear_variant_results(pv.id)
+        done = set(self.store.stages_done(pv.id))
+        self.store.update_variant(pv.id, status="running", error=None, traceback=None)
+        self.started[pv.id] = time.time()
+        self._refresh()
+        return done, stored_rows_for(self.store, pv.id, done)
+
+    # ----- messages -------------------------------------------------------------------------
+    def handle(self, msg: Message) -> None:
+        apply_message(self.store, msg)
+        if msg[0] == "finished":
+            _, vid, status, timings = msg
+            self.finish(vid, status, timings)
+        self.heartbeat()
+
+    def finish(self, vid: str, status: str, timings: dict[str, float]) -> None:
+        if vid in self.finished:
+            return
+        self.finished[vid] = status
+        for k, v in timings.items():
+            self.stage_seconds[k] = self.stage_seconds.get(k, 0.0) + v
+        walls = self.store.get_meta("variant_wall_seconds", {})
+        walls[vid] = time.time() - self.started.get(vid, time.time())
+        self.store.set_meta("variant_wall_seconds", walls)
+        if status == "done" and self.tracker is not None:
+            self.tracker.log_variant(self.store.variant(vid), self.store.rows("metrics", vid))
+        if self._progress is not None:
+            self._progress.advance(self._task)
+        self._refresh()
+
+    def lost(self, vid: str, reason: str) -> None:
+        """A worker ended without its 'finished' message (crash, OOM kill, lost node)."""
+        if vid in self.finished:
+            return
+        self.store.update_variant(vid, status="failed", error=reason, traceback=None)
+        console.print(f"[red]variant {vid} ({self.by_id[vid].display}) failed:[/] {reason}")
+        self.finish(vid, "failed", {})
+
+    def interrupted(self, running: list[str]) -> None:
+        """Ctrl-C: variants that were running go back to pending for the next run."""
+        for vid in running:
+            if vid not in self.finished:
+                self.store.update_variant(vid, status="pending")
+
+    # ----- display --------------------------------------------------------------------------
+    def _describe(self) -> str:
+        done = sum(1 for s in self.finished.values() if s == "done")
+        failed = sum(1 for s in self.finished.values() if s == "failed")
+        running = len(set(self.started) - set(self.finished))
+        return f"variants: done {done} · failed {failed} · running {running}"
+
+    def _refresh(self) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=self._describe())

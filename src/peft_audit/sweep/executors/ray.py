@@ -1,0 +1,109 @@
+"""The Ray executor: one Ray task per variant, on a local Ray instance or a cluster.
+
+Each task asks for ``num_gpus=1`` when the cluster has GPUs, else ``num_cpus=1``, and runs
+:func:`peft_audit.sweep.worker.run_variant`. Its stage messages stream to the driver through a
+``ray.util.queue.Queue``; the driver alone writes the store, exactly as with the local
+executor, so results are the same. Ray retries a task whose node died (pre-emption) per its
+own ``max_retries`` rule; stage rows are keyed per sample, so a retried stage never duplicates.
+
+On a multi-node cluster, ``RUN_DIR`` must be on a filesystem all nodes share (trained
+adapters are written there), and every node needs peft-audit installed in the same version.
+``ray`` is an optional extra: ``pip install 'peft-audit[ray]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import MissingDependencyError
+from ..driver import Driver, console
+from ..worker import run_variant
+
+POLL_S = 0.5
+INSTALL_HINT = "the ray executor needs Ray: pip install 'peft-audit[ray]'  (or: pip install 'ray[default]')"
+
+
+def require_ray():
+    """Import ray or raise :class:`MissingDependencyError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(INSTALL_HINT) from None
+    return ray
+
+
+def _ray_task(cfg, run_dir: str, pv, done: set[str], rows, queue) -> str:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return run_variant(cfg, run_dir, pv, done, rows, queue.put)
+
+
+class RayExecutor:
+    def __init__(self, opts):
+        self.opts = opts
+        self.ray = require_ray()  # fail before any work if Ray is missing
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return  # e.g. a test or notebook that called ray.init() itself
+        if self.opts.ray_address:
+            ray.init(address=self.opts.ray_address, log_to_driver=True)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=True)
+
+    def run(self, cfg, run_dir: Path, todo, store) -> dict[str, float]:
+        ray = self.ray
+        from ray.util.queue import Empty, Queue
+
+        self._connect()
+        gpus = ray.cluster_resources().get("GPU", 0)
+        resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        console.print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {gpus:g} GPUs; one task per variant "
+                      f"with {resources}")
+        task = ray.remote(_ray_task).options(**resources)
+        messages = Queue(actor_options={"num_cpus": 0})
+        run_dir_s = str(Path(run_dir).resolve())
+
+        def drain() -> None:
+            while True:
+                try:
+                    driver.handle(messages.get_nowait())
+                except Empty:
+                    return
+
+        with Driver(cfg, run_dir, store, todo, self.opts, "ray") as driver:
+            refs: dict = {}
+            pending = list(todo)
+            try:
+                # Submit in plan order (bases first); Ray queues what does not fit yet. Submission is
+                # throttled to the cluster's slots so --max-hours can still stop new starts.
+                slots = max(1, int(gpus) if gpus else int(ray.cluster_resources().get("CPU", 1)))
+                while pending or refs:
+                    while pending and len(refs) < slots and driver.may_start():
+                        pv = pending.pop(0)
+                        done, rows = driver.prepare(pv)
+                        refs[task.remote(cfg, run_dir_s, pv, done, rows, messages)] = pv.id
+                    if pending and not driver.may_start():
+                        pending.clear()
+                    ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S) if refs else ([], [])
+                    drain()
+                    for ref in ready:
+                        vid = refs.pop(ref)
+                        try:
+                            ray.get(ref)
+                        except Exception as e:  # the task itself died (worker crash, lost node)
+                            drain()
+                            driver.lost(vid, f"Ray task failed: {type(e).__name__}: {str(e)[:500]}")
+                        drain()
+                        if vid not in driver.finished:
+                            driver.lost(vid, "Ray task ended without reporting")
+                    driver.heartbeat()
+            except KeyboardInterrupt:
+                for ref in refs:
+                    ray.cancel(ref, force=True)
+                driver.interrupted(list(refs.values()))
+                raise
+            finally:
+                ray.kill(messages.actor)
+            return driver.stage_seconds

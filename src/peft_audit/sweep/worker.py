@@ -1,0 +1,61 @@
+"""The body of one variant run away from the driver: in a fresh subprocess or a Ray task.
+
+:func:`run_variant` evaluates one variant with :func:`peft_audit.pipeline.run_one` (failure
+isolation included) and sends every stage to the driver through ``put`` (see
+:mod:`peft_audit.sweep.messages`); its last message is ``("finished", vid, status, timings)``.
+It never opens the store.
+
+:func:`subprocess_main` is the entry point of the local executor's spawned process. A watchdog
+thread ends the process when its driver disappears (``kill -9`` of the driver), so no orphan
+keeps training while a resumed run redoes the variant.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .messages import Message, MessageSink
+
+WATCHDOG_INTERVAL_S = 1.0
+
+
+def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows: dict[str, list[dict]],
+                put: Callable[[Message], None]) -> str:
+    """Run one variant, streaming its stages through ``put``; returns 'done' or 'failed'."""
+    from ..pipeline import run_one
+
+    sink = MessageSink(put, stored_rows)
+    status, timings = run_one(cfg, Path(run_dir), pv, sink, set(done_stages))
+    put(("finished", pv.id, status, timings))
+    return status
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(70)  # driver gone: stop at once, the resumed run redoes this variant
+        time.sleep(WATCHDOG_INTERVAL_S)
+
+
+def subprocess_main(worker: Callable, cfg, run_dir: str, pv, done_stages: set[str], stored_rows, queue,
+                    parent_pid: int, threads: int | None = None) -> None:
+    """Entry point of a spawned worker process: watchdog, then ``worker(..., put=queue.put)``.
+
+    ``threads`` caps torch's intra-op threads so ``--jobs N`` workers share the cores instead of
+    each claiming all of them.
+    """
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads:
+        # Read by torch when it is first imported (later, by the variant), so no torch import here.
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    try:
+        worker(cfg, run_dir, pv, done_stages, stored_rows, queue.put)
+    finally:
+        # Flush the queue's feeder thread before exiting so the driver sees every message.
+        queue.close()
+        queue.join_thread()

@@ -1,0 +1,44 @@
+"""Fake variant evaluation for the scheduling tests: runs in the spawned worker processes.
+
+The executors are exercised for real (subprocesses, queue, driver, store); only
+``pipeline.evaluate_variant`` is replaced, by one whose behaviour the variant's label picks:
+``boom`` raises, ``crash`` kills its process without reporting, anything else commits a
+'generated' and a 'metrics' stage whose values are derived from the variant id.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+
+def fake_value(vid: str) -> float:
+    return zlib.crc32(vid.encode()) / 2**32
+
+
+def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
+    with open(Path(run_dir) / "calls.txt", "a") as f:
+        f.write(f"{pv.id} {os.getpid()}\n")
+    label = pv.spec.label or ""
+    if label == "boom":
+        raise ValueError("deliberate failure for the test")
+    if label == "crash":
+        os._exit(3)
+    if "generated" not in done_stages:
+        sink.commit_stage(pv.id, "generated", 0.01, safety=[
+            {"prompt_id": f"p{i}", "benchmark": "safety", "category": "illegal_activity", "prompt": f"q{i}",
+             "response": f"{pv.id}-{i}", "n_new_tokens": i} for i in range(3)])
+    sink.commit_stage(pv.id, "metrics", 0.0, metrics=[
+        {"benchmark": "safety", "category": "overall", "metric": "safety_score", "value": fake_value(pv.id),
+         "ci_low": None, "ci_high": None, "n": 3}])
+    return {"generate": 0.01}
+
+
+def fake_worker(cfg, run_dir, pv, done_stages, stored_rows, put):
+    """``run_variant`` with the fake evaluation patched in (this runs in a fresh process)."""
+    import peft_audit.pipeline as pipeline
+    from peft_audit.sweep.worker import run_variant
+
+    pipeline.evaluate_variant = fake_evaluate
+    return run_variant(cfg, run_dir, pv, done_stages, stored_rows, put)

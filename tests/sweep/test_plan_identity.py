@@ -1,0 +1,111 @@
+"""Expansion, identity (what changes a variant id and what does not), validation, cost."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from peft_audit.config import ConfigError, TrainingConfig, parse_config
+from peft_audit.sweep.cost import estimate_cost, train_steps
+from peft_audit.sweep.plan import expand
+
+V = {"base_model": "m1", "method": "lora", "method_args": {"r": 4}, "algo": "sft", "lr": 1e-4, "epochs": 1, "seed": 0}
+CFG = {"base_models": ["m1"], "methods": [{"name": "lora", "grid": {"r": [4, 8]}}, "ia3"], "algos": ["sft", "dpo"],
+       "lr": [1e-4, 3e-4], "variants": [V]}
+
+
+def vid(variant: dict, **top) -> str:
+    plan = expand(parse_config({"base_models": ["m1"], "variants": [variant], **top}))
+    return plan[-1].id
+
+
+def test_same_config_same_ids_in_a_fixed_order():
+    a, b = expand(parse_config(CFG)), expand(parse_config(dict(CFG)))
+    assert [p.id for p in a] == [p.id for p in b]
+    assert len(a) == 1 + 2 * 2 * 2 + 2 * 2  # base + lora(r x algo x lr) + ia3(algo x lr); V is a duplicate
+    assert a[0].spec.is_base() and all(p.base_id == a[0].id for p in a[1:])
+
+
+@pytest.mark.parametrize("change", [
+    {"base_model": "m2"}, {"method": "ia3", "method_args": {}}, {"method_args": {"r": 8}}, {"algo": "dpo"},
+    {"lr": 2e-4}, {"epochs": 2}, {"seed": 1}, {"adapter": "some/adapter"},
+])
+def test_every_result_relevant_variant_field_changes_the_id(change):
+    assert vid({**V, **change}) != vid(V)
+
+
+TRAINING_CHANGES = {
+    "data": "other.jsonl", "data_split": "test", "columns": {"prompt": "q"}, "max_steps": 3, "batch_size": 2,
+    "grad_accum": 2, "max_seq_len": 64, "max_examples": 5, "safety_mix": 0.1, "dpo_beta": 0.2,
+    "gradient_checkpointing": True, "load_in": "4bit",
+}
+
+
+def test_training_table_covers_every_result_relevant_field():
+    assert set(TRAINING_CHANGES) == set(TrainingConfig.model_fields) - {"logging_steps"}
+
+
+@pytest.mark.parametrize("key", sorted(TRAINING_CHANGES))
+def test_every_training_field_changes_trained_ids(key):
+    assert vid(V, training={key: TRAINING_CHANGES[key]}) != vid(V)
+
+
+def test_cosmetic_fields_do_not_change_ids():
+    ref = vid(V)
+    assert vid({**V, "label": "pretty"}) == ref
+    assert vid(V, training={"logging_steps": 10}) == ref
+    assert vid(V, name="another-name") == ref
+    # the base and given adapters do not depend on training settings (reused across them)
+    given = {"base_model": "m1", "method": "lora", "adapter": "a/b"}
+    assert vid(given) == vid(given, training={"max_steps": 9})
+    assert expand(parse_config({"base_models": ["m1"], "training": {"max_steps": 9}}))[0].id == \
+        expand(parse_config({"base_models": ["m1"]}))[0].id
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"variants": [{**V, "method_args": {"rank": 4}}]}, "unknown argument 'rank' for PEFT method lora"),
+    ({"methods": [{"name": "ia3", "args": {"r": 4}}]}, "unknown argument 'r' for PEFT method ia3"),
+    ({"variants": [{**V, "label": "x"}, {**V, "seed": 1, "label": "x"}]}, "label 'x' is already used"),
+    ({"methods": [{"name": "lora", "grid": {"r": []}}]}, "grid.r is an empty list"),
+    ({"methods": ["lora"], "device": "cpu", "training": {"load_in": "4bit"}}, "needs a CUDA GPU"),
+])
+def test_invalid_combinations_are_rejected_naming_the_variant(bad, message):
+    with pytest.raises(ConfigError, match="(?s)" + message.replace("(", r"\(")) as e:
+        expand(parse_config({"base_models": ["m1"], **bad}))
+    if "variants" in bad or "args" in str(bad):
+        assert "variant " in str(e.value)
+
+
+def test_train_steps_rule():
+    assert train_steps(10, epochs=1, batch_size=4, grad_accum=1, max_steps=None) == 3  # last partial batch counts
+    assert train_steps(10, epochs=2, batch_size=2, grad_accum=2, max_steps=None) == 6
+    assert train_steps(None, epochs=1, batch_size=4, grad_accum=1, max_steps=7) == 7
+    assert train_steps(None, epochs=1, batch_size=4, grad_accum=1, max_steps=None) is None
+
+
+def test_estimate_counts_and_reuse(tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(f'{{"prompt": "p{i}", "response": "r{i}"}}\n' for i in range(9)))
+    cfg = parse_config({**CFG, "algos": ["sft"], "variants": [], "epochs": [2],
+                        "training": {"data": str(data), "batch_size": 4}, "safety": {"enabled": False},
+                        "fairness": {"enabled": False}})
+    plan = expand(cfg)
+    cost = estimate_cost(cfg, plan)
+    assert (cost.variants, cost.bases, cost.trained) == (1 + 4 + 2, 1, 6)
+    assert set(cost.train_steps.values()) == {2 * 3}
+    assert cost.base_evals_reused == 5
+    assert cost.safety_prompts is None and cost.bbq_items is None
+
+
+def test_plan_command_prints_table_without_loading_models(tmp_path):
+    from peft_audit.cli import app
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("base_models: [not-a-real-model]\nmethods: [lora, ia3]\ntraining: {max_steps: 4}\n")
+    res = CliRunner().invoke(app, ["plan", str(cfg)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "3 variants (1 base, 2 to train" in res.output and "8 in total" in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_models: [m]\nmethods: [{name: lora, args: {rank: 2}}]\n")
+    res = CliRunner().invoke(app, ["plan", str(bad)])
+    assert res.exit_code == 2 and "rank" in res.output

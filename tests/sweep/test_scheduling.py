@@ -1,0 +1,150 @@
+"""Executor scheduling with the real driver, subprocesses and store; only evaluation is faked
+(see sweep_fakes.py), so these run in seconds."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import sweep_fakes
+
+import peft_audit.report
+from peft_audit.config import parse_config
+from peft_audit.pipeline import RunOptions, run_sweep
+from peft_audit.store import Store
+from peft_audit.sweep.executors import local as local_mod
+from peft_audit.sweep.status import read_status
+
+V = {"base_model": "m1", "method": "lora", "algo": "sft", "lr": 1e-3, "epochs": 1}
+CFG = {
+    "name": "fake",
+    "base_models": ["m1"],
+    "methods": ["lora"],
+    "lr": [1e-4, 2e-4],
+    "variants": [{**V, "label": "boom"}, {**V, "seed": 1, "label": "crash"}],
+    "safety": {"enabled": False},
+    "fairness": {"enabled": False},
+}
+
+
+@pytest.fixture(autouse=True)
+def _fake_worker(monkeypatch):
+    # Reports are another module's job; the fake worker replaces evaluation in each subprocess.
+    monkeypatch.setattr(peft_audit.report, "write_reports", lambda *a, **k: [], raising=False)
+    monkeypatch.setattr(local_mod, "run_variant", sweep_fakes.fake_worker)
+    monkeypatch.setattr(local_mod.LocalExecutor.__init__, "__defaults__", (sweep_fakes.fake_worker,))
+
+
+def calls(run_dir: Path) -> list[str]:
+    p = run_dir / "calls.txt"
+    return [line.split()[0] for line in p.read_text().splitlines()] if p.exists() else []
+
+
+def statuses(run_dir: Path) -> dict[str, str]:
+    with Store(run_dir / "results.sqlite") as s:
+        return {(v["label"] or v["method"] + str(v["lr"])): v["status"] for v in s.variants()}
+
+
+def test_subprocesses_isolate_failures_and_crashes(tmp_path):
+    cfg = parse_config(CFG)
+    result = run_sweep(cfg, tmp_path, RunOptions(jobs=2))
+    assert statuses(tmp_path) == {"base" + "None": "done", "lora0.0001": "done", "lora0.0002": "done",
+                                  "boom": "failed", "crash": "failed"}
+    assert (result.done, result.failed) == (3, 2)
+    with Store(tmp_path / "results.sqlite") as s:
+        by_label = {v["label"]: v for v in s.variants("failed")}
+        assert "deliberate failure" in by_label["boom"]["error"]
+        assert "Traceback" in by_label["boom"]["traceback"] and "fake_evaluate" in by_label["boom"]["traceback"]
+        assert "exited with code 3" in by_label["crash"]["error"]
+        for v in s.variants("done"):
+            metrics = s.rows("metrics", v["id"])
+            assert [m["value"] for m in metrics] == [pytest.approx(sweep_fakes.fake_value(v["id"]))]
+            assert len(s.rows("safety_samples", v["id"])) == 3
+        # each variant in its own process
+        pids = [line.split()[1] for line in (tmp_path / "calls.txt").read_text().splitlines()]
+        assert len(set(pids)) == 5
+    st = read_status(tmp_path)
+    assert (st.counts["done"], st.counts["failed"], st.counts["running"]) == (3, 2, 0)
+    assert st.mean_variant_s is not None and st.eta_s == 0 and st.driver_finished
+
+
+def test_resume_skips_finished_and_retry_failed_reruns_only_failed(tmp_path):
+    cfg = parse_config(CFG)
+    run_sweep(cfg, tmp_path, RunOptions(jobs=2))
+    first = calls(tmp_path)
+    run_sweep(cfg, tmp_path, RunOptions(jobs=2))
+    assert calls(tmp_path) == first  # nothing re-ran
+    run_sweep(cfg, tmp_path, RunOptions(jobs=2, retry_failed=True))
+    with Store(tmp_path / "results.sqlite") as s:
+        failed = {v["id"] for v in s.variants("failed")}
+    assert len(failed) == 2
+    assert sorted(calls(tmp_path)[len(first):]) == sorted(failed)
+
+
+def test_max_hours_stops_scheduling_cleanly(tmp_path):
+    result = run_sweep(parse_config(CFG), tmp_path, RunOptions(max_hours=1e-12))
+    assert calls(tmp_path) == []
+    assert set(statuses(tmp_path).values()) == {"pending"}
+    assert result.done == result.failed == 0
+
+
+def test_in_process_mode_uses_the_same_driver(tmp_path, monkeypatch):
+    import peft_audit.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "evaluate_variant", sweep_fakes.fake_evaluate)
+    cfg = parse_config({**CFG, "variants": [{**V, "label": "boom"}]})
+    run_sweep(cfg, tmp_path, RunOptions(in_process=True))
+    assert statuses(tmp_path) == {"baseNone": "done", "lora0.0001": "done", "lora0.0002": "done", "boom": "failed"}
+
+
+def test_status_flags_interrupted_runs(tmp_path):
+    from peft_audit.pipeline import prepare_run
+
+    store, plan = prepare_run(parse_config(CFG), tmp_path)
+    store.update_variant(plan[1].id, status="running")
+    store.commit_stage(plan[1].id, "trained", 1.0)
+    store.set_meta("driver", {"pid": 1, "host": "h", "heartbeat": 0.0})
+    store.close()
+    st = read_status(tmp_path)
+    assert st.driver_alive is False
+    assert [(r.id, r.current) for r in st.running] == [(plan[1].id, "generated")]
+    assert st.counts["pending"] == len(plan) - 1
+
+
+def test_mlflow_logs_each_finished_variant_once(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from peft_audit.tracking import MlflowTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = parse_config(CFG)
+    for _ in range(2):  # the second run resumes: nothing new, nothing logged twice
+        run_sweep(cfg, tmp_path, RunOptions(jobs=2, mlflow=True))
+    tracker = MlflowTracker(tmp_path, experiment=cfg.name)
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    with Store(tmp_path / "results.sqlite") as s:
+        done = {v["id"]: v for v in s.variants("done")}
+    logged = {r.data.tags["peft_audit.variant_id"]: r for r in runs}
+    assert set(logged) == set(done)
+    for vid, r in logged.items():
+        assert r.data.metrics == {"safety.overall.safety_score": pytest.approx(sweep_fakes.fake_value(vid))}
+        assert r.data.params["variant.method"] == done[vid]["method"]
+
+
+@pytest.mark.parametrize("opts, module, hint", [
+    (RunOptions(executor="ray"), "ray", "pip install 'peft-audit[ray]'"),
+    (RunOptions(mlflow=True), "mlflow", "pip install 'peft-audit[mlflow]'"),
+])
+def test_missing_optional_extra_says_how_to_install_before_any_work(tmp_path, monkeypatch, opts, module, hint):
+    from peft_audit.sweep import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import <module>` raise ImportError
+    with pytest.raises(MissingDependencyError, match=re.escape(hint)):
+        run_sweep(parse_config(CFG), tmp_path / "run", opts)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_executor_names_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="valid: local, ray"):
+        run_sweep(parse_config(CFG), tmp_path, RunOptions(executor="slurm"))
