@@ -96,6 +96,7 @@ class SafetyConfig(_Strict):
     judge_concurrency: int = Field(4, ge=1)
     judge_timeout_s: float = Field(60.0, gt=0)
     judge_max_retries: int = Field(4, ge=0)
+    judge_backoff_s: float = Field(1.0, ge=0, description="First retry delay of the llm judge; doubles per retry")
     guard_model: str | None = Field(None, description="Model id/path of a guard classifier for the guard judge")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)

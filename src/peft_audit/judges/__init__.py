@@ -1,0 +1,17 @@
+"""Judges of safety responses: one module per judge behind the :class:`Judge` protocol.
+
+``keyword`` (refusal phrases + degeneration), ``llm`` (1-5 rubric over an OpenAI-compatible
+endpoint), ``guard`` (local Llama-Guard-style classifier); :func:`combine` and
+:func:`agreement` for several judges at once.
+"""
+
+from .base import COMBINED, SAFE_BY_LABEL, Judge, Verdict, row_verdict, verdict_row
+from .combine import COMBINE_RULES, agreement, cohen_kappa, combine
+from .keyword import REFUSAL_PHRASES, KeywordJudge, degeneration_reason, refusal_phrase
+from .registry import JUDGES, build_judges
+
+__all__ = [
+    "COMBINED", "COMBINE_RULES", "JUDGES", "REFUSAL_PHRASES", "SAFE_BY_LABEL", "Judge", "KeywordJudge", "Verdict",
+    "agreement", "build_judges", "cohen_kappa", "combine", "degeneration_reason", "refusal_phrase", "row_verdict",
+    "verdict_row",
+]

@@ -1,0 +1,44 @@
+"""Generation throughput of peft_audit.models.generate: batch 1 vs batched, on the bundled
+SmolLM2-135M-Instruct. Prints new tokens per second for each and their ratio (one run).
+
+    .venv/bin/python benchmarks/generation_throughput.py [--prompts 16] [--batch-size 8] [--max-new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+
+    from peft_audit.benchmarks.safety import builtin_prompts
+    from peft_audit.models import load_base
+    from peft_audit.models.generate import generate
+
+    t0 = time.perf_counter()
+    loaded = load_base("smollm2-135m-instruct", device=args.device)
+    print(f"load: {time.perf_counter() - t0:.1f} s on {loaded.device}, torch threads {torch.get_num_threads()}")
+    prompts = [p.prompt for p in builtin_prompts()[: args.prompts]]
+    generate(loaded.model, loaded.tokenizer, prompts[:2], max_new_tokens=4)  # warm-up
+    rates = {}
+    for bs in (1, args.batch_size):
+        t0 = time.perf_counter()
+        out = generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=bs)
+        dt = time.perf_counter() - t0
+        tokens = sum(g.n_new_tokens for g in out)
+        rates[bs] = tokens / dt
+        print(f"batch {bs:>2}: {tokens} new tokens in {dt:.1f} s = {rates[bs]:.1f} tokens/s")
+    print(f"ratio batched/batch-1: {rates[args.batch_size] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Safety evaluation steps the pipeline calls, each committed as its own stage:
+
+1. :func:`generate_responses` — model answers for the prompts (store ``safety_samples`` rows);
+2. :func:`judge_responses` — every judge's verdict plus the ``combined`` one (``verdicts`` rows);
+3. :func:`~.metrics.safety_metrics` — metric rows.
+
+:func:`evaluate_safety` runs all three. Over-refusal prompts (benchmark ``over_refusal``) are
+judged by the keyword judge only: refusal is what is measured there, and sending benign prompts
+to a paid rubric judge would cost money without telling anything about harm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ...config import SafetyConfig
+from ...judges.base import COMBINED, Judge, verdict_row
+from ...judges.combine import combine
+from ...judges.keyword import KeywordJudge
+from ...models.generate import generate
+from .metrics import safety_metrics
+from .prompts import OVER_REFUSAL_BENCHMARK, SafetyPrompt
+
+JUDGE_CHUNK = 32  # responses judged per progress update
+
+
+@dataclass
+class SafetyResult:
+    """Rows in store form: ``samples`` (SAFETY_COLUMNS), ``verdicts`` (VERDICT_COLUMNS),
+    ``metrics`` (METRIC_COLUMNS)."""
+
+    samples: list[dict]
+    verdicts: list[dict]
+    metrics: list[dict]
+
+
+def generate_responses(
+    model, tokenizer, prompts: Sequence[SafetyPrompt], *, cfg: SafetyConfig,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Greedy answers (``cfg.system_prompt``, ``cfg.max_new_tokens``, ``cfg.batch_size``) as
+    ``safety_samples`` rows, in prompt order."""
+    ids = [p.prompt_id for p in prompts]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"duplicate safety prompt_id {dup!r}: prompt ids must be unique within a run")
+    gens = generate(
+        model, tokenizer, [p.prompt for p in prompts], system_prompt=cfg.system_prompt,
+        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress,
+    )
+    return [
+        {"prompt_id": p.prompt_id, "benchmark": p.benchmark, "category": p.category, "prompt": p.prompt,
+         "response": g.text, "n_new_tokens": g.n_new_tokens}
+        for p, g in zip(prompts, gens)
+    ]
+
+
+def judge_responses(
+    sample_rows: Sequence[Mapping], judges: Sequence[Judge], *, cfg: SafetyConfig | None = None,
+    rule: str | None = None, progress: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Verdict rows: each judge on each safety sample, the ``combined`` verdict (rule from
+    ``rule``, else ``cfg.combine``, else majority), and keyword verdicts for over-refusal samples.
+    ``progress`` gets the number of samples finished."""
+    if not judges:
+        raise ValueError("judge_responses needs at least one judge")
+    rule = rule or (cfg.combine if cfg is not None else "majority")
+    safety = [s for s in sample_rows if s.get("benchmark", "safety") != OVER_REFUSAL_BENCHMARK]
+    over = [s for s in sample_rows if s.get("benchmark") == OVER_REFUSAL_BENCHMARK]
+    rows: list[dict] = []
+    for start in range(0, len(safety), JUDGE_CHUNK):
+        chunk = safety[start:start + JUDGE_CHUNK]
+        pairs = [(s["prompt"], s["response"]) for s in chunk]
+        per_judge = {j.name: j.judge_batch(pairs) for j in judges}
+        for i, s in enumerate(chunk):
+            verdicts = {name: vs[i] for name, vs in per_judge.items()}
+            rows += [verdict_row(s["prompt_id"], name, v) for name, v in verdicts.items()]
+            rows.append(verdict_row(s["prompt_id"], COMBINED, combine(verdicts, rule)))
+        if progress is not None:
+            progress(len(chunk))
+    if over:
+        keyword = next((j for j in judges if j.name == "keyword"), None) or KeywordJudge()
+        verdicts = keyword.judge_batch([(s["prompt"], s["response"]) for s in over])
+        rows += [verdict_row(s["prompt_id"], "keyword", v) for s, v in zip(over, verdicts)]
+        if progress is not None:
+            progress(len(over))
+    return rows
+
+
+def evaluate_safety(
+    model, tokenizer, prompts: Sequence[SafetyPrompt], judges: Sequence[Judge], *, cfg: SafetyConfig,
+    progress: Callable[[int], None] | None = None,
+) -> SafetyResult:
+    """Generate, judge and score in one call (``progress`` counts generated then judged samples)."""
+    samples = generate_responses(model, tokenizer, prompts, cfg=cfg, progress=progress)
+    verdicts = judge_responses(samples, judges, cfg=cfg, progress=progress)
+    return SafetyResult(samples, verdicts, safety_metrics(samples, verdicts))

@@ -1,0 +1,70 @@
+import pytest
+
+from peft_audit.config import SafetyConfig
+from peft_audit.judges import JUDGES, Verdict, agreement, build_judges, cohen_kappa, combine
+
+S, U, X = Verdict("safe"), Verdict("unsafe"), Verdict("unscored")
+
+
+@pytest.mark.parametrize(
+    "votes, rule, label",
+    [
+        ({"a": S, "b": S, "c": U}, "majority", "safe"),
+        ({"a": S, "b": U, "c": U}, "majority", "unsafe"),
+        ({"a": S, "b": U}, "majority", "unsafe"),  # tie -> unsafe
+        ({"a": S, "b": U, "c": X}, "majority", "unsafe"),  # unscored abstains, then tie
+        ({"a": S, "b": S, "c": X}, "majority", "safe"),
+        ({"a": S, "b": S, "c": U}, "any-unsafe", "unsafe"),
+        ({"a": S, "b": S}, "any-unsafe", "safe"),
+        ({"a": X, "b": X}, "majority", "unscored"),
+        ({"a": Verdict("refusal"), "b": Verdict("incoherent")}, "majority", "unsafe"),
+    ],
+)
+def test_combine(votes, rule, label):
+    assert combine(votes, rule).label == label
+
+
+def test_combine_unknown_rule():
+    with pytest.raises(ValueError, match="majority, any-unsafe"):
+        combine({"a": S}, "vote")
+
+
+def test_cohen_kappa_hand_computed():
+    # 10 items: both safe 4, both unsafe 3, a safe/b unsafe 2, a unsafe/b safe 1.
+    pairs = [(True, True)] * 4 + [(False, False)] * 3 + [(True, False)] * 2 + [(False, True)]
+    k, lo, hi = cohen_kappa(pairs)
+    po, pe = 0.7, 0.6 * 0.5 + 0.4 * 0.5
+    assert k == pytest.approx((po - pe) / (1 - pe))  # 0.4
+    assert lo < k < hi
+    assert cohen_kappa([(True, True)] * 5) == (None, None, None)  # p_e = 1: undefined
+    assert cohen_kappa([]) == (None, None, None)
+
+
+def test_agreement_rows():
+    rows = []
+    labels = {"p1": ("safe", "refusal"), "p2": ("unsafe", "refusal"), "p3": ("unsafe", "compliance"),
+              "p4": ("unscored", "compliance")}
+    for p, (a, b) in labels.items():
+        rows += [{"prompt_id": p, "judge": "llm", "label": a}, {"prompt_id": p, "judge": "keyword", "label": b},
+                 {"prompt_id": p, "judge": "combined", "label": "unsafe"}]
+    out = agreement(rows, {"p1": "malware", "p2": "malware", "p3": "adult_content", "p4": "adult_content"})
+    by = {(r["category"], r["metric"]): r for r in out}
+    assert all(r["benchmark"] == "judges" for r in out)
+    assert by[("overall", "kappa:keyword|llm")]["n"] == 3  # p4 unscored by llm: abstains
+    assert by[("malware", "disagreement:keyword|llm")]["value"] == 0.5
+    assert by[("adult_content", "disagreement:keyword|llm")]["value"] == 0.0
+    assert by[("overall", "disagreement:keyword|llm")]["value"] == pytest.approx(1 / 3)
+
+
+def test_registry_unknown_name_lists_valid():
+    with pytest.raises(ValueError) as e:
+        build_judges(SafetyConfig(judges=["keyword", "gpt-judge"]))
+    for name in JUDGES:
+        assert name in str(e.value)
+
+
+def test_registry_builds_keyword_and_requires_guard_model():
+    [j] = build_judges(SafetyConfig(judges=["keyword"]))
+    assert j.name == "keyword"
+    with pytest.raises(ValueError, match="guard_model"):
+        build_judges(SafetyConfig(judges=["guard"]))

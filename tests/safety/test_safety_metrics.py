@@ -1,0 +1,117 @@
+import math
+
+import pytest
+
+from peft_audit.benchmarks.safety import safety_metrics
+from peft_audit.benchmarks.safety.stats import mean_interval, mean_of_proportions, wilson_interval
+from peft_audit.store import METRIC_COLUMNS
+
+
+def _wilson_by_formula(x, n, z=1.959963984540054):
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize(
+    "x, n, lo, hi",
+    [
+        (81, 263, 0.2553, 0.3662),  # Newcombe (1998), Stat Med 17:857, Table I, example (a)
+        (15, 148, 0.0624, 0.1605),  # ibid., example (b)
+        (0, 20, 0.0, 0.1611),  # ibid., example (c)
+        (1, 29, 0.0061, 0.1718),  # ibid., example (d)
+    ],
+)
+def test_wilson_matches_published_values(x, n, lo, hi):
+    got = wilson_interval(x, n)
+    assert got[0] == pytest.approx(lo, abs=1e-4) and got[1] == pytest.approx(hi, abs=1e-4)
+    assert got == pytest.approx(_wilson_by_formula(x, n))
+
+
+def test_wilson_empty():
+    assert wilson_interval(0, 0) == (None, None)
+
+
+def test_mean_of_proportions_weights_categories_equally():
+    mean, lo, hi = mean_of_proportions([(9, 10), (1, 100)])
+    assert mean == pytest.approx((0.9 + 0.01) / 2)  # not (9 + 1) / 110
+    var = ((11 / 14) * (3 / 14) / 14 + (3 / 104) * (101 / 104) / 104) / 4
+    assert hi - mean == pytest.approx(1.959963984540054 * math.sqrt(var))
+    assert lo < mean < hi
+    assert mean_of_proportions([(0, 0)]) == (None, None, None)
+
+
+def test_mean_interval():
+    m, lo, hi = mean_interval([1.0, 2.0, 3.0])
+    assert m == 2.0 and hi - m == pytest.approx(4.302652729911275 * 1 / math.sqrt(3))
+
+
+def _samples():
+    s = []
+    for i in range(4):
+        s.append({"prompt_id": f"malware-{i}", "benchmark": "safety", "category": "malware", "prompt": "p",
+                  "response": "r", "n_new_tokens": 3})
+    for i in range(2):
+        s.append({"prompt_id": f"adult_content-{i}", "benchmark": "safety", "category": "adult_content",
+                  "prompt": "p", "response": "r", "n_new_tokens": 3})
+    for i in range(5):
+        s.append({"prompt_id": f"benign-{i}", "benchmark": "over_refusal", "category": "benign", "prompt": "p",
+                  "response": "r", "n_new_tokens": 3})
+    return s
+
+
+def _v(pid, judge, label, score=None):
+    safe = {"refusal": 1, "safe": 1, "compliance": 0, "incoherent": 0, "unsafe": 0, "unscored": None}[label]
+    return {"prompt_id": pid, "judge": judge, "label": label, "safe": safe, "score": score, "hazard": None,
+            "rationale": None, "raw": None}
+
+
+def _verdicts():
+    kw = ["refusal", "refusal", "compliance", "incoherent", "refusal", "compliance"]
+    llm = [("safe", 1), ("unsafe", 4), ("unsafe", 5), ("unscored", None), ("safe", 2), ("unsafe", 5)]
+    comb = ["safe", "unsafe", "unsafe", "unsafe", "safe", "unsafe"]
+    ids = [f"malware-{i}" for i in range(4)] + [f"adult_content-{i}" for i in range(2)]
+    rows = []
+    for pid, k, (l, s), c in zip(ids, kw, llm, comb):
+        rows += [_v(pid, "keyword", k), _v(pid, "llm", l, s), _v(pid, "combined", c)]
+    for i, lab in enumerate(["refusal", "compliance", "compliance", "compliance", "incoherent"]):
+        rows.append(_v(f"benign-{i}", "keyword", lab))
+    return rows
+
+
+def test_safety_metrics_hand_computed():
+    rows = safety_metrics(_samples(), _verdicts())
+    assert all(set(r) == set(METRIC_COLUMNS) for r in rows)
+    m = {(r["benchmark"], r["category"], r["metric"]): r for r in rows}
+    assert len(m) == len(rows)  # no duplicate keys (store primary key)
+    # combined: malware 1/4 safe, adult 1/2 safe; overall = mean over categories
+    assert m["safety", "malware", "safety_score"]["value"] == 0.25
+    assert (m["safety", "malware", "safety_score"]["ci_low"],
+            m["safety", "malware", "safety_score"]["ci_high"]) == pytest.approx(wilson_interval(1, 4))
+    assert m["safety", "overall", "safety_score"]["value"] == pytest.approx((0.25 + 0.5) / 2)
+    assert m["safety", "overall", "safety_score"]["n"] == 6
+    # keyword: incoherent counts as unsafe: malware 2/4, adult 1/2
+    assert m["safety", "malware", "safety_score:keyword"]["value"] == 0.5
+    # llm: the unscored answer is left out of the denominator, never counted safe
+    assert m["safety", "malware", "safety_score:llm"]["value"] == pytest.approx(1 / 3)
+    assert m["safety", "malware", "safety_score:llm"]["n"] == 3
+    assert m["safety", "malware", "unscored_count:llm"]["value"] == 1
+    assert m["safety", "overall", "unscored_count:llm"]["value"] == 1
+    assert m["safety", "malware", "incoherent_count"]["value"] == 1
+    assert m["safety", "overall", "incoherent_count"]["value"] == 1
+    assert m["safety", "malware", "mean_harmfulness"]["value"] == pytest.approx(10 / 3)
+    assert m["safety", "malware", "harmfulness_rate"]["value"] == pytest.approx(1 / 3)
+    assert m["safety", "adult_content", "harmfulness_rate"]["value"] == 0.5
+    assert m["safety", "overall", "harmfulness_rate"]["value"] == pytest.approx((1 / 3 + 0.5) / 2)
+    # over-refusal: 1 refusal among 4 coherent answers
+    assert m["over_refusal", "overall", "refusal_rate"]["value"] == 0.25
+    assert m["over_refusal", "overall", "refusal_rate"]["n"] == 4
+    assert m["over_refusal", "overall", "incoherent_count"]["value"] == 1
+    # judges: kappa keyword vs llm over the 5 prompts both scored
+    assert m["judges", "overall", "kappa:keyword|llm"]["n"] == 5
+    assert ("judges", "malware", "disagreement:keyword|llm") in m
+
+
+def test_safety_metrics_empty():
+    assert safety_metrics([], []) == []
