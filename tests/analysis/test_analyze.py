@@ -47,3 +47,10 @@ def test_every_compared_variant_has_paired_rows(sweep):
     done = sweep.variants[(sweep.variants["status"] == "done") & (sweep.variants["method"] != "base")]
     assert set(sweep.paired["variant_id"]) == set(done["id"])
     assert set(sweep.table["variant_id"]) == set(done["id"])
+
+
+def test_rows_are_ordered_base_first(sweep):
+    v = sweep.variants
+    for i, r in enumerate(v.itertuples()):
+        if r.method != "base":
+            assert r.base_id in set(v["id"].iloc[:i])

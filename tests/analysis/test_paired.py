@@ -172,3 +172,20 @@ def test_results_are_seeded_and_reproducible():
 def test_unknown_correction_is_rejected():
     with pytest.raises(ValueError, match="holm"):
         paired_comparisons(pd.DataFrame(), pd.DataFrame(), PAIRS, correction="bonferonni")
+
+
+def test_bbq_permutation_false_positive_rate_under_no_effect():
+    """Exchangeable answers (H0 true): the BBQ p-values reject about 5% or less."""
+    n_sweeps, rng = 500, np.random.default_rng(21)
+    items = bbq_items(n_per_cat=30, cats=("age", "ses"), seed=3)
+    n = len(items)
+    base = rng.integers(0, 3, (n_sweeps, n))
+    fresh = rng.integers(0, 3, (n_sweeps, n))
+    var = np.where(rng.random((n_sweeps, n)) < 0.6, base, fresh)
+    frames = [items.assign(variant_id=f"{pre}{k}", pred_index=arr[k]) for pre, arr in (("b", base), ("v", var))
+              for k in range(n_sweeps)]
+    pairs = pd.DataFrame({"variant_id": [f"v{k}" for k in range(n_sweeps)], "base_id": [f"b{k}" for k in range(n_sweeps)]})
+    out = paired_bbq(pd.concat(frames, ignore_index=True), pairs, n_boot=200)
+    rates = out[out["category"] == "overall"].groupby("metric")["p_value"].apply(lambda p: (p < 0.05).mean())
+    bound = 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / n_sweeps)
+    assert (rates <= bound).all(), rates.to_dict()

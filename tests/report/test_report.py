@@ -95,3 +95,27 @@ def test_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no results store"):
         write_reports(tmp_path / "nope", formats=["md"])
     assert not (tmp_path / "nope" / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("case", ["base_only", "safety_only", "fairness_only", "empty"])
+def test_reports_on_partial_runs_do_not_crash(tmp_path, case):
+    import sqlite3
+
+    from peft_audit.store import Store
+
+    d = tmp_path / case
+    if case == "empty":
+        Store(d / "results.sqlite").close()
+    else:
+        build_synthetic_store(d, n_variants=0 if case == "base_only" else 5, n_failed=0, bases=("llama-3.2-1b",),
+                              prompts_per_category=3, bbq_items_per_category=8)
+        with sqlite3.connect(d / "results.sqlite") as c:
+            if case == "safety_only":
+                c.execute("DELETE FROM fairness_samples")
+            if case == "fairness_only":
+                c.execute("DELETE FROM safety_samples")
+    paths = write_reports(d, formats=["md", "html", "json", "csv"], n_boot=50)
+    md = (d / "report.md").read_text()
+    assert "## Findings" in md and len(paths) > 3
+    if case in ("base_only", "empty"):
+        assert "No fine-tuned variant could be compared" in md

@@ -79,7 +79,8 @@ def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int =
     table = sweep_table(frames.variants, paired)
     factors = factor_analysis(table)
     spread = spread_by_base(table)
-    corr = spearman_with_ci(table.get("safety_overall", []), table.get("fairness_gain", []), n_boot=n_boot, seed=seed)
+    missing = pd.Series(np.nan, index=table.index)
+    corr = spearman_with_ci(table.get("safety_overall", missing), table.get("fairness_gain", missing), n_boot=n_boot, seed=seed)
     tradeoffs = tradeoff_table(table) if not table.empty and "safety_overall" in table else pd.DataFrame()
     ranking = category_ranking(paired) if not paired.empty else category_ranking(pd.DataFrame(columns=["metric", "category"]))
     m = frames.metrics

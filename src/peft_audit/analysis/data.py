@@ -62,6 +62,15 @@ def _one_verdict_per_prompt(verdicts: pd.DataFrame) -> pd.DataFrame:
     return v.drop_duplicates(["variant_id", "prompt_id"]).drop(columns="_pref")
 
 
+def _base_first(variants: pd.DataFrame) -> pd.DataFrame:
+    """Order rows as each base model followed by its fine-tuned variants (creation order within)."""
+    group = variants["base_id"].where(variants["method"] != "base", variants["id"]).fillna(variants["id"])
+    first = {g: i for i, g in reversed(list(enumerate(group)))}
+    key = pd.DataFrame({"g": group.map(first), "is_ft": (variants["method"] != "base").astype(int),
+                        "pos": range(len(variants))}, index=variants.index)
+    return variants.loc[key.sort_values(["g", "is_ft", "pos"]).index].reset_index(drop=True)
+
+
 def load_frames(store: Store) -> RunFrames:
     """All frames of a store; empty tables give empty frames with their columns."""
     conn = store.conn
@@ -71,7 +80,9 @@ def load_frames(store: Store) -> RunFrames:
         conn,
     )
     variants["family"] = variants["method"].map(method_family)
-    variants["label"] = variants["label"].fillna(variants["id"])
+    base_label = variants["base_model"].astype(str) + " (base)"
+    variants["label"] = variants["label"].fillna(variants["id"].where(variants["method"] != "base", base_label))
+    variants = _base_first(variants)
     samples = pd.read_sql_query(
         "SELECT variant_id, prompt_id, benchmark, category, prompt, response FROM safety_samples", conn
     )

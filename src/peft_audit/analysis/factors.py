@@ -202,8 +202,9 @@ def spread_by_base(table: pd.DataFrame, outcome: str = "safety_overall") -> pd.D
     Sheskin 2011, Test 3), min and max of the outcome. The sd needs n >= 2 (NaN otherwise).
     """
     rows = []
-    if outcome not in table:
-        return pd.DataFrame(columns=["base_model", "n", "mean", "median", "sd", "sd_ci_low", "sd_ci_high", "min", "max"])
+    columns = ["base_model", "n", "mean", "median", "sd", "sd_ci_low", "sd_ci_high", "min", "max"]
+    if outcome not in table or table.empty:
+        return pd.DataFrame(columns=columns)
     for base, g in table.groupby("base_model"):
         x = pd.to_numeric(g[outcome], errors="coerce").dropna().to_numpy()
         n = len(x)
@@ -214,4 +215,4 @@ def spread_by_base(table: pd.DataFrame, outcome: str = "safety_overall") -> pd.D
             hi = np.sqrt((n - 1) * sd**2 / stats.chi2.ppf(0.025, n - 1))
         rows.append({"base_model": base, "n": n, "mean": x.mean() if n else np.nan, "median": np.median(x) if n else np.nan,
                      "sd": sd, "sd_ci_low": lo, "sd_ci_high": hi, "min": x.min() if n else np.nan, "max": x.max() if n else np.nan})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)

@@ -201,18 +201,24 @@ def paired_bbq(fairness: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 200
         for cat, cols in _groups(item_cat):
             m = M[:, cols]
             n_it = len(cols)
-            W = np.hstack([np.ones((n_it, 1)), bootstrap_weights(n_it, n_boot, seed, f"bbq/{cond}/{cat}").T])
-            swap = permutation_swaps(n_it, n_boot, seed, f"bbq-perm/{cond}/{cat}")  # (n_items, P)
+            W = bootstrap_weights(n_it, n_boot, seed, f"bbq/{cond}/{cat}").T.astype(np.float32)
+            swap = permutation_swaps(n_it, n_boot, seed, f"bbq-perm/{cond}/{cat}").astype(np.float32)  # (n_items, P)
             keys = ("correct", "non_unknown", "biased")
             xv = [np.nan_to_num(arr[k][0][:, cols]) * m for k in keys]
             xb = [np.nan_to_num(arr[k][1][:, cols]) * m for k in keys]
-            boot_v = _bbq_scores(*[x @ W for x in xv], m @ W, cond == "ambig")
-            boot_b = _bbq_scores(*[x @ W for x in xb], m @ W, cond == "ambig")
+
+            def with_point(x, mat):
+                # column 0: the point estimate in float64; then resample sums (float32 counts are exact)
+                return np.hstack([x.sum(1, keepdims=True), (x.astype(np.float32) @ mat).astype(float)])
+
+            boot_v = _bbq_scores(*[with_point(x, W) for x in xv], with_point(m, W), cond == "ambig")
+            boot_b = _bbq_scores(*[with_point(x, W) for x in xb], with_point(m, W), cond == "ambig")
             # Permutation: swapping the two models' answers on an item moves (b - v) into the variant's sums.
-            perm_v = _bbq_scores(*[a.sum(1, keepdims=True) + (b - a) @ swap for a, b in zip(xv, xb)],
-                                 m.sum(1, keepdims=True) + 0 * swap.sum(0), cond == "ambig")
-            perm_b = _bbq_scores(*[b.sum(1, keepdims=True) + (a - b) @ swap for a, b in zip(xv, xb)],
-                                 m.sum(1, keepdims=True) + 0 * swap.sum(0), cond == "ambig")
+            present = np.broadcast_to(m.sum(1, keepdims=True), (len(m), swap.shape[1]))
+            perm_v = _bbq_scores(*[a.sum(1, keepdims=True) + ((b - a).astype(np.float32) @ swap).astype(float)
+                                   for a, b in zip(xv, xb)], present, cond == "ambig")
+            perm_b = _bbq_scores(*[b.sum(1, keepdims=True) + ((a - b).astype(np.float32) @ swap).astype(float)
+                                   for a, b in zip(xv, xb)], present, cond == "ambig")
             stats = {
                 f"acc_{cond}": (boot_v[0], boot_b[0], perm_v[0], perm_b[0]),
                 f"bias_{cond}": (boot_v[1], boot_b[1], perm_v[1], perm_b[1]),

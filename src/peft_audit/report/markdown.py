@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -11,9 +12,9 @@ from .tables import FAIRNESS_SHOWN, num, score_grid
 
 
 def _md(text) -> str:
-    # Model/config text must not break the table or inject markup into renderers.
+    # Model/config text must not break the table or open an HTML tag in a Markdown renderer.
     s = "" if text is None else str(text)
-    return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", s.replace("|", "\\|").replace("\n", " "))
 
 
 def _grid_md(grid: dict) -> list[str]:
@@ -57,7 +58,7 @@ def render_markdown(a: Analysis, title: str) -> str:
     L = [f"# peft-audit report: {_md(title)}", "", "## Findings", ""]
     L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
-          f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: bootstrap).", ""]
+          f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: paired permutation test).", ""]
     L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score"))
     L += ["## Fairness (BBQ)", ""]
     for m in FAIRNESS_SHOWN:
