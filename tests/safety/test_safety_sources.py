@@ -97,45 +97,81 @@ def test_missing_prompt_column_and_bad_source(tmp_path):
         load_safety_prompts(SafetyConfig(source=str(tmp_path / "nope")))
 
 
-@pytest.fixture
-def hub_401(monkeypatch):
-    """A loopback 'Hub' that answers 401 to everything, with HF_ENDPOINT pointed at it."""
+def _serve(handler_fn, monkeypatch, tmp_path, token=None):
+    """A loopback 'Hub' (HF_ENDPOINT pointed at it, offline mode off, cache in tmp_path)."""
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *a):
             pass
 
-        def _deny(self):
-            seen.append(self.path)
-            body = b'{"error": "Access to dataset is restricted. You must be authenticated."}'
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+        def _any(self):
+            seen.append((self.command, self.path, self.headers.get("Authorization")))
+            code, headers, body = handler_fn(self.path)
+            self.send_response(code)
+            for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        do_GET = do_HEAD = _deny
+        do_GET = do_HEAD = _any
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     import huggingface_hub.constants as hc
 
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home-for-test")
-    yield seen
-    httpd.shutdown()
-    httpd.server_close()
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    else:
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+    return httpd, seen
 
 
-def test_gated_without_token_says_how_to_get_access(hub_401, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(SafetyDataError) as e:
-        load_safety_prompts(SafetyConfig(source="hexphi"))
+def test_hexphi_download_skips_withheld_category(monkeypatch, tmp_path):
+    files = {f"category_{n}.csv": f"Request {n} a\nRequest {n} b\n".encode() for n in range(1, 12) if n != 2}
+
+    def hub(path):
+        name = path.split("/resolve/main/")[-1]
+        if name in files:
+            return 200, {"ETag": f'"etag-{name}"', "X-Repo-Commit": "a" * 40}, files[name]
+        return 404, {"X-Error-Code": "EntryNotFound"}, b'{"error": "Entry not found"}'
+
+    httpd, seen = _serve(hub, monkeypatch, tmp_path, token="hf_test_token")
+    try:
+        ps = load_safety_prompts(SafetyConfig(source="hexphi"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(ps) == 20 and "child_abuse_content" not in {p.category for p in ps}
+    assert ps[0] == ps[0].__class__("illegal_activity-001", "illegal_activity", "Request 1 a")
+    assert ps[-1].category == "tailored_financial_advice"
+    assert any("HEx-PHI/resolve/main/category_11.csv" in p and auth == "Bearer hf_test_token" for _, p, auth in seen)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_gated_without_token_says_how_to_get_access(status, monkeypatch, tmp_path):
+    body = b'{"error": "Access to dataset is restricted. You must be authenticated to access it."}'
+    httpd, seen = _serve(lambda path: (status, {"Content-Type": "application/json"}, body), monkeypatch, tmp_path)
+    try:
+        with pytest.raises(SafetyDataError) as e:
+            load_safety_prompts(SafetyConfig(source="hexphi"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     msg = str(e.value)
-    assert hub_401, "the loader never contacted the (loopback) Hub"
+    assert any("category_1.csv" in p for _, p, _ in seen), "the loader never contacted the (loopback) Hub"
     assert "HEx-PHI" in msg and "HF_TOKEN" in msg and "accept" in msg
     assert "category_1.csv" in msg and "local copy" in msg
+
+
+def test_offline_mode_points_at_a_local_copy(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(SafetyDataError, match="local copy"):
+        load_safety_prompts(SafetyConfig(source="hexphi"))
