@@ -143,3 +143,11 @@ def test_cli_gate_all_variants_fails_on_failed_one(run_dir):
 def test_cli_gate_missing_run_dir(tmp_path):
     r = CliRunner().invoke(app, ["gate", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no results store" in r.output
+
+
+def test_junit_survives_control_characters_in_errors():
+    v = VARIANTS.copy()
+    v.loc[v["id"] == "dead", "error"] = "bad byte \x00\x1b[31m <tag> & more"
+    xml = junit_xml(evaluate_gate(v, PAIRED, T, ["dead"], has_results=HAS))
+    failure = ET.fromstring(xml.split("?>", 1)[1]).find("testsuite/testcase/failure")
+    assert "<tag> & more" in failure.get("message")

@@ -188,19 +188,24 @@ def check_gate(
     return evaluate_gate(v, paired, thresholds, variant_ids, has_results=has)
 
 
+def _xml_text(s: str) -> str:
+    # Model/error text may hold control characters that XML 1.0 forbids; ElementTree would write them as-is.
+    return "".join(ch if ch in "\t\n\r" or ord(ch) >= 0x20 else "\ufffd" for ch in s)
+
+
 def junit_xml(result: GateResult) -> str:
     """JUnit XML: one <testcase> per check (classname = variant), <failure> for each violation."""
     suites = ET.Element("testsuites", name="peft-audit gate")
     suite = ET.SubElement(suites, "testsuite", name="peft-audit gate", tests=str(len(result.checks)),
                           failures=str(len(result.violations)), errors="0", skipped="0")
     for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"peft-audit.{c.label}", name=f"{c.metric}/{c.category}")
+        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"peft-audit.{c.label}"), name=f"{c.metric}/{c.category}")
         if not c.passed:
-            fail = ET.SubElement(case, "failure", message=c.text(), type="GateViolation")
-            fail.text = c.text()
+            fail = ET.SubElement(case, "failure", message=_xml_text(c.text()), type="GateViolation")
+            fail.text = _xml_text(c.text())
     if result.notes:
         out = ET.SubElement(suite, "system-out")
-        out.text = "\n".join(result.notes)
+        out.text = _xml_text("\n".join(result.notes))
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 

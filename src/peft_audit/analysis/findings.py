@@ -92,7 +92,8 @@ def significant_drops_finding(paired: pd.DataFrame, labels: dict[str, str], alph
                       for r in sig.head(5).itertuples())
     more = f" and {len(sig) - 5} more" if len(sig) > 5 else ""
     return Finding("significant_drops",
-                   f"{len(sig)} of {len(o)} variants lost overall safety significantly (exact McNemar p < {alpha}): {shown}{more}.",
+                   f"{len(sig)} of {len(o)} variants lost overall safety significantly (exact McNemar p < {alpha} per variant, "
+                   f"not adjusted across variants): {shown}{more}.",
                    worst["delta"], worst["ci_low"], worst["ci_high"], len(o))
 
 

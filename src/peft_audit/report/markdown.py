@@ -76,7 +76,7 @@ def render_markdown(a: Analysis, title: str) -> str:
     L += _table(an, [("model", "model", "text"), ("factor", "factor", "text"), ("share", "share", "pct"), ("p_value", "p", "p")])
     fits = a.factors["fits"]
     notes = fits[(fits["outcome"] == "safety_overall")] if not fits.empty else fits
-    L += [f"- {m}: {r.status}, n={r.n}. {_md(r.notes)}" for m, r in zip(notes.get("model", []), notes.itertuples())] + [""]
+    L += [f"- {r.model} model: {r.status}, n={r.n}. {_md(r.notes)}" for r in notes.itertuples()] + [""]
     L += ["### Spread of overall safety change per base model", ""]
     L += _table(a.spread, [("base_model", "base model", "text"), ("n", "n", "num"), ("mean", "mean", "pts"),
                            ("median", "median", "pts"), ("sd", "sd (pts)", "pts"), ("sd_ci_low", "sd CI low", "pts"),
