@@ -64,7 +64,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 continue
             # Colour by what is better: higher safety/accuracy; a smaller |bias| for bias scores.
             ref = by_abs.get((v.id, c)) if by_abs else r
-            sign = -1 if by_abs else 1
+            sign = -1 if by_abs or metric == "refusal_rate" else 1  # more refusals of benign prompts is worse
             d, lo, hi = (ref.delta, ref.ci_low, ref.ci_high) if ref is not None else (math.nan,) * 3
             good = 0
             if math.isfinite(lo) and math.isfinite(hi):
