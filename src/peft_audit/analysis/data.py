@@ -27,9 +27,12 @@ PROMPT_BASED_METHODS = frozenset({"prompt-tuning", "p-tuning", "prefix-tuning", 
 
 
 def method_family(method: str) -> str:
-    """'base' for the base model, 'prompt-based' for soft-prompt methods, else 'adapter'."""
+    """'base' for the base model, 'prompt-based' for soft-prompt methods, 'unknown' when the
+    method is not known, else 'adapter' (LoRA, IA3 and other weight-space adapters)."""
     if method == "base":
         return "base"
+    if not method or method == "unknown":  # e.g. an adapter audited from disk whose config could not be read
+        return "unknown"
     return "prompt-based" if method in PROMPT_BASED_METHODS else "adapter"
 
 
