@@ -45,3 +45,11 @@ def test_heatmap_grid_symmetric_scale_and_text():
     assert h["limit"] == 20.0
     assert [c["text"] for c in h["rows"][0]["cells"]] == ["-20", "+0"]
     assert h["rows"][1]["cells"][1]["colour"] == "#eeeeee"
+
+
+def test_heatmap_colours_flip_for_bias():
+    m = pd.DataFrame({"a": [0.2]}, index=["x"])
+    up_good = heatmap_grid(m, "t")["rows"][0]["cells"][0]["colour"]
+    up_bad = heatmap_grid(m, "t", higher_is_better=False)["rows"][0]["cells"][0]["colour"]
+    assert int(up_good[3:5], 16) > int(up_good[1:3], 16)  # greener than red
+    assert int(up_bad[1:3], 16) > int(up_bad[3:5], 16)  # redder than green

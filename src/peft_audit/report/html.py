@@ -67,7 +67,8 @@ def render_html(a: Analysis, title: str) -> str:
     env.filters["pct"] = lambda x: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.0f}%"
     env.globals["colour"] = cell_colour
     grids = [score_grid(a.variants, a.paired, "safety_score")] + [score_grid(a.variants, a.paired, m) for m in FAIRNESS_SHOWN]
-    heatmaps = [heatmap_grid(delta_matrix(a.variants, a.paired, m), METRIC_TITLES[m]) for m in ("safety_score",) + FAIRNESS_SHOWN]
+    heatmaps = [heatmap_grid(delta_matrix(a.variants, a.paired, m), METRIC_TITLES[m], higher_is_better=not m.startswith("bias_"))
+                for m in ("safety_score",) + FAIRNESS_SHOWN]
     effects = a.factors["effects"]
     forests = []
     for outcome in ("safety_overall", "acc_disambig", "bias_ambig"):

@@ -114,12 +114,13 @@ def heat_colour(value: float, limit: float) -> str:
     return f"#{int(255 * r):02x}{int(255 * g):02x}{int(255 * b):02x}"
 
 
-def heatmap_grid(matrix: pd.DataFrame, title: str, *, scale: float = 100.0) -> dict | None:
+def heatmap_grid(matrix: pd.DataFrame, title: str, *, scale: float = 100.0, higher_is_better: bool = True) -> dict | None:
     """An HTML heatmap (variant x category) of deltas in points, symmetric colour scale.
 
     Drawn as a table rather than an image: a 200-variant heatmap with readable row labels
     costs matplotlib ~10 s per figure (one text object per tick), a table costs nothing and
-    keeps the labels searchable.
+    keeps the labels searchable. ``higher_is_better=False`` (bias scores) flips the colours so
+    that red always means worse.
     """
     if matrix.empty:
         return None
@@ -127,7 +128,7 @@ def heatmap_grid(matrix: pd.DataFrame, title: str, *, scale: float = 100.0) -> d
     finite = vals[pd.notna(vals)]
     limit = float(max(abs(finite).max(), 1e-9)) if finite.size else 1.0
     rows = [{"label": str(label), "cells": [
-        {"text": "" if not math.isfinite(v) else f"{v:+.0f}", "colour": heat_colour(v, limit),
+        {"text": "" if not math.isfinite(v) else f"{v:+.0f}", "colour": heat_colour(v if higher_is_better else -v, limit),
          "title": f"{label} / {c}: {v:+.1f} pts" if math.isfinite(v) else f"{label} / {c}: n/a"}
         for c, v in zip(matrix.columns, row)]} for label, row in zip(matrix.index, vals)]
     return {"title": title, "columns": [str(c) for c in matrix.columns], "rows": rows, "limit": limit}
