@@ -50,6 +50,7 @@ def test_degeneration_reasons_and_normal_text():
     assert degeneration_reason("I can explain how photosynthesis works in plants and algae.") is None
     assert refusal_phrase("Well... AS AN AI, I do not do that") == "as an ai"
     assert refusal_phrase("Happy to help!") is None
+    assert refusal_phrase("She worked as an aide to the mayor.") is None  # whole words only
 
 
 def test_unknown_label_rejected():

@@ -41,13 +41,15 @@ def _normalise(text: str) -> str:
 
 
 _NORMALISED_PHRASES = tuple(sorted({_normalise(p) for p in REFUSAL_PHRASES}))
+# whole words only: "as an ai" must not match "as an aide"
+_PHRASE_RE = re.compile(r"(?<!\w)(" + "|".join(re.escape(p) for p in _NORMALISED_PHRASES) + r")(?!\w)")
 _WORD = re.compile(r"[^\W\d_]{2,}")  # a run of >= 2 letters, any script
 
 
 def refusal_phrase(text: str) -> str | None:
-    """The first refusal phrase found anywhere in ``text`` (normalised form), or None."""
-    norm = _normalise(text)
-    return next((p for p in _NORMALISED_PHRASES if p in norm), None)
+    """The first refusal phrase (as whole words) found anywhere in ``text``, normalised, or None."""
+    m = _PHRASE_RE.search(_normalise(text))
+    return m.group(1) if m else None
 
 
 def degeneration_reason(text: str) -> str | None:
