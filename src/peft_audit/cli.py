@@ -310,6 +310,39 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (may be run
     render_status(st, Console())
 
 
+# ---------------------------------------------------------------------------------------------
+# export  (peft_audit.export)
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory holding results.sqlite."),
+    samples: str = typer.Option(..., "--samples", help="fairness | safety"),
+    out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
+) -> None:
+    """Export one row per (variant, item) for re-analysis elsewhere.
+
+    fairness: variant_id, category, source_id (BBQ example_id), question_index,
+    context_condition, question_polarity, label, pred_index, target_index, logprob_0..2.
+    safety: variant_id, category, prompt_id, prompt, response, one column per judge verdict.
+
+    Example:
+
+        peft-audit export runs/quickstart --samples fairness --out bbq_items.csv
+    """
+    from .export import export_samples
+    from .store import Store, StoreError
+
+    db = run_dir / "results.sqlite"
+    if not db.is_file():
+        _fail(f"{run_dir}: no results.sqlite (is this a run directory written by `peft-audit run`?)")
+    try:
+        with Store(db) as store:
+            path = export_samples(store, samples, out)
+    except (ValueError, StoreError) as e:
+        _fail(str(e))
+    console.print(f"wrote {path}")
+
+
 def main() -> None:  # pragma: no cover
     try:
         app()

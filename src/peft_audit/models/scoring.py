@@ -1,0 +1,250 @@
+"""Log-likelihood of continuations after a prompt: the ``loglikelihood`` request of
+lm-evaluation-harness (Gao et al., 2023), made fast by sharing the prompt.
+
+``score_continuations`` returns, for each prompt and each of its continuations, the sum of the
+natural-log probabilities of the continuation's tokens given the prompt:
+
+    logp(c | p) = sum_k log softmax(f(p + c[:k]))[c[k]]
+
+**Shared-prefix scoring.** Multiple-choice benchmarks score several continuations after one
+long prompt. Instead of one full forward pass per (prompt, continuation) row (what general
+harnesses do, :func:`score_continuations_naive`), we
+
+1. run each prompt once (batched, right-padded) and keep its KV cache; only the logits of the
+   last prompt token are projected onto the vocabulary (``logits_to_keep``), they score each
+   continuation's first token;
+2. run only the continuation tokens on top of that cache: a prompt's continuations are packed
+   into one row, a 4D block-diagonal causal mask lets each see the prompt and its own earlier
+   tokens only (so the cache is never copied per continuation), explicit position ids restart
+   every continuation right after its prompt (right padding never shifts a position), and
+   vocabulary logits are computed only at scored positions (a boolean ``logits_to_keep`` mask
+   slices the hidden states before ``lm_head``).
+
+PEFT models: LoRA/IA3 layers live inside the base model, so the continuation pass through the
+base model sees them. Prompt tuning and P-tuning prepend ``num_virtual_tokens`` embeddings in
+``PeftModel.forward`` and prefix tuning puts them in the cache; both end up in the prompt's
+cache, so the continuation pass runs on ``model.get_base_model()`` with the cache and an
+attention mask/positions that account for the virtual tokens (PeftModel itself would prepend
+the virtual tokens again and drops ``position_ids``). Other prompt-learning methods (e.g. CPT)
+fall back to naive scoring.
+
+Tokenisation: the prompt and prompt+continuation are tokenised jointly and the continuation
+tokens are what follows the prompt's tokens, so a leading space merges exactly as in the full
+text. If tokenising the joint text changes the prompt's own tokens (a merge across the
+boundary), the continuation is tokenised on its own (no special tokens) instead. Both scorers
+use the same token ids, so they agree to float rounding (tested to 1e-4).
+
+No truncation is applied: prompt + continuation must fit the model's context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+Progress = Callable[[int], None] | None
+
+# Prompt-learning PEFT types whose virtual tokens are prepended as input embeddings (they
+# appear in the model's outputs) or stored as a cache prefix (they do not).
+_EMBEDDING_PROMPT_TYPES = {"PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING"}
+_CACHE_PROMPT_TYPES = {"PREFIX_TUNING"}
+
+
+def encode_pairs(
+    tokenizer, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+) -> list[tuple[list[int], list[list[int]]]]:
+    """Token ids ``(prompt_ids, [continuation_ids, ...])`` per prompt (see module docstring).
+
+    Raises ValueError for a prompt with no tokens or a continuation with no tokens.
+    """
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuation lists")
+    out = []
+    for i, (p, conts) in enumerate(zip(prompts, continuations)):
+        p_ids = tokenizer(p, add_special_tokens=True)["input_ids"]
+        if not p_ids:
+            raise ValueError(f"prompt {i} has no tokens; give the model something to condition on")
+        c_list = []
+        for j, c in enumerate(conts):
+            whole = tokenizer(p + c, add_special_tokens=True)["input_ids"]
+            if whole[: len(p_ids)] == p_ids:
+                c_ids = whole[len(p_ids):]
+            else:  # a token merged across the boundary: keep the prompt's tokens fixed
+                c_ids = tokenizer(c, add_special_tokens=False)["input_ids"]
+            if not c_ids:
+                raise ValueError(f"continuation {j} of prompt {i} ({c!r}) has no tokens")
+            c_list.append(list(c_ids))
+        out.append((list(p_ids), c_list))
+    return out
+
+
+def _peft_type(model) -> str | None:
+    cfg = getattr(model, "active_peft_config", None)
+    if cfg is None or not getattr(cfg, "is_prompt_learning", False):
+        return None
+    t = cfg.peft_type
+    return getattr(t, "value", str(t))
+
+
+def _virtual_tokens(model) -> int:
+    cfg = getattr(model, "active_peft_config", None)
+    return int(cfg.num_virtual_tokens) if cfg is not None and getattr(cfg, "is_prompt_learning", False) else 0
+
+
+def _output_offset(model) -> int:
+    """Positions the model's logits carry before the first input token (prompt/p-tuning)."""
+    return _virtual_tokens(model) if _peft_type(model) in _EMBEDDING_PROMPT_TYPES else 0
+
+
+def supports_shared_prefix(model) -> bool:
+    """False for prompt-learning PEFT methods whose forward we cannot split (then use naive)."""
+    t = _peft_type(model)
+    return t is None or t in _EMBEDDING_PROMPT_TYPES or t in _CACHE_PROMPT_TYPES
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad_right(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of right-padded rows; ``pad_id`` fills the padding."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _pad_id(tokenizer) -> int:
+    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(pid) if pid is not None else 0
+
+
+def _length_order(encoded) -> list[int]:
+    # Longest first, like lm-evaluation-harness: similar lengths share a batch (less padding)
+    # and an out-of-memory error shows up on the first batch.
+    return sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + max(map(len, encoded[i][1]))))
+
+
+@torch.no_grad()
+def score_continuations(
+    model,
+    tokenizer,
+    prompts: list[str],
+    continuations: list[list[str]],
+    *,
+    batch_size: int = 16,
+    progress: Progress = None,
+) -> list[list[float]]:
+    """Sum of log-probabilities (nats, <= 0) of each continuation's tokens after its prompt.
+
+    ``batch_size`` counts prompts per forward pass (each expands to its continuations in the
+    second pass). Returns one list per prompt, in input order. ``progress(n)`` is called with
+    the number of prompts just finished. Falls back to :func:`score_continuations_naive` for
+    prompt-learning PEFT methods other than prompt tuning, P-tuning and prefix tuning.
+    """
+    if not supports_shared_prefix(model):
+        return score_continuations_naive(
+            model, tokenizer, prompts, continuations, batch_size=batch_size, progress=progress
+        )
+    encoded = encode_pairs(tokenizer, prompts, continuations)
+    results: list[list[float]] = [[] for _ in encoded]
+    device, pad = _device(model), _pad_id(tokenizer)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out_off = _output_offset(model)
+    order = _length_order(encoded)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = [encoded[i] for i in idx]
+        p_ids, p_mask = _pad_right([b[0] for b in batch], pad, device)
+        p_len = torch.tensor([len(b[0]) for b in batch], device=device)
+        # 1. prompt pass: logits only at each prompt's last real token (+ virtual tokens).
+        last = (p_len - 1 + out_off).unsqueeze(1)
+        out = model(input_ids=p_ids, attention_mask=p_mask, use_cache=True, logits_to_keep=last)
+        first_lp = torch.log_softmax(out.logits[:, 0, :].float(), dim=-1)  # (B, V)
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        n_virtual = cache.get_seq_length() - p_ids.shape[1]  # prefix/prompt-tuning tokens in the cache
+        # 2. continuation pass: a prompt's continuations packed into one row on top of its
+        # cache; a block-diagonal causal mask keeps them from seeing each other, so the cache
+        # is never copied per continuation.
+        seg_l = [[k for k, c in enumerate(b[1]) for _ in c] for b in batch]
+        off_l = [[j for c in b[1] for j in range(len(c))] for b in batch]
+        c_ids, _ = _pad_right([[t for c in b[1] for t in c] for b in batch], pad, device)
+        seg, _ = _pad_right(seg_l, -1, device)
+        off, _ = _pad_right(off_l, 0, device)
+        n_tok = c_ids.shape[1]
+        cache_ok = torch.cat([torch.ones_like(p_mask[:, :1]).expand(-1, n_virtual), p_mask], dim=1).bool()
+        own = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0) & (off[:, None, :] <= off[:, :, None])
+        allowed = torch.cat([cache_ok[:, None, :].expand(-1, n_tok, -1), own], dim=2)
+        dtype = next(base.parameters()).dtype
+        mask4d = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+        positions = (n_virtual + p_len).unsqueeze(1) + off
+        first_of = [0]
+        for b in batch:
+            first_of.append(first_of[-1] + len(b[1]))
+        row_base = torch.tensor(first_of[:-1], device=device)
+        total = torch.zeros(first_of[-1], dtype=torch.float32, device=device)
+        r0, c0 = ((off == 0) & (seg >= 0)).nonzero(as_tuple=True)  # first tokens: scored by the prompt pass
+        total.index_add_(0, row_base[r0] + seg[r0, c0], first_lp[r0, c_ids[r0, c0]])
+        keep = torch.zeros_like(seg, dtype=torch.bool)
+        keep[:, :-1] = (seg[:, 1:] == seg[:, :-1]) & (seg[:, :-1] >= 0)  # position j predicts j+1
+        if bool(keep.any()):
+            out2 = base(
+                input_ids=c_ids, attention_mask=mask4d[:, None], position_ids=positions, cache=cache,
+                use_cache=True, logits_to_keep=keep,
+            )
+            lp = torch.log_softmax(out2.logits.float(), dim=-1)  # (n_kept, V), row-major over keep
+            rk, ck = keep.nonzero(as_tuple=True)
+            tok_lp = lp.gather(1, c_ids[rk, ck + 1].unsqueeze(1)).squeeze(1)
+            total.index_add_(0, row_base[rk] + seg[rk, ck], tok_lp)
+        del cache
+        k = 0
+        for i, b in zip(idx, batch):
+            results[i] = total[k : k + len(b[1])].tolist()
+            k += len(b[1])
+        if progress:
+            progress(len(idx))
+    return results
+
+
+@torch.no_grad()
+def score_continuations_naive(
+    model,
+    tokenizer,
+    prompts: list[str],
+    continuations: list[list[str]],
+    *,
+    batch_size: int = 16,
+    progress: Progress = None,
+) -> list[list[float]]:
+    """Reference scorer: each prompt+continuation is its own right-padded row, one plain
+    forward pass with full vocabulary logits (what general-purpose harnesses do).
+
+    Same token ids and return shape as :func:`score_continuations`; ``batch_size`` counts
+    rows. ``progress(n)`` reports prompts whose continuations are all finished.
+    """
+    encoded = encode_pairs(tokenizer, prompts, continuations)
+    rows = [(i, j, p + c, len(p)) for i, (p, cs) in enumerate(encoded) for j, c in enumerate(cs)]
+    rows.sort(key=lambda r: -len(r[2]))
+    results = [[0.0] * len(cs) for _, cs in encoded]
+    remaining = [len(cs) for _, cs in encoded]
+    device, pad = _device(model), _pad_id(tokenizer)
+    off = _output_offset(model)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        ids, mask = _pad_right([r[2] for r in chunk], pad, device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        done = 0
+        for k, (i, j, seq, n_prompt) in enumerate(chunk):
+            pos = torch.arange(n_prompt - 1, len(seq) - 1, device=device) + off
+            tgt = ids[k, n_prompt : len(seq)]
+            results[i][j] = float(lp[k, pos, tgt].sum())
+            remaining[i] -= 1
+            done += remaining[i] == 0
+        if progress and done:
+            progress(done)
+    return results

@@ -1,0 +1,110 @@
+"""Shared-prefix scoring equals naive per-option scoring (1e-4), also for PEFT adapters whose
+virtual tokens shift positions (prompt tuning, P-tuning, prefix tuning)."""
+
+import pytest
+import torch
+
+from peft_audit.models.scoring import encode_pairs, score_continuations, score_continuations_naive
+from tiny_models import make_tiny_model
+
+PROMPTS = [
+    "The grandfather and the grandson were talking.\n\nQ: Who was forgetful?\nA:",
+    "What is two plus two?\nA:",
+    "Sure",
+    "abc def ghi jkl mno pqr stu vwx yz abc def ghi",
+    "I cannot help with that request.",
+]
+CONTS = [
+    [" The grandfather", " The grandson", " Can't be determined"],
+    [" four", " five"],              # a different number of options
+    [" here is a poem", "x", " no"],  # one-token and no-leading-space continuations
+    [" one"],
+    [" I'm sorry", " Sure, here is", " The answer is four."],
+]
+
+
+def _max_diff(a, b):
+    assert [len(r) for r in a] == [len(r) for r in b]
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma"])
+def test_equal_to_naive_and_batch_invariant(family):
+    model, tok = make_tiny_model(family)
+    naive = score_continuations_naive(model, tok, PROMPTS, CONTS, batch_size=4)
+    for bs in (1, 2, 16):
+        shared = score_continuations(model, tok, PROMPTS, CONTS, batch_size=bs)
+        assert _max_diff(shared, naive) < 1e-4
+    assert all(x < 0 for row in naive for x in row)
+
+
+def test_naive_matches_unbatched_reference():
+    # Independent check of the reference itself: one unpadded sequence at a time.
+    model, tok = make_tiny_model("llama")
+    enc = encode_pairs(tok, PROMPTS[:2], CONTS[:2])
+    naive = score_continuations_naive(model, tok, PROMPTS[:2], CONTS[:2], batch_size=8)
+    for (p, cs), row in zip(enc, naive):
+        for c, value in zip(cs, row):
+            ids = torch.tensor([p + c])
+            lp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+            ref = sum(lp[len(p) - 1 + k, t].item() for k, t in enumerate(c))
+            assert value == pytest.approx(ref, abs=1e-4)
+
+
+def _peft_configs():
+    from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+
+    return {
+        "prompt-tuning": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
+        "p-tuning": PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16),
+        "prefix-tuning": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+        "lora": LoraConfig(task_type="CAUSAL_LM", r=4, init_lora_weights=False),
+    }
+
+
+@pytest.mark.parametrize("method", ["prompt-tuning", "p-tuning", "prefix-tuning", "lora"])
+def test_equal_to_naive_for_peft_models(method):
+    from peft import get_peft_model
+
+    base, tok = make_tiny_model("llama")
+    plain = score_continuations_naive(base, tok, PROMPTS, CONTS)
+    torch.manual_seed(1)
+    model = get_peft_model(base, _peft_configs()[method]).eval()
+    naive = score_continuations_naive(model, tok, PROMPTS, CONTS, batch_size=3)
+    shared = score_continuations(model, tok, PROMPTS, CONTS, batch_size=2)
+    assert _max_diff(shared, naive) < 1e-4
+    assert _max_diff(naive, plain) > 1e-3  # the adapter really changes the scores
+
+
+def test_boundary_tokenisation_uses_the_joint_text():
+    _, tok = make_tiny_model("llama")
+    (p, [c]), = encode_pairs(tok, ["A:"], [[" The grandson"]])
+    assert p + c == tok("A: The grandson")["input_ids"]
+
+
+def test_empty_continuation_is_an_error():
+    model, tok = make_tiny_model("llama")
+    with pytest.raises(ValueError, match="continuation 0 of prompt 0"):
+        score_continuations(model, tok, ["Q"], [[""]])
+
+
+def test_progress_reports_every_prompt():
+    model, tok = make_tiny_model("llama")
+    seen = []
+    score_continuations(model, tok, PROMPTS, CONTS, batch_size=2, progress=seen.append)
+    assert sum(seen) == len(PROMPTS)
+
+
+@pytest.mark.slow
+def test_equal_to_naive_on_bundled_smollm2():
+    from peft_audit.benchmarks.fairness import load_bbq
+    from peft_audit.benchmarks.fairness.score import plain_prompt
+    from peft_audit.models import load_base
+
+    lm = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
+    items = load_bbq("builtin", per_cell=1, categories=["age", "religion"]).items
+    prompts = [plain_prompt(it) for it in items]
+    conts = [[f" {a}" for a in it.answers] for it in items]
+    shared = score_continuations(lm.model, lm.tokenizer, prompts, conts, batch_size=4)
+    naive = score_continuations_naive(lm.model, lm.tokenizer, prompts, conts, batch_size=4)
+    assert _max_diff(shared, naive) < 1e-4
