@@ -9,7 +9,7 @@ Shape (keys marked * are the documented contract; the others add intervals and c
         "safety"*: {"overall"*, "overall_ci": [lo, hi], "by_category"*: {key: score},
                     "ci_by_category": {key: [lo, hi]}, "n_by_category": {key: n},
                     "incoherent": n, "unscored": n, "by_judge": {judge: overall}},
-        "over_refusal": {"refusal_rate", "ci": [lo, hi], "n"},
+        "over_refusal": {"refusal_rate", "ci": [lo, hi], "n" (coherent answers), "incoherent"},
         "fairness"*: {"by_category"*: {key: {"acc_ambig"*, "acc_disambig"*, "bias_ambig"*,
                       "bias_disambig"*, "unknown_rate_ambig", "unknown_rate_disambig", "ci": {metric: [lo, hi]}}},
                       "overall": {...same...}},
@@ -89,7 +89,8 @@ def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, An
     over = None
     if ("over_refusal", "overall", "refusal_rate") in m:
         r = m[("over_refusal", "overall", "refusal_rate")]
-        over = {"refusal_rate": _num(r["value"]), "ci": [_num(r["ci_low"]), _num(r["ci_high"])], "n": r["n"]}
+        over = {"refusal_rate": _num(r["value"]), "ci": [_num(r["ci_low"]), _num(r["ci_high"])], "n": r["n"],
+                "incoherent": val("over_refusal", "overall", "incoherent_count")}
     judges = {f"{c}:{k}" if c != "overall" else k: _num(r["value"]) for (b, c, k), r in m.items() if b == "judges"}
     return {
         "id": v["id"],
