@@ -25,6 +25,10 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
         raise ValueError("deliberate failure for the test")
     if label == "crash":
         os._exit(3)
+    if label == "slow":
+        import time
+
+        time.sleep(120)  # long enough to be killed mid-variant
     if "generated" not in done_stages:
         sink.commit_stage(pv.id, "generated", 0.01, safety=[
             {"prompt_id": f"p{i}", "benchmark": "safety", "category": "illegal_activity", "prompt": f"q{i}",

@@ -148,3 +148,64 @@ def test_missing_optional_extra_says_how_to_install_before_any_work(tmp_path, mo
 def test_unknown_executor_names_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="valid: local, ray"):
         run_sweep(parse_config(CFG), tmp_path, RunOptions(executor="slurm"))
+
+
+def test_jobs_spread_over_visible_gpus(monkeypatch):
+    from peft_audit.sweep.executors.local import gpu_for_slot, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert visible_gpus("auto") == visible_gpus("cuda") == ["2", "5"]
+    assert visible_gpus("cpu") == visible_gpus("cuda:1") == []
+    assert [gpu_for_slot(k, ["2", "5"]) for k in range(4)] == ["2", "5", "2", "5"]
+    assert gpu_for_slot(0, []) is None
+
+
+DRIVER_SCRIPT = """
+import sys
+sys.path[:0] = {paths!r}
+import sweep_fakes
+import peft_audit.report
+from peft_audit.config import parse_config
+from peft_audit.pipeline import RunOptions, run_sweep
+from peft_audit.sweep.executors import local
+local.LocalExecutor.__init__.__defaults__ = (sweep_fakes.fake_worker,)
+peft_audit.report.write_reports = lambda *a, **k: []
+run_sweep(parse_config({cfg!r}), {run_dir!r}, RunOptions())
+"""
+
+
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    cfg = {**CFG, "methods": [], "variants": [{**V, "label": "slow"}]}
+    script = DRIVER_SCRIPT.format(paths=[str(Path(__file__).parent)], cfg=cfg, run_dir=str(tmp_path))
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(calls(tmp_path)) < 2:  # the base finished, the slow variant is sleeping in its worker
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        worker_pid = int((tmp_path / "calls.txt").read_text().splitlines()[-1].split()[1])
+    finally:
+        driver.send_signal(signal.SIGKILL)  # the driver only: its worker is orphaned
+        driver.wait()
+    deadline = time.monotonic() + 60
+    while _alive(worker_pid):
+        assert time.monotonic() < deadline, "orphaned worker kept running after its driver died"
+        time.sleep(0.2)
+    assert statuses(tmp_path)["slow"] == "running"  # left for the next run to resume
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as ended
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"

@@ -93,9 +93,10 @@ def expand(cfg: SweepConfig, *, validate: bool = True) -> list[PlannedVariant]:
 def validate_plan(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
     """Reject combinations that cannot run, naming the variant; pure (no model is loaded).
 
-    Checks: method arguments unknown to the method (or of the wrong type); two different
-    variants with the same ``label`` (the report would conflate them); quantised loading
-    (``training.load_in``) when the device is explicitly not CUDA (bitsandbytes is GPU-only).
+    Checks: method arguments unknown to the method (or of the wrong type) for variants this
+    sweep trains; two different variants with the same ``label`` (the report would conflate
+    them); quantised loading (``training.load_in``) when the device is explicitly not CUDA
+    (bitsandbytes is GPU-only).
     """
     from ..methods import resolve_method_args
 
@@ -104,7 +105,7 @@ def validate_plan(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
     for pv in plan:
         s = pv.spec
         where = f"variant {pv.id} ({pv.display})"
-        if not s.is_base():
+        if not s.is_base() and not s.adapter:  # a given adapter's args describe it, they build nothing
             try:
                 resolve_method_args(s.method, s.method_args)
             except ValueError as e:

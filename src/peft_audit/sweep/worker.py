@@ -42,17 +42,19 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def subprocess_main(worker: Callable, cfg, run_dir: str, pv, done_stages: set[str], stored_rows, queue,
-                    parent_pid: int, threads: int | None = None) -> None:
+                    parent_pid: int, threads: int | None = None, gpu: str | None = None) -> None:
     """Entry point of a spawned worker process: watchdog, then ``worker(..., put=queue.put)``.
 
     ``threads`` caps torch's intra-op threads so ``--jobs N`` workers share the cores instead of
-    each claiming all of them.
+    each claiming all of them; ``gpu`` (a CUDA device index) makes only that GPU visible.
     """
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Both are read by torch when it is first imported (later, by the variant): no torch here.
     if threads:
-        # Read by torch when it is first imported (later, by the variant), so no torch import here.
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
         worker(cfg, run_dir, pv, done_stages, stored_rows, queue.put)
     finally:

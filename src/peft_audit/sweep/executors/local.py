@@ -5,7 +5,9 @@ ends, and a crash (segfault, out-of-memory kill) takes only that variant down: t
 records it as failed and goes on. Workers stream their finished stages over a
 ``multiprocessing`` queue; only the driver (this process) writes the store.
 
-Bases come first in the plan, so they start first; a variant does not wait for its base to
+With several GPUs and ``--jobs N``, job slot k sees only GPU ``k mod #GPUs`` (through
+``CUDA_VISIBLE_DEVICES``), so N jobs spread over the GPUs. Bases come first in the plan, so
+they start first; a variant does not wait for its base to
 finish (its evaluation does not depend on the base's results), which keeps ``--jobs`` busy.
 ``RunOptions.in_process`` runs variants in this process instead (debugging, tests).
 """
@@ -22,6 +24,24 @@ from ..driver import Driver
 from ..worker import run_variant, subprocess_main
 
 POLL_S = 0.5
+
+
+def visible_gpus(device: str) -> list[str]:
+    """CUDA devices to spread jobs over: ``CUDA_VISIBLE_DEVICES`` if set, else every GPU torch
+    sees; none when the config pins a device (``cpu``, ``mps``, ``cuda:N``)."""
+    if device not in ("auto", "cuda"):
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_for_slot(slot: int, gpus: list[str]) -> str | None:
+    """Round-robin: job slot ``slot`` gets ``gpus[slot % len(gpus)]`` (None without GPUs)."""
+    return gpus[slot % len(gpus)] if gpus else None
 
 
 class LocalExecutor:
@@ -56,19 +76,24 @@ class LocalExecutor:
         messages = ctx.Queue()
         pending = list(todo)
         running: dict[str, mp.process.BaseProcess] = {}
+        slots: dict[str, int] = {}  # variant id -> job slot, so each GPU serves one job at a time
         jobs = max(1, self.opts.jobs)
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        gpus = visible_gpus(cfg.device) if jobs > 1 else []
         try:
             while pending or running:
                 while pending and len(running) < jobs and driver.may_start():
                     pv = pending.pop(0)
                     done, rows = driver.prepare(pv)
+                    slot = min(set(range(jobs)) - set(slots.values()))
                     proc = ctx.Process(
                         target=subprocess_main, name=f"peft-audit-{pv.id}",
-                        args=(self.worker, cfg, str(run_dir), pv, done, rows, messages, os.getpid(), threads),
+                        args=(self.worker, cfg, str(run_dir), pv, done, rows, messages, os.getpid(), threads,
+                              gpu_for_slot(slot, gpus)),
                     )
                     proc.start()
                     running[pv.id] = proc
+                    slots[pv.id] = slot
                 if pending and not driver.may_start():
                     pending.clear()
                 self._drain(driver, messages, timeout=POLL_S)
@@ -82,6 +107,7 @@ class LocalExecutor:
                         driver.lost(vid, f"worker process exited with code {proc.exitcode} before reporting "
                                          "(crash or out-of-memory kill?)")
                     del running[vid]
+                    del slots[vid]
                 driver.heartbeat()
         except KeyboardInterrupt:
             for proc in running.values():

@@ -1,0 +1,196 @@
+"""Training data: built-in sets, local JSONL/CSV files, or Hugging Face datasets, as plain rows.
+
+Rows come out in one of two shapes:
+
+* SFT: ``{"prompt": str, "response": str}`` or ``{"messages": [{"role", "content"}, ...]}``
+  (the last message is the assistant turn that is learned);
+* DPO: ``{"prompt": str, "chosen": str, "rejected": str}``.
+
+``TrainingConfig.columns`` maps those canonical names onto the source's column names, e.g.
+``{prompt: question, response: answer}``. A missing column raises ValueError naming the
+columns that exist. ``max_examples`` keeps the first N rows (after the source's own order);
+``safety_mix`` then adds refusal demonstrations (see :func:`mix_safety`), and the result is
+shuffled with the variant seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainingConfig
+from .provenance import content_hash, file_sha256
+
+DATA_DIR = Path(__file__).parent / "data"
+BUILTIN_FILES = {"sft": DATA_DIR / "sft.jsonl", "dpo": DATA_DIR / "preference.jsonl"}
+REFUSALS_FILE = DATA_DIR / "refusals.jsonl"
+CANONICAL = {"sft": ("prompt", "response"), "dpo": ("prompt", "chosen", "rejected")}
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Rows ready for a trainer, and where they came from (for provenance)."""
+
+    rows: list[dict[str, Any]]
+    source: str  # "builtin:sft", a file path, or a HF id
+    source_kind: str  # builtin | file | hub
+    source_hash: str | None  # sha256 of the source file, when it is one file
+    content_hash: str  # sha256 of the final rows (after cap, mixing and shuffling)
+    n_safety: int  # refusal demonstrations mixed in
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def read_local(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .jsonl, .json (list of objects) or .csv file."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return read_jsonl(path)
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ValueError(f"{path}: a .json data file must hold a list of objects")
+        return data
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    raise ValueError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json or .csv")
+
+
+def read_hub(name: str, split: str) -> list[dict[str, Any]]:
+    """Rows of a Hugging Face dataset (hub id or a local dataset directory) via ``datasets``."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except ValueError as e:
+        if "split" in str(e).lower():
+            raise ValueError(f"dataset {name}: split {split!r} not found ({e}); set --data-split") from None
+        raise
+    return [dict(r) for r in ds]
+
+
+def _messages_row(messages: Any, where: str) -> dict[str, Any]:
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise ValueError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+    if messages[-1].get("role") != "assistant":
+        raise ValueError(f"{where}: the last message must have role 'assistant' (the turn that is learned)")
+    return {"messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]}
+
+
+def normalise_rows(
+    raw: list[dict[str, Any]], algo: str, columns: dict[str, str], source: str
+) -> list[dict[str, Any]]:
+    """Map source rows onto the canonical shape of ``algo``; ValueError naming existing columns."""
+    if algo not in CANONICAL:
+        raise ValueError(f"unknown training algorithm {algo!r}; valid: {', '.join(CANONICAL)}")
+    unknown = set(columns) - set(CANONICAL[algo]) - {"messages"}
+    if unknown:
+        raise ValueError(
+            f"column mapping keys {sorted(unknown)} are not used by {algo}; valid keys: "
+            f"{', '.join(CANONICAL[algo])}" + (", messages" if algo == "sft" else "")
+        )
+    if not raw:
+        raise ValueError(f"{source}: the dataset has no rows")
+    present = list(raw[0].keys())
+    messages_col = columns.get("messages", "messages")
+    if algo == "sft" and messages_col in present and "prompt" not in columns and "response" not in columns:
+        return [_messages_row(r.get(messages_col), f"{source} row {i}") for i, r in enumerate(raw)]
+    wanted = {key: columns.get(key, key) for key in CANONICAL[algo]}
+    missing = [f"{key!r}" + (f" (mapped to {col!r})" if col != key else "") for key, col in wanted.items() if col not in present]
+    if missing:
+        raise ValueError(
+            f"{source}: column {', '.join(missing)} not found; columns present: {', '.join(map(str, present))}. "
+            f"Map them with training.columns (e.g. {{prompt: question}})"
+            + (" or provide a 'messages' column" if algo == "sft" else "")
+        )
+    rows = []
+    for i, r in enumerate(raw):
+        row = {}
+        for key, col in wanted.items():
+            value = r.get(col)
+            if isinstance(value, list) and value and isinstance(value[-1], dict):
+                # Conversational preference data (e.g. chosen = [user, assistant]): keep the last turn.
+                value = value[-1].get("content", "")
+            if value is None or (isinstance(value, float) and value != value):
+                raise ValueError(f"{source} row {i}: column {col!r} is empty")
+            row[key] = str(value)
+        rows.append(row)
+    return rows
+
+
+def load_refusals() -> list[dict[str, str]]:
+    """The project's refusal demonstrations: ``prompt``, ``refusal``, ``compliant_opener``."""
+    return read_jsonl(REFUSALS_FILE)
+
+
+def mix_safety(rows: list[dict[str, Any]], algo: str, fraction: float, seed: int) -> tuple[list[dict[str, Any]], int]:
+    """Add refusal demonstrations so that they make up ``fraction`` of the result (Qi et al., 2023,
+    "Fine-tuning Aligned Language Models Compromises Safety, Even When Users Do Not Intend To!",
+    arXiv:2310.03693, Sec. 5: mixing safety data into fine-tuning as a mitigation).
+
+    n_safety = round(fraction * n / (1 - fraction)); demonstrations are drawn in a seeded order and
+    reused (cycled) when more are needed than exist. SFT rows: prompt -> short refusal. DPO rows:
+    chosen = refusal, rejected = a non-operational compliant opener (never harmful content).
+    Returns (rows, n_safety); fraction 0 returns ``rows`` unchanged.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"safety_mix must be in [0, 1), got {fraction}")
+    n_safety = round(fraction * len(rows) / (1.0 - fraction))
+    if n_safety == 0:
+        return list(rows), 0
+    refusals = load_refusals()
+    random.Random(seed).shuffle(refusals)
+    extra = []
+    for i in range(n_safety):
+        r = refusals[i % len(refusals)]
+        if algo == "sft":
+            extra.append({"prompt": r["prompt"], "response": r["refusal"]})
+        else:
+            extra.append({"prompt": r["prompt"], "chosen": r["refusal"], "rejected": r["compliant_opener"]})
+    return list(rows) + extra, n_safety
+
+
+def load_training_data(training: TrainingConfig, algo: str, *, seed: int = 0) -> TrainingData:
+    """Load, cap, mix and shuffle the training rows named by ``training.data`` for ``algo``."""
+    data = training.data
+    source_hash = None
+    if data == "builtin":
+        path = BUILTIN_FILES.get(algo)
+        if path is None:
+            raise ValueError(f"unknown training algorithm {algo!r}; valid: {', '.join(BUILTIN_FILES)}")
+        raw, source, kind, source_hash = read_jsonl(path), f"builtin:{path.name}", "builtin", file_sha256(path)
+    else:
+        p = Path(data).expanduser()
+        if p.is_file():
+            raw, source, kind, source_hash = read_local(p), str(p), "file", file_sha256(p)
+        elif p.is_dir():  # a saved/downloaded dataset directory: same loader as a hub id
+            raw, source, kind = read_hub(str(p), training.data_split), str(p), "hub"
+        elif p.suffix.lower() in {".jsonl", ".json", ".csv"} or data.startswith((".", "/", "~")):
+            raise ValueError(f"training data file not found: {p}")
+        else:
+            raw, source, kind = read_hub(data, training.data_split), data, "hub"
+    rows = normalise_rows(raw, algo, dict(training.columns), source)
+    if training.max_examples is not None:
+        rows = rows[: training.max_examples]
+    rows, n_safety = mix_safety(rows, algo, training.safety_mix, seed)
+    random.Random(seed).shuffle(rows)
+    return TrainingData(rows, source, kind, source_hash, content_hash(rows), n_safety)

@@ -1,0 +1,95 @@
+"""train_adapter: determinism, provenance contents, clean interruption, refusal to overwrite."""
+
+import json
+
+import pytest
+import torch
+
+from peft_audit.config import TrainingConfig, VariantSpec
+from peft_audit.models import load_base
+from peft_audit.training import PROVENANCE_FILE, read_provenance, train_adapter
+from peft_audit.training.data import BUILTIN_FILES
+from peft_audit.training.provenance import file_sha256
+
+
+def _train(base_dir, out_dir, *, method="lora", algo="sft", seed=0, training=None, **kw):
+    loaded = load_base(str(base_dir), device="cpu")
+    spec = VariantSpec(base_model=str(base_dir), method=method, method_args=kw.pop("method_args", {}), algo=algo,
+                       lr=1e-2, epochs=1, seed=seed)
+    training = training or TrainingConfig(max_steps=3, batch_size=2, max_seq_len=64, max_examples=12)
+    return train_adapter(loaded.model, loaded.tokenizer, spec=spec, training=training, out_dir=out_dir,
+                         base_fingerprint=loaded.resolved.fingerprint, device="cpu", show_progress=False, **kw)
+
+
+@pytest.mark.parametrize("method", ["lora", "p-tuning"])
+def test_same_seed_gives_identical_adapter_weights(method, tiny_model_dir, tmp_path):
+    a = _train(tiny_model_dir, tmp_path / "a", method=method)
+    b = _train(tiny_model_dir, tmp_path / "b", method=method)
+    c = _train(tiny_model_dir, tmp_path / "c", method=method, seed=1)
+    weights = lambda r: (r.adapter_dir / "adapter_model.safetensors").read_bytes()  # noqa: E731
+    assert weights(a) == weights(b)
+    assert a.losses == b.losses
+    assert weights(a) != weights(c)
+
+
+def test_provenance_records_everything(tiny_model_dir, tmp_path):
+    training = TrainingConfig(max_steps=2, batch_size=2, max_seq_len=64, max_examples=10, safety_mix=0.2)
+    result = _train(tiny_model_dir, tmp_path / "ad", method="ia3", algo="dpo", training=training)
+    prov = read_provenance(result.adapter_dir)
+    assert prov == json.loads((result.adapter_dir / PROVENANCE_FILE).read_text())
+    loaded = load_base(str(tiny_model_dir), device="cpu")
+    assert prov["base_model"]["id"] == str(tiny_model_dir)
+    assert prov["base_model"]["fingerprint"] == loaded.resolved.fingerprint
+    assert prov["method"] == "ia3" and prov["algo"] == "dpo"
+    assert prov["method_args"] == {"target_modules": None, "feedforward_modules": None}
+    assert set(prov["peft_config"]["target_modules"]) == {"k_proj", "v_proj", "down_proj"}
+    hp = prov["hyperparameters"]
+    assert hp["lr"] == 1e-2 and hp["seed"] == 0 and hp["max_steps"] == 2 and hp["safety_mix"] == 0.2
+    assert hp["batch_size"] == 2 and hp["dpo_beta"] == 0.1
+    ds = prov["dataset"]
+    assert ds["source"] == "builtin:preference.jsonl" and ds["source_sha256"] == file_sha256(BUILTIN_FILES["dpo"])
+    assert ds["rows"] == 10 + 2 and ds["safety_rows"] == 2 and len(ds["content_sha256"]) == 64
+    for lib in ("torch", "transformers", "peft", "trl", "datasets"):
+        assert prov["libraries"][lib]
+    assert prov["device"] == "cpu" and prov["steps"] == 2
+    assert prov["train_loss"] == result.losses and len(result.losses) == 2
+    assert prov["wall_seconds"] > 0
+    assert 0 < prov["trainable_params"] < prov["total_params"]
+    assert "rewards/margins" in prov["log_history"][0]
+
+
+def test_interrupt_leaves_no_adapter(tiny_model_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    class CtrlC(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt
+
+    import peft_audit.training.train as train_mod
+
+    original = train_mod._LogRecorder.callback
+    train_mod._LogRecorder.callback = lambda self: CtrlC()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _train(tiny_model_dir, tmp_path / "out")
+    finally:
+        train_mod._LogRecorder.callback = original
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == []  # the partial temp dir is gone too
+
+
+def test_refuses_to_overwrite_and_to_train_base(tiny_model_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "adapter_config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="not empty"):
+        _train(tiny_model_dir, tmp_path / "out")
+    loaded = load_base(str(tiny_model_dir), device="cpu")
+    with pytest.raises(ValueError, match="cannot be trained"):
+        train_adapter(loaded.model, loaded.tokenizer, spec=VariantSpec(base_model="x"), training=TrainingConfig(),
+                      out_dir=tmp_path / "b", base_fingerprint="", device="cpu")
+
+
+def test_unknown_method_arg_fails_before_training(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="valid: r, alpha, dropout, target_modules"):
+        _train(tiny_model_dir, tmp_path / "x", method_args={"rank": 4})
+    assert not (tmp_path / "x").exists()
