@@ -343,6 +343,93 @@ def export(
     console.print(f"wrote {path}")
 
 
+# ---------------------------------------------------------------------------------------------
+# train  (peft_audit.training.train_adapter)
+# ---------------------------------------------------------------------------------------------
+def _parse_method_args(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--method-arg {item!r} must look like key=value (e.g. r=16)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def train(
+    base: str = typer.Option(..., "--base", help="Base model: alias, .gguf, local dir or hub id."),
+    method: str = typer.Option(..., "--method", help="lora | ia3 | prompt-tuning | p-tuning | prefix-tuning"),
+    algo: str = typer.Option("sft", "--algo", help="sft | dpo"),
+    data: str = typer.Option("builtin", "--data", help="'builtin', a .jsonl/.csv file, or a HF dataset id."),
+    out: Path = typer.Option(..., "--out", help="Adapter directory to create (must not exist)."),
+    data_split: str = typer.Option("train", "--data-split", help="Split of a HF dataset."),
+    column: list[str] = typer.Option([], "--column", help="Column mapping canonical=source, e.g. prompt=question."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default per method)."),
+    epochs: int = typer.Option(1, "--epochs", min=1),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after N optimizer steps."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1),
+    max_seq_len: int = typer.Option(384, "--max-seq-len", min=16),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    method_arg: list[str] = typer.Option([], "--method-arg", help="Method argument key=value (repeatable)."),
+    safety_mix: float = typer.Option(0.0, "--safety-mix", help="Fraction of refusal demonstrations mixed in."),
+    dpo_beta: float = typer.Option(0.1, "--dpo-beta"),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    load_in: Optional[str] = typer.Option(None, "--load-in", help="4bit | 8bit (bitsandbytes, CUDA only)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Fine-tune one PEFT adapter (SFT or DPO) on a base model and save it with provenance.
+
+    Example:
+
+        peft-audit train --base smollm2-135m-instruct --method lora --algo sft --data builtin \\
+            --max-steps 50 --method-arg r=16 --out adapters/lora-sft
+    """
+    from pydantic import ValidationError
+
+    from .config import TrainingConfig, VariantSpec
+    from .methods import method_module, resolve_method_args
+    from .models import load_base
+    from .training import train_adapter
+
+    try:
+        columns = _parse_method_args(column)
+        training = TrainingConfig(
+            data=data, data_split=data_split, columns=columns, max_steps=max_steps, batch_size=batch_size,
+            grad_accum=grad_accum, max_seq_len=max_seq_len, max_examples=max_examples, safety_mix=safety_mix,
+            dpo_beta=dpo_beta, gradient_checkpointing=gradient_checkpointing, load_in=load_in,
+        )
+        spec = VariantSpec(
+            base_model=base, method=method, method_args=_parse_method_args(method_arg), algo=algo,
+            lr=lr if lr is not None else method_module(method).DEFAULT_LR, epochs=epochs, seed=seed,
+        )
+        resolve_method_args(method, spec.method_args)  # fail on a bad --method-arg before loading the model
+        loaded = load_base(base, device=device, load_in=load_in)
+        result = train_adapter(
+            loaded.model, loaded.tokenizer, spec=spec, training=training, out_dir=out,
+            base_fingerprint=loaded.resolved.fingerprint, device=loaded.device, show_progress=not quiet,
+        )
+    except ValidationError as e:
+        _fail("; ".join(f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in e.errors()))
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+        _fail(str(e))
+    prov = result.provenance
+    console.print(
+        f"trainable params: {prov['trainable_params']:,} of {prov['total_params']:,} "
+        f"({100 * prov['trainable_params'] / max(prov['total_params'], 1):.4f}%)"
+    )
+    if result.losses:
+        console.print(f"loss: first {result.losses[0]:.4f}, last {result.losses[-1]:.4f} over {prov['steps']} steps "
+                      f"in {result.seconds:.1f} s")
+    console.print(f"adapter saved to {result.adapter_dir}")
+
+
+# ---------------------------------------------------------------------------------------------
+# plan / status  (peft_audit.sweep.plan, peft_audit.sweep.cost, peft_audit.sweep.status)
+# ---------------------------------------------------------------------------------------------
 def main() -> None:  # pragma: no cover
     try:
         app()

@@ -93,3 +93,11 @@ def test_unknown_method_arg_fails_before_training(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="valid: r, alpha, dropout, target_modules"):
         _train(tiny_model_dir, tmp_path / "x", method_args={"rank": 4})
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt-tuning"])
+def test_gradient_checkpointing_trains(method, tiny_model_dir, tmp_path):
+    training = TrainingConfig(max_steps=2, batch_size=2, max_seq_len=64, max_examples=4, gradient_checkpointing=True)
+    result = _train(tiny_model_dir, tmp_path / "gc", method=method, training=training)
+    assert result.provenance["hyperparameters"]["gradient_checkpointing"] is True
+    assert len(result.losses) == 2 and all(loss == loss for loss in result.losses)

@@ -13,6 +13,10 @@ the model's outputs. TRL 1.16 keeps the last ``seq_len - 1`` per-token log-probs
 (``outputs.log_probs[:, -seq_len:]`` on the shifted mask), i.e. drops the virtual positions, and
 PEFT pads the labels with -100 for them; ``tests/training/test_dpo_logps.py`` checks this against
 a hand computation, so no wrapper is needed. Prefix tuning adds no output positions.
+
+Note for prompt-learning methods: "adapter disabled" removes the virtual tokens, and a freshly
+initialised soft prompt already changes the model, so at step 0 the policy differs from the
+reference (initial loss != log 2, rewards != 0), unlike LoRA (B = 0) and IA3 (scales = 1).
 """
 
 from __future__ import annotations

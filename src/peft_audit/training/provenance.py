@@ -13,17 +13,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..models.resolve import _file_sha256 as file_sha256  # one sha256 helper for files in the package
+
 PROVENANCE_FILE = "peft_audit_provenance.json"
 SCHEMA_VERSION = 1
 _LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "safetensors", "peft-audit")
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_hash(rows: list[dict[str, Any]]) -> str:
