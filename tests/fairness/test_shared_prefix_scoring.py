@@ -102,7 +102,7 @@ def test_equal_to_naive_on_bundled_smollm2():
     from peft_audit.models import load_base
 
     lm = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
-    items = load_bbq("builtin", per_cell=1, categories=["age", "religion"]).items
+    items = load_bbq("builtin", per_cell=1, categories=["religion"]).items  # 4 items, both contexts
     prompts = [plain_prompt(it) for it in items]
     conts = [[f" {a}" for a in it.answers] for it in items]
     shared = score_continuations(lm.model, lm.tokenizer, prompts, conts, batch_size=4)

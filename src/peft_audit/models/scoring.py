@@ -141,8 +141,8 @@ def score_continuations(
 ) -> list[list[float]]:
     """Sum of log-probabilities (nats, <= 0) of each continuation's tokens after its prompt.
 
-    ``batch_size`` counts prompts per forward pass (each expands to its continuations in the
-    second pass). Returns one list per prompt, in input order. ``progress(n)`` is called with
+    ``batch_size`` counts prompts per forward pass (a prompt's continuations share one row in
+    the second pass). Returns one list per prompt, in input order. ``progress(n)`` is called with
     the number of prompts just finished. Falls back to :func:`score_continuations_naive` for
     prompt-learning PEFT methods other than prompt tuning, P-tuning and prefix tuning.
     """
