@@ -163,6 +163,9 @@ class SweepConfig(_Strict):
     variants: list[VariantSpec] = Field(default_factory=list)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     trust_remote_code: bool = False
+    force_adapters: bool = Field(
+        False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)

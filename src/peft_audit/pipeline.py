@@ -103,9 +103,13 @@ def evaluate_variant(
     # -- train ------------------------------------------------------------------------------
     adapter_path: Path | None = None
     if spec.adapter:
-        from .adapters import resolve_adapter
+        from .adapters import check_compatibility, resolve_adapter
 
         adapter_path = resolve_adapter(spec.adapter)
+        compat = check_compatibility(adapter_path, spec.base_model, force=cfg.force_adapters,
+                                     trust_remote_code=cfg.trust_remote_code)
+        if not compat.ok:
+            raise ValueError(f"adapter {spec.adapter} does not fit base {spec.base_model}: " + "; ".join(compat.reasons))
     elif not spec.is_base():
         adapter_path = adapter_dir_for(run_dir, pv.id)
         if not (adapter_path / PROVENANCE_FILE).is_file():
@@ -173,12 +177,19 @@ def evaluate_variant(
                 skip_bad_items=fc.skip_bad_items, metadata_csv=fc.metadata_csv,
             )
             items = loaded_items.items
+            # Items whose biased answer cannot be resolved are left out of bias scores; say how many.
+            data_rows = [
+                {"benchmark": "fairness", "category": "overall", "metric": "n_unresolved_targets",
+                 "value": loaded_items.n_unresolved, "n": len(items)},
+                {"benchmark": "fairness", "category": "overall", "metric": "n_bad_lines",
+                 "value": len(loaded_items.bad_lines), "n": len(items)},
+            ]
             with _timed(timings, "score"):
                 rows = fb.score_bbq(
                     model, tok, items, mode=fc.mode, prompt_format=fc.prompt_format, batch_size=fc.batch_size,
                     length_normalise=fc.length_normalise, progress=progress("BBQ", len(items)),
                 )
-            sink.commit_stage(pv.id, "scored", timings["score"], fairness=rows)
+            sink.commit_stage(pv.id, "scored", timings["score"], fairness=rows, metrics=data_rows)
         if "metrics" not in done_stages:
             rows = _stored_rows(run_dir, "fairness_samples", pv.id, sink, fallback=locals().get("rows"))
             metric_rows += fb.fairness_metrics(rows, bootstrap=cfg.fairness.bootstrap, seed=0)

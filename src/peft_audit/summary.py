@@ -85,6 +85,8 @@ def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, An
     fairness = {
         "by_category": {c: fair_block(c) for c in fair_cats if c != "overall"},
         "overall": fair_block("overall") if "overall" in fair_cats else None,
+        "n_unresolved_targets": val("fairness", "overall", "n_unresolved_targets"),
+        "n_bad_lines": val("fairness", "overall", "n_bad_lines"),
     }
     over = None
     if ("over_refusal", "overall", "refusal_rate") in m:

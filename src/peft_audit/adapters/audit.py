@@ -111,7 +111,7 @@ def plan_audit(
             progress(1)
     cfg = SweepConfig(
         name=name, base_models=[base], methods=[], variants=[o.spec for o in outcomes if o.spec],
-        device=device, trust_remote_code=trust_remote_code,
+        device=device, trust_remote_code=trust_remote_code, force_adapters=force,
         safety=safety or SafetyConfig(), fairness=fairness or FairnessConfig(),
     )
     return AuditPlan(cfg, outcomes)
