@@ -58,10 +58,13 @@ class RayExecutor:
 
         self._connect()
         gpus = ray.cluster_resources().get("GPU", 0)
-        resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        # max_calls=1: a fresh worker process per GPU variant, so its GPU memory is returned (Ray's own
+        # default for GPU tasks, stated here because it matters). CPU workers are reused across
+        # variants, which saves the library imports each time.
+        resources = {"num_gpus": 1, "max_calls": 1} if gpus else {"num_cpus": 1}
         console.print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {gpus:g} GPUs; one task per variant "
                       f"with {resources}")
-        task = ray.remote(_ray_task).options(**resources)
+        task = ray.remote(**resources)(_ray_task)
         messages = Queue(actor_options={"num_cpus": 0})
         run_dir_s = str(Path(run_dir).resolve())
 
