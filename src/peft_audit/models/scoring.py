@@ -170,35 +170,43 @@ def score_continuations(
         # 2. continuation pass: a prompt's continuations packed into one row on top of its
         # cache; a block-diagonal causal mask keeps them from seeing each other, so the cache
         # is never copied per continuation.
-        seg_l = [[k for k, c in enumerate(b[1]) for _ in c] for b in batch]
-        off_l = [[j for c in b[1] for j in range(len(c))] for b in batch]
-        c_ids, _ = _pad_right([[t for c in b[1] for t in c] for b in batch], pad, device)
+        # A continuation's last token is never fed: its output would predict past the end, and
+        # no other continuation may attend to it. So each continuation contributes its first
+        # len-1 tokens as inputs, whose outputs score tokens 2..len.
+        seg_l = [[k for k, c in enumerate(b[1]) for _ in c[:-1]] for b in batch]
+        off_l = [[j for c in b[1] for j in range(len(c) - 1)] for b in batch]
+        c_ids, _ = _pad_right([[t for c in b[1] for t in c[:-1]] for b in batch], pad, device)
+        tgt, _ = _pad_right([[t for c in b[1] for t in c[1:]] for b in batch], pad, device)
         seg, _ = _pad_right(seg_l, -1, device)
         off, _ = _pad_right(off_l, 0, device)
-        n_tok = c_ids.shape[1]
-        cache_ok = torch.cat([torch.ones_like(p_mask[:, :1]).expand(-1, n_virtual), p_mask], dim=1).bool()
-        own = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0) & (off[:, None, :] <= off[:, :, None])
-        allowed = torch.cat([cache_ok[:, None, :].expand(-1, n_tok, -1), own], dim=2)
-        dtype = next(base.parameters()).dtype
-        mask4d = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-        positions = (n_virtual + p_len).unsqueeze(1) + off
         first_of = [0]
         for b in batch:
             first_of.append(first_of[-1] + len(b[1]))
         row_base = torch.tensor(first_of[:-1], device=device)
         total = torch.zeros(first_of[-1], dtype=torch.float32, device=device)
-        r0, c0 = ((off == 0) & (seg >= 0)).nonzero(as_tuple=True)  # first tokens: scored by the prompt pass
-        total.index_add_(0, row_base[r0] + seg[r0, c0], first_lp[r0, c_ids[r0, c0]])
-        keep = torch.zeros_like(seg, dtype=torch.bool)
-        keep[:, :-1] = (seg[:, 1:] == seg[:, :-1]) & (seg[:, :-1] >= 0)  # position j predicts j+1
+        # first tokens are scored by the prompt pass
+        first_tok = torch.tensor([c[0] for b in batch for c in b[1]], device=device)
+        owner = torch.tensor([r for r, b in enumerate(batch) for _ in b[1]], device=device)
+        total += first_lp[owner, first_tok]
+        keep = seg >= 0
         if bool(keep.any()):
+            n_tok = c_ids.shape[1]
+            cache_ok = torch.cat([torch.ones_like(p_mask[:, :1]).expand(-1, n_virtual), p_mask], dim=1).bool()
+            own = keep[:, :, None] & (seg[:, :, None] == seg[:, None, :]) & (off[:, None, :] <= off[:, :, None])
+            allowed = torch.cat([cache_ok[:, None, :].expand(-1, n_tok, -1), own], dim=2)
+            allowed[~keep] = True  # padding rows attend anywhere (their outputs are dropped): no NaN
+            dtype = next(base.parameters()).dtype
+            mask4d = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
+                ~allowed, torch.finfo(dtype).min
+            )
+            positions = (n_virtual + p_len).unsqueeze(1) + off
             out2 = base(
                 input_ids=c_ids, attention_mask=mask4d[:, None], position_ids=positions, cache=cache,
                 use_cache=True, logits_to_keep=keep,
             )
             lp = torch.log_softmax(out2.logits.float(), dim=-1)  # (n_kept, V), row-major over keep
             rk, ck = keep.nonzero(as_tuple=True)
-            tok_lp = lp.gather(1, c_ids[rk, ck + 1].unsqueeze(1)).squeeze(1)
+            tok_lp = lp.gather(1, tgt[rk, ck].unsqueeze(1)).squeeze(1)
             total.index_add_(0, row_base[rk] + seg[rk, ck], tok_lp)
         del cache
         k = 0
