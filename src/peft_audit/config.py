@@ -213,6 +213,17 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<root>"
 
 
+def validation_message(source: str, e: ValidationError, what: str = "configuration") -> str:
+    """One line per bad key: ``  key.path: message`` under ``source: invalid <what>``."""
+    lines = []
+    for err in e.errors():
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see README 'Configuration reference')"
+        lines.append(f"  {_format_loc(err['loc'])}: {msg}")
+    return f"{source}: invalid {what}\n" + "\n".join(lines)
+
+
 def parse_config(data: Any, source: str = "<config>") -> SweepConfig:
     """Validate a parsed YAML mapping. Raises :class:`ConfigError` naming ``source`` and each bad key."""
     if data is None:
@@ -222,23 +233,20 @@ def parse_config(data: Any, source: str = "<config>") -> SweepConfig:
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            key = _format_loc(err["loc"])
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check spelling; see README 'Configuration reference')"
-            lines.append(f"  {key}: {msg}")
-        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+        raise ConfigError(validation_message(source, e)) from None
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """Parse a YAML file; a missing file or bad YAML raises :class:`ConfigError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: {what} not found")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
 
 
 def load_config(path: str | Path) -> SweepConfig:
     """Read and validate a YAML sweep file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    return parse_config(data, str(p))
+    return parse_config(read_yaml(path), str(path))

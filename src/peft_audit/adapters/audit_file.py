@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..config import ConfigError
+from ..config import ConfigError, read_yaml, validation_message
 
 
 class _Model(BaseModel):
@@ -69,15 +69,8 @@ def write_audit_file(af: AuditFile, path: str | Path) -> Path:
 
 def read_audit_file(path: str | Path) -> AuditFile:
     """Read and validate an audit file; :class:`ConfigError` names the file and each bad key."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: audit file not found (make one with `peft-audit discover`)")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    data = read_yaml(path, "audit file (make one with `peft-audit discover`)")
     try:
         return AuditFile.model_validate(data or {})
     except ValidationError as e:
-        lines = [f"  {'.'.join(str(x) for x in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()]
-        raise ConfigError(f"{p}: invalid audit file\n" + "\n".join(lines)) from None
+        raise ConfigError(validation_message(str(path), e, "audit file")) from None
