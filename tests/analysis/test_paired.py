@@ -129,12 +129,14 @@ def test_false_positive_rate_under_no_effect(correction):
 
 
 def test_bbq_scores_hand_computed():
-    # 4 disambiguated items, unknown=2, target=0: neg->pred target (biased), neg->pred 1 (not),
-    # nonneg->pred 1 (non-target = biased), nonneg->pred unknown (excluded). s_DIS = 2*2/3 - 1.
+    # 4 disambiguated items, unknown=2, stereotyped group = option 0. target_index is the biased
+    # answer (store semantics): 0 for negative questions, 1 (the non-stereotyped group) for
+    # non-negative ones. neg->pred 0 (biased), neg->pred 1 (not), nonneg->pred 1 (biased),
+    # nonneg->pred unknown (excluded). s_DIS = 2*2/3 - 1.
     items = pd.DataFrame({
         "item_id": ["a", "b", "c", "d", "e", "f"], "category": "age",
         "context_condition": ["disambig"] * 4 + ["ambig"] * 2, "question_polarity": ["neg", "neg", "nonneg", "nonneg", "neg", "neg"],
-        "label": [0, 1, 1, 0, 2, 2], "target_index": 0, "unknown_index": 2,
+        "label": [0, 1, 1, 0, 2, 2], "target_index": [0, 0, 1, 1, 0, 0], "unknown_index": 2,
     })
     base = bbq_frame({"b": [2, 2, 2, 2, 2, 2]}, items)
     var = bbq_frame({"v": [0, 1, 1, 2, 0, 2]}, items)

@@ -168,8 +168,7 @@ def build_synthetic_store(
             if a < acc:
                 pred = it["label"]
             else:
-                others = [j for j in range(3) if j not in (it["unknown_index"],)]
-                stereo = it["target_index"] if it["question_polarity"] == "neg" else [j for j in others if j != it["target_index"]][0]
+                stereo = it["target_index"]  # the biased answer, polarity already applied (store semantics)
                 pred = stereo if b < 0.65 else [j for j in range(3) if j not in (stereo, it["label"])][0]
             f_rows.append({**it, "pred_index": int(pred), "logprob_0": -1.0, "logprob_1": -1.2, "logprob_2": -1.5})
         o_rows = [{"prompt_id": f"or-{i:02d}", "benchmark": "over_refusal", "category": "benign",
