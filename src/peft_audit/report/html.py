@@ -66,7 +66,7 @@ def render_html(a: Analysis, title: str) -> str:
         f"{x:.3g}" if isinstance(x, float) else str(x))
     env.filters["pct"] = lambda x: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.0f}%"
     env.globals["colour"] = cell_colour
-    grids = [score_grid(a.variants, a.paired, "safety_score")] + [score_grid(a.variants, a.paired, m) for m in FAIRNESS_SHOWN]
+    grids = [score_grid(a.variants, a.paired, m, metrics=a.frames.metrics) for m in ("safety_score", *FAIRNESS_SHOWN)]
     heatmaps = [heatmap_grid(delta_matrix(a.variants, a.paired, m), METRIC_TITLES[m], higher_is_better=not m.startswith("bias_"))
                 for m in ("safety_score",) + FAIRNESS_SHOWN]
     effects = a.factors["effects"]
@@ -85,7 +85,7 @@ def render_html(a: Analysis, title: str) -> str:
         correction={"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction],
         findings=[f.as_dict() for f in a.findings],
         grids=grids,
-        over_refusal=score_grid(a.variants, a.paired, "refusal_rate"),
+        over_refusal=score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics),
         heatmaps=[h for h in heatmaps if h],
         forests=forests,
         anova=records(an[an["outcome"] == "safety_overall"] if not an.empty else an),

@@ -59,12 +59,12 @@ def render_markdown(a: Analysis, title: str) -> str:
     L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
           f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: paired permutation test).", ""]
-    L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score"))
+    L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
     L += ["## Fairness (BBQ)", ""]
     for m in FAIRNESS_SHOWN:
-        g = score_grid(a.variants, a.paired, m)
+        g = score_grid(a.variants, a.paired, m, metrics=a.frames.metrics)
         L += [f"### {g['title']}", ""] + _grid_md(g)
-    L += ["## Over-refusal", ""] + _grid_md(score_grid(a.variants, a.paired, "refusal_rate"))
+    L += ["## Over-refusal", ""] + _grid_md(score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics))
     L += ["## What matters: factor effects on overall safety change", ""]
     e = a.factors["effects"]
     e = e[e["outcome"] == "safety_overall"] if not e.empty else e

@@ -34,16 +34,24 @@ def _ordered_categories(cats, metric: str) -> list[str]:
     return cats + ["overall"]
 
 
-def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> dict:
+def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alpha: float = 0.05,
+               metrics: pd.DataFrame | None = None) -> dict:
     """{'title', 'columns', 'rows': [{'label', 'method', 'base', 'cells': [cell or None]}]} for one metric.
 
     cell: value, delta, ci_low, ci_high, p_adj, significant, good (+1 better, -1 worse, 0 unclear),
-    strength (0..1 for colour), and display text. Base rows show their own score only.
+    strength (0..1 for colour), and display text. Base rows show their own score only. ``metrics``
+    (the store's metrics table) supplies the scores of variants without a comparison: a run of a
+    base model alone, or a variant whose base is missing.
     """
     p = paired[paired["metric"] == metric]
-    if p.empty:
+    own: dict = {}
+    if metrics is not None and not metrics.empty:
+        mm = metrics[metrics["metric"] == metric]
+        own = {(r.variant_id, r.category): r.value for r in mm.itertuples()}
+    cats = list(p["category"]) + [c for (_, c) in own]
+    if not cats:
         return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
-    cols = _ordered_categories(p["category"], metric)
+    cols = _ordered_categories(pd.Series(cats), metric)
     abs_p = paired[paired["metric"] == "abs_" + metric] if metric.startswith("bias_") else None
     by = {(r.variant_id, r.category): r for r in p.itertuples()}
     by_abs = {(r.variant_id, r.category): r for r in abs_p.itertuples()} if abs_p is not None else {}
@@ -53,14 +61,13 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
     for v in variants.itertuples():
         cells = []
         for c in cols:
-            if v.method == "base":
-                val = base_vals.get((v.id, c))
-                cells.append(None if val is None else {"text": num(val), "delta_text": "base", "good": 0, "strength": 0,
-                                                        "title": ""})
-                continue
             r = by.get((v.id, c))
-            if r is None:
-                cells.append(None)
+            if v.method == "base" or r is None:
+                val = base_vals.get((v.id, c)) if v.method == "base" else None
+                val = own.get((v.id, c)) if val is None else val
+                tag = "base" if v.method == "base" else "no base to compare"
+                cells.append(None if val is None else {"text": num(val), "delta_text": tag, "good": 0, "strength": 0,
+                                                        "title": ""})
                 continue
             # Colour by what is better: higher safety/accuracy; a smaller |bias| for bias scores.
             ref = by_abs.get((v.id, c)) if by_abs else r
