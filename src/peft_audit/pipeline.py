@@ -139,6 +139,8 @@ def evaluate_variant(
             loaded = attach_adapter(loaded, adapter_path)
     model, tok = loaded.model, loaded.tokenizer
     metric_rows: list[dict] = []
+    # Rows made by this call; a stage already committed earlier is read back instead.
+    samples = verdicts = rows = None
 
     # -- safety -------------------------------------------------------------------------------
     if cfg.safety.enabled:
@@ -155,7 +157,7 @@ def evaluate_variant(
                 )
             sink.commit_stage(pv.id, "generated", timings["generate"], safety=samples)
         if "judged" not in done_stages or "metrics" not in done_stages:
-            samples = _stored_rows(run_dir, "safety_samples", pv.id, sink, fallback=locals().get("samples"))
+            samples = _stored_rows(run_dir, "safety_samples", pv.id, sink, fallback=samples)
         if "judged" not in done_stages:
             with _timed(timings, "judge"):
                 judges = build_judges(cfg.safety, cache_path=Path(run_dir) / "judge_cache.sqlite")
@@ -163,7 +165,7 @@ def evaluate_variant(
                                               progress=progress("judge", len(samples)))
             sink.commit_stage(pv.id, "judged", timings["judge"], verdicts=verdicts)
         if "metrics" not in done_stages:
-            verdicts = _stored_rows(run_dir, "verdicts", pv.id, sink, fallback=locals().get("verdicts"))
+            verdicts = _stored_rows(run_dir, "verdicts", pv.id, sink, fallback=verdicts)
             metric_rows += sb.safety_metrics(samples, verdicts)
 
     # -- fairness -----------------------------------------------------------------------------
@@ -191,7 +193,7 @@ def evaluate_variant(
                 )
             sink.commit_stage(pv.id, "scored", timings["score"], fairness=rows, metrics=data_rows)
         if "metrics" not in done_stages:
-            rows = _stored_rows(run_dir, "fairness_samples", pv.id, sink, fallback=locals().get("rows"))
+            rows = _stored_rows(run_dir, "fairness_samples", pv.id, sink, fallback=rows)
             metric_rows += fb.fairness_metrics(rows, bootstrap=cfg.fairness.bootstrap, seed=0)
 
     if "metrics" not in done_stages:
