@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..models.resolve import split_revision
 from .errors import AdapterError, AdapterGated, AdapterNetworkError, AdapterNotFound
 from .metadata import CONFIG, PICKLE_WEIGHTS, SAFETENSORS
 
@@ -39,19 +40,11 @@ _sleep: Callable[[float], None] = time.sleep  # replaced in tests
 T = TypeVar("T")
 
 
-def split_ref(ref: str) -> tuple[str, str | None]:
-    """``org/name@rev`` -> (``org/name``, ``rev``); no ``@`` -> (ref, None)."""
-    if "@" in ref:
-        repo, rev = ref.rsplit("@", 1)
-        return repo, rev or None
-    return ref, None
-
-
 def is_hub_ref(ref: str) -> bool:
     """True for ``org/name[@rev]`` that is not an existing local path."""
     if ref.startswith((".", "/", "~", "\\")) or Path(ref).expanduser().exists():
         return False
-    return _HUB_ID.match(split_ref(ref)[0]) is not None
+    return _HUB_ID.match(split_revision(ref)[0]) is not None
 
 
 def hub_endpoint() -> str | None:
@@ -161,7 +154,7 @@ def resolve_adapter(ref: str) -> Path:
         raise AdapterNotFound(
             f"adapter {ref!r} is neither an existing directory nor a Hub id of the form org/name[@revision]"
         )
-    repo, rev = split_ref(ref)
+    repo, rev = split_revision(ref)
     d = snapshot(repo, rev, ADAPTER_FILES)
     if not (d / CONFIG).is_file():
         raise AdapterNotFound(f"{ref}: the repo has no {CONFIG} at its top level, so it is not a PEFT adapter")

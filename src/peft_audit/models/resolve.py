@@ -117,7 +117,8 @@ def convert_gguf(gguf: Path, *, force: bool = False) -> Path:
     return target
 
 
-def _split_revision(name: str) -> tuple[str, str | None]:
+def split_revision(name: str) -> tuple[str, str | None]:
+    """``org/name@rev`` -> (``org/name``, ``rev``); no ``@`` -> (name, None)."""
     if "@" in name:
         repo, rev = name.rsplit("@", 1)
         return repo, rev or None
@@ -140,7 +141,7 @@ def resolve_model(name: str) -> ResolvedModel:
         return ResolvedModel(name, p, "dir", _dir_fingerprint(p))
     if p.exists() or name.startswith((".", "/", "~")):
         raise ModelResolutionError(f"model path {p} does not exist")
-    repo, rev = _split_revision(name)
+    repo, rev = split_revision(name)
     if repo.count("/") != 1:
         raise ModelResolutionError(
             f"model {name!r} is neither an alias ({', '.join(ALIASES)}), a .gguf file, a local directory, "
