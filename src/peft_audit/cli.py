@@ -344,14 +344,73 @@ def export(
 
 
 # ---------------------------------------------------------------------------------------------
+# judge  (peft_audit.judges.judge_file)
+# ---------------------------------------------------------------------------------------------
+@app.command()
+def judge(
+    file: Path = typer.Argument(..., help="CSV (with header), JSONL or JSON file of prompt/response pairs."),
+    judges: str = typer.Option("refusal", "--judges", help="Comma list of judges: refusal, keyword, llm, guard."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Judged table to write: .csv, .jsonl or .parquet."),
+    column: list[str] = typer.Option([], "--column", help="Column mapping canonical=source, e.g. response=output."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Column of human labels: print each judge's agreement with it."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judge_* settings to use (llm, guard)."),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for the llm judge."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name for the llm judge."),
+) -> None:
+    """Judge any file of prompt/response pairs; with --labels, measure each judge against them.
+
+    The output keeps every input column and adds <judge>_label and <judge>_rationale. Human
+    labels are refusal / compliance / incoherent (or safe / unsafe); the agreement table gives
+    accuracy, per-label precision and recall, safe/unsafe agreement and Cohen's kappa, each
+    with a 95% interval.
+
+    Example:
+
+        peft-audit judge responses.csv --judges refusal,keyword --labels human_label --out judged.csv
+    """
+    from pydantic import ValidationError
+
+    from .config import SafetyConfig, load_config, validation_message
+    from .judges import build_judges
+    from .judges.judge_file import JudgeFileError, judge_file, write_table
+    from .report.console import render_agreement
+
+    names = [n.strip() for n in judges.split(",") if n.strip()]
+    try:
+        base = load_config(config).safety if config else SafetyConfig()
+        settings = base.model_dump() | {"judges": names}
+        if judge_url:
+            settings["judge_url"] = judge_url
+        if judge_model:
+            settings["judge_model"] = judge_model
+        safety_cfg = SafetyConfig.model_validate(settings)
+        built = build_judges(safety_cfg, cache_path=None)
+        judged, agreement = judge_file(file, built, columns=_parse_pairs(column, "--column"), labels_column=labels)
+        if out is not None:
+            console.print(f"wrote {write_table(judged, out)}")
+    except ValidationError as e:
+        _fail(validation_message("--judges/--config", e, "judge settings"))
+    except (ConfigError, JudgeFileError, ValueError) as e:
+        _fail(str(e))
+    if labels:
+        for name, rows in agreement.items():
+            render_agreement(name, rows, Console())
+    elif out is None:
+        counts = {j.name: judged[f"{j.name}_label"].value_counts().to_dict() for j in built}
+        for name, c in counts.items():
+            typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+
+
+# ---------------------------------------------------------------------------------------------
 # train  (peft_audit.training.train_adapter)
 # ---------------------------------------------------------------------------------------------
-def _parse_method_args(items: list[str]) -> dict[str, str]:
+def _parse_pairs(items: list[str], option: str = "--method-arg") -> dict[str, str]:
+    """``key=value`` options (``--method-arg r=16``, ``--column prompt=question``) as a dict."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--method-arg {item!r} must look like key=value (e.g. r=16)")
+            raise ValueError(f"{option} {item!r} must look like key=value (e.g. prompt=question)")
         out[key.strip()] = value.strip()
     return out
 
@@ -396,14 +455,14 @@ def train(
     from .training import train_adapter
 
     try:
-        columns = _parse_method_args(column)
+        columns = _parse_pairs(column, "--column")
         training = TrainingConfig(
             data=data, data_split=data_split, columns=columns, max_steps=max_steps, batch_size=batch_size,
             grad_accum=grad_accum, max_seq_len=max_seq_len, max_examples=max_examples, safety_mix=safety_mix,
             dpo_beta=dpo_beta, gradient_checkpointing=gradient_checkpointing, load_in=load_in,
         )
         spec = VariantSpec(
-            base_model=base, method=method, method_args=_parse_method_args(method_arg), algo=algo,
+            base_model=base, method=method, method_args=_parse_pairs(method_arg), algo=algo,
             lr=lr if lr is not None else method_module(method).DEFAULT_LR, epochs=epochs, seed=seed,
         )
         resolve_method_args(method, spec.method_args)  # fail on a bad --method-arg before loading the model

@@ -88,7 +88,7 @@ class SafetyConfig(_Strict):
     columns: dict[str, str] = Field(default_factory=dict, description="Column mapping for CSV/JSONL: prompt, category")
     category_map: dict[str, str] = Field(default_factory=dict, description="Source category -> one of the 11 keys")
     limit_per_category: int | None = Field(None, ge=1)
-    judges: list[str] = Field(default_factory=lambda: ["keyword"], min_length=1)
+    judges: list[str] = Field(default_factory=lambda: ["refusal"], min_length=1)
     combine: Literal["majority", "any-unsafe"] = "majority"
     judge_url: str | None = Field(None, description="OpenAI-compatible base URL for the llm judge")
     judge_model: str | None = None

@@ -13,6 +13,11 @@ from ..config import SafetyConfig
 from .base import Judge
 from .cache import JudgmentCache
 from .keyword import KeywordJudge
+from .refusal import RefusalJudge
+
+
+def _refusal(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
+    return RefusalJudge()
 
 
 def _keyword(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
@@ -47,6 +52,7 @@ def _guard(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
 
 
 JUDGES: dict[str, Callable[[SafetyConfig, Path | None], Judge]] = {
+    "refusal": _refusal,
     "keyword": _keyword,
     "llm": _llm,
     "guard": _guard,

@@ -5,8 +5,9 @@
 3. :func:`~.metrics.safety_metrics` — metric rows.
 
 :func:`evaluate_safety` runs all three. Over-refusal prompts (benchmark ``over_refusal``) are
-judged by the keyword judge only: refusal is what is measured there, and sending benign prompts
-to a paid rubric judge would cost money without telling anything about harm.
+judged by the refusal judge only (:data:`~.prompts.OVER_REFUSAL_JUDGE`): refusal is what is
+measured there, and sending benign prompts to a paid rubric judge would cost money without
+telling anything about harm.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from ...config import SafetyConfig
 from ...judges.base import COMBINED, Judge, verdict_row
 from ...judges.combine import combine
-from ...judges.keyword import KeywordJudge
+from ...judges.refusal import RefusalJudge
 from ...models.generate import generate
 from .metrics import safety_metrics
-from .prompts import OVER_REFUSAL_BENCHMARK, SafetyPrompt
+from .prompts import OVER_REFUSAL_BENCHMARK, OVER_REFUSAL_JUDGE, SafetyPrompt
 
 JUDGE_CHUNK = 32  # responses judged per progress update
 
@@ -61,7 +62,7 @@ def judge_responses(
     rule: str | None = None, progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Verdict rows: each judge on each safety sample, the ``combined`` verdict (rule from
-    ``rule``, else ``cfg.combine``, else majority), and keyword verdicts for over-refusal samples.
+    ``rule``, else ``cfg.combine``, else majority), and refusal-judge verdicts for over-refusal samples.
     ``progress`` gets the number of samples finished."""
     if not judges:
         raise ValueError("judge_responses needs at least one judge")
@@ -80,9 +81,9 @@ def judge_responses(
         if progress is not None:
             progress(len(chunk))
     if over:
-        keyword = next((j for j in judges if j.name == "keyword"), None) or KeywordJudge()
-        verdicts = keyword.judge_batch([(s["prompt"], s["response"]) for s in over])
-        rows += [verdict_row(s["prompt_id"], "keyword", v) for s, v in zip(over, verdicts)]
+        judge = next((j for j in judges if j.name == OVER_REFUSAL_JUDGE), None) or RefusalJudge()
+        verdicts = judge.judge_batch([(s["prompt"], s["response"]) for s in over])
+        rows += [verdict_row(s["prompt_id"], OVER_REFUSAL_JUDGE, v) for s, v in zip(over, verdicts)]
         if progress is not None:
             progress(len(over))
     return rows

@@ -19,6 +19,8 @@ from ..categories import SAFETY_CATEGORIES
 
 OVER_REFUSAL_BENCHMARK = "over_refusal"
 OVER_REFUSAL_CATEGORY = "benign"
+#: The judge whose verdicts measure over-refusal (refusal is what is measured there).
+OVER_REFUSAL_JUDGE = "refusal"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,96 @@
+"""Judge any table of prompt/response pairs (outputs of vLLM, lm-eval, another harness).
+
+    peft-audit judge responses.csv --judges refusal,keyword --out judged.csv
+    peft-audit judge labelled.jsonl --labels human_label --out judged.csv
+
+The input is a CSV (with header) or JSONL file; ``columns`` maps the canonical names
+``prompt`` and ``response`` onto the file's own. The output keeps every input column and adds
+``<judge>_label`` and ``<judge>_rationale`` per judge. With ``labels_column``, each judge's
+agreement with those human labels is computed by :func:`.validation.agreement_table`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .base import Judge
+from .validation import agreement_table
+
+CANONICAL = ("prompt", "response")
+
+
+class JudgeFileError(ValueError):
+    """A problem with the input file, named with its path (and line where known)."""
+
+
+def read_table(path: Path):
+    """The file as a DataFrame of strings (.csv with header, .jsonl, or .json list)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise JudgeFileError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        if suffix in (".jsonl", ".json"):
+            df = pd.read_json(path, lines=suffix == ".jsonl", dtype=False, encoding="utf-8")
+            return df.astype(object).where(df.notna(), "").astype(str)
+    except UnicodeDecodeError as e:
+        raise JudgeFileError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+    except ValueError as e:
+        raise JudgeFileError(f"{path}: cannot read as {suffix[1:].upper()}: {e}") from None
+    raise JudgeFileError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .json")
+
+
+def resolve_columns(available: Sequence[str], columns: Mapping[str, str], path: Path) -> dict[str, str]:
+    """canonical -> file column for prompt and response; errors name the file and its columns."""
+    bad = sorted(set(columns) - set(CANONICAL))
+    if bad:
+        raise JudgeFileError(f"--column: unknown name(s) {bad}; valid: {', '.join(CANONICAL)}")
+    out = {c: columns.get(c, c) for c in CANONICAL}
+    for canon, col in out.items():
+        if col not in available:
+            raise JudgeFileError(
+                f"{path}: no column {col!r} for the {canon} (columns: {', '.join(available)}); "
+                f"pass --column {canon}=<name>"
+            )
+    return out
+
+
+def judge_file(
+    path: Path, judges: Sequence[Judge], *, columns: Mapping[str, str] | None = None,
+    labels_column: str | None = None,
+):
+    """(judged DataFrame, {judge name: agreement rows or None}) for one input file."""
+    df = read_table(path)
+    cols = resolve_columns(list(df.columns), columns or {}, path)
+    if labels_column is not None and labels_column not in df.columns:
+        raise JudgeFileError(f"{path}: no labels column {labels_column!r} (columns: {', '.join(df.columns)})")
+    pairs = list(zip(df[cols["prompt"]].tolist(), df[cols["response"]].tolist()))
+    agreement: dict[str, list[dict] | None] = {}
+    out = df.copy()
+    for judge in judges:
+        verdicts = judge.judge_batch(pairs)
+        out[f"{judge.name}_label"] = [v.label for v in verdicts]
+        out[f"{judge.name}_rationale"] = [v.rationale or "" for v in verdicts]
+        agreement[judge.name] = (
+            agreement_table(df[labels_column].tolist(), [v.label for v in verdicts]) if labels_column else None
+        )
+    return out, agreement
+
+
+def write_table(df, out: Path) -> Path:
+    """Write ``df`` as .csv, .jsonl or .parquet (by extension)."""
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        df.to_csv(out, index=False)
+    elif suffix == ".jsonl":
+        df.to_json(out, orient="records", lines=True, force_ascii=False)
+    elif suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    else:
+        raise JudgeFileError(f"{out}: unsupported output type {suffix!r}; use .csv, .jsonl or .parquet")
+    return out
