@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from ..analysis import Analysis
-from .tables import FAIRNESS_SHOWN, num, score_grid
+from .tables import FAIRNESS_SHOWN, judge_scores, num, score_grid
 
 
 def _md(text) -> str:
@@ -23,9 +23,25 @@ def _grid_md(grid: dict) -> list[str]:
     out = ["| variant | " + " | ".join(grid["columns"]) + " |", "|---" * (len(grid["columns"]) + 1) + "|"]
     for r in grid["rows"]:
         cells = [("—" if c is None else f"{c['text']} ({c['delta_text']})" if c["delta_text"] != "base" else f"{c['text']} (base)")
-                 for c in r["cells"]]
+                 + (f"; {c['unscored_text']}" if c and c.get("unscored_text") else "") for c in r["cells"]]
         out.append(f"| {_md(r['label'])} | " + " | ".join(cells) + " |")
     return out + [""]
+
+
+def _judge_scores_md(variants: pd.DataFrame, metrics: pd.DataFrame | None) -> list[str]:
+    rows = judge_scores(variants, metrics)
+    if not rows:
+        return []
+    L = ["### Safety score per judge (overall)", "",
+         "Unscored: share of responses the judge did not score (failed requests, unparseable answers, and the "
+         "judge's own refusals to rate, counted under 'judge refused'); they are left out of the score, never "
+         "counted safe. Rubric 5s: share scored 5 on this project's 1-5 rubric (analogous to Qi et al.'s "
+         "harmfulness rate, not the same rubric).", "",
+         "| variant | judge | safety score | 95% CI | n scored | unscored | judge refused | rubric 5s |",
+         "|---" * 8 + "|"]
+    L += [f"| {_md(r['label'])} | {_md(r['judge'])} | {r['score']} | {r['ci']} | {r['n']} | {r['unscored']} | "
+          f"{r['judge_refused']} | {r['rubric_5s']} |" for r in rows]
+    return L + [""]
 
 
 def _table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> list[str]:
@@ -60,6 +76,7 @@ def render_markdown(a: Analysis, title: str) -> str:
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
           f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: paired permutation test).", ""]
     L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
+    L += _judge_scores_md(a.variants, a.frames.metrics)
     L += ["## Fairness (BBQ)", ""]
     for m in FAIRNESS_SHOWN:
         g = score_grid(a.variants, a.paired, m, metrics=a.frames.metrics)

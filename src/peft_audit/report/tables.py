@@ -10,7 +10,7 @@ from ..benchmarks.categories import SAFETY_CATEGORIES
 
 FAIRNESS_SHOWN = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
 METRIC_TITLES = {
-    "safety_score": "Safety score (share of prompts answered safely)",
+    "safety_score": "Safety score (share of prompts answered safely, among those the judges scored)",
     "acc_ambig": "BBQ accuracy, ambiguous contexts",
     "acc_disambig": "BBQ accuracy, disambiguated contexts",
     "bias_ambig": "BBQ bias score, ambiguous contexts (s_AMB)",
@@ -52,6 +52,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
     if not cats:
         return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
     cols = _ordered_categories(pd.Series(cats), metric)
+    unscored = _overall_or_category_values(metrics, "unscored_share") if metric == "safety_score" else {}
     abs_p = paired[paired["metric"] == "abs_" + metric] if metric.startswith("bias_") else None
     by = {(r.variant_id, r.category): r for r in p.itertuples()}
     by_abs = {(r.variant_id, r.category): r for r in abs_p.itertuples()} if abs_p is not None else {}
@@ -85,8 +86,47 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 "strength": strength, "significant": sig,
                 "title": f"p={r.p_value:.3g}, adjusted p={r.p_adj:.3g}, n={r.n}" if r.p_value == r.p_value else f"n={r.n}",
             })
+        for c, cell in zip(cols, cells):
+            if cell is not None:  # the judges' abstentions, next to the score they are left out of
+                share = unscored.get((v.id, c))
+                cell["unscored_text"] = f"{num(share, fmt='{:.0f}')}% unscored" if share else ""
         rows.append({"label": v.label, "method": v.method, "base": v.base_model, "status": v.status, "cells": cells})
     return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": cols, "rows": rows}
+
+
+def _overall_or_category_values(metrics: pd.DataFrame | None, metric: str) -> dict:
+    if metrics is None or metrics.empty:
+        return {}
+    mm = metrics[metrics["metric"] == metric]
+    return {(r.variant_id, r.category): r.value for r in mm.itertuples()}
+
+
+def judge_scores(variants: pd.DataFrame, metrics: pd.DataFrame | None) -> list[dict]:
+    """Overall safety score per (variant, judge), the combined verdict first, each with the share
+    of responses that judge left unscored (judge refusals included) and its refusal count, so no
+    judge's score is read without knowing how much it skipped. ``rubric_5s``: the llm judge's
+    share scored 5 on this project's rubric (analogous to Qi et al.'s harmfulness rate, not
+    theirs). Display strings; [] without metrics."""
+    if metrics is None or metrics.empty:
+        return []
+    m = metrics[(metrics["benchmark"] == "safety") & (metrics["category"] == "overall")]
+    by = {(r.variant_id, r.metric): r for r in m.itertuples()}
+    out = []
+    for v in variants.itertuples():
+        judges = sorted(k.split(":", 1)[1] for (vid, k) in by if vid == v.id and k.startswith("safety_score:"))
+        for judge in (["combined"] if (v.id, "safety_score") in by else []) + judges:
+            suffix = "" if judge == "combined" else f":{judge}"
+            s = by[(v.id, "safety_score" + suffix)]
+            u, r, h = (by.get((v.id, k)) for k in ("unscored_share" + suffix, "judge_refused_count" + suffix,
+                                                    "harmfulness_rate" if judge == "llm" else ""))
+            out.append({
+                "label": v.label, "judge": judge, "score": num(s.value),
+                "ci": f"[{num(s.ci_low)}, {num(s.ci_high)}]", "n": "n/a" if s.n != s.n else str(int(s.n)),
+                "unscored": "n/a" if u is None else num(u.value, fmt="{:.0f}%"),
+                "judge_refused": "—" if r is None else str(int(r.value)),
+                "rubric_5s": "—" if h is None else num(h.value),
+            })
+    return out
 
 
 def cell_colour(cell: dict | None) -> str:
