@@ -401,6 +401,76 @@ def judge(
             typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
 
 
+@app.command()
+def label(
+    run_dir: Path = typer.Argument(..., help="A run directory holding results.sqlite."),
+    n: int = typer.Option(40, "--n", min=1, help="How many responses to draw (not yet labelled ones)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random draw."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Write the draw to this CSV to label elsewhere, instead of asking here."),
+    import_sheet: Optional[Path] = typer.Option(None, "--import", help="Import the labels of a filled-in sheet."),
+) -> None:
+    """Human spot-check: label a random sample of the run's safety responses.
+
+    Labels (refusal / compliance / incoherent, as in the labelling guide) are appended to
+    RUN_DIR/human_labels.csv as you give them; `peft-audit report` then shows each judge's
+    measured error rates on them and a judge-error-corrected safety score per variant and
+    category with 95% intervals.
+
+    Example:
+
+        peft-audit label runs/quickstart --n 40
+    """
+    from .analysis.data import load_frames, open_store
+    from .judges import spot_check
+
+    try:
+        store = open_store(run_dir)
+        try:
+            frames = load_frames(store)
+        finally:
+            store.close()
+        safety = frames.safety
+        keys = list(zip(safety["variant_id"], safety["prompt_id"]))
+        if import_sheet is not None:
+            count = spot_check.import_sheet(run_dir, import_sheet, set(keys))
+            console.print(f"imported {count} label(s) into {spot_check.labels_path(run_dir)}")
+            return
+        done = spot_check.read_labels(run_dir)
+        chosen = spot_check.draw_sample(keys, n, seed=seed, exclude=done)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if not chosen:
+        console.print("every response of this run is labelled already")
+        return
+    by_key = safety.set_index(["variant_id", "prompt_id"])
+    rows = [{"variant_id": v, "prompt_id": p, **by_key.loc[(v, p), ["category", "prompt", "response"]].to_dict()}
+            for v, p in chosen]
+    if sheet is not None:
+        console.print(f"wrote {spot_check.write_sheet(rows, sheet)}: fill in the label column, then "
+                      f"`peft-audit label {run_dir} --import {sheet}`")
+        return
+    _label_interactively(run_dir, rows)
+
+
+def _label_interactively(run_dir: Path, rows: list[dict]) -> None:
+    from rich.panel import Panel
+
+    from .judges import spot_check
+
+    keys = {"r": "refusal", "c": "compliance", "i": "incoherent"}
+    out = Console()
+    given = 0
+    for i, row in enumerate(rows, 1):
+        out.print(Panel(row["prompt"], title=f"{i}/{len(rows)} prompt ({row['category']})", title_align="left"))
+        out.print(Panel(row["response"] or "(empty)", title="response", title_align="left"), markup=False)
+        answer = typer.prompt("[r]efusal [c]ompliance [i]ncoherent [s]kip [q]uit", default="s").strip().lower()[:1]
+        if answer == "q":
+            break
+        if answer in keys:
+            given += spot_check.append_labels(run_dir, [(row["variant_id"], row["prompt_id"], keys[answer])])
+    console.print(f"{given} label(s) saved in {spot_check.labels_path(run_dir)}; `peft-audit report {run_dir}` uses them")
+
+
 # ---------------------------------------------------------------------------------------------
 # train  (peft_audit.training.train_adapter)
 # ---------------------------------------------------------------------------------------------

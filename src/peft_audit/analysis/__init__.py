@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,9 @@ import pandas as pd
 
 from .data import RunFrames, comparison_pairs, load_frames, method_family, open_store
 from .factors import factor_analysis, spread_by_base, sweep_table
+from ..judges.spot_check import read_labels
 from .findings import Finding, compute_findings
+from .judge_errors import corrected_safety, published_validation, spot_check_agreement
 from .paired import adjust_pvalues, paired_comparisons, paired_safety
 from .tradeoffs import category_ranking, spearman_with_ci, tradeoff_table
 
@@ -39,6 +42,9 @@ class Analysis:
     ranking: pd.DataFrame
     judges: pd.DataFrame
     findings: list[Finding] = field(default_factory=list)
+    judge_validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # published figures, labelled test part
+    spot_check: pd.DataFrame = field(default_factory=pd.DataFrame)  # judges vs this run's human labels
+    corrected: pd.DataFrame = field(default_factory=pd.DataFrame)  # judge-error-corrected safety
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every analysis table by export name (for json/csv/parquet)."""
@@ -56,6 +62,9 @@ class Analysis:
             "judges": self.judges,
             "correlation": pd.DataFrame([self.correlation]),
             "findings": pd.DataFrame([f.as_dict() for f in self.findings]),
+            "judge_validation": self.judge_validation,
+            "spot_check": self.spot_check,
+            "corrected_safety": self.corrected,
         }
 
 
@@ -70,7 +79,10 @@ def _over_refusal_paired(frames: RunFrames, pairs: pd.DataFrame, n_boot: int, se
     return p.assign(benchmark="over_refusal", metric="refusal_rate")
 
 
-def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0) -> Analysis:
+def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0,
+                   labels: Mapping[tuple[str, str], str] | None = None) -> Analysis:
+    """Every analysis over loaded frames; ``labels`` are the run's human spot-check labels
+    ((variant_id, prompt_id) -> label), which add the spot-check and corrected-safety tables."""
     pairs = comparison_pairs(frames.variants)
     paired = paired_comparisons(frames.safety, frames.fairness, pairs, correction=correction, n_boot=n_boot, seed=seed)
     over = _over_refusal_paired(frames, pairs, n_boot, seed)
@@ -90,8 +102,11 @@ def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int =
                   .agg(n_variants="count", mean="mean", min="min", max="max").reset_index())
     findings = compute_findings(variants=frames.variants, paired=paired, table=table, ranking=ranking, spread=spread,
                                 factors=factors, correlation=corr, seed=seed)
+    run_judges = sorted(set(frames.verdicts["judge"]) - {"combined"}) if not frames.verdicts.empty else []
     return Analysis(correction, frames, frames.variants, paired, table, factors, spread, corr, tradeoffs, ranking,
-                    judges, findings)
+                    judges, findings, judge_validation=published_validation(run_judges),
+                    spot_check=spot_check_agreement(frames.verdicts, labels or {}),
+                    corrected=corrected_safety(frames.safety, frames.verdicts, labels or {}))
 
 
 def analyze(run_dir: str | Path, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0) -> Analysis:
@@ -101,4 +116,5 @@ def analyze(run_dir: str | Path, *, correction: str = "holm", n_boot: int = 2000
         frames = load_frames(store)
     finally:
         store.close()
-    return analyze_frames(frames, correction=correction, n_boot=n_boot, seed=seed)
+    return analyze_frames(frames, correction=correction, n_boot=n_boot, seed=seed,
+                          labels=read_labels(Path(run_dir).parent if Path(run_dir).suffix == ".sqlite" else run_dir))

@@ -89,3 +89,24 @@ def corrected_safety(safety: pd.DataFrame, verdicts: pd.DataFrame,
         rows.append({"variant_id": variant_id, "category": "overall", "judge": judge, "n": len(g),
                      **misclassification_corrected(mean, sum(variances) / k ** 2, sens, spec)})
     return pd.DataFrame(rows, columns=CORRECTED_COLUMNS)
+
+
+#: The statistics of a judge's published validation that reports quote, in this order.
+PUBLISHED_METRICS = ("recall:refusal", "precision:refusal", "safe_agreement", "incoherent_labelled_safe")
+
+
+def published_validation(judges: list[str]) -> pd.DataFrame:
+    """The shipped validation figures (hand-labelled test part, ``test`` and real-outputs-only
+    ``test_real``) of those of ``judges`` that have them, as :data:`AGREEMENT_COLUMNS` plus
+    ``part``. Empty when none of the judges was validated (e.g. only ``llm``)."""
+    from ..judges.refusal import published_validation as load
+
+    measured = load()
+    rows = []
+    if measured:
+        for part in ("test", "test_real"):
+            for judge in judges:
+                for r in measured["parts"].get(part, {}).get("judges", {}).get(judge, []):
+                    if r["metric"] in PUBLISHED_METRICS:
+                        rows.append({"judge": judge, "part": part, **r})
+    return pd.DataFrame(rows, columns=["judge", "part", *AGREEMENT_COLUMNS[1:]])

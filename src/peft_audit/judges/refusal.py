@@ -143,7 +143,7 @@ def compliance_in(sentence: str, first: bool) -> str | None:
     if first:
         m = _COMPLY_OPENER.search(sentence)
         if m:
-            return m.group(0).strip(" \W")
+            return m.group(0).strip(" ,.!:;")
     m = _COMPLY_ANYWHERE.search(sentence)
     return m.group(0).strip() if m else None
 

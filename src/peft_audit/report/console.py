@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -20,20 +21,23 @@ AGREEMENT_NAMES = {
 }
 
 
+def _given(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
 def stat_text(row: dict) -> str:
-    """``0.912 [0.871, 0.941] (52/57)`` for a share; kappa without counts; counts as integers."""
-    v = row.get("value")
-    if v is None:
-        return "n/a"
+    """``0.912 [0.871, 0.941] (52/57)`` for a share; kappa without counts; n/a when undefined."""
+    v, n = row.get("value"), row.get("n")
+    n_text = f"{int(n)}" if _given(n) else "?"
+    if not _given(v):
+        return f"n/a (n={n_text})"
     if row["metric"] == "unscored":
-        return f"{int(v)} of {row['n']}"
+        return f"{int(v)} of {n_text}"
     text = f"{v:.3f}"
-    if row.get("ci_low") is not None:
+    if _given(row.get("ci_low")):
         text += f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-    if row.get("k") is not None:
-        text += f" ({row['k']}/{row['n']})"
-    elif row.get("n") is not None:
-        text += f" (n={row['n']})"
+    k = row.get("k")
+    text += f" ({int(k)}/{n_text})" if _given(k) else f" (n={n_text})"
     return text
 
 

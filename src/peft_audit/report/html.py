@@ -17,7 +17,10 @@ import pandas as pd
 
 from ..analysis import Analysis
 from . import plots
-from .tables import FAIRNESS_SHOWN, METRIC_TITLES, cell_colour, delta_matrix, heatmap_grid, num, records, score_grid
+from .tables import (
+    FAIRNESS_SHOWN, METRIC_TITLES, cell_colour, corrected_grid, delta_matrix, heatmap_grid, judge_validity_rows, num,
+    records, score_grid, spot_check_rows,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -97,6 +100,9 @@ def render_html(a: Analysis, title: str) -> str:
         pareto=records(a.tradeoffs[a.tradeoffs["pareto"]] if not a.tradeoffs.empty else a.tradeoffs),
         ranking=records(a.ranking),
         judges=records(a.judges),
+        judge_validity=judge_validity_rows(a.judge_validation),
+        spot_check=spot_check_rows(a.spot_check),
+        corrected=corrected_grid(a.variants, a.corrected),
         failed=records(a.variants[a.variants["status"] != "done"]),
         samples_json=script_json(sample_browser_data(a)),
     )

@@ -8,7 +8,9 @@ import re
 import pandas as pd
 
 from ..analysis import Analysis
-from .tables import FAIRNESS_SHOWN, judge_scores, num, score_grid
+from .tables import (
+    FAIRNESS_SHOWN, corrected_grid, judge_scores, judge_validity_rows, num, score_grid, spot_check_rows,
+)
 
 
 def _md(text) -> str:
@@ -41,6 +43,42 @@ def _judge_scores_md(variants: pd.DataFrame, metrics: pd.DataFrame | None) -> li
          "|---" * 8 + "|"]
     L += [f"| {_md(r['label'])} | {_md(r['judge'])} | {r['score']} | {r['ci']} | {r['n']} | {r['unscored']} | "
           f"{r['judge_refused']} | {r['rubric_5s']} |" for r in rows]
+    return L + [""]
+
+
+def _judge_validity_md(a: Analysis) -> list[str]:
+    L = ["## How far the judges can be trusted", ""]
+    rows = judge_validity_rows(a.judge_validation)
+    if rows:
+        L += ["Measured against hand-labelled responses (the held-out test part of the judge's labelled set, "
+              "`judges/data/labelled_responses.jsonl`; value [95% interval] (k/n)):", "",
+              "| judge | responses | refusal recall | refusal precision | safe/unsafe agreement | incoherent judged safe |",
+              "|---" * 6 + "|"]
+        L += [f"| {_md(r['judge'])} | {r['part']} | {r['recall:refusal']} | {r['precision:refusal']} | "
+              f"{r['safe_agreement']} | {r['incoherent_labelled_safe']} |" for r in rows]
+        L += [""]
+    else:
+        L += ["No judge of this run has published agreement figures with human labels; treat its scores as "
+              "unvalidated, or label a sample with `peft-audit label`.", ""]
+    spot = spot_check_rows(a.spot_check)
+    if not spot:
+        L += ["No human spot-check of this run yet: `peft-audit label RUN_DIR --n 40` draws a random sample to "
+              "label, after which this section shows each judge's measured errors on this run and a safety score "
+              "corrected for them.", ""]
+        return L
+    L += ["### Human spot-check of this run", "", "Each judge against the labels in `human_labels.csv` "
+          "(value [95% interval] (k/n)):", "",
+          "| judge | safe/unsafe agreement | kappa (safe/unsafe) | truly safe judged safe | truly unsafe judged unsafe "
+          "| refusal recall | refusal precision |", "|---" * 7 + "|"]
+    L += [f"| {_md(r['judge'])} | {r['safe_agreement']} | {r['kappa_safe']} | {r['sensitivity_safe']} | "
+          f"{r['specificity_safe']} | {r['recall:refusal']} | {r['precision:refusal']} |" for r in spot]
+    g = corrected_grid(a.variants, a.corrected)
+    if g:
+        L += ["", "Safety corrected for the headline judge's measured errors (Rogan & Gladen 1978; 95% interval by the "
+              "delta method of Greenland 1988, carrying the uncertainty of the judge's error rates). Assumes the judge "
+              "errs alike in every variant and category, since its error rates are estimated from all labels of the run.",
+              "", "| variant | " + " | ".join(g["columns"]) + " |", "|---" * (len(g["columns"]) + 1) + "|"]
+        L += ["| " + _md(r["label"]) + " | " + " | ".join(c["text"] for c in r["cells"]) + " |" for r in g["rows"]]
     return L + [""]
 
 
@@ -77,6 +115,7 @@ def render_markdown(a: Analysis, title: str) -> str:
           f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: paired permutation test).", ""]
     L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
     L += _judge_scores_md(a.variants, a.frames.metrics)
+    L += _judge_validity_md(a)
     L += ["## Fairness (BBQ)", ""]
     for m in FAIRNESS_SHOWN:
         g = score_grid(a.variants, a.paired, m, metrics=a.frames.metrics)

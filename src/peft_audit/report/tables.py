@@ -183,3 +183,60 @@ def heatmap_grid(matrix: pd.DataFrame, title: str, *, scale: float = 100.0, high
 
 def records(df: pd.DataFrame) -> list[dict]:
     return [] if df is None or df.empty else df.to_dict("records")
+
+
+def judge_validity_rows(validation: pd.DataFrame) -> list[dict]:
+    """Published judge figures, one row per (judge, part) with formatted cells
+    (``value [lo, hi] (k/n)``) for :data:`~peft_audit.analysis.judge_errors.PUBLISHED_METRICS`."""
+    from .console import stat_text
+
+    if validation is None or validation.empty:
+        return []
+    rows = []
+    for (judge, part), g in validation.groupby(["judge", "part"], sort=False):
+        cells = {r["metric"]: stat_text(r) for r in g.to_dict("records")}
+        rows.append({"judge": judge, "part": "all test responses" if part == "test" else "real model outputs only",
+                     **{m: cells.get(m, "n/a") for m in ("recall:refusal", "precision:refusal", "safe_agreement",
+                                                         "incoherent_labelled_safe")}})
+    return rows
+
+
+SPOT_CHECK_SHOWN = ("safe_agreement", "kappa_safe", "sensitivity_safe", "specificity_safe", "recall:refusal",
+                    "precision:refusal")
+
+
+def spot_check_rows(spot: pd.DataFrame) -> list[dict]:
+    """A judge's agreement with this run's human labels, one row per judge, formatted cells."""
+    from .console import stat_text
+
+    if spot is None or spot.empty:
+        return []
+    rows = []
+    for judge, g in spot.groupby("judge", sort=True):
+        cells = {r["metric"]: stat_text(r) for r in g.to_dict("records")}
+        rows.append({"judge": judge, **{m: cells.get(m, "n/a") for m in SPOT_CHECK_SHOWN}})
+    return rows
+
+
+def corrected_grid(variants: pd.DataFrame, corrected: pd.DataFrame) -> dict | None:
+    """Judge-error-corrected safety per variant (rows) and category (columns, ``overall`` last):
+    ``corrected% [lo, hi]`` with the observed share in the tooltip; None without labels."""
+    if corrected is None or corrected.empty:
+        return None
+    cats = [c for c in SAFETY_CATEGORIES if c in set(corrected["category"])] + ["overall"]
+    by = {(r["variant_id"], r["category"]): r for r in corrected.to_dict("records")}
+    rows = []
+    for v in variants.to_dict("records"):
+        if not any((v["id"], c) in by for c in cats):
+            continue
+        cells = []
+        for c in cats:
+            r = by.get((v["id"], c))
+            if r is None or r["value"] is None or (isinstance(r["value"], float) and not math.isfinite(r["value"])):
+                cells.append({"text": "n/a", "title": (r or {}).get("reason") or "no responses"})
+            else:
+                cells.append({"text": f"{num(r['value'])} [{num(r['ci_low'])}, {num(r['ci_high'])}]",
+                              "title": f"judged safe {num(r['observed'])}% of {r['n']}; corrected for the judge's "
+                                       "measured sensitivity and specificity"})
+        rows.append({"label": v["label"], "cells": cells})
+    return {"columns": cats, "rows": rows}
