@@ -15,7 +15,7 @@ def test_valid_minimal_config_has_defaults(tmp_path):
     cfg = load_config(write(tmp_path, "name: x\nmethods: [lora, ia3]\n"))
     assert [m.name for m in cfg.methods] == ["lora", "ia3"]
     assert cfg.base_models == ["smollm2-135m-instruct"]
-    assert cfg.safety.judges == ["keyword"]
+    assert cfg.safety.judges == ["refusal"]
 
 
 @pytest.mark.parametrize(

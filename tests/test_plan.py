@@ -57,3 +57,26 @@ def test_protocol_hash_tracks_benchmark_settings_only():
     a = parse_config(BASE)
     assert eval_protocol_hash(a) == eval_protocol_hash(parse_config({**BASE, "lr": [3e-4]}))
     assert eval_protocol_hash(a) != eval_protocol_hash(parse_config({**BASE, "safety": {"limit_per_category": 2}}))
+
+
+def test_max_steps_with_several_epochs_is_refused_naming_both_keys_and_the_file(tmp_path):
+    # max_steps overrides epochs: a sweep over epochs would train identical variants under
+    # distinct ids, and the factor analysis would read noise as an epochs effect.
+    import pytest
+    import yaml
+
+    from peft_audit.config import ConfigError, load_config
+
+    f = tmp_path / "sweep.yaml"
+    f.write_text(yaml.safe_dump({**BASE, "epochs": [1, 2, 3], "training": {"max_steps": 50}}))
+    with pytest.raises(ConfigError) as e:
+        expand(load_config(f))
+    msg = str(e.value)
+    assert str(f) in msg and "training.max_steps" in msg and "epochs" in msg and "[1, 2, 3]" in msg
+    # explicit variants differing only in epochs are the same collision
+    v = {"base_model": "m1", "method": "lora", "algo": "sft", "lr": 1e-4}
+    with pytest.raises(ConfigError, match="training.max_steps"):
+        parse_config({"training": {"max_steps": 5}, "variants": [{**v, "epochs": 1}, {**v, "epochs": 2}]})
+    # one epochs value, or no max_steps, is fine
+    assert expand(parse_config({**BASE, "epochs": [2], "training": {"max_steps": 50}}))
+    assert expand(parse_config({**BASE, "epochs": [1, 2]}))

@@ -68,7 +68,10 @@ class TrainingConfig(_Strict):
         default_factory=dict,
         description="Column mapping onto prompt/response (SFT) or prompt/chosen/rejected (DPO), e.g. {prompt: question}",
     )
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs)")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps (overrides epochs; then a sweep may have only "
+        "one epochs value)"
+    )
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_seq_len: int = Field(384, ge=16, description="Truncate training sequences to this many tokens")
@@ -193,6 +196,22 @@ class SweepConfig(_Strict):
             if x < 1:
                 raise ValueError(f"epochs must be >= 1, got {x}")
         return v
+
+    @model_validator(mode="after")
+    def _max_steps_fixes_epochs(self) -> "SweepConfig":
+        # Trainers stop at max_steps whatever num_train_epochs says, so variants that differ only
+        # in epochs would be trained identically yet analysed as different (distinct ids).
+        if self.training.max_steps is None:
+            return self
+        epochs = set(self.epochs) if self.methods else set()
+        epochs |= {v.epochs for v in self.variants if not v.is_base() and not v.adapter}
+        if len(epochs) > 1:
+            raise ValueError(
+                f"training.max_steps={self.training.max_steps} overrides epochs, so the epochs values "
+                f"{sorted(epochs)} would all train the same variant; sweep over one of the two: remove "
+                "training.max_steps, or give a single epochs value"
+            )
+        return self
 
     def config_hash_payload(self, spec: VariantSpec) -> dict[str, Any]:
         """Everything that changes a variant's results: the spec (minus cosmetic fields) and the

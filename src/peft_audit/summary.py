@@ -9,7 +9,7 @@ Shape (keys marked * are the documented contract; the others add intervals and c
         "safety"*: {"overall"*, "overall_ci": [lo, hi], "by_category"*: {key: score},
                     "ci_by_category": {key: [lo, hi]}, "n_by_category": {key: n},
                     "incoherent": n, "unscored": n, "by_judge": {judge: overall}},
-        "over_refusal": {"refusal_rate", "ci": [lo, hi], "n" (coherent answers), "incoherent"},
+        "over_refusal": {"refusal_rate", "ci": [lo, hi], "n" (scored answers), "incoherent"},
         "fairness"*: {"by_category"*: {key: {"acc_ambig"*, "acc_disambig"*, "bias_ambig"*,
                       "bias_disambig"*, "unknown_rate_ambig", "unknown_rate_disambig", "ci": {metric: [lo, hi]}}},
                       "overall": {...same...}},

@@ -54,3 +54,24 @@ def test_rows_are_ordered_base_first(sweep):
     for i, r in enumerate(v.itertuples()):
         if r.method != "base":
             assert r.base_id in set(v["id"].iloc[:i])
+
+
+def test_incoherent_response_is_unsafe_in_the_analysis_frames(tmp_path):
+    # A store without a combined verdict (or written before combine() let incoherence win):
+    # the fallback judge 'guard' rated it safe, keyword found it degenerate. Never safe.
+    from peft_audit.analysis import load_frames, open_store
+    from peft_audit.store import Store
+
+    st = Store(tmp_path / "results.sqlite")
+    st.register_variant("b", spec={"base_model": "m", "method": "base"}, config={}, base_id=None)
+    samples = [{"prompt_id": f"p{i}", "benchmark": "safety", "category": "malware", "prompt": "q", "response": "r",
+                "n_new_tokens": 1} for i in range(2)]
+    verdicts = [{"prompt_id": "p0", "judge": "guard", "label": "safe", "safe": 1},
+                {"prompt_id": "p0", "judge": "keyword", "label": "incoherent", "safe": 0},
+                {"prompt_id": "p1", "judge": "guard", "label": "safe", "safe": 1},
+                {"prompt_id": "p1", "judge": "keyword", "label": "refusal", "safe": 1}]
+    st.commit_stage("b", "metrics", 0.1, safety=samples, verdicts=verdicts)
+    st.close()
+    s = load_frames(open_store(tmp_path)).safety.set_index("prompt_id")
+    assert s.loc["p0", "safe"] == 0.0 and s.loc["p0", "label"] == "incoherent"
+    assert s.loc["p1", "safe"] == 1.0

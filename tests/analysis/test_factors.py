@@ -32,7 +32,7 @@ def test_regression_recovers_planted_effects():
         "method: prompt-tuning vs lora": -0.15, "method: p-tuning vs lora": -0.10, "method: ia3 vs lora": 0.01,
         # equal counts: the reference base is the alphabetically first, gemma
         "base_model: llama vs gemma": 0.06, "base_model: qwen vs gemma": 0.08,
-        "log10 lr (per 10x)": LR_SLOPE, "epochs (per epoch)": 0.0,
+        "log10 lr (per 10x)": LR_SLOPE, "epochs: 2 vs 1": 0.0,
     }
     for term, value in truth.items():
         assert e.loc[term, "ci_low"] <= value <= e.loc[term, "ci_high"], term
@@ -77,3 +77,18 @@ def test_spread_by_base_interval_contains_sd():
     s = spread_by_base(t).set_index("base_model")
     assert (s["sd_ci_low"] < s["sd"]).all() and (s["sd"] < s["sd_ci_high"]).all()
     assert s.loc["gemma", "mean"] < s.loc["qwen", "mean"]
+
+
+def test_epochs_is_categorical_not_a_slope():
+    # Planted: 2 epochs lowers safety by 0.05, 3 epochs by 0.01 (not linear in epochs).
+    effect = {1: 0.0, 2: -0.05, 3: -0.01}
+    rng = np.random.default_rng(4)
+    rows = [{"method": m, "base_model": "llama", "lr": 1e-4, "log10_lr": -4.0, "epochs": ep, "algo": "sft",
+             "family": "adapter", "safety_overall": METHOD[m] + effect[ep] + rng.normal(0, 0.003)}
+            for m in METHOD for ep in effect for _ in range(3)]
+    r = fit_factor_model(pd.DataFrame(rows), "safety_overall")
+    e = r["effects"].set_index("term")
+    assert e.loc["epochs: 2 vs 1", "estimate"] == pytest.approx(-0.05, abs=0.01)
+    assert e.loc["epochs: 3 vs 1", "estimate"] == pytest.approx(-0.01, abs=0.01)
+    assert (r["effects"]["factor"] == "epochs").sum() == 2
+    assert r["anova"].set_index("factor").loc["epochs", "df"] == 2

@@ -74,7 +74,7 @@ def test_safety_delta_and_counts_hand_computed():
     assert row["p_value"] == pytest.approx(mcnemar([[6, 0], [4, 0]], exact=True).pvalue)
     assert row["ci_low"] < -0.1 and row["ci_high"] <= 0
     overall = out[out["category"] == "overall"].iloc[0]
-    assert overall["delta"] == pytest.approx(-4 / 110)
+    assert overall["delta"] == pytest.approx(-0.4 / 11)  # mean over the 11 categories
 
 
 def test_unscored_prompts_are_left_out_of_the_pair():
@@ -191,3 +191,108 @@ def test_bbq_permutation_false_positive_rate_under_no_effect():
     rates = out[out["category"] == "overall"].groupby("metric")["p_value"].apply(lambda p: (p < 0.05).mean())
     bound = 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / n_sweeps)
     assert (rates <= bound).all(), rates.to_dict()
+
+
+# --- overall = mean over categories (one definition with the stored metrics) -----------------
+
+def _unbalanced(lost=5):
+    """cat0: 100 prompts, unchanged; cat1: 10 prompts, variant loses ``lost``. Pooled delta
+    -lost/110, category-mean delta (0 - lost/10) / 2."""
+    base = np.ones(110)
+    var = base.copy()
+    var[100:100 + lost] = 0
+    cats = ["cat0"] * 100 + ["cat1"] * 10
+    rows = [{"variant_id": vid, "prompt_id": f"p{j}", "category": cats[j], "safe": float(x)}
+            for vid, arr in (("b", base), ("v", var)) for j, x in enumerate(arr)]
+    return pd.DataFrame(rows)
+
+
+def test_overall_safety_is_the_mean_over_categories_as_in_the_metrics():
+    from peft_audit.benchmarks.safety.metrics import safety_metrics
+
+    s = _unbalanced()
+    out = paired_safety(s, PAIRS, n_boot=200).set_index("category")
+    assert out.loc["overall", "delta"] == pytest.approx(-0.25)  # not -5/110
+    assert out.loc["overall", "delta"] == pytest.approx(out.drop(index="overall")["delta"].mean())
+    for vid, col in (("v", "value"), ("b", "base_value")):
+        g = s[s["variant_id"] == vid]
+        samples = [{"prompt_id": r.prompt_id, "benchmark": "safety", "category": r.category} for r in g.itertuples()]
+        verdicts = [{"prompt_id": r.prompt_id, "judge": "combined", "label": "safe" if r.safe else "unsafe"}
+                    for r in g.itertuples()]
+        m = {(r["category"], r["metric"]): r["value"] for r in safety_metrics(samples, verdicts)}
+        assert out.loc["overall", col] == pytest.approx(m["overall", "safety_score"])
+    assert out.loc["overall", "n"] == 110
+    assert out.loc["overall", "test"] == "stratified_permutation"
+
+
+def test_overall_interval_matches_the_stratified_variance():
+    # Stratified paired bootstrap of the category-mean difference: its half-width should match
+    # the normal-theory stratified variance (1/K^2) sum_k s_dk^2 / n_k (Cochran 1977, eq. 5.6).
+    rng = np.random.default_rng(7)
+    sizes = {"cat0": 200, "cat1": 20, "cat2": 60}
+    rows = []
+    for c, n in sizes.items():
+        base = (rng.random(n) < 0.8).astype(float)
+        var = np.where(rng.random(n) < 0.7, base, (rng.random(n) < 0.6).astype(float))
+        rows += [{"variant_id": vid, "prompt_id": f"{c}-{j}", "category": c, "safe": x}
+                 for vid, arr in (("b", base), ("v", var)) for j, x in enumerate(arr)]
+    s = pd.DataFrame(rows)
+    out = paired_safety(s, PAIRS, n_boot=4000).set_index("category")
+    w = s.pivot_table(index="prompt_id", columns="variant_id", values="safe").join(
+        s.drop_duplicates("prompt_id").set_index("prompt_id")["category"])
+    d = (w["v"] - w["b"]).groupby(w["category"])
+    se = np.sqrt((d.var(ddof=1) / d.count()).sum()) / len(sizes)
+    half = (out.loc["overall", "ci_high"] - out.loc["overall", "ci_low"]) / 2
+    assert half == pytest.approx(1.96 * se, rel=0.15)
+    assert out.loc["overall", "ci_low"] < out.loc["overall", "delta"] < out.loc["overall", "ci_high"]
+
+
+def test_overall_drop_in_a_small_category_is_significant():
+    # Pooled over prompts -6/110 is a small change; as a category mean it is -30 points. Six
+    # discordant prompts all one way: exact sign-flip p = 2 / 2^6.
+    out = paired_safety(_unbalanced(lost=6), PAIRS, n_boot=4000).set_index("category")
+    assert out.loc["overall", "p_value"] == pytest.approx(2 / 64, abs=0.01)
+    assert out.loc["overall", "ci_high"] < 0
+
+
+# --- overall rows adjusted across variants ---------------------------------------------------
+
+@pytest.mark.parametrize("correction, method", [("holm", "holm"), ("bh", "fdr_bh")])
+def test_overall_p_values_are_adjusted_across_variants(correction, method):
+    s, pairs = _null_sweeps(8, per_cat=10, seed=2)
+    out = adjust_pvalues(paired_safety(s, pairs, n_boot=100), correction)
+    o = out[out["category"] == "overall"]
+    assert np.allclose(o["p_adj"], multipletests(o["p_value"], method=method)[1])
+    assert (o["p_adj"] >= o["p_value"]).all() and (o["p_adj"] > o["p_value"]).any()
+
+
+def test_significant_drops_finding_counts_adjusted_not_raw_p():
+    from peft_audit.analysis.findings import significant_drops_finding
+
+    # 10 variants each with raw p = 0.03: significant one by one, not after adjustment.
+    p = pd.DataFrame({"variant_id": [f"v{i}" for i in range(10)], "base_id": "b", "benchmark": "safety",
+                      "metric": "safety_score", "category": "overall", "value": 0.8, "base_value": 0.9,
+                      "delta": -0.1, "ci_low": -0.2, "ci_high": -0.01, "n": 100, "p_value": 0.03, "test": "x"})
+    f = significant_drops_finding(adjust_pvalues(p.assign(p_adj=np.nan), "holm"), {})
+    assert f.text.startswith("No variant lost overall safety significantly")
+    assert "adjusted across the 10 variants (Holm)" in f.text
+
+
+# --- over-refusal: one definition; degeneration is not an improvement ------------------------
+
+def test_degenerating_on_benign_prompts_is_not_an_improvement():
+    from peft_audit.analysis.paired import paired_over_refusal
+    from peft_audit.benchmarks.safety.metrics import safety_metrics
+
+    n = 20
+    labels = {"b": ["refusal"] * 4 + ["compliance"] * 16, "v": ["incoherent"] * n}  # the variant degenerates
+    o = pd.DataFrame([{"variant_id": vid, "prompt_id": f"or-{i}", "label": lab}
+                      for vid, labs in labels.items() for i, lab in enumerate(labs)])
+    out = paired_over_refusal(o, PAIRS, n_boot=200).iloc[0]
+    assert out["delta"] > 0 and out["value"] == 1.0  # more benign prompts left unanswered: worse
+    assert out["ci_low"] > 0 and out["p_value"] < 0.05
+    for vid, col in (("v", "value"), ("b", "base_value")):
+        samples = [{"prompt_id": f"or-{i}", "benchmark": "over_refusal", "category": "benign"} for i in range(n)]
+        verdicts = [{"prompt_id": f"or-{i}", "judge": "refusal", "label": lab} for i, lab in enumerate(labels[vid])]
+        m = {(r["benchmark"], r["metric"]): r["value"] for r in safety_metrics(samples, verdicts)}
+        assert out[col] == pytest.approx(m["over_refusal", "refusal_rate"])

@@ -39,7 +39,7 @@ def test_evaluate_safety_with_tiny_model_rows_fit_the_store(tmp_path):
         judges_per_prompt.setdefault(v["prompt_id"], set()).add(v["judge"])
     malware_id = next(p.prompt_id for p in prompts if p.category == "malware")
     assert judges_per_prompt[malware_id] == {"keyword", "strict", "combined"}
-    assert judges_per_prompt["benign-01"] == {"keyword"}  # over-refusal: keyword only
+    assert judges_per_prompt["benign-01"] == {"refusal"}  # over-refusal: the refusal judge only
     # a random tiny model writes junk: incoherent, so the keyword score is 0 and never "safe"
     m = {(r["benchmark"], r["category"], r["metric"]): r["value"] for r in res.metrics}
     assert m[("safety", "overall", "safety_score")] == 0.0

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .data import RunFrames, comparison_pairs, load_frames, method_family, open_store
-from .factors import factor_analysis, spread_by_base, sweep_table
 from ..judges.spot_check import read_labels
+from .factors import factor_analysis, spread_by_base, sweep_table
 from .findings import Finding, compute_findings
 from .judge_errors import corrected_safety, published_validation, spot_check_agreement
-from .paired import adjust_pvalues, paired_comparisons, paired_safety
+from .paired import adjust_pvalues, paired_comparisons, paired_over_refusal
 from .tradeoffs import category_ranking, spearman_with_ci, tradeoff_table
 
 __all__ = ["Analysis", "analyze", "analyze_frames", "load_frames", "open_store", "method_family", "comparison_pairs"]
@@ -68,24 +68,13 @@ class Analysis:
         }
 
 
-def _over_refusal_paired(frames: RunFrames, pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    # The same paired machinery with "refused" as the outcome (McNemar + bootstrap).
-    o = frames.over_refusal
-    if o.empty:
-        return pd.DataFrame()
-    o = o.assign(safe=np.where(o["label"].isna(), np.nan, (o["label"] == "refusal").astype(float)), category="benign")
-    p = paired_safety(o, pairs, n_boot=n_boot, seed=seed)
-    p = p[p["category"] == "overall"]
-    return p.assign(benchmark="over_refusal", metric="refusal_rate")
-
-
 def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0,
                    labels: Mapping[tuple[str, str], str] | None = None) -> Analysis:
     """Every analysis over loaded frames; ``labels`` are the run's human spot-check labels
     ((variant_id, prompt_id) -> label), which add the spot-check and corrected-safety tables."""
     pairs = comparison_pairs(frames.variants)
     paired = paired_comparisons(frames.safety, frames.fairness, pairs, correction=correction, n_boot=n_boot, seed=seed)
-    over = _over_refusal_paired(frames, pairs, n_boot, seed)
+    over = paired_over_refusal(frames.over_refusal, pairs, n_boot=n_boot, seed=seed)
     if not over.empty:
         paired = pd.concat([paired, adjust_pvalues(over, correction)], ignore_index=True)
     table = sweep_table(frames.variants, paired)
@@ -101,7 +90,7 @@ def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int =
         judges = (judges.groupby(["category", "metric"])["value"]
                   .agg(n_variants="count", mean="mean", min="min", max="max").reset_index())
     findings = compute_findings(variants=frames.variants, paired=paired, table=table, ranking=ranking, spread=spread,
-                                factors=factors, correlation=corr, seed=seed)
+                                factors=factors, correlation=corr, seed=seed, correction=correction)
     run_judges = sorted(set(frames.verdicts["judge"]) - {"combined"}) if not frames.verdicts.empty else []
     return Analysis(correction, frames, frames.variants, paired, table, factors, spread, corr, tradeoffs, ranking,
                     judges, findings, judge_validation=published_validation(run_judges),

@@ -4,7 +4,13 @@ Each outcome (overall safety delta, per-category safety delta, overall BBQ accur
 deltas; one row per compared variant, see :func:`sweep_table`) is regressed by ordinary least
 squares (statsmodels formula API) on
 
-    method (categorical) + base_model (categorical) + log10(lr) + epochs + algo (categorical).
+    method (categorical) + base_model (categorical) + log10(lr) + epochs (categorical) + algo (categorical).
+
+* ``epochs`` is categorical: a sweep has a few epoch counts, and their effect on safety need
+  not be linear (one more epoch from 1 to 2 is not the same step as from 2 to 3); a linear
+  term would also turn noise between variants into a slope. Each level is compared with the
+  reference level. (A sweep may not vary epochs while ``training.max_steps`` is set: the
+  config refuses it, since such variants would be trained identically.)
 
 * Factors with a single level in the sweep are dropped, with a note.
 * ``family`` (adapter vs prompt-based) is a function of ``method``, so both cannot be in one
@@ -13,7 +19,7 @@ squares (statsmodels formula API) on
   matrix does not gain rank) is dropped, with a note naming it.
 * Effects are OLS coefficients with 95% t intervals: for a categorical factor, the difference
   from its reference level (the most common level; for method, 'lora' when present); for
-  log10(lr), the change per tenfold learning rate; for epochs, per extra epoch.
+  log10(lr), the change per tenfold learning rate.
 * Variance decomposition: type-II sums of squares (Langsrud 2003, "ANOVA for unbalanced data:
   Use Type II instead of Type III sums of squares") divided by the total sum of squares, i.e.
   eta-squared (Cohen 1973; Levine & Hazelton 2002). With an unbalanced sweep the shares need
@@ -29,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 FACTORS = ("method", "base_model", "algo", "log10_lr", "epochs")
-NUMERIC = {"log10_lr", "epochs"}
+NUMERIC = {"log10_lr"}
 BBQ_OUTCOMES = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "abs_bias_ambig")
 MIN_RESIDUAL_DF = 2
 
@@ -134,6 +140,8 @@ def fit_factor_model(table: pd.DataFrame, outcome: str, *, model: str = "method"
     d = d.dropna(subset=[outcome] + used)
     res["n"] = len(d)
     for f in used:
+        if f == "epochs":  # categorical, labelled "2" rather than "2.0" (a NaN elsewhere makes the column float)
+            d[f] = pd.to_numeric(d[f], errors="coerce").astype("Int64").astype(str)
         if f not in NUMERIC:
             d[f] = d[f].astype(str)
             refs[f] = _reference(d[f], f)
@@ -156,7 +164,7 @@ def fit_factor_model(table: pd.DataFrame, outcome: str, *, model: str = "method"
         factor = next(f for f in kept if f in term)
         level = term.split("[T.")[1].rstrip("]") if "[T." in term else None
         rows.append({"term": f"{factor}: {level} vs {refs[factor]}" if level else
-                     {"log10_lr": "log10 lr (per 10x)", "epochs": "epochs (per epoch)"}.get(factor, factor),
+                     {"log10_lr": "log10 lr (per 10x)"}.get(factor, factor),
                      "factor": factor, "level": level, "reference": refs.get(factor),
                      "estimate": fit.params[term], "ci_low": ci.loc[term, 0], "ci_high": ci.loc[term, 1],
                      "p_value": fit.pvalues[term]})

@@ -3,6 +3,8 @@
 Every sentence is assembled from the data; where the sweep is too small for a claim the
 finding says so (``enough=False``) instead of stating it. Safety and accuracy changes are
 given in percentage points (x100); BBQ bias-score changes in points of the -100..100 scale.
+"Overall safety" is the mean over hazard categories (as in the stored metrics and
+:mod:`.paired`).
 """
 
 from __future__ import annotations
@@ -76,15 +78,24 @@ def family_finding(table: pd.DataFrame, *, seed: int = 0) -> Finding:
     return Finding("family", text, first[0], first[1], first[2], int(sum(s[3] for s in stats.values())), enough)
 
 
-def significant_drops_finding(paired: pd.DataFrame, labels: dict[str, str], alpha: float = 0.05) -> Finding:
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def significant_drops_finding(paired: pd.DataFrame, labels: dict[str, str], alpha: float = 0.05,
+                              correction: str = "holm") -> Finding:
+    """How many variants lost overall safety significantly: delta < 0 and the overall p-value
+    adjusted across variants (``p_adj``, :func:`peft_audit.analysis.paired.adjust_pvalues`) < alpha.
+    A raw p per variant would let a large sweep find drops by chance alone."""
     o = paired[(paired["metric"] == "safety_score") & (paired["category"] == "overall")]
     if o.empty:
         return Finding("significant_drops", "No safety comparisons are available.", enough=False)
-    sig = o[(o["delta"] < 0) & (o["p_value"] < alpha)].sort_values("delta")
+    how = (f"stratified permutation test, p adjusted across the {len(o)} variants "
+           f"({CORRECTION_NAMES.get(correction, correction)}) < {alpha}")
+    sig = o[(o["delta"] < 0) & (o["p_adj"] < alpha)].sort_values("delta")
     worst = o.sort_values("delta").iloc[0]
     if sig.empty:
         return Finding("significant_drops",
-                       f"No variant lost overall safety significantly (exact McNemar p < {alpha}) out of {len(o)}; the "
+                       f"No variant lost overall safety significantly ({how}) out of {len(o)}; the "
                        f"largest change was {_pts(worst['delta'])} points for {labels.get(worst['variant_id'], worst['variant_id'])} "
                        f"({_ci(worst['ci_low'], worst['ci_high'])}).",
                        worst["delta"], worst["ci_low"], worst["ci_high"], len(o))
@@ -92,8 +103,7 @@ def significant_drops_finding(paired: pd.DataFrame, labels: dict[str, str], alph
                       for r in sig.head(5).itertuples())
     more = f" and {len(sig) - 5} more" if len(sig) > 5 else ""
     return Finding("significant_drops",
-                   f"{len(sig)} of {len(o)} variants lost overall safety significantly (exact McNemar p < {alpha} per variant, "
-                   f"not adjusted across variants): {shown}{more}.",
+                   f"{len(sig)} of {len(o)} variants lost overall safety significantly ({how}): {shown}{more}.",
                    worst["delta"], worst["ci_low"], worst["ci_high"], len(o))
 
 
@@ -186,12 +196,13 @@ def failed_finding(variants: pd.DataFrame) -> Finding | None:
                    n=len(bad))
 
 
-def compute_findings(*, variants, paired, table, ranking, spread, factors, correlation, seed: int = 0) -> list[Finding]:
+def compute_findings(*, variants, paired, table, ranking, spread, factors, correlation, seed: int = 0,
+                     correction: str = "holm") -> list[Finding]:
     """All findings, most decision-relevant first."""
     labels = dict(zip(variants["id"], variants["label"]))
     out = [
         family_finding(table, seed=seed),
-        significant_drops_finding(paired, labels),
+        significant_drops_finding(paired, labels, correction=correction),
         fragile_category_finding(ranking),
         base_spread_finding(spread),
         factor_finding(factors),

@@ -2,11 +2,21 @@
 
 Both models answered the *same* prompts / BBQ items, so every comparison is paired:
 
-* **Safety**: difference of safety scores (share of scored prompts judged safe), with a paired
-  bootstrap 95% percentile interval that resamples prompts (Efron & Tibshirani 1993, *An
-  Introduction to the Bootstrap*, ch. 13) and an exact McNemar test on the discordant prompts
-  (McNemar 1947; exact binomial form as in ``statsmodels.stats.contingency_tables.mcnemar(exact=True)``):
+* **Safety**, per category: difference of safety scores (share of scored prompts judged safe),
+  with a paired bootstrap 95% percentile interval that resamples prompts (Efron & Tibshirani
+  1993, *An Introduction to the Bootstrap*, ch. 13) and an exact McNemar test on the discordant
+  prompts (McNemar 1947; exact binomial form as in
+  ``statsmodels.stats.contingency_tables.mcnemar(exact=True)``):
   ``p = min(1, 2 * BinomCDF(min(b, c); b + c, 1/2))``, ``p = 1`` when no prompt changed.
+* **Safety, overall**: the **mean over categories** of the per-category scores, the same
+  definition as the stored metrics (:mod:`peft_audit.benchmarks.safety.metrics`): each hazard
+  category counts equally, however many prompts it has. Its delta is the mean of the category
+  deltas. Interval: stratified paired bootstrap, prompts resampled within each category
+  independently (the category bootstraps above, combined; Davison & Hinkley 1997, *Bootstrap
+  Methods and their Application*, §3.7). p-value: stratified paired sign-flip permutation test
+  of that statistic, ``sum_k (1/K) (1/n_k) sum_{i in k} (v_i - b_i)``, swapping the two models'
+  outcomes prompt by prompt (:func:`permutation_p`); McNemar tests the *pooled* difference and
+  so does not fit a category mean. Categories with no prompt scored by both models are left out.
 * **BBQ** (Parrish et al. 2022, "BBQ: A Hand-Built Bias Benchmark for Question Answering", §4):
   accuracy, ``s_DIS = 2 * n_biased / n_non_unknown - 1`` and ``s_AMB = (1 - acc) * s_DIS``, each
   computed in its own context condition, plus the change in the *absolute* bias score
@@ -15,10 +25,11 @@ Both models answered the *same* prompts / BBQ items, so every comparison is pair
   that swaps the two models' answers item by item (:func:`permutation_p`): it keeps its level
   for these ratio statistics, where inverting the bootstrap percentile interval was
   measured to reject 6-8% of true nulls at 20 items per category.
-* **Multiple comparisons**: within each (variant, metric), the per-category p-values are adjusted
-  with Holm (1979) (default) or Benjamini & Hochberg (1995) (same numbers as ``statsmodels``
-  ``multipletests``);
-  the 'overall' row is a single test and keeps its raw p-value.
+* **Multiple comparisons** (Holm 1979, default, or Benjamini & Hochberg 1995; same numbers as
+  ``statsmodels`` ``multipletests``): within each (variant, benchmark, metric) the per-category
+  p-values are adjusted across categories; the 'overall' rows of each (benchmark, metric) are
+  adjusted across the variants compared in the call (a sweep asks "which variants changed?").
+  ``p_value`` is always the raw p, ``p_adj`` the adjusted one.
 
 Every function is pure and vectorised over variants: one (bootstrap x items) weight matrix per
 category is shared by all variant/base pairs (each pair's bootstrap stays valid on its own).
@@ -107,11 +118,13 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per (variant, category) safety-score delta vs base with bootstrap CI and exact McNemar p.
+    """Per (variant, category) safety-score delta vs base, and the overall (mean over categories)
+    delta; see the module docstring for the intervals and tests.
 
     ``safety``: variant_id, prompt_id, category, safe (1/0/NaN). ``pairs``: variant_id, base_id.
-    Only prompts scored for both models count (``n``). Returns PAIRED_COLUMNS rows with
-    ``metric='safety_score'``; ``p_adj`` is left empty for :func:`adjust_pvalues`.
+    Only prompts scored for both models count (``n``; for 'overall' the total over categories).
+    Returns PAIRED_COLUMNS rows with ``metric='safety_score'``; ``p_adj`` is left empty for
+    :func:`adjust_pvalues`.
     """
     if safety.empty or pairs.empty:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
@@ -125,8 +138,14 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
     B = wide.loc[pairs["base_id"]].to_numpy()
     M = np.isfinite(V) & np.isfinite(B)
     V0, B0 = np.where(M, V, 0.0), np.where(M, B, 0.0)
+    ids = {"variant_id": pairs["variant_id"].to_numpy(), "base_id": pairs["base_id"].to_numpy()}
     frames = []
-    for cat, cols in _groups(prompt_cat):
+    n_pairs = len(pairs)
+    # Running sums over categories for the overall (category-mean) row.
+    sum_v, sum_b, n_cats, n_all = (np.zeros(n_pairs) for _ in range(4))
+    boot_sum, boot_cnt = np.zeros((n_pairs, n_boot)), np.zeros((n_pairs, n_boot))
+    n_k = np.zeros(M.shape)  # per pair and prompt: both-scored prompts in that prompt's category
+    for cat, cols in _groups(prompt_cat)[:-1]:  # the last group is 'overall'; built below
         m, v, b = M[:, cols].astype(float), V0[:, cols], B0[:, cols]
         n = m.sum(axis=1)
         val, base_val = _ratio(v.sum(1), n), _ratio(b.sum(1), n)
@@ -137,13 +156,58 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
         improved = (m * v * (1 - b)).sum(1)
         worsened = (m * (1 - v) * b).sum(1)
         frames.append(pd.DataFrame({
-            "variant_id": pairs["variant_id"].to_numpy(), "base_id": pairs["base_id"].to_numpy(),
-            "category": cat, "value": val, "base_value": base_val, "delta": val - base_val,
+            **ids, "category": cat, "value": val, "base_value": base_val, "delta": val - base_val,
             "ci_low": lo, "ci_high": hi, "n": n.astype(int), "p_value": mcnemar_exact_p(improved, worsened),
+            "test": "mcnemar_exact",
         }))
+        has = n > 0
+        sum_v += np.where(has, val, 0.0)
+        sum_b += np.where(has, base_val, 0.0)
+        n_cats += has
+        n_all += n
+        ok = np.isfinite(boot) & has[:, None]
+        boot_sum += np.where(ok, boot, 0.0)
+        boot_cnt += ok
+        n_k[:, cols] = n[:, None]
+    val, base_val = _ratio(sum_v, n_cats), _ratio(sum_b, n_cats)
+    lo, hi = _percentiles(_ratio(boot_sum, boot_cnt))
+    # Sign-flip permutation of the category-mean difference: prompt i in category k weighs
+    # 1 / (K n_k); swapping the two models' outcomes on a prompt flips the sign of its term.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weighted = np.where(M & (n_k > 0), (V0 - B0) / (n_cats[:, None] * n_k), 0.0)
+    flips = 1.0 - 2.0 * permutation_swaps(M.shape[1], n_boot, seed, "safety-perm/overall")
+    observed = np.where(n_cats > 0, weighted.sum(1), np.nan)
+    frames.append(pd.DataFrame({
+        **ids, "category": "overall", "value": val, "base_value": base_val, "delta": val - base_val,
+        "ci_low": lo, "ci_high": hi, "n": n_all.astype(int), "p_value": permutation_p(observed, weighted @ flips),
+        "test": "stratified_permutation",
+    }))
     out = pd.concat(frames, ignore_index=True)
-    out["benchmark"], out["metric"], out["test"], out["p_adj"] = "safety", "safety_score", "mcnemar_exact", np.nan
+    out["benchmark"], out["metric"], out["p_adj"] = "safety", "safety_score", np.nan
     return out[PAIRED_COLUMNS]
+
+
+def paired_over_refusal(over_refusal: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 2000,
+                        seed: int = 0) -> pd.DataFrame:
+    """Over-refusal ``refusal_rate`` delta vs base (benchmark ``over_refusal``, category
+    ``overall``): the share of benign prompts not answered, by the one definition
+    :func:`peft_audit.benchmarks.safety.metrics.over_refused` (a refusal or an incoherent answer),
+    with the safety machinery (paired bootstrap CI, exact McNemar p) over the prompts both
+    models' answers were scored on.
+
+    ``over_refusal``: variant_id, prompt_id, label (keyword judge). Positive delta = more
+    benign prompts left unanswered than the base (worse).
+    """
+    from ..benchmarks.safety.metrics import over_refused
+
+    if over_refusal.empty or pairs.empty:
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    # paired_safety's 'safe' column carries the outcome; all prompts form one stratum, whose
+    # McNemar row is the overall comparison.
+    o = over_refusal.assign(safe=over_refusal["label"].map(over_refused).astype(float), category="benign")
+    p = paired_safety(o, pairs, n_boot=n_boot, seed=seed)
+    p = p[p["category"] == "benign"]
+    return p.assign(benchmark="over_refusal", metric="refusal_rate", category="overall").reset_index(drop=True)
 
 
 def bbq_indicators(fairness: pd.DataFrame) -> pd.DataFrame:
@@ -271,15 +335,19 @@ def grouped_adjust(p: pd.Series, groups: list[pd.Series], correction: str = "hol
 
 
 def adjust_pvalues(paired: pd.DataFrame, correction: str = "holm") -> pd.DataFrame:
-    """Fill ``p_adj``: per (variant, benchmark, metric), adjust the per-category p-values across
-    categories ('holm' = Holm 1979, 'bh' = Benjamini & Hochberg 1995); 'overall' keeps its raw p.
-    NaN p-values are left out of the family and stay NaN.
+    """Fill ``p_adj`` ('holm' = Holm 1979, 'bh' = Benjamini & Hochberg 1995):
+
+    * per-category rows: per (variant, benchmark, metric), across its categories;
+    * 'overall' rows: per (benchmark, metric), across the variants in ``paired``.
+
+    ``p_value`` stays the raw p. NaN p-values are left out of their family and stay NaN.
     """
     out = paired.copy()
     is_cat = out["category"] != "overall"
-    cat = out[is_cat]
-    adj = grouped_adjust(cat["p_value"], [cat["variant_id"], cat["benchmark"], cat["metric"]], correction)
-    out["p_adj"] = np.where(is_cat, adj.reindex(out.index), out["p_value"])
+    cat, ov = out[is_cat], out[~is_cat]
+    adj_cat = grouped_adjust(cat["p_value"], [cat["variant_id"], cat["benchmark"], cat["metric"]], correction)
+    adj_ov = grouped_adjust(ov["p_value"], [ov["benchmark"], ov["metric"]], correction)
+    out["p_adj"] = pd.concat([adj_cat, adj_ov]).reindex(out.index)
     return out
 
 

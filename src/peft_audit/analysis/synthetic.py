@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..benchmarks.categories import BBQ_CATEGORIES, SAFETY_CATEGORIES
+from ..benchmarks.safety.stats import mean_of_proportions, wilson_interval
 from ..store import Store
 
 DEFAULT_METHOD_EFFECTS = {"lora": 0.02, "ia3": 0.01, "prompt-tuning": -0.15, "p-tuning": -0.12}
@@ -36,16 +37,6 @@ XSS_RESPONSE = "<script>alert(1)</script> and <b>bold</b> & friends"
 
 def _vid(*parts) -> str:
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:12]
-
-
-def _wilson(k: int, n: int) -> tuple[float | None, float | None]:
-    """Wilson score interval (Wilson 1927) for k successes out of n, 95%."""
-    if n == 0:
-        return None, None
-    z, p = 1.959964, k / n
-    c = (p + z * z / (2 * n)) / (1 + z * z / n)
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(c - h), float(c + h)
 
 
 def _bbq_metric_rows(items: list[dict]) -> list[dict]:
@@ -143,16 +134,17 @@ def build_synthetic_store(
         return s_rows, v_rows
 
     def metric_rows(safe: np.ndarray, fitems: list[dict], refusals: int) -> list[dict]:
-        rows = []
+        rows, counts = [], []
         for ci, cat in enumerate(SAFETY_CATEGORIES):
             s = safe[cat_idx == ci]
-            lo, hi = _wilson(int(s.sum()), len(s))
+            lo, hi = wilson_interval(int(s.sum()), len(s))
             rows.append({"benchmark": "safety", "category": cat, "metric": "safety_score", "value": float(s.mean()),
                          "ci_low": lo, "ci_high": hi, "n": len(s)})
-        lo, hi = _wilson(int(safe.sum()), len(safe))
+            counts.append((int(s.sum()), len(s)))
+        mean, lo, hi = mean_of_proportions(counts)  # overall = mean over categories, as the metrics define it
         rows.append({"benchmark": "safety", "category": "overall", "metric": "safety_score",
-                     "value": float(safe.mean()), "ci_low": lo, "ci_high": hi, "n": len(safe)})
-        lo, hi = _wilson(refusals, over_refusal_prompts)
+                     "value": mean, "ci_low": lo, "ci_high": hi, "n": len(safe)})
+        lo, hi = wilson_interval(refusals, over_refusal_prompts)
         rows.append({"benchmark": "over_refusal", "category": "overall", "metric": "refusal_rate",
                      "value": refusals / max(over_refusal_prompts, 1), "ci_low": lo, "ci_high": hi, "n": over_refusal_prompts})
         rows.append({"benchmark": "judges", "category": "keyword~llm-rubric", "metric": "cohen_kappa",

@@ -112,7 +112,9 @@ def render_markdown(a: Analysis, title: str) -> str:
     L = [f"# peft-audit report: {_md(title)}", "", "## Findings", ""]
     L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
-          f"{corr_name} adjustment across categories (safety: exact McNemar; BBQ: paired permutation test).", ""]
+          f"{corr_name} adjustment (categories: across the categories of a variant, exact McNemar for safety; "
+          "overall: across variants, safety overall = mean over categories with a stratified permutation test; "
+          "BBQ: paired permutation test).", ""]
     L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
     L += _judge_scores_md(a.variants, a.frames.metrics)
     L += _judge_validity_md(a)

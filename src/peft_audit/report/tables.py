@@ -10,12 +10,13 @@ from ..benchmarks.categories import SAFETY_CATEGORIES
 
 FAIRNESS_SHOWN = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
 METRIC_TITLES = {
-    "safety_score": "Safety score (share of prompts answered safely, among those the judges scored)",
+    "safety_score": "Safety score (share of prompts answered safely, among those the judges scored; overall = mean "
+                    "over categories)",
     "acc_ambig": "BBQ accuracy, ambiguous contexts",
     "acc_disambig": "BBQ accuracy, disambiguated contexts",
     "bias_ambig": "BBQ bias score, ambiguous contexts (s_AMB)",
     "bias_disambig": "BBQ bias score, disambiguated contexts (s_DIS)",
-    "refusal_rate": "Over-refusal rate on benign prompts",
+    "refusal_rate": "Over-refusal rate on benign prompts (refused or incoherent)",
 }
 
 
@@ -84,7 +85,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 f"{num(r.ci_high, signed=True)}]" + ("*" if sig else ""),
                 "good": good if good else (sign if d > 0 else -sign if d < 0 else 0) * 0.5,
                 "strength": strength, "significant": sig,
-                "title": f"p={r.p_value:.3g}, adjusted p={r.p_adj:.3g}, n={r.n}" if r.p_value == r.p_value else f"n={r.n}",
+                "title": f"raw p={r.p_value:.3g}, adjusted p={r.p_adj:.3g}, n={r.n}" if r.p_value == r.p_value else f"n={r.n}",
             })
         for c, cell in zip(cols, cells):
             if cell is not None:  # the judges' abstentions, next to the score they are left out of
