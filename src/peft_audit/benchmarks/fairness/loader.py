@@ -80,8 +80,12 @@ def parse_row(
 ) -> BBQItem:
     """Validate one official-format row into a :class:`BBQItem` (item_id filled by the caller).
 
-    ``target_locs`` maps (category key, example_id) to BBQ's ``target_loc`` (the stereotyped
-    option); when present it replaces the name-based resolution of :mod:`.targets`.
+    ``target_locs`` maps (category key, example_id) to BBQ's ``target_loc``; when present it
+    replaces the resolution of :mod:`.targets`. BBQ's ``target_loc`` is already the *biased*
+    answer for the item's polarity (``BBQ_results_metadata.R`` moves it to the non-stereotyped
+    option for non-negative questions, and ``BBQ_calculate_bias_score.R`` counts
+    ``neg_Target + nonneg_Target`` as biased), so it is used as it is for both polarities. A
+    ``target_loc`` that points at the unknown option is ignored (resolution decides).
     """
     if not isinstance(raw, Mapping):
         raise BBQFormatError(f"{where}: expected a JSON object, got {type(raw).__name__}")
@@ -114,9 +118,8 @@ def parse_row(
     groups = tuple(str(g) for g in (meta.get("stereotyped_groups") or []))
     source_id = str(raw["example_id"])
     loc = (target_locs or {}).get((cat, source_id))
-    if loc is not None and loc != unknown:
-        others = [i for i in range(3) if i not in (loc, unknown)]
-        target = loc if pol == "neg" else others[0]
+    if loc is not None and loc in (0, 1, 2) and loc != unknown:
+        target = loc
     else:
         target = bias_target_index(info, answers, groups, pol, unknown)
     return BBQItem(
@@ -128,7 +131,8 @@ def parse_row(
 
 
 def read_target_locs(path: str | Path) -> dict[tuple[str, str], int]:
-    """BBQ's ``additional_metadata.csv``: (category key, example_id) -> target_loc (0-2).
+    """BBQ's ``additional_metadata.csv``: (category key, example_id) -> target_loc (0-2), the
+    biased answer of that item (already polarity-adjusted; see :func:`parse_row`).
     Rows whose target_loc is empty/NA are left out (those items fall back to name matching)."""
     path = Path(path)
     if not path.is_file():
