@@ -169,3 +169,17 @@ def test_official_metadata_csv_gives_the_same_bias_as_name_matching(tmp_path):
     a = fairness_metrics(_random_predictions(plain), bootstrap=0)
     b = fairness_metrics(_random_predictions(with_csv), bootstrap=0)
     assert a == b
+
+
+def test_official_metadata_csv_on_official_layout_files(tmp_path):
+    from bbq_official_rows import write_official_dir, write_official_metadata_csv
+
+    from peft_audit.benchmarks.fairness import fairness_metrics
+
+    expected = write_official_dir(tmp_path / "data")
+    csv = write_official_metadata_csv(tmp_path / "additional_metadata.csv", tmp_path / "data", expected)
+    plain = load_bbq(tmp_path / "data").items
+    with_csv = load_bbq(tmp_path / "data", metadata_csv=csv).items
+    assert [it.target_index for it in with_csv] == [it.target_index for it in plain]
+    assert fairness_metrics(_random_predictions(with_csv), bootstrap=0) == fairness_metrics(
+        _random_predictions(plain), bootstrap=0)

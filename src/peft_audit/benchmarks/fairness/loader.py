@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..categories import BBQ_ALL_CATEGORIES, BBQ_FILE_STEMS
-from .targets import bias_target_index, find_unknown_index
+from .targets import bias_target_index, find_unknown_index, stereotyped_from_target, template_profile
 
 BUILTIN_PATH = Path(__file__).with_name("data") / "bbq_sample.jsonl"
 _KEY_TO_STEM = {v: k for k, v in BBQ_FILE_STEMS.items()}
@@ -224,6 +224,36 @@ def _load_hf(dataset_id: str, categories: Sequence[str] | None, bad, skip_bad, l
     return items
 
 
+def _label_of(item: BBQItem, i: int) -> str:
+    info = item.answer_info.get(f"ans{i}") or ["", ""]
+    return str(info[1]) if len(info) > 1 else ""
+
+
+def resolve_by_template(items: list[BBQItem]) -> list[BBQItem]:
+    """Second pass of target resolution (:mod:`.targets`, step 2): an item left unresolved
+    because both options' group labels name a stereotyped group gets the template's profile
+    (tokens shared by the stereotyped options of the template's resolved items) as tie-breaker.
+    Items without a ``question_index`` are left as they are. Must run on whole files, before
+    per-cell sampling, so the profile does not depend on the sample."""
+    from dataclasses import replace
+
+    stereo_labels: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for it in items:
+        s = stereotyped_from_target(it.target_index, it.question_polarity, it.unknown_index, len(it.answers))
+        if s is not None and it.question_index:
+            stereo_labels[(it.category, it.question_index)].append(_label_of(it, s))
+    out = []
+    for it in items:
+        key = (it.category, it.question_index)
+        if it.target_index is None and it.question_index and stereo_labels.get(key):
+            profile = template_profile(stereo_labels[key])
+            target = bias_target_index(it.answer_info, it.answers, it.stereotyped_groups, it.question_polarity,
+                                       it.unknown_index, profile)
+            it = replace(it, target_index=target) if target is not None else it
+        out.append(it)
+    return out
+
+
 def _assign_ids(items: list[BBQItem]) -> list[BBQItem]:
     from dataclasses import replace
 
@@ -284,7 +314,7 @@ def load_bbq(
         items = [it for it in items if it.category in cats]
         if not items:
             raise ValueError(f"BBQ source {src!r} has no items in categories {', '.join(cats)}")
-    items = _assign_ids(items)
+    items = _assign_ids(resolve_by_template(items))
     if per_cell is not None:
         items = sample_per_cell(items, per_cell, seed)
     return BBQLoadResult(
