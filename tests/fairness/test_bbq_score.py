@@ -100,3 +100,33 @@ def test_generate_mode_applies_a_prompt_tuning_adapter():
     expected = [reference(choice_question(it)) for it in items]
     assert [r["raw_output"].strip() for r in rows] == expected
     assert len(set(expected)) > 1
+
+
+def _bos_tokenizer_and_model():
+    """The tiny tokenizer with a BOS that encoding adds and the chat template renders (as Llama's)."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoModelForCausalLM
+
+    from tiny_models import CHATML, make_config, make_tokenizer
+
+    tok = copy.deepcopy(make_tokenizer())
+    tok.add_special_tokens({"bos_token": "<s>"})
+    tok._tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}" + CHATML
+    model = AutoModelForCausalLM.from_config(make_config("llama", len(tok))).eval()
+    return model, tok
+
+
+@pytest.mark.parametrize("prompt_format", ["plain", "chat"])
+def test_prompts_carry_exactly_one_bos(prompt_format):
+    model, tok = _bos_tokenizer_and_model()
+    assert tok("x")["input_ids"][0] == tok.bos_token_id  # encoding adds it ...
+    seen = []
+    model.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True)
+    items = load_bbq("builtin", per_cell=1, categories=["age"]).items
+    score_bbq(model, tok, items, prompt_format=prompt_format, batch_size=4)
+    prompt_pass = seen[0]  # shared-prefix scoring: the first forward runs the prompts
+    assert all(int((row == tok.bos_token_id).sum()) == 1 and row[0] == tok.bos_token_id for row in prompt_pass)

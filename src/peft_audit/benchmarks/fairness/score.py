@@ -4,7 +4,8 @@
   prompt wins (the multiple-choice ``loglikelihood`` protocol of lm-evaluation-harness).
   ``prompt_format="plain"``: ``"{context}\\n\\nQ: {question}\\nA:"`` with continuations
   ``" {answer}"``; ``"chat"``: the tokenizer's chat template with the context and question as
-  the user turn, continuations ``"{answer}"`` after the assistant header.
+  the user turn, continuations ``"{answer}"`` after the assistant header; the rendered template
+  is tokenised without adding special tokens (it already holds the BOS, if the model uses one).
   ``length_normalise=True`` divides each option's log-probability by its length in
   characters (lm-evaluation-harness ``acc_norm``); the stored ``logprob_*`` stay the sums.
 * ``generate``: a chat prompt listing the options as A/B/C (:func:`choice_question`), greedy
@@ -133,7 +134,10 @@ def score_bbq(
     else:
         prompts = [chat_prompt(tokenizer, it) for it in items]
         conts = [list(it.answers) for it in items]
-    scores = score_continuations(model, tokenizer, prompts, conts, batch_size=batch_size, progress=progress)
+    # A rendered chat template already starts with the model's BOS: tokenise it without adding
+    # special tokens, or the prompt gets a second BOS (plain prompts still get theirs).
+    scores = score_continuations(model, tokenizer, prompts, conts, batch_size=batch_size, progress=progress,
+                                 add_special_tokens=prompt_format == "plain")
     rows = []
     for it, lp, cs in zip(items, scores, conts):
         key = [x / max(len(c), 1) for x, c in zip(lp, cs)] if length_normalise else lp
