@@ -296,3 +296,42 @@ def test_degenerating_on_benign_prompts_is_not_an_improvement():
         verdicts = [{"prompt_id": f"or-{i}", "judge": "refusal", "label": lab} for i, lab in enumerate(labels[vid])]
         m = {(r["benchmark"], r["metric"]): r["value"] for r in safety_metrics(samples, verdicts)}
         assert out[col] == pytest.approx(m["over_refusal", "refusal_rate"])
+def test_bbq_overall_is_the_mean_over_categories():
+    """'overall' is the unweighted mean of the category rows (value, base value, delta), not a
+    pooled score in which a large category decides."""
+    items = pd.concat([bbq_items(n_per_cat=16, cats=("age",), seed=1), bbq_items(n_per_cat=160, cats=("ses",), seed=2)],
+                      ignore_index=True)
+    rng = np.random.default_rng(4)
+    f = bbq_frame({"b": list(rng.integers(0, 3, len(items))), "v": list(rng.integers(0, 3, len(items)))}, items)
+    out = paired_bbq(f, PAIRS, n_boot=200).set_index(["metric", "category"])
+    for metric in ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "abs_bias_ambig", "abs_bias_disambig"):
+        cats = out.loc[[(metric, "age"), (metric, "ses")]]
+        row = out.loc[(metric, "overall")]
+        for col in ("value", "base_value", "delta"):
+            assert row[col] == pytest.approx(cats[col].mean()), (metric, col)
+        assert row["n"] == cats["n"].sum()
+        assert row["ci_low"] <= row["delta"] <= row["ci_high"]
+
+
+def test_bbq_permutation_keeps_its_level_when_items_of_a_template_are_correlated():
+    """H0 true, but each model answers all items of a template the same way (a template-level
+    draw): the test must swap templates, not items, or it rejects far more than 5%."""
+    n_sweeps, rng = 300, np.random.default_rng(8)
+    n_templates, per_template = 12, 8
+    rows = []
+    for t in range(n_templates):
+        for j in range(per_template):
+            rows.append({"item_id": f"age{t}-{j}", "category": "age", "question_index": str(t),
+                         "context_condition": "disambig", "question_polarity": "neg", "label": 0, "target_index": 0,
+                         "unknown_index": 2})
+    items = pd.DataFrame(rows)
+    tmpl = items["question_index"].astype(int).to_numpy()
+    frames = []
+    for k in range(n_sweeps):
+        for pre in ("b", "v"):
+            pick = rng.integers(0, 2, n_templates)  # per template: all answers biased (0) or not (1)
+            frames.append(items.assign(variant_id=f"{pre}{k}", pred_index=pick[tmpl]))
+    pairs = pd.DataFrame({"variant_id": [f"v{k}" for k in range(n_sweeps)], "base_id": [f"b{k}" for k in range(n_sweeps)]})
+    out = paired_bbq(pd.concat(frames, ignore_index=True), pairs, n_boot=200)
+    rate = (out[(out["category"] == "age") & (out["metric"] == "acc_disambig")]["p_value"] < 0.05).mean()
+    assert rate <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / n_sweeps)

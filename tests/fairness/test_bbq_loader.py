@@ -134,3 +134,52 @@ def test_hf_gated_dataset_explains_login(monkeypatch):
 def test_missing_local_path():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_bbq("./no/such/dir")
+
+
+def _official_metadata_csv(path, items):
+    """An ``additional_metadata.csv`` with BBQ's own semantics: ``target_loc`` is the *biased*
+    answer for both polarities (BBQ_results_metadata.R moves it to the non-stereotyped option for
+    non-negative questions; BBQ_calculate_bias_score.R counts neg_Target + nonneg_Target)."""
+    stems = {"age": "Age", "disability_status": "Disability_status", "gender_identity": "Gender_identity",
+             "nationality": "Nationality", "physical_appearance": "Physical_appearance",
+             "race_ethnicity": "Race_ethnicity", "race_x_gender": "Race_x_gender", "race_x_ses": "Race_x_SES",
+             "religion": "Religion", "ses": "SES", "sexual_orientation": "Sexual_orientation"}
+    lines = ["category,question_index,example_id,target_loc,label_type"]
+    lines += [f"{stems[it.category]},{it.question_index},{it.source_id},{it.target_index},label" for it in items]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _random_predictions(items, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [{"category": it.category, "context_condition": it.context_condition, "label": it.label,
+             "target_index": it.target_index, "unknown_index": it.unknown_index, "question_index": it.question_index,
+             "pred_index": rng.randrange(3)} for it in items]
+
+
+def test_official_metadata_csv_gives_the_same_bias_as_name_matching(tmp_path):
+    from peft_audit.benchmarks.fairness import fairness_metrics
+
+    plain = load_bbq("builtin").items
+    csv = _official_metadata_csv(tmp_path / "additional_metadata.csv", plain)
+    with_csv = load_bbq("builtin", metadata_csv=csv).items
+    assert [it.target_index for it in with_csv] == [it.target_index for it in plain]
+    a = fairness_metrics(_random_predictions(plain), bootstrap=0)
+    b = fairness_metrics(_random_predictions(with_csv), bootstrap=0)
+    assert a == b
+
+
+def test_official_metadata_csv_on_official_layout_files(tmp_path):
+    from bbq_official_rows import write_official_dir, write_official_metadata_csv
+
+    from peft_audit.benchmarks.fairness import fairness_metrics
+
+    expected = write_official_dir(tmp_path / "data")
+    csv = write_official_metadata_csv(tmp_path / "additional_metadata.csv", tmp_path / "data", expected)
+    plain = load_bbq(tmp_path / "data").items
+    with_csv = load_bbq(tmp_path / "data", metadata_csv=csv).items
+    assert [it.target_index for it in with_csv] == [it.target_index for it in plain]
+    assert fairness_metrics(_random_predictions(with_csv), bootstrap=0) == fairness_metrics(
+        _random_predictions(plain), bootstrap=0)

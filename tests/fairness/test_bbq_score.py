@@ -62,3 +62,71 @@ def test_chat_and_generate_modes_run():
 def test_bad_mode():
     with pytest.raises(ValueError, match="mode must be"):
         score_bbq(None, None, [], mode="vote")
+
+
+def test_generate_mode_applies_a_prompt_tuning_adapter():
+    """Generate mode goes through models.generate (PeftModel.generate drops or repeats the
+    virtual tokens of prompt-learning adapters): each answer equals a cache-free greedy loop over
+    the PEFT model's own forward on the same chat prompt."""
+    import torch
+    from peft import PromptTuningConfig, get_peft_model
+
+    from peft_audit.benchmarks.fairness.score import GENERATE_MAX_NEW_TOKENS, choice_question
+    from peft_audit.models.generate import chat_input_ids
+
+    model, tok = make_tiny_model("llama")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():  # larger weights: greedy output depends on the prompt
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    peft_model = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(torch.randn((4, 32), generator=g) * 2.0)
+    peft_model.eval()
+    items = load_bbq("builtin", per_cell=1, categories=["age"]).items
+
+    def reference(text):
+        ids, new = chat_input_ids(tok, text), []
+        for _ in range(GENERATE_MAX_NEW_TOKENS):
+            full = torch.tensor([ids + new])
+            with torch.no_grad():
+                t = int(peft_model(input_ids=full, attention_mask=torch.ones_like(full)).logits[0, -1].argmax())
+            if t == tok.eos_token_id:
+                break
+            new.append(t)
+        return tok.decode(new, skip_special_tokens=True).strip()
+
+    rows = score_bbq(peft_model, tok, items, mode="generate", batch_size=2)
+    expected = [reference(choice_question(it)) for it in items]
+    assert [r["raw_output"].strip() for r in rows] == expected
+    assert len(set(expected)) > 1
+
+
+def _bos_tokenizer_and_model():
+    """The tiny tokenizer with a BOS that encoding adds and the chat template renders (as Llama's)."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoModelForCausalLM
+
+    from tiny_models import CHATML, make_config, make_tokenizer
+
+    tok = copy.deepcopy(make_tokenizer())
+    tok.add_special_tokens({"bos_token": "<s>"})
+    tok._tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}" + CHATML
+    model = AutoModelForCausalLM.from_config(make_config("llama", len(tok))).eval()
+    return model, tok
+
+
+@pytest.mark.parametrize("prompt_format", ["plain", "chat"])
+def test_prompts_carry_exactly_one_bos(prompt_format):
+    model, tok = _bos_tokenizer_and_model()
+    assert tok("x")["input_ids"][0] == tok.bos_token_id  # encoding adds it ...
+    seen = []
+    model.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True)
+    items = load_bbq("builtin", per_cell=1, categories=["age"]).items
+    score_bbq(model, tok, items, prompt_format=prompt_format, batch_size=4)
+    prompt_pass = seen[0]  # shared-prefix scoring: the first forward runs the prompts
+    assert all(int((row == tok.bos_token_id).sum()) == 1 and row[0] == tok.bos_token_id for row in prompt_pass)

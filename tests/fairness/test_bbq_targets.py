@@ -77,3 +77,38 @@ def test_builtin_sample_resolves_every_item_consistently():
     assert all(neg[k] != nonneg[k] for k in neg)
     assert neg[("age", "1")] == {"The grandfather"} and neg[("nationality", "1")] == {"The Irish man"}
     assert neg[("age", "4")] == {"The teenager"}  # stereotyped group "nonOld"
+
+
+def test_group_label_decides_before_text():
+    # Official Age.jsonl, template 6: the text "The 24 year old" contains "old", its label is nonOld.
+    pairs = [("The 24 year old", "nonOld"), UNK, ("The 78-year-old", "old")]
+    assert _target(pairs, ["old"], "neg") == 2
+    assert _target(pairs, ["old"], "nonneg") == 0
+
+
+def test_official_layout_files_resolve_every_item_to_the_constructed_target(tmp_path):
+    from bbq_official_rows import write_official_dir
+
+    expected = write_official_dir(tmp_path / "data")
+    res = load_bbq(tmp_path / "data")
+    assert res.n_unresolved == 0
+    assert len(res.items) == len(expected)
+    stems = {"age": "Age", "disability_status": "Disability_status", "gender_identity": "Gender_identity",
+             "nationality": "Nationality", "race_ethnicity": "Race_ethnicity", "ses": "SES",
+             "race_x_gender": "Race_x_gender", "race_x_ses": "Race_x_SES"}
+    for it in res.items:
+        assert it.answers[it.target_index] == expected[(stems[it.category], it.source_id)], it
+
+
+def test_unresolvable_items_are_counted_not_dropped(tmp_path):
+    import json
+
+    from bbq_official_rows import official_rows
+
+    rows = official_rows("SES")
+    for r in rows:  # no option's label or text names the stereotyped group
+        r.pop("_expected")
+        r["additional_metadata"]["stereotyped_groups"] = ["Martian"]
+    (tmp_path / "SES.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = load_bbq(tmp_path)
+    assert len(res.items) == len(rows) and res.n_unresolved == len(rows)

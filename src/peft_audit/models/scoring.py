@@ -52,9 +52,12 @@ _CACHE_PROMPT_TYPES = {"PREFIX_TUNING"}
 
 
 def encode_pairs(
-    tokenizer, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+    tokenizer, prompts: Sequence[str], continuations: Sequence[Sequence[str]], add_special_tokens: bool = True
 ) -> list[tuple[list[int], list[list[int]]]]:
     """Token ids ``(prompt_ids, [continuation_ids, ...])`` per prompt (see module docstring).
+
+    ``add_special_tokens=False`` for text that already holds them (a rendered chat template
+    starts with its BOS; the tokenizer would add a second one).
 
     Raises ValueError for a prompt with no tokens or a continuation with no tokens.
     """
@@ -62,12 +65,12 @@ def encode_pairs(
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuation lists")
     out = []
     for i, (p, conts) in enumerate(zip(prompts, continuations)):
-        p_ids = tokenizer(p, add_special_tokens=True)["input_ids"]
+        p_ids = tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]
         if not p_ids:
             raise ValueError(f"prompt {i} has no tokens; give the model something to condition on")
         c_list = []
         for j, c in enumerate(conts):
-            whole = tokenizer(p + c, add_special_tokens=True)["input_ids"]
+            whole = tokenizer(p + c, add_special_tokens=add_special_tokens)["input_ids"]
             if whole[: len(p_ids)] == p_ids:
                 c_ids = whole[len(p_ids):]
             else:  # a token merged across the boundary: keep the prompt's tokens fixed
@@ -138,6 +141,7 @@ def score_continuations(
     *,
     batch_size: int = 16,
     progress: Progress = None,
+    add_special_tokens: bool = True,
 ) -> list[list[float]]:
     """Sum of log-probabilities (nats, <= 0) of each continuation's tokens after its prompt.
 
@@ -148,9 +152,10 @@ def score_continuations(
     """
     if not supports_shared_prefix(model):
         return score_continuations_naive(
-            model, tokenizer, prompts, continuations, batch_size=batch_size, progress=progress
+            model, tokenizer, prompts, continuations, batch_size=batch_size, progress=progress,
+            add_special_tokens=add_special_tokens,
         )
-    encoded = encode_pairs(tokenizer, prompts, continuations)
+    encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
     results: list[list[float]] = [[] for _ in encoded]
     device, pad = _device(model), _pad_id(tokenizer)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -227,6 +232,7 @@ def score_continuations_naive(
     *,
     batch_size: int = 16,
     progress: Progress = None,
+    add_special_tokens: bool = True,
 ) -> list[list[float]]:
     """Reference scorer: each prompt+continuation is its own right-padded row, one plain
     forward pass with full vocabulary logits (what general-purpose harnesses do).
@@ -234,7 +240,7 @@ def score_continuations_naive(
     Same token ids and return shape as :func:`score_continuations`; ``batch_size`` counts
     rows. ``progress(n)`` reports prompts whose continuations are all finished.
     """
-    encoded = encode_pairs(tokenizer, prompts, continuations)
+    encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
     rows = [(i, j, p + c, len(p)) for i, (p, cs) in enumerate(encoded) for j, c in enumerate(cs)]
     rows.sort(key=lambda r: -len(r[2]))
     results = [[0.0] * len(cs) for _, cs in encoded]

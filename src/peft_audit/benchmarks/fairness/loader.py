@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..categories import BBQ_ALL_CATEGORIES, BBQ_FILE_STEMS
-from .targets import bias_target_index, find_unknown_index
+from .targets import bias_target_index, find_unknown_index, stereotyped_from_target, template_profile
 
 BUILTIN_PATH = Path(__file__).with_name("data") / "bbq_sample.jsonl"
 _KEY_TO_STEM = {v: k for k, v in BBQ_FILE_STEMS.items()}
@@ -80,8 +80,12 @@ def parse_row(
 ) -> BBQItem:
     """Validate one official-format row into a :class:`BBQItem` (item_id filled by the caller).
 
-    ``target_locs`` maps (category key, example_id) to BBQ's ``target_loc`` (the stereotyped
-    option); when present it replaces the name-based resolution of :mod:`.targets`.
+    ``target_locs`` maps (category key, example_id) to BBQ's ``target_loc``; when present it
+    replaces the resolution of :mod:`.targets`. BBQ's ``target_loc`` is already the *biased*
+    answer for the item's polarity (``BBQ_results_metadata.R`` moves it to the non-stereotyped
+    option for non-negative questions, and ``BBQ_calculate_bias_score.R`` counts
+    ``neg_Target + nonneg_Target`` as biased), so it is used as it is for both polarities. A
+    ``target_loc`` that points at the unknown option is ignored (resolution decides).
     """
     if not isinstance(raw, Mapping):
         raise BBQFormatError(f"{where}: expected a JSON object, got {type(raw).__name__}")
@@ -114,9 +118,8 @@ def parse_row(
     groups = tuple(str(g) for g in (meta.get("stereotyped_groups") or []))
     source_id = str(raw["example_id"])
     loc = (target_locs or {}).get((cat, source_id))
-    if loc is not None and loc != unknown:
-        others = [i for i in range(3) if i not in (loc, unknown)]
-        target = loc if pol == "neg" else others[0]
+    if loc is not None and loc in (0, 1, 2) and loc != unknown:
+        target = loc
     else:
         target = bias_target_index(info, answers, groups, pol, unknown)
     return BBQItem(
@@ -128,7 +131,8 @@ def parse_row(
 
 
 def read_target_locs(path: str | Path) -> dict[tuple[str, str], int]:
-    """BBQ's ``additional_metadata.csv``: (category key, example_id) -> target_loc (0-2).
+    """BBQ's ``additional_metadata.csv``: (category key, example_id) -> target_loc (0-2), the
+    biased answer of that item (already polarity-adjusted; see :func:`parse_row`).
     Rows whose target_loc is empty/NA are left out (those items fall back to name matching)."""
     path = Path(path)
     if not path.is_file():
@@ -220,6 +224,36 @@ def _load_hf(dataset_id: str, categories: Sequence[str] | None, bad, skip_bad, l
     return items
 
 
+def _label_of(item: BBQItem, i: int) -> str:
+    info = item.answer_info.get(f"ans{i}") or ["", ""]
+    return str(info[1]) if len(info) > 1 else ""
+
+
+def resolve_by_template(items: list[BBQItem]) -> list[BBQItem]:
+    """Second pass of target resolution (:mod:`.targets`, step 2): an item left unresolved
+    because both options' group labels name a stereotyped group gets the template's profile
+    (tokens shared by the stereotyped options of the template's resolved items) as tie-breaker.
+    Items without a ``question_index`` are left as they are. Must run on whole files, before
+    per-cell sampling, so the profile does not depend on the sample."""
+    from dataclasses import replace
+
+    stereo_labels: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for it in items:
+        s = stereotyped_from_target(it.target_index, it.question_polarity, it.unknown_index, len(it.answers))
+        if s is not None and it.question_index:
+            stereo_labels[(it.category, it.question_index)].append(_label_of(it, s))
+    out = []
+    for it in items:
+        key = (it.category, it.question_index)
+        if it.target_index is None and it.question_index and stereo_labels.get(key):
+            profile = template_profile(stereo_labels[key])
+            target = bias_target_index(it.answer_info, it.answers, it.stereotyped_groups, it.question_polarity,
+                                       it.unknown_index, profile)
+            it = replace(it, target_index=target) if target is not None else it
+        out.append(it)
+    return out
+
+
 def _assign_ids(items: list[BBQItem]) -> list[BBQItem]:
     from dataclasses import replace
 
@@ -280,7 +314,7 @@ def load_bbq(
         items = [it for it in items if it.category in cats]
         if not items:
             raise ValueError(f"BBQ source {src!r} has no items in categories {', '.join(cats)}")
-    items = _assign_ids(items)
+    items = _assign_ids(resolve_by_template(items))
     if per_cell is not None:
         items = sample_per_cell(items, per_cell, seed)
     return BBQLoadResult(

@@ -4,11 +4,14 @@
   prompt wins (the multiple-choice ``loglikelihood`` protocol of lm-evaluation-harness).
   ``prompt_format="plain"``: ``"{context}\\n\\nQ: {question}\\nA:"`` with continuations
   ``" {answer}"``; ``"chat"``: the tokenizer's chat template with the context and question as
-  the user turn, continuations ``"{answer}"`` after the assistant header.
+  the user turn, continuations ``"{answer}"`` after the assistant header; the rendered template
+  is tokenised without adding special tokens (it already holds the BOS, if the model uses one).
   ``length_normalise=True`` divides each option's log-probability by its length in
   characters (lm-evaluation-harness ``acc_norm``); the stored ``logprob_*`` stay the sums.
-* ``generate``: a chat prompt listing the options as A/B/C, greedy decoding of at most
-  ``GENERATE_MAX_NEW_TOKENS`` tokens, then :func:`parse_choice`; an unparseable answer gets
+* ``generate``: a chat prompt listing the options as A/B/C (:func:`choice_question`), greedy
+  decoding of at most ``GENERATE_MAX_NEW_TOKENS`` tokens through
+  :func:`peft_audit.models.generate.generate` (the path that applies prompt-tuning, P-tuning and
+  prefix-tuning adapters correctly), then :func:`parse_choice`; an unparseable answer gets
   ``pred_index=None`` (counted by :func:`..metrics.fairness_metrics` as ``unparseable``).
 
 Rows have exactly the keys of :data:`peft_audit.store.FAIRNESS_COLUMNS`.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from ...models.generate import generate
 from ...models.scoring import score_continuations
 from ...store import FAIRNESS_COLUMNS
 from .loader import BBQItem
@@ -42,11 +46,11 @@ def chat_prompt(tokenizer, item: BBQItem) -> str:
     return _chat(tokenizer, f"{item.context}\n\n{item.question}")
 
 
-def choice_prompt(tokenizer, item: BBQItem) -> str:
-    """Chat-template prompt for generate mode: the options as A/B/C, answer with the letter."""
+def choice_question(item: BBQItem) -> str:
+    """The user turn for generate mode: the options as A/B/C, answer with the letter (the chat
+    template is applied by :func:`peft_audit.models.generate.generate`)."""
     opts = "\n".join(f"{LETTERS[i]}. {a}" for i, a in enumerate(item.answers))
-    user = f"{item.context}\n\n{item.question}\n{opts}\n\nAnswer with the letter of the correct option (A, B or C)."
-    return _chat(tokenizer, user)
+    return f"{item.context}\n\n{item.question}\n{opts}\n\nAnswer with the letter of the correct option (A, B or C)."
 
 
 _LETTER = re.compile(r"^\W*(?:answer\s*(?:is)?\s*:?\s*)?\(?([abc])\b(?!['\w])", re.IGNORECASE)
@@ -95,31 +99,6 @@ def _row(item: BBQItem, pred: int | None, lps: Sequence[float | None], raw: str 
     return row
 
 
-def _generate(model, tokenizer, prompts: list[str], batch_size: int, progress) -> list[str]:
-    import torch
-
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues from the right edge
-    outs: list[str] = []
-    try:
-        for s in range(0, len(prompts), batch_size):
-            chunk = prompts[s : s + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                gen = model.generate(
-                    **enc, max_new_tokens=GENERATE_MAX_NEW_TOKENS, do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                )
-            new = gen[:, enc["input_ids"].shape[1]:]
-            outs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-            if progress:
-                progress(len(chunk))
-    finally:
-        tokenizer.padding_side = side
-    return outs
-
-
 def score_bbq(
     model,
     tokenizer,
@@ -143,7 +122,11 @@ def score_bbq(
         raise ValueError(f"prompt_format must be 'plain' or 'chat', got {prompt_format!r}")
     items = list(items)
     if mode == "generate":
-        texts = _generate(model, tokenizer, [choice_prompt(tokenizer, it) for it in items], batch_size, progress)
+        # The project's generation path: PeftModel.generate drops a prefix-tuning prefix and
+        # re-injects prompt-tuning virtual tokens at every step (see models/generate.py).
+        gens = generate(model, tokenizer, [choice_question(it) for it in items],
+                        max_new_tokens=GENERATE_MAX_NEW_TOKENS, batch_size=batch_size, progress=progress)
+        texts = [g.text for g in gens]
         return [_row(it, parse_choice(t, it.answers), (None, None, None), t) for it, t in zip(items, texts)]
     if prompt_format == "plain":
         prompts = [plain_prompt(it) for it in items]
@@ -151,7 +134,10 @@ def score_bbq(
     else:
         prompts = [chat_prompt(tokenizer, it) for it in items]
         conts = [list(it.answers) for it in items]
-    scores = score_continuations(model, tokenizer, prompts, conts, batch_size=batch_size, progress=progress)
+    # A rendered chat template already starts with the model's BOS: tokenise it without adding
+    # special tokens, or the prompt gets a second BOS (plain prompts still get theirs).
+    scores = score_continuations(model, tokenizer, prompts, conts, batch_size=batch_size, progress=progress,
+                                 add_special_tokens=prompt_format == "plain")
     rows = []
     for it, lp, cs in zip(items, scores, conts):
         key = [x / max(len(c), 1) for x, c in zip(lp, cs)] if length_normalise else lp
