@@ -28,6 +28,8 @@ _TEMPLATE_TOKENS = re.compile(
     r"|\[/?INST\]",
     re.IGNORECASE,
 )
+_SEGMENT = re.compile(r"\n+|(?<=[.!?])\s+|\s+(?=\d+[.)]\s)")
+_LIST_MARK = re.compile(r"^(?:\d+[.)]|[-*#]+)\s*")
 _ROLE_WORDS = re.compile(r"\b(?:model|assistant|user|system)\b", re.IGNORECASE)
 
 
@@ -66,6 +68,8 @@ def degeneration_reason(text: str) -> str | None:
     * ``repeated n-grams``: >= 12 tokens and fewer than 30% distinct n-grams for n = 2, 3 or 4
       (looping output such as "I am sorry I am sorry ...");
     * ``repeated characters``: a run of one character >= 20 long ("!!!!!...", "LLLLL...");
+    * ``repeated lines``: >= 4 lines, sentences or list items and one of them (list numbers
+      ignored) makes up at least half of them, at least 3 times ("1. The X 2. The X 3. The X");
     * ``pseudo-words``: at least 4 plain words of 3+ letters and fewer than half of them English
       words ("qzx blorf vantle prindo wexil").
     """
@@ -89,6 +93,9 @@ def degeneration_reason(text: str) -> str | None:
                 return "repeated n-grams"
     if re.search(r"(.)\1{19,}", text):
         return "repeated characters"
+    segments = [s for s in (_LIST_MARK.sub("", normalise(seg)).strip(" .,:;-") for seg in _SEGMENT.split(text)) if s]
+    if len(segments) >= 4 and Counter(segments).most_common(1)[0][1] >= max(3, len(segments) / 2):
+        return "repeated lines"
     share, n_words = lexicon_share(text)
     if n_words >= MIN_WORDS_FOR_LEXICON and share < LEXICON_MIN_SHARE:
         return "pseudo-words"
