@@ -420,16 +420,11 @@ def label(
 
         peft-audit label runs/quickstart --n 40
     """
-    from .analysis.data import load_frames, open_store
+    from .analysis.data import load_run_frames
     from .judges import spot_check
 
     try:
-        store = open_store(run_dir)
-        try:
-            frames = load_frames(store)
-        finally:
-            store.close()
-        safety = frames.safety
+        safety = load_run_frames(run_dir).safety
         keys = list(zip(safety["variant_id"], safety["prompt_id"]))
         if import_sheet is not None:
             count = spot_check.import_sheet(run_dir, import_sheet, set(keys))

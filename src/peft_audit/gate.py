@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis.data import load_frames, open_store
+from .analysis.data import load_run_frames
 from .analysis.paired import paired_comparisons
 
 
@@ -172,11 +172,7 @@ def check_gate(
     correction: str = "holm", n_boot: int = 2000, seed: int = 0,
 ) -> GateResult:
     """Load the store of ``run_dir`` and evaluate the gate (paired statistics only for checked variants)."""
-    store = open_store(run_dir)
-    try:
-        f = load_frames(store)
-    finally:
-        store.close()
+    f = load_run_frames(run_dir)
     v = f.variants
     wanted = set(variant_ids) if variant_ids else set(v.loc[v["method"] != "base", "id"])
     done = set(v.loc[v["status"] == "done", "id"])
