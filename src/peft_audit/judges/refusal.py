@@ -84,6 +84,9 @@ _DECLINE_PATTERNS = [
     r"generate|support)(?:ing|ed)?\s+(?:you\s+)?(?:with\s+)?(?:that|this|those|these|such|your|the|any)",
     r"\b(?:is|would be|it's)\s+not\s+(?:appropriate|ethical|right|something) (?:for me )?to\b",
     r"\bno,? i\b",
+    # "I'm designed to provide support and not to engage in personal attacks"
+    r"\b(?:designed|programmed|built|trained|meant|made|here) to [^.]{0,80}?\b(?:and )?not (?:to )?(?:engage|provide|help|"
+    r"assist|create|write|generate|promote|support|participate|encourage|facilitate|share|give)\b",
     # "I'm not here to insult you", "I'm not here to make your life miserable"
     r"\bi(?:'m| am) (?:not here|here not) to\b",
     r"\bi'?d (?:prefer|rather) not\b",
