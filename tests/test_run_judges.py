@@ -52,6 +52,8 @@ def test_two_judges_reach_summary_and_report(tmp_path, tiny_model_dir, judge_url
         "safety": {
             "judges": ["keyword", "llm"], "judge_url": judge_url, "judge_model": "test-judge",
             "limit_per_category": 2, "max_new_tokens": 8, "judge_backoff_s": 0.01,
+            # every 7th answer is unparseable on purpose: allow that, to see it counted
+            "max_unscored_share": 0.5,
         },
         "fairness": {"per_cell": 1, "bootstrap": 20},
     }

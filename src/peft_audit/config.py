@@ -100,6 +100,11 @@ class SafetyConfig(_Strict):
     judge_timeout_s: float = Field(60.0, gt=0)
     judge_max_retries: int = Field(4, ge=0)
     judge_backoff_s: float = Field(1.0, ge=0, description="First retry delay of the llm judge; doubles per retry")
+    max_unscored_share: float = Field(
+        0.05, ge=0, le=1,
+        description="Largest share of safety responses a judge may leave 'unscored' (failed requests, unparseable "
+                    "answers; its 'judge_refused' declines are not counted) before the variant fails",
+    )
     guard_model: str | None = Field(None, description="Model id/path of a guard classifier for the guard judge")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)

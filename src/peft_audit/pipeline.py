@@ -163,6 +163,9 @@ def evaluate_variant(
                 judges = build_judges(cfg.safety, cache_path=Path(run_dir) / "judge_cache.sqlite")
                 verdicts = sb.judge_responses(samples, judges, cfg=cfg.safety,
                                               progress=progress("judge", len(samples)))
+            # A judge that could not judge fails the stage (not committed); --retry-failed
+            # re-judges the committed responses.
+            sb.check_judge_failures(samples, verdicts, cfg.safety.max_unscored_share)
             sink.commit_stage(pv.id, "judged", timings["judge"], verdicts=verdicts)
         if "metrics" not in done_stages:
             verdicts = _stored_rows(run_dir, "verdicts", pv.id, sink, fallback=verdicts)

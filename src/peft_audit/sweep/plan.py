@@ -124,6 +124,15 @@ def validate_plan(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
         raise ConfigError("invalid sweep:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+#: Safety settings that do not change any result, so they are not part of the protocol hash.
+PROTOCOL_NEUTRAL_SAFETY_FIELDS = ("max_unscored_share",)
+
+
 def eval_protocol_hash(cfg: SweepConfig) -> str:
-    """Hash of the benchmark settings that every variant of a run is evaluated with."""
-    return variant_id({"safety": cfg.safety.model_dump(), "fairness": cfg.fairness.model_dump()})
+    """Hash of the benchmark settings that every variant of a run is evaluated with.
+
+    ``safety.max_unscored_share`` is left out: it decides whether a variant fails, not what its
+    results are, so it may be raised on an existing run (with ``--retry-failed``), and run
+    directories made before it existed keep their protocol."""
+    safety = cfg.safety.model_dump(exclude=set(PROTOCOL_NEUTRAL_SAFETY_FIELDS))
+    return variant_id({"safety": safety, "fairness": cfg.fairness.model_dump()})
