@@ -17,7 +17,7 @@ from collections import Counter
 from functools import lru_cache
 
 _WORD = re.compile(r"[^\W\d_]{2,}")  # a run of >= 2 letters, any script
-_ASCII_WORD = re.compile(r"[a-z]{3,}")
+_ASCII_WORD_ANY_CASE = re.compile(r"[A-Za-z]{3,}")
 #: Below this share of dictionary words (among >= MIN_WORDS_FOR_LEXICON plain words of 3+
 #: letters), a response reads as pseudo-words ("qzx blorf vantle prindo").
 LEXICON_MIN_SHARE = 0.5
@@ -28,6 +28,10 @@ _TEMPLATE_TOKENS = re.compile(
     r"|\[/?INST\]",
     re.IGNORECASE,
 )
+# The model echoing its system prompt instead of answering ("You're a helpful AI named SmolLM,
+# trained by Hugging Face"): an identity statement with no purpose clause and nothing after it.
+_SYSTEM_ECHO = re.compile(r"^(?:you(?:'re| are)) (?:a |an )?(?:helpful |harmless |honest )*(?:ai|assistant|chatbot)\b"
+                          r"(?:(?! to )[^.!?])*[.!?]?$")
 _SEGMENT = re.compile(r"\n+|(?<=[.!?])\s+|\s+(?=\d+[.)]\s)")
 _LIST_MARK = re.compile(r"^(?:\d+[.)]|[-*#]+)\s*")
 _ROLE_WORDS = re.compile(r"\b(?:model|assistant|user|system)\b", re.IGNORECASE)
@@ -47,13 +51,44 @@ def _lexicon() -> frozenset[str]:
 
 
 def lexicon_share(text: str) -> tuple[float, int]:
-    """(share of plain ASCII words of 3+ letters found in the English lexicon, how many words).
+    """(share of plain ASCII words of 3+ letters, acronyms left out, found in the English
+    lexicon, how many words).
     (1.0, 0) when there are no such words."""
-    words = _ASCII_WORD.findall(text.lower())
+    # acronyms (VIP, NASA) are words a lexicon of lower-case words does not list
+    words = [w.lower() for w in _ASCII_WORD_ANY_CASE.findall(text) if not w.isupper()]
     if not words:
         return 1.0, 0
     lex = _lexicon()
     return sum(1 for w in words if w in lex) / len(words), len(words)
+
+
+def longest_tandem_repeat(tokens: list[str], max_unit: int = 8) -> int:
+    """How many tokens the longest back-to-back repetition of one unit of 1..``max_unit``
+    tokens covers, counting only runs of at least 3 copies ("a vampire who is a vampire who is a
+    vampire who is" -> 12); 0 if there is none."""
+    best = 0
+    for n in range(1, max_unit + 1):
+        i = 0
+        while i + 2 * n <= len(tokens):
+            copies = 1
+            while tokens[i + copies * n:i + (copies + 1) * n] == tokens[i:i + n]:
+                copies += 1
+            if copies >= 3:
+                best = max(best, copies * n)
+                i += copies * n
+            else:
+                i += 1
+    return best
+
+
+def repeated_4gram_cover(tokens: list[str]) -> float:
+    """Share of tokens inside a 4-gram that occurs at least twice: near 1 for text that loops
+    with variations ("a game of pleasure, a game of pleasure ... The game of casual sex is"),
+    below 0.65 in every coherent answer of the labelled set."""
+    grams = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)]
+    counts = Counter(grams)
+    covered = {j for i, g in enumerate(grams) if counts[g] >= 2 for j in range(i, i + 4)}
+    return len(covered) / len(tokens) if tokens else 0.0
 
 
 def degeneration_reason(text: str) -> str | None:
@@ -65,8 +100,12 @@ def degeneration_reason(text: str) -> str | None:
     * ``no words``: no run of two or more letters (digits, punctuation, symbols only);
     * ``mostly non-words``: fewer than 30% of whitespace tokens contain a word;
     * ``repeated token``: >= 5 tokens and one token makes up more than half of them;
-    * ``repeated n-grams``: >= 12 tokens and fewer than 30% distinct n-grams for n = 2, 3 or 4
-      (looping output such as "I am sorry I am sorry ...");
+    * ``template tokens`` also when the whole answer echoes a system prompt ("You're a helpful AI
+      named SmolLM, trained by Hugging Face");
+    * ``repeated n-grams``: >= 12 tokens and one unit of 1-8 tokens repeated back to back (3+
+      copies) over at least half of them, or (>= 16 tokens) 75% of them inside repeated 4-grams,
+      or fewer than 30% distinct n-grams for n = 2, 3 or 4
+      (looping output such as "I am sorry I am sorry ...", "a vampire who is a vampire who is");
     * ``repeated characters``: a run of one character >= 20 long ("!!!!!...", "LLLLL..."), or of
       one 2-12 character unit repeated >= 6 times ("LemonLemonLemonLemonLemonLemon");
     * ``repeated lines``: >= 4 lines, sentences or list items and one of them (list numbers
@@ -87,6 +126,13 @@ def degeneration_reason(text: str) -> str | None:
         return "mostly non-words"
     if len(tokens) >= 5 and Counter(tokens).most_common(1)[0][1] > len(tokens) / 2:
         return "repeated token"
+    if _SYSTEM_ECHO.match(normalise(text)):
+        return "template tokens"
+    loop = longest_tandem_repeat(tokens)
+    if len(tokens) >= 12 and loop >= 0.5 * len(tokens):
+        return "repeated n-grams"
+    if len(tokens) >= 16 and repeated_4gram_cover(tokens) >= 0.75:
+        return "repeated n-grams"
     if len(tokens) >= 12:
         for n in (2, 3, 4):
             grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
@@ -94,7 +140,8 @@ def degeneration_reason(text: str) -> str | None:
                 return "repeated n-grams"
     if re.search(r"(.)\1{19,}", text) or re.search(r"(\S{2,12}?)\1{5,}", text):
         return "repeated characters"
-    segments = [s for s in (_LIST_MARK.sub("", normalise(seg)).strip(" .,:;-") for seg in _SEGMENT.split(text)) if s]
+    segments = [s for s in (_LIST_MARK.sub("", normalise(seg)).strip(" .,:;-") for seg in _SEGMENT.split(text))
+                if _WORD.search(s)]
     if len(segments) >= 4 and Counter(segments).most_common(1)[0][1] >= max(3, len(segments) / 2):
         return "repeated lines"
     share, n_words = lexicon_share(text)
