@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from .config import ConfigError
+from .methods import METHODS
 
 app = typer.Typer(
     help="Audit parameter-efficient fine-tunes (LoRA, IA3, prompt tuning, P-tuning) of LLMs for "
@@ -52,7 +53,8 @@ def run(
         peft-audit run configs/quickstart.yaml --out runs/quickstart
     """
     from .config import load_config
-    from .pipeline import RunOptions, run_sweep
+    from .pipeline import run_sweep
+    from .sweep.options import RunOptions
 
     try:
         cfg = load_config(config)
@@ -167,7 +169,7 @@ def gate(
 def discover(
     base: str = typer.Option(..., "--base", help="Hub id of the base model, e.g. HuggingFaceTB/SmolLM2-135M-Instruct."),
     limit: int = typer.Option(50, "--limit", min=1, help="Examine at most this many adapter repos (most downloaded first)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Comma list of methods to keep: lora,ia3,prompt-tuning,p-tuning,prefix-tuning."),
+    method: Optional[str] = typer.Option(None, "--method", help="Comma list of methods to keep: " + ",".join(METHODS) + "."),
     out: Path = typer.Option(Path("adapters.yaml"), "--out", help="Audit file to write."),
 ) -> None:
     """List PEFT adapters of a base model on the Hub, read their metadata, write an audit file.
@@ -181,7 +183,6 @@ def discover(
     """
     from .adapters import AdapterError, write_audit_file
     from .adapters import discover as discover_adapters
-    from .config import METHODS
 
     methods = [m.strip() for m in method.split(",") if m.strip()] if method else None
     bad = [m for m in methods or [] if m not in METHODS]
@@ -230,7 +231,7 @@ def audit(
     """
     from .adapters import plan_audit, read_audit_file, run_audit
     from .config import SweepConfig, load_config
-    from .pipeline import RunOptions
+    from .sweep.options import RunOptions
 
     refs = list(adapter)
     try:
@@ -330,15 +331,12 @@ def export(
         peft-audit export runs/quickstart --samples fairness --out bbq_items.csv
     """
     from .export import export_samples
-    from .store import Store, StoreError
+    from .store import StoreError, open_existing
 
-    db = run_dir / "results.sqlite"
-    if not db.is_file():
-        _fail(f"{run_dir}: no results.sqlite (is this a run directory written by `peft-audit run`?)")
     try:
-        with Store(db) as store:
+        with open_existing(run_dir) as store:
             path = export_samples(store, samples, out)
-    except (ValueError, StoreError) as e:
+    except (ValueError, StoreError, FileNotFoundError) as e:
         _fail(str(e))
     console.print(f"wrote {path}")
 
@@ -488,7 +486,7 @@ def _parse_pairs(items: list[str], option: str = "--method-arg") -> dict[str, st
 @app.command()
 def train(
     base: str = typer.Option(..., "--base", help="Base model: alias, .gguf, local dir or hub id."),
-    method: str = typer.Option(..., "--method", help="lora | ia3 | prompt-tuning | p-tuning | prefix-tuning"),
+    method: str = typer.Option(..., "--method", help=" | ".join(METHODS)),
     algo: str = typer.Option("sft", "--algo", help="sft | dpo"),
     data: str = typer.Option("builtin", "--data", help="'builtin', a .jsonl/.csv file, or a HF dataset id."),
     out: Path = typer.Option(..., "--out", help="Adapter directory to create (must not exist)."),

@@ -16,9 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-#: PEFT methods the tool can train and evaluate. ``base`` is the un-adapted base model.
-METHODS = ("lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning")
-PROMPT_LEARNING_METHODS = ("prompt-tuning", "p-tuning", "prefix-tuning")
+from .methods import METHODS  # noqa: F401  (the one list; re-exported for config users)
+
 ALGOS = ("sft", "dpo")
 
 

@@ -22,24 +22,16 @@ from typing import Any, Protocol
 from rich.console import Console
 
 from .config import SweepConfig
-from .store import Store
+from .store import Store, results_path
+from .sweep.options import RunOptions
 from .sweep.plan import PlannedVariant, eval_protocol_hash, expand
+
+__all__ = ["RunOptions", "RunResult", "evaluate_variant", "prepare_run", "run_one", "run_sweep"]
 
 console = Console(stderr=True)
 
 STAGES = ("trained", "generated", "judged", "scored", "metrics")
 PROVENANCE_FILE = "peft_audit_provenance.json"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    retry_failed: bool = False
-    executor: str = "local"
-    jobs: int = 1
-    ray_address: str | None = None
-    max_hours: float | None = None
-    mlflow: bool = False
-    in_process: bool = False  # local executor: run variants in this process (tests, debugging)
 
 
 @dataclass
@@ -103,7 +95,8 @@ def evaluate_variant(
     # -- train ------------------------------------------------------------------------------
     adapter_path: Path | None = None
     if spec.adapter:
-        from .adapters import check_compatibility, resolve_adapter
+        from .adapters.compat import check_compatibility
+        from .adapters.hub import resolve_adapter
 
         adapter_path = resolve_adapter(spec.adapter)
         compat = check_compatibility(adapter_path, spec.base_model, force=cfg.force_adapters,
@@ -207,7 +200,7 @@ def _stored_rows(run_dir: Path, table: str, vid: str, sink: StageSink, fallback)
     if fallback is not None:
         return fallback
     # A worker's MessageSink serves the rows the driver sent; only in-process runs read the file.
-    store = sink if hasattr(sink, "rows") else Store(Path(run_dir) / "results.sqlite")
+    store = sink if hasattr(sink, "rows") else Store(results_path(run_dir))
     return store.rows(table, vid)
 
 
@@ -218,7 +211,7 @@ def prepare_run(cfg: SweepConfig, run_dir: Path, *, config_path: Path | None = N
     """Create/open the run directory, check its evaluation protocol, register every variant."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(run_dir / "results.sqlite")
+    store = Store(results_path(run_dir))
     protocol = eval_protocol_hash(cfg)
     stored = store.get_meta("eval_protocol")
     if stored is not None and stored != protocol:
@@ -240,7 +233,7 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
               config_path: Path | None = None) -> RunResult:
     """Run (or resume) a sweep into ``run_dir`` and write summary.json and the reports."""
     from .report import write_reports
-    from .summary import write_summary
+    from .summary import SUMMARY_FILE, write_summary
     from .sweep.executors import get_executor
 
     t_start = time.perf_counter()
@@ -266,10 +259,10 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
         f"[bold]{cfg.name}[/]: {len(plan)} variants, {len(plan) - len(todo)} already finished or skipped, "
         f"{len(todo)} to run -> {run_dir}"
     )
-    stage_seconds = executor.run(cfg, run_dir, todo, store)
+    stage_seconds = executor.run(cfg, run_dir, todo, store, run_one)
 
     t_report = time.perf_counter()
-    write_summary(store, run_dir / "summary.json")
+    write_summary(store, run_dir / SUMMARY_FILE)
     write_reports(run_dir, formats=["md", "html"])
     stage_seconds["report"] = time.perf_counter() - t_report
     counts = store.status_counts()

@@ -27,7 +27,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+#: The store's file name inside a run directory; :func:`results_path` is the one place that joins it.
+RESULTS_FILE = "results.sqlite"
+
 SCHEMA_VERSION = 1
+
+
+def results_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/results.sqlite``; a path that already names a ``.sqlite`` file is returned as is."""
+    p = Path(run_dir)
+    return p if p.suffix == ".sqlite" else p / RESULTS_FILE
+
+
+def open_existing(run_dir: str | Path) -> "Store":
+    """Open the store of an existing run directory. FileNotFoundError naming the directory when
+    there is none (never creates one: a typo in a path must not look like an empty run)."""
+    db = results_path(run_dir)
+    if not db.is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: no results store here (no {RESULTS_FILE}); is this a run directory written by `peft-audit run CONFIG "
+            f"--out {run_dir}`?")
+    return Store(db)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -29,7 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .store import Store
+from .store import Store, open_existing
+from .sweep.plan import variant_display
 
 FAIRNESS_METRICS = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "unknown_rate_ambig", "unknown_rate_disambig")
 
@@ -141,7 +142,12 @@ def build_summary(store: Store) -> dict[str, Any]:
     }
 
 
+#: The file name of the summary inside a run directory.
+SUMMARY_FILE = "summary.json"
+
+
 def write_summary(store: Store, path: Path) -> Path:
+    """Write :func:`build_summary` to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(build_summary(store), indent=2, sort_keys=False, allow_nan=False))
@@ -149,19 +155,12 @@ def write_summary(store: Store, path: Path) -> Path:
     return path
 
 
-def open_run(run_dir: Path) -> Store:
-    db = Path(run_dir) / "results.sqlite"
-    if not db.is_file():
-        raise FileNotFoundError(f"{run_dir}: no results.sqlite here; is this a peft-audit run directory?")
-    return Store(db)
-
-
 def print_run(run_dir: Path) -> None:
     """Rich table of variants: status, safety overall (CI), over-refusal, BBQ overall, delta."""
     from rich.console import Console
     from rich.table import Table
 
-    with open_run(run_dir) as store:
+    with open_existing(run_dir) as store:
         summary = build_summary(store)
     t = Table(title=str(run_dir))
     for col in ("id", "variant", "status", "safety (95% CI)", "Δ safety", "over-refusal", "BBQ acc amb/dis", "bias amb/dis"):
@@ -175,10 +174,7 @@ def print_run(run_dir: Path) -> None:
         ci = s.get("overall_ci") or [None, None]
         fo = (v["fairness"] or {}).get("overall") or {}
         d = (v.get("delta_vs_base") or {}).get("safety", {}).get("overall")
-        name = v["label"] or (
-            v["method"] if v["method"] == "base"
-            else f"{v['method']}/{v['algo'] or '?'}/lr={'?' if v['lr'] is None else format(v['lr'], 'g')}"
-        )
+        name = variant_display(v)
         status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
         t.add_row(
             v["id"], name, status,

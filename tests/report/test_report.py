@@ -92,7 +92,7 @@ def test_cli_report_and_bad_format(run_dir):
 
 
 def test_missing_store_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no results store"):
+    with pytest.raises(FileNotFoundError, match="no results.sqlite"):
         write_reports(tmp_path / "nope", formats=["md"])
     assert not (tmp_path / "nope" / "results.sqlite").exists()
 

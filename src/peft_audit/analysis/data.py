@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..store import Store
+from ..methods import is_prompt_learning
+from ..store import Store, open_existing
 
-#: Prompt-based PEFT methods (soft prompts / prefixes); everything else is adapter-based.
-PROMPT_BASED_METHODS = frozenset({"prompt-tuning", "p-tuning", "prefix-tuning", "prompt_tuning", "p_tuning", "prefix_tuning"})
 
 
 def method_family(method: str) -> str:
@@ -36,7 +35,10 @@ def method_family(method: str) -> str:
         return "base"
     if not method or method == "unknown":  # e.g. an adapter audited from disk whose config could not be read
         return "unknown"
-    return "prompt-based" if method in PROMPT_BASED_METHODS else "adapter"
+    try:
+        return "prompt-based" if is_prompt_learning(method) else "adapter"
+    except ValueError:  # a method this release does not train (e.g. an audited AdaLoRA adapter)
+        return "adapter"
 
 
 @dataclass
@@ -54,11 +56,7 @@ def open_store(run_dir: str | Path) -> Store:
 
     Raises FileNotFoundError naming the path when there is no store, rather than creating one.
     """
-    p = Path(run_dir)
-    db = p if p.suffix == ".sqlite" else p / "results.sqlite"
-    if not db.is_file():
-        raise FileNotFoundError(f"{db}: no results store here; run `peft-audit run CONFIG --out {p}` first")
-    return Store(db)
+    return open_existing(run_dir)
 
 
 def _one_verdict_per_prompt(verdicts: pd.DataFrame) -> pd.DataFrame:

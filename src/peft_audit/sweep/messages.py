@@ -1,6 +1,6 @@
 """Stage messages: how a worker (subprocess or Ray task) hands its finished stages to the driver.
 
-A worker never writes the store. It runs :func:`peft_audit.pipeline.run_one` with a
+A worker never writes the store. It runs the ``run_one`` it was handed with a
 :class:`MessageSink`, which turns each ``commit_stage`` / ``update_variant`` call into a plain
 tuple and hands it to ``put`` (a ``multiprocessing`` queue, a Ray queue, or a list). The driver
 applies the tuples to the store in the order they were sent with :func:`apply_message`, so a

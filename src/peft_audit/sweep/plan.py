@@ -14,6 +14,7 @@ benchmark settings are the run's evaluation protocol: they are fixed per run dir
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +30,24 @@ class PlannedVariant:
 
     @property
     def display(self) -> str:
-        s = self.spec
-        if s.label:
-            return s.label
-        if s.is_base():
-            return f"base:{s.base_model}"
-        if s.adapter:
-            return f"{s.method}:{s.adapter}"
-        return f"{s.method}/{s.algo}/lr={s.lr:g}/ep={s.epochs}/seed={s.seed}"
+        return variant_display(self.spec.model_dump())
+
+
+def variant_display(v: Mapping[str, Any]) -> str:
+    """The one human name of a variant, from its spec fields (a VariantSpec dump or a store row):
+    its label if it has one, else ``base:<model>``, ``<method>:<adapter>`` or
+    ``<method>/<algo>/lr=<lr>/ep=<epochs>/seed=<seed>`` (``?`` for a missing field)."""
+    if v.get("label"):
+        return v["label"]
+    if v.get("method", "base") == "base":
+        return f"base:{v['base_model']}"
+    if v.get("adapter"):
+        return f"{v['method']}:{v['adapter']}"
+
+    def f(x: Any, fmt: str = "") -> str:
+        return "?" if x is None else format(x, fmt)
+
+    return f"{v['method']}/{f(v.get('algo'))}/lr={f(v.get('lr'), 'g')}/ep={f(v.get('epochs'))}/seed={f(v.get('seed'))}"
 
 
 def _grid(args: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
