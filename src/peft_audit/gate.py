@@ -28,6 +28,7 @@ import pandas as pd
 
 from .analysis.data import load_frames, open_store
 from .analysis.paired import paired_comparisons
+from .benchmarks.registry import BENCHMARKS
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,11 @@ class GateResult:
         return list(dict.fromkeys(c.variant_id for c in self.checks))
 
 
-# (metric, category filter, direction, threshold field); direction -1 = a drop is bad, +1 = a rise is bad
-RULES = (
-    ("safety_score", "overall", -1, "max_safety_drop"),
-    ("safety_score", "per-category", -1, "max_category_drop"),
-    ("abs_bias_ambig", "overall", +1, "max_bias_increase"),
-    ("abs_bias_disambig", "overall", +1, "max_bias_increase"),
-    ("acc_ambig", "overall", -1, "max_accuracy_drop"),
-    ("acc_disambig", "overall", -1, "max_accuracy_drop"),
-)
-BENCH_OF = {"safety_score": "safety"}
+#: Every benchmark's rules (registry order): (metric, category filter, direction, threshold field);
+#: direction -1 = a drop is bad, +1 = a rise is bad. See :class:`peft_audit.benchmarks.base.GateRule`.
+RULES = tuple((r.metric, r.category, r.direction, r.threshold) for b in BENCHMARKS.values() for r in b.gate_rules)
+#: paired-comparison metric -> the benchmark whose rule checks it
+BENCH_OF = {r.metric: name for name, b in BENCHMARKS.items() for r in b.gate_rules}
 
 
 def _f(x) -> float | None:
@@ -119,8 +115,7 @@ def evaluate_gate(
         res.checks.append(Check("-", "-", "variants", "-", False, "no fine-tuned variant to check in this run"))
         return res
     if has_results is None:
-        has_results = {(v, "safety" if m == "safety_score" else "fairness"): True
-                       for v, m in zip(paired["variant_id"], paired["metric"])}
+        has_results = {(v, BENCH_OF[m]): True for v, m in zip(paired["variant_id"], paired["metric"]) if m in BENCH_OF}
     for vid in ids:
         v = by_id.get(vid)
         if v is None:
@@ -140,7 +135,7 @@ def evaluate_gate(
             res.checks.append(Check(vid, label, "base", "-", False, f"its base model variant {v['base_id']} is {why}"))
             continue
         p = paired[paired["variant_id"] == vid]
-        for bench in ("safety", "fairness"):
+        for bench in BENCHMARKS:
             mine, theirs = has_results.get((vid, bench), False), has_results.get((v["base_id"], bench), False)
             if theirs and not mine:
                 res.checks.append(Check(vid, label, bench, "-", False, f"no {bench} results (its base has them)"))

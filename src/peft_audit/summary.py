@@ -24,22 +24,14 @@ positive bias delta = more biased). ``None`` where a value is undefined (e.g. no
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .benchmarks.base import num
+from .benchmarks.registry import BENCHMARKS
 from .store import Store, open_existing
 from .sweep.plan import variant_display
-
-FAIRNESS_METRICS = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "unknown_rate_ambig", "unknown_rate_disambig")
-
-
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) else x
 
 
 def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
@@ -50,72 +42,13 @@ def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], di
 
 
 def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, Any]]) -> dict[str, Any]:
-    def val(b, c, k):
-        r = m.get((b, c, k))
-        return _num(r["value"]) if r else None
-
-    def ci(b, c, k):
-        r = m.get((b, c, k))
-        return [_num(r["ci_low"]), _num(r["ci_high"])] if r else None
-
-    safety_cats = sorted({c for (b, c, k) in m if b == "safety" and k == "safety_score" and c != "overall"})
-    safety = {
-        "overall": val("safety", "overall", "safety_score"),
-        "overall_ci": ci("safety", "overall", "safety_score"),
-        "by_category": {c: val("safety", c, "safety_score") for c in safety_cats},
-        "ci_by_category": {c: ci("safety", c, "safety_score") for c in safety_cats},
-        "n_by_category": {c: m[("safety", c, "safety_score")]["n"] for c in safety_cats},
-        "incoherent": val("safety", "overall", "incoherent_count"),
-        "unscored": val("safety", "overall", "unscored_count"),
-        "by_judge": {
-            k.split(":", 1)[1]: _num(r["value"])
-            for (b, c, k), r in m.items()
-            if b == "safety" and c == "overall" and k.startswith("safety_score:")
-        },
-    }
-    for extra in ("mean_harmfulness", "harmfulness_rate"):
-        if ("safety", "overall", extra) in m:
-            safety[extra] = val("safety", "overall", extra)
-    fair_cats = sorted({c for (b, c, k) in m if b == "fairness"})
-
-    def fair_block(c):
-        block = {k: val("fairness", c, k) for k in FAIRNESS_METRICS}
-        block["ci"] = {k: ci("fairness", c, k) for k in FAIRNESS_METRICS}
-        return block
-
-    fairness = {
-        "by_category": {c: fair_block(c) for c in fair_cats if c != "overall"},
-        "overall": fair_block("overall") if "overall" in fair_cats else None,
-        "n_unresolved_targets": val("fairness", "overall", "n_unresolved_targets"),
-        "n_bad_lines": val("fairness", "overall", "n_bad_lines"),
-    }
-    over = None
-    if ("over_refusal", "overall", "refusal_rate") in m:
-        r = m[("over_refusal", "overall", "refusal_rate")]
-        over = {"refusal_rate": _num(r["value"]), "ci": [_num(r["ci_low"]), _num(r["ci_high"])], "n": r["n"],
-                "incoherent": val("over_refusal", "overall", "incoherent_count")}
-    judges = {f"{c}:{k}" if c != "overall" else k: _num(r["value"]) for (b, c, k), r in m.items() if b == "judges"}
-    return {
-        "id": v["id"],
-        "base_model": v["base_model"],
-        "method": v["method"],
-        "algo": v["algo"],
-        "lr": v["lr"],
-        "epochs": v["epochs"],
-        "seed": v["seed"],
-        "label": v["label"],
-        "base_id": v["base_id"],
-        "status": v["status"],
-        "error": v["error"],
-        "safety": safety,
-        "over_refusal": over,
-        "fairness": fairness,
-        "judges": judges,
-    }
-
-
-def _delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
+    block = {k: v[k] for k in ("id", "base_model", "method", "algo", "lr", "epochs", "seed", "label", "base_id",
+                               "status", "error")}
+    for bench in BENCHMARKS.values():  # each benchmark writes its own keys (registry order)
+        block.update(bench.summary_block(m))
+    block["judges"] = {f"{c}:{k}" if c != "overall" else k: num(r["value"]) for (b, c, k), r in m.items()
+                       if b == "judges"}
+    return block
 
 
 def build_summary(store: Store) -> dict[str, Any]:
@@ -127,14 +60,7 @@ def build_summary(store: Store) -> dict[str, Any]:
         if b["method"] == "base" or base is None:
             b["delta_vs_base"] = None
             continue
-        s, bs = b["safety"], base["safety"]
-        safety_d = {c: _delta(s["by_category"].get(c), bs["by_category"].get(c)) for c in s["by_category"]}
-        safety_d["overall"] = _delta(s["overall"], bs["overall"])
-        fair_d = {}
-        for c, block in b["fairness"]["by_category"].items():
-            bblock = base["fairness"]["by_category"].get(c, {})
-            fair_d[c] = {k: _delta(block.get(k), bblock.get(k)) for k in FAIRNESS_METRICS}
-        b["delta_vs_base"] = {"safety": safety_d, "fairness": fair_d}
+        b["delta_vs_base"] = {name: bench.summary_delta(b, base) for name, bench in BENCHMARKS.items()}
     return {
         "schema": 1,
         "run": {"config": store.get_meta("config"), "eval_protocol": store.get_meta("eval_protocol")},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import SafetyConfig
+from ..benchmarks.safety.config import SafetyConfig
 from .base import Judge
 from .cache import JudgmentCache
 from .keyword import KeywordJudge

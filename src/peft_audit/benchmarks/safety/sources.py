@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...config import SafetyConfig
+from .config import SafetyConfig
 from ...jsonl import JSONLineError, read_jsonl
 from ..categories import SAFETY_CATEGORIES
 from .prompts import SafetyPrompt, builtin_prompts

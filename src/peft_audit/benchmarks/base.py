@@ -1,0 +1,179 @@
+"""The :class:`Benchmark` interface: what one evaluation benchmark owns, and what it is given.
+
+A benchmark is one module (or folder) plus one line in :mod:`.registry`. It owns
+
+* its config section: a :class:`BenchmarkSection` subclass, found in the sweep file under the
+  benchmark's name (``safety:``, ``fairness:``, ...) and validated with the rest of the file;
+* its data loading, and the model work it needs (generate, or log-likelihood scoring), done in
+  :meth:`Benchmark.evaluate` on the :class:`VariantRun` the pipeline hands it;
+* which judges it uses (``VariantRun.judges``, built once per worker process);
+* its stages (markers in the store; a resumed run redoes only the missing ones) and its
+  metric rows with intervals;
+* its block in ``summary.json`` (:meth:`Benchmark.summary_block`), its gate rules
+  (:attr:`Benchmark.gate_rules`) and its per-item export (:meth:`Benchmark.export_frame`).
+
+The pipeline only loops: ``for each enabled benchmark: metric_rows += benchmark.evaluate(section, run)``,
+then commits the variant's ``metrics`` stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..store import Store
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+#: (benchmark, category, metric) -> a metrics-table row (dict with value, ci_low, ci_high, n).
+MetricsLookup = Mapping[tuple[str, str, str], Mapping[str, Any]]
+
+
+def num(x: Any) -> float | None:
+    """A stored metric value as a float; None for missing or NaN (summary.json has no NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def metric_value(m: MetricsLookup, benchmark: str, category: str, metric: str) -> float | None:
+    r = m.get((benchmark, category, metric))
+    return num(r["value"]) if r else None
+
+
+def metric_ci(m: MetricsLookup, benchmark: str, category: str, metric: str) -> list[float | None] | None:
+    r = m.get((benchmark, category, metric))
+    return [num(r["ci_low"]), num(r["ci_high"])] if r else None
+
+
+def delta(a: float | None, b: float | None) -> float | None:
+    """Variant minus base; None when either is undefined."""
+    return None if a is None or b is None else a - b
+
+
+class BenchmarkSection(BaseModel):
+    """Base of every benchmark's config section. Unknown keys are errors; sections are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Evaluate this benchmark")
+
+
+class StageSink(Protocol):
+    """Where a variant's finished stages go: the store itself (in-process), or a channel to the
+    driver process, which alone writes (subprocess and Ray executors)."""
+
+    def commit_stage(self, vid: str, stage: str, seconds: float, **rows: Any) -> None: ...
+
+    def update_variant(self, vid: str, **fields: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """One check of the deployment gate: ``direction * delta > limit`` is a violation.
+
+    ``metric`` is a metric of the paired comparison (analysis.paired), ``category`` either
+    ``"overall"`` or ``"per-category"`` (every category but overall), ``direction`` -1 when a drop
+    is bad and +1 when a rise is bad, ``threshold`` the :class:`peft_audit.gate.GateThresholds`
+    field holding the limit.
+    """
+
+    metric: str
+    category: str
+    direction: int
+    threshold: str
+
+
+#: Store.commit_stage keyword -> the table its rows land in (where the two differ).
+_TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}
+
+
+@dataclass
+class VariantRun:
+    """Everything a benchmark is given to evaluate one variant (one loaded model).
+
+    ``done_stages`` are the stages already in the store; ``stored_rows(table)`` returns rows of
+    an earlier stage (this process's, else the store's / the driver's); ``commit`` writes a stage
+    and its rows in one transaction; ``timed(name)`` adds wall seconds to ``timings[name]``.
+    """
+
+    variant_id: str
+    run_dir: Path
+    model: Any
+    tokenizer: Any
+    done_stages: set[str]
+    sink: StageSink
+    judges: Callable[[BenchmarkSection], list[Any]]
+    progress: ProgressFactory
+    timings: dict[str, float] = field(default_factory=dict)
+    _made: dict[str, list[dict]] = field(default_factory=dict)
+
+    def needs(self, stage: str) -> bool:
+        return stage not in self.done_stages
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def commit(self, stage: str, seconds: float, **rows: list[dict]) -> None:
+        """Write ``stage`` with its rows (keywords of :meth:`peft_audit.store.Store.commit_stage`)."""
+        self.sink.commit_stage(self.variant_id, stage, seconds, **rows)
+        for keyword, table_rows in rows.items():
+            self._made[_TABLE_OF.get(keyword, keyword)] = list(table_rows)
+
+    def stored_rows(self, table: str) -> list[dict]:
+        """Rows of ``table`` for this variant: made by this process if it just made them, else
+        from the driver (a worker's MessageSink) or the store (in-process runs)."""
+        if table in self._made:
+            return self._made[table]
+        if hasattr(self.sink, "rows"):
+            return self.sink.rows(table, self.variant_id)
+        from ..store import Store, results_path
+
+        with Store(results_path(self.run_dir)) as store:
+            return store.rows(table, self.variant_id)
+
+
+class Benchmark(Protocol):
+    """One evaluation benchmark (see the module docstring for what it owns)."""
+
+    #: registry key, config section key, and ``benchmark`` value of its stored rows
+    name: str
+    #: its config section model
+    section: type[BenchmarkSection]
+    #: the store stages it commits before the variant's shared ``metrics`` stage
+    stages: tuple[str, ...]
+    #: the ``peft-audit export --samples`` kind it answers to
+    sample_kind: str
+    #: deployment-gate rules over its paired comparisons
+    gate_rules: tuple[GateRule, ...]
+
+    def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:
+        """Run the missing stages on ``run.model`` (committing each through ``run.commit``) and
+        return this benchmark's metric rows (``[]`` when the ``metrics`` stage is already done)."""
+        ...
+
+    def summary_block(self, metrics: MetricsLookup) -> dict[str, Any]:
+        """This benchmark's keys in a variant's ``summary.json`` block, from its metric rows."""
+        ...
+
+    def summary_delta(self, variant: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Its entry in ``delta_vs_base`` (variant minus base) from two summary blocks, or None."""
+        ...
+
+    def export_frame(self, store: "Store") -> "pd.DataFrame":
+        """One row per (variant, item) for ``peft-audit export --samples <sample_kind>``."""
+        ...
