@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .benchmarks.fairness.config import FairnessConfig  # noqa: F401  (re-exported: owned by its benchmark)
 from .benchmarks.safety.config import SafetyConfig  # noqa: F401  (re-exported: owned by its benchmark)
+from .identity import identity_payload
 from .methods import METHODS  # noqa: F401  (the one list; re-exported for config users)
 
 ALGOS = ("sft", "dpo")
@@ -63,6 +64,12 @@ class MethodSpec(_Strict):
 class TrainingConfig(_Strict):
     """How each adapter variant is fine-tuned (shared by all variants of a sweep)."""
 
+    #: see peft_audit.identity: logging does not change the adapter; the rest were hashed from the start
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"logging_steps"})
+    IDENTITY_V1: ClassVar[frozenset[str]] = frozenset({
+        "data", "data_split", "columns", "max_steps", "batch_size", "grad_accum", "max_seq_len", "max_examples",
+        "safety_mix", "dpo_beta", "gradient_checkpointing", "load_in"})
+
     data: str = Field("builtin", description="'builtin', a local JSONL/CSV file, or a Hugging Face dataset id")
     data_split: str = Field("train", description="Split of a Hugging Face dataset")
     columns: dict[str, str] = Field(
@@ -87,8 +94,12 @@ class TrainingConfig(_Strict):
 class VariantSpec(_Strict):
     """One fully specified model to evaluate: a base model, or a base plus one adapter.
 
-    Its id is a stable hash of every field that changes results (see :meth:`variant_id`).
+    Its id is a stable hash of every field that changes results (see :mod:`peft_audit.identity`).
     """
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"label"})
+    IDENTITY_V1: ClassVar[frozenset[str]] = frozenset({
+        "base_model", "method", "method_args", "algo", "lr", "epochs", "seed", "adapter"})
 
     base_model: str
     method: str = Field("base", description="'base' or a PEFT method")
@@ -176,9 +187,9 @@ class _SweepBase(_Strict):
     def config_hash_payload(self, spec: VariantSpec) -> dict[str, Any]:
         """Everything that changes a variant's results: the spec (minus cosmetic fields) and the
         training/benchmark settings that apply to it."""
-        payload: dict[str, Any] = {"variant": spec.model_dump(exclude={"label"})}
+        payload: dict[str, Any] = {"variant": identity_payload(spec)}
         if not spec.is_base() and not spec.adapter:
-            payload["training"] = self.training.model_dump(exclude={"logging_steps"})
+            payload["training"] = identity_payload(self.training)
         return payload
 
 

@@ -24,7 +24,7 @@ from .benchmarks.base import ProgressFactory, StageSink, VariantRun
 from .config import SweepConfig, benchmark_sections
 from .store import Store, results_path
 from .sweep.options import RunOptions
-from .sweep.plan import PlannedVariant, eval_protocol_hash, expand
+from .sweep.plan import PlannedVariant, eval_protocol_hash, expand, legacy_protocol_hash
 
 __all__ = ["RunOptions", "RunResult", "evaluate_variant", "prepare_run", "run_one", "run_sweep"]
 
@@ -156,7 +156,9 @@ def prepare_run(cfg: SweepConfig, run_dir: Path, *, config_path: Path | None = N
     store = Store(results_path(run_dir))
     protocol = eval_protocol_hash(cfg)
     stored = store.get_meta("eval_protocol")
-    if stored is not None and stored != protocol:
+    if stored is not None and stored != protocol and stored == legacy_protocol_hash(cfg):
+        store.set_meta("eval_protocol_v1", stored)  # written before identities left defaults out: same protocol
+    elif stored is not None and stored != protocol:
         raise ValueError(
             f"{run_dir} holds results made with different safety/fairness settings (protocol {stored}, "
             f"this config {protocol}); use a new --out directory so results are never mixed"

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +66,12 @@ class BenchmarkSection(BaseModel):
     """Base of every benchmark's config section. Unknown keys are errors; sections are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: see peft_audit.identity. ``enabled`` is in the protocol as the presence of the section.
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled"})
+    IDENTITY_V1: ClassVar[frozenset[str]] = frozenset()
+    #: The fields a version-1 run directory's protocol hash covered (full dump), to recognise it.
+    PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = None
 
     enabled: bool = Field(True, description="Evaluate this benchmark")
 

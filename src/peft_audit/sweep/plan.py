@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, SweepConfig, VariantSpec, variant_id
+from ..identity import identity_payload
 
 
 @dataclass(frozen=True)
@@ -136,5 +137,29 @@ def validate_plan(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
 
 
 def eval_protocol_hash(cfg: SweepConfig) -> str:
-    """Hash of the benchmark settings that every variant of a run is evaluated with."""
-    return variant_id({"safety": cfg.safety.model_dump(), "fairness": cfg.fairness.model_dump()})
+    """Hash of the benchmark settings that every variant of a run is evaluated with: one entry per
+    enabled benchmark holding its result-changing, non-default settings (see
+    :mod:`peft_audit.identity`), so neither a new defaulted setting nor concurrency, timeouts,
+    retries or batch sizes change it."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    sections = {name: getattr(cfg, name) for name in BENCHMARKS}
+    return variant_id({name: identity_payload(s) for name, s in sections.items() if s.enabled})
+
+
+def legacy_protocol_hash(cfg: SweepConfig) -> str | None:
+    """The protocol hash a version-1 run directory stored for this config (the full dump of the
+    safety and fairness sections as they were then), so such a directory is recognised and resumed."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    payload = {}
+    for name in BENCHMARKS:
+        section = getattr(cfg, name)
+        fields = type(section).PROTOCOL_V1_FIELDS
+        if fields is None:
+            continue
+        extra = {k for k in identity_payload(section) if k not in fields}
+        if extra:  # a setting that did not exist then: no version-1 directory can have used it
+            return None
+        payload[name] = section.model_dump(include=set(fields))
+    return variant_id(payload)

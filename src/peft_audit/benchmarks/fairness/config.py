@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,11 @@ from ..base import BenchmarkSection
 
 class FairnessConfig(BenchmarkSection):
     """Fairness benchmark: BBQ (Parrish et al., 2022)."""
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size"})
+    PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = frozenset({
+        "enabled", "source", "per_cell", "categories", "mode", "prompt_format", "length_normalise", "batch_size",
+        "bootstrap", "skip_bad_items", "metadata_csv"})
 
     source: str = Field("builtin", description="'builtin', a directory of official BBQ JSONL files, or a HF dataset id")
     per_cell: int | None = Field(None, ge=1, description="Items per (category, context condition, polarity)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,14 @@ from ..base import BenchmarkSection
 
 class SafetyConfig(BenchmarkSection):
     """Safety benchmark: prompts a safe assistant declines, judged per hazard category."""
+
+    # How fast or how patiently answers are produced and judged does not change them.
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({
+        "enabled", "batch_size", "judge_concurrency", "judge_timeout_s", "judge_max_retries", "judge_backoff_s"})
+    PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = frozenset({
+        "enabled", "source", "columns", "category_map", "limit_per_category", "judges", "combine", "judge_url",
+        "judge_model", "judge_api_key_env", "judge_concurrency", "judge_timeout_s", "judge_max_retries",
+        "judge_backoff_s", "guard_model", "system_prompt", "max_new_tokens", "batch_size", "over_refusal"})
 
     source: str = Field("builtin", description="'builtin', 'hexphi', a HEx-PHI-layout directory, or a CSV/JSONL file")
     columns: dict[str, str] = Field(default_factory=dict, description="Column mapping for CSV/JSONL: prompt, category")
