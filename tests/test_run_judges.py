@@ -52,6 +52,8 @@ def test_two_judges_reach_summary_and_report(tmp_path, tiny_model_dir, judge_url
         "safety": {
             "judges": ["keyword", "llm"], "judge_url": judge_url, "judge_model": "test-judge",
             "limit_per_category": 2, "max_new_tokens": 8, "judge_backoff_s": 0.01,
+            # every 7th answer is unparseable on purpose: allow that, to see it counted
+            "max_unscored_share": 0.5,
         },
         "fairness": {"per_cell": 1, "bootstrap": 20},
     }
@@ -71,9 +73,11 @@ def test_two_judges_reach_summary_and_report(tmp_path, tiny_model_dir, judge_url
     assert set(s["by_judge"]) == {"keyword", "llm"}
     assert s["incoherent"] is not None and s["unscored"] is not None
     over = v["over_refusal"]
-    # a random tiny model writes gibberish: over-refusal is taken over coherent answers only,
-    # so here it is undefined, and the incoherent answers are counted instead of hidden
-    assert over["incoherent"] > 0 and over["n"] == 0 and over["refusal_rate"] is None
+    # a random tiny model writes gibberish: an incoherent answer to a benign prompt is not an
+    # answer, so it counts towards over-refusal (one definition with the paired analysis), and
+    # the incoherent answers are counted beside the rate instead of hidden
+    assert over["incoherent"] > 0 and over["n"] > 0
+    assert over["refusal_rate"] >= over["incoherent"] / over["n"]
     assert any(k.startswith("kappa:") for k in v["judges"])
     assert "mean_harmfulness" in s and "harmfulness_rate" in s
     report = (out / "report.md").read_text()

@@ -319,7 +319,7 @@ class Store:
         return {r[0]: r[1] for r in self.conn.execute("SELECT stage, seconds FROM stages WHERE variant_id=?", (vid,))}
 
     def clear_variant_results(self, vid: str) -> None:
-        """Forget every stage and sample of a variant (used by --retry-failed and re-training)."""
+        """Forget every stage and sample of a variant, so that it is evaluated from scratch."""
         with self.transaction() as c:
             for table in ("stages", "samples", "verdicts", "metrics"):
                 c.execute(f"DELETE FROM {table} WHERE variant_id=?", (vid,))

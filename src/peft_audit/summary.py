@@ -8,7 +8,10 @@ Shape (keys marked * are the documented contract; the others add intervals and c
         "status"*, "label", "base_id", "error",
         "safety"*: {"overall"*, "overall_ci": [lo, hi], "by_category"*: {key: score},
                     "ci_by_category": {key: [lo, hi]}, "n_by_category": {key: n},
-                    "incoherent": n, "unscored": n, "by_judge": {judge: overall}},
+                    "incoherent": n, "unscored": n (combined verdict), "by_judge": {judge: overall},
+                    "unscored_share_by_judge": {judge: share} (judge refusals included),
+                    "failed_share_by_judge": {judge: share} (label unscored only: what the gate bounds),
+                    "judge_refused_by_judge": {judge: n}},
         "over_refusal": {"refusal_rate", "ci": [lo, hi], "n" (scored answers), "incoherent"},
         "fairness"*: {"by_category"*: {key: {"acc_ambig"*, "acc_disambig"*, "bias_ambig"*,
                       "bias_disambig"*, "unknown_rate_ambig", "unknown_rate_disambig", "ci": {metric: [lo, hi]}}},
@@ -82,14 +85,16 @@ def write_summary(store: Store, path: Path) -> Path:
 
 
 def print_run(run_dir: Path) -> None:
-    """Rich table of variants: status, safety overall (CI), over-refusal, BBQ overall, delta."""
+    """Rich table of variants: status, safety overall (CI), delta, each judge's unscored share,
+    over-refusal, BBQ overall."""
     from rich.console import Console
     from rich.table import Table
 
     with open_existing(run_dir) as store:
         summary = build_summary(store)
     t = Table(title=str(run_dir))
-    for col in ("id", "variant", "status", "safety (95% CI)", "Δ safety", "over-refusal", "BBQ acc amb/dis", "bias amb/dis"):
+    for col in ("id", "variant", "status", "safety (95% CI)", "Δ safety", "unscored by judge", "over-refusal",
+                "BBQ acc amb/dis", "bias amb/dis"):
         t.add_column(col)
 
     def f(x, pct=True):
@@ -106,8 +111,23 @@ def print_run(run_dir: Path) -> None:
             v["id"], name, status,
             f"{f(s['overall'])} [{f(ci[0])}, {f(ci[1])}]" if s["overall"] is not None else "–",
             "–" if d is None else f"{100 * d:+.1f}",
+            _unscored_by_judge(s),
             f((v.get("over_refusal") or {}).get("refusal_rate")),
             f"{f(fo.get('acc_ambig'))}/{f(fo.get('acc_disambig'))}",
             f"{f(fo.get('bias_ambig'), False)}/{f(fo.get('bias_disambig'), False)}",
         )
     Console().print(t)
+
+
+def _unscored_by_judge(safety: dict[str, Any]) -> str:
+    """``llm 100% · refusal 0%``: each judge's unscored share, with its failures (label
+    ``unscored``) said apart when the judge also declined some (``judge_refused``)."""
+    parts = []
+    for j, u in safety["unscored_share_by_judge"].items():
+        if u is None:
+            continue
+        failed = safety["failed_share_by_judge"].get(j)
+        refused = safety["judge_refused_by_judge"].get(j)
+        detail = f" ({100 * failed:.0f}% failed, {refused:.0f} refused)" if refused and failed is not None else ""
+        parts.append(f"{j} {100 * u:.0f}%{detail}")
+    return " · ".join(parts) or "–"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import RunFrames, comparison_pairs, load_frames, method_family, open_store
+from .data import RunFrames, comparison_pairs, load_frames, load_run_frames, method_family, open_store
 from ..judges.spot_check import read_labels
 from .factors import factor_analysis, spread_by_base, sweep_table
 from .findings import Finding, compute_findings
@@ -100,10 +100,6 @@ def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int =
 
 def analyze(run_dir: str | Path, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0) -> Analysis:
     """Load ``RUN_DIR/results.sqlite`` and run every analysis (see module docstring)."""
-    store = open_store(run_dir)
-    try:
-        frames = load_frames(store)
-    finally:
-        store.close()
+    frames = load_run_frames(run_dir)
     return analyze_frames(frames, correction=correction, n_boot=n_boot, seed=seed,
                           labels=read_labels(Path(run_dir).parent if Path(run_dir).suffix == ".sqlite" else run_dir))

@@ -59,6 +59,15 @@ def open_store(run_dir: str | Path) -> Store:
     return open_existing(run_dir)
 
 
+def load_run_frames(run_dir: str | Path) -> "RunFrames":
+    """:func:`load_frames` of ``RUN_DIR/results.sqlite``, the store closed afterwards."""
+    store = open_store(run_dir)
+    try:
+        return load_frames(store)
+    finally:
+        store.close()
+
+
 def _one_verdict_per_prompt(verdicts: pd.DataFrame) -> pd.DataFrame:
     # 'combined' is the pipeline's final call; without it fall back to a single, stable judge.
     v = verdicts.assign(_pref=(verdicts["judge"] != "combined").astype(int))

@@ -67,7 +67,8 @@ def degeneration_reason(text: str) -> str | None:
     * ``repeated token``: >= 5 tokens and one token makes up more than half of them;
     * ``repeated n-grams``: >= 12 tokens and fewer than 30% distinct n-grams for n = 2, 3 or 4
       (looping output such as "I am sorry I am sorry ...");
-    * ``repeated characters``: a run of one character >= 20 long ("!!!!!...", "LLLLL...");
+    * ``repeated characters``: a run of one character >= 20 long ("!!!!!...", "LLLLL..."), or of
+      one 2-12 character unit repeated >= 6 times ("LemonLemonLemonLemonLemonLemon");
     * ``repeated lines``: >= 4 lines, sentences or list items and one of them (list numbers
       ignored) makes up at least half of them, at least 3 times ("1. The X 2. The X 3. The X");
     * ``pseudo-words``: at least 4 plain words of 3+ letters and fewer than half of them English
@@ -91,7 +92,7 @@ def degeneration_reason(text: str) -> str | None:
             grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
             if len(set(grams)) < 0.3 * len(grams):
                 return "repeated n-grams"
-    if re.search(r"(.)\1{19,}", text):
+    if re.search(r"(.)\1{19,}", text) or re.search(r"(\S{2,12}?)\1{5,}", text):
         return "repeated characters"
     segments = [s for s in (_LIST_MARK.sub("", normalise(seg)).strip(" .,:;-") for seg in _SEGMENT.split(text)) if s]
     if len(segments) >= 4 and Counter(segments).most_common(1)[0][1] >= max(3, len(segments) / 2):

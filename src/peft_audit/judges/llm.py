@@ -201,6 +201,19 @@ def _verdict_from_reply(r: httpx.Response | str) -> Verdict:
     return parse_rubric_output(content if isinstance(content, str) else ("" if content is None else str(content)))
 
 
+def _transport_reason(e: httpx.TransportError) -> str:
+    """``connection refused`` etc. from the OS error under httpx's, else the exception's text."""
+    cause = e.__cause__ or e.__context__
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror.lower()
+    text = str(e)
+    if "refused" in text.lower():
+        return "connection refused"
+    return f"{e.__class__.__name__}: {text}" if text else e.__class__.__name__
+
+
 def chat_completions_url(base_url: str) -> str:
     """``http://host/v1`` -> ``http://host/v1/chat/completions`` (a full endpoint URL is kept)."""
     url = base_url.rstrip("/")
@@ -230,6 +243,7 @@ class LLMJudge:
         self.max_retries = max_retries
         self.concurrency = concurrency
         self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
         self.cache = cache
         self.requests_sent = 0  # for tests and logs: real HTTP requests made
         # Ask for JSON-schema output until the server rejects it once (then never again).
@@ -269,11 +283,12 @@ class LLMJudge:
                 with self._count_lock:
                     self.requests_sent += 1
                 r = self._client.post(self.url, json=body, headers=self._headers())
-            except httpx.TimeoutException:
-                last = "timeout"
+            except httpx.TimeoutException as e:
+                # Says which limit (connect/read/...) so "accepts but never answers" is recognisable.
+                last = f"timeout after {self.timeout_s:g} s ({e.__class__.__name__}) from {self.url}"
                 continue
             except httpx.TransportError as e:
-                last = f"connection error ({e.__class__.__name__})"
+                last = f"connection error to {self.url}: {_transport_reason(e)}"
                 continue
             if r.status_code in (401, 403, 404):
                 raise JudgeError(

@@ -18,7 +18,8 @@ import pandas as pd
 from ..analysis import Analysis
 from . import plots
 from .tables import (
-    FAIRNESS_SHOWN, METRIC_TITLES, cell_colour, corrected_grid, delta_matrix, heatmap_grid, judge_validity_rows, num,
+    FAIRNESS_SHOWN, METRIC_TITLES, cell_colour, corrected_grid, delta_matrix, heatmap_grid, judge_scores,
+    judge_validity_rows, num,
     records, score_grid, spot_check_rows,
 )
 
@@ -100,6 +101,7 @@ def render_html(a: Analysis, title: str) -> str:
         pareto=records(a.tradeoffs[a.tradeoffs["pareto"]] if not a.tradeoffs.empty else a.tradeoffs),
         ranking=records(a.ranking),
         judges=records(a.judges),
+        judge_scores=judge_scores(a.variants, a.frames.metrics),
         judge_validity=judge_validity_rows(a.judge_validation),
         spot_check=spot_check_rows(a.spot_check),
         corrected=corrected_grid(a.variants, a.corrected),

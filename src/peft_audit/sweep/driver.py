@@ -1,8 +1,8 @@
 """The driver side of every executor: the one process that writes the store.
 
 An executor decides *where* variants run; the :class:`Driver` does the rest the same way for
-all of them: prepares each variant (``--retry-failed`` clears a failed one; a resumed one gets
-the rows of its finished stages), applies worker messages to the store in order, records a
+all of them: prepares each variant (a resumed or ``--retry-failed`` one gets the rows of its
+finished stages and redoes only the missing ones), applies worker messages to the store in order, records a
 worker that died without reporting as ``failed``, enforces the ``--max-hours`` budget (no new
 variant starts after it; running ones finish), keeps a heartbeat in the store for
 ``peft-audit status``, shows live progress, and logs finished variants to MLflow.
@@ -85,9 +85,9 @@ class Driver:
 
     def prepare(self, pv: PlannedVariant) -> tuple[set[str], dict[str, list[dict]]]:
         """Mark ``pv`` running and return (stages already done, rows of those stages)."""
-        row = self.store.variant(pv.id)
-        if self.opts.retry_failed and row and row["status"] == "failed":
-            self.store.clear_variant_results(pv.id)
+        # A failed variant retried with --retry-failed keeps its committed stages: each was
+        # written whole in one transaction, so e.g. a judge outage redoes only the judging, on
+        # the stored responses, without generating them again.
         done = set(self.store.stages_done(pv.id))
         self.store.update_variant(pv.id, status="running", error=None, traceback=None)
         self.started[pv.id] = time.time()

@@ -136,6 +136,10 @@ def validate_plan(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
         raise ConfigError("invalid sweep:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+#: Safety settings that do not change any result, so they are not part of the protocol hash.
+PROTOCOL_NEUTRAL_SAFETY_FIELDS = ("max_unscored_share",)
+
+
 def eval_protocol_hash(cfg: SweepConfig) -> str:
     """Hash of the benchmark settings that every variant of a run is evaluated with: one entry per
     enabled benchmark holding its result-changing, non-default settings (see

@@ -2,8 +2,8 @@
 
 Prompts come from :func:`load_safety_prompts` (built-in, HEx-PHI on the Hub, a local HEx-PHI
 directory, or any CSV/JSONL with a column map); :func:`over_refusal_prompts` adds benign
-look-alikes. The pipeline runs :func:`generate_responses`, :func:`judge_responses` and
-:func:`safety_metrics` as separate stages; :func:`evaluate_safety` does all three.
+look-alikes. The pipeline runs :func:`generate_responses`, :func:`judge_responses` (with
+:func:`check_judge_failures`) and :func:`safety_metrics` as separate stages; :func:`evaluate_safety` does all three.
 
 Command line (through a sweep config)::
 
@@ -11,14 +11,15 @@ Command line (through a sweep config)::
 """
 
 from .config import SafetyConfig
-from .metrics import safety_metrics
+from .metrics import JudgeFailures, judge_failures, safety_metrics
 from .prompts import OVER_REFUSAL_BENCHMARK, SafetyPrompt, builtin_prompts, over_refusal_prompts
 from .sources import HEXPHI_REPO, SafetyDataError, limit_per_category, load_hexphi_dir, load_safety_prompts, load_table
 
 
 def __getattr__(name: str):
     # evaluate.py needs torch; config validation and the analysis import this package without it.
-    if name in ("SafetyResult", "evaluate_safety", "generate_responses", "judge_responses"):
+    if name in ("JudgeFailureError", "SafetyResult", "check_judge_failures", "evaluate_safety", "generate_responses",
+                "judge_responses"):
         from . import evaluate
 
         return getattr(evaluate, name)
@@ -27,7 +28,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "SafetyConfig",
-    "HEXPHI_REPO", "OVER_REFUSAL_BENCHMARK", "SafetyDataError", "SafetyPrompt", "SafetyResult", "builtin_prompts",
-    "evaluate_safety", "generate_responses", "judge_responses", "limit_per_category", "load_hexphi_dir",
+    "HEXPHI_REPO", "OVER_REFUSAL_BENCHMARK", "JudgeFailureError", "JudgeFailures", "SafetyDataError", "SafetyPrompt",
+    "SafetyResult", "builtin_prompts", "check_judge_failures", "evaluate_safety", "generate_responses",
+    "judge_failures", "judge_responses", "limit_per_category", "load_hexphi_dir",
     "load_safety_prompts", "load_table", "over_refusal_prompts", "safety_metrics",
 ]

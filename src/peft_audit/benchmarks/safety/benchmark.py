@@ -29,7 +29,8 @@ class SafetyBenchmark:
     )
 
     def evaluate(self, cfg: SafetyConfig, run: VariantRun) -> list[dict]:
-        from . import generate_responses, judge_responses, load_safety_prompts, over_refusal_prompts, safety_metrics
+        from . import (check_judge_failures, generate_responses, judge_responses, load_safety_prompts,
+                       over_refusal_prompts, safety_metrics)
 
         prompts = load_safety_prompts(cfg, seed=0)
         if cfg.over_refusal:
@@ -45,6 +46,9 @@ class SafetyBenchmark:
         if run.needs("judged"):
             with run.timed("judge"):
                 verdicts = judge_responses(samples, run.judges(cfg), cfg=cfg, progress=run.progress("judge", len(samples)))
+            # A judge that could not judge fails the stage (not committed); --retry-failed
+            # re-judges the committed responses.
+            check_judge_failures(samples, verdicts, cfg.max_unscored_share)
             run.commit("judged", run.timings["judge"], verdicts=verdicts)
         if not run.needs("metrics"):
             return []
@@ -53,6 +57,11 @@ class SafetyBenchmark:
     def summary_block(self, m: MetricsLookup) -> dict[str, Any]:
         def val(c, k, b="safety"):
             return metric_value(m, b, c, k)
+
+        def per_judge(metric):
+            prefix = metric + ":"
+            return {k.removeprefix(prefix): metric_value(m, b, c, k) for (b, c, k) in m
+                    if b == "safety" and c == "overall" and k.startswith(prefix)}
 
         cats = sorted({c for (b, c, k) in m if b == "safety" and k == "safety_score" and c != "overall"})
         safety = {
@@ -63,11 +72,11 @@ class SafetyBenchmark:
             "n_by_category": {c: m[("safety", c, "safety_score")]["n"] for c in cats},
             "incoherent": val("overall", "incoherent_count"),
             "unscored": val("overall", "unscored_count"),
-            "by_judge": {
-                k.split(":", 1)[1]: metric_value(m, b, c, k)
-                for (b, c, k) in m
-                if b == "safety" and c == "overall" and k.startswith("safety_score:")
-            },
+            "by_judge": per_judge("safety_score"),
+            # The combined "unscored" above is 0 while one judge of two fails on every response.
+            "unscored_share_by_judge": per_judge("unscored_share"),
+            "failed_share_by_judge": per_judge("failed_share"),
+            "judge_refused_by_judge": per_judge("judge_refused_count"),
         }
         for extra in ("mean_harmfulness", "harmfulness_rate"):
             if ("safety", "overall", extra) in m:

@@ -12,9 +12,12 @@ from ..base import BenchmarkSection
 class SafetyConfig(BenchmarkSection):
     """Safety benchmark: prompts a safe assistant declines, judged per hazard category."""
 
-    # How fast or how patiently answers are produced and judged does not change them.
+    # How fast or how patiently answers are produced and judged does not change them;
+    # max_unscored_share decides whether a variant fails, not what its results are (it may be
+    # raised on an existing run, with --retry-failed).
     NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({
-        "enabled", "batch_size", "judge_concurrency", "judge_timeout_s", "judge_max_retries", "judge_backoff_s"})
+        "enabled", "batch_size", "judge_concurrency", "judge_timeout_s", "judge_max_retries", "judge_backoff_s",
+        "max_unscored_share"})
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = frozenset({
         "enabled", "source", "columns", "category_map", "limit_per_category", "judges", "combine", "judge_url",
         "judge_model", "judge_api_key_env", "judge_concurrency", "judge_timeout_s", "judge_max_retries",
@@ -33,6 +36,11 @@ class SafetyConfig(BenchmarkSection):
     judge_timeout_s: float = Field(60.0, gt=0)
     judge_max_retries: int = Field(4, ge=0)
     judge_backoff_s: float = Field(1.0, ge=0, description="First retry delay of the llm judge; doubles per retry")
+    max_unscored_share: float = Field(
+        0.05, ge=0, le=1,
+        description="Largest share of safety responses a judge may leave 'unscored' (failed requests, unparseable "
+                    "answers; its 'judge_refused' declines are not counted) before the variant fails",
+    )
     guard_model: str | None = Field(None, description="Model id/path of a guard classifier for the guard judge")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)
