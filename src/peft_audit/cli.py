@@ -353,7 +353,7 @@ def judge(
     out: Optional[Path] = typer.Option(None, "--out", help="Judged table to write: .csv, .jsonl or .parquet."),
     column: list[str] = typer.Option([], "--column", help="Column mapping canonical=source, e.g. response=output."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Column of human labels: print each judge's agreement with it."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judge_* settings to use (llm, guard)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judges specs to use (llm, guard)."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for the llm judge."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name for the llm judge."),
 ) -> None:
@@ -377,14 +377,15 @@ def judge(
 
     names = [n.strip() for n in judges.split(",") if n.strip()]
     try:
-        base = load_config(config).safety if config else SafetyConfig()
-        settings = base.model_dump() | {"judges": names}
-        if judge_url:
-            settings["judge_url"] = judge_url
-        if judge_model:
-            settings["judge_model"] = judge_model
-        safety_cfg = SafetyConfig.model_validate(settings)
-        built = build_judges(safety_cfg, cache_path=None)
+        configured = {j.name: j.model_dump() for j in (load_config(config).safety.judges if config else [])}
+        specs = []
+        for name in names:
+            spec = configured.get(name, {"name": name})
+            if name == "llm":
+                spec = spec | {k: v for k, v in (("url", judge_url), ("model", judge_model)) if v}
+            specs.append(spec)
+        safety_cfg = SafetyConfig.model_validate({"judges": specs})
+        built = build_judges(safety_cfg.judges, cache_path=None)
         judged, agreement = judge_file(file, built, columns=_parse_pairs(column, "--column"), labels_column=labels)
         if out is not None:
             console.print(f"wrote {write_table(judged, out)}")

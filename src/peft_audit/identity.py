@@ -30,7 +30,17 @@ def identity_payload(model: BaseModel) -> dict[str, Any]:
     for name, info in cls.model_fields.items():
         if name in skip:
             continue
-        if name not in always and getattr(model, name) == info.get_default(call_default_factory=True):
+        value = getattr(model, name)
+        if name not in always and value == info.get_default(call_default_factory=True):
             continue
-        out[name] = dump[name]
+        out[name] = _nested(value, dump[name])
     return out
+
+
+def _nested(value: Any, dumped: Any) -> Any:
+    # Models inside (e.g. the judge specs of a section) follow the same rule.
+    if isinstance(value, BaseModel):
+        return identity_payload(value)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, BaseModel) for v in value):
+        return [_nested(v, d) for v, d in zip(value, dumped)]
+    return dumped

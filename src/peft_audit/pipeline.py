@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -132,18 +133,22 @@ def evaluate_variant(
     return timings
 
 
-_JUDGES: dict[tuple[str, str], list] = {}
+_JUDGES: dict[tuple[str, str], Any] = {}
 
 
 def judges_for(section, run_dir: Path) -> list:
-    """The judges a benchmark section names, built once per process and shared by every variant
-    (a guard model is loaded once, not per variant). Keyed by the section's settings and run dir."""
-    from .judges import build_judges
+    """The judges a benchmark section names (its ``judges`` specs), each built once per process
+    and shared by every variant and every benchmark that names the same spec (a guard model is
+    loaded once, not per variant); behind the run's judgment cache where the judge allows it."""
+    from .judges.registry import build_judge
 
-    key = (section.model_dump_json(), str(run_dir))
-    if key not in _JUDGES:
-        _JUDGES[key] = build_judges(section, cache_path=Path(run_dir) / "judge_cache.sqlite")
-    return _JUDGES[key]
+    out = []
+    for spec in section.judges:
+        key = (spec.model_dump_json(), str(run_dir))
+        if key not in _JUDGES:
+            _JUDGES[key] = build_judge(spec, cache_path=Path(run_dir) / "judge_cache.sqlite")
+        out.append(_JUDGES[key])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

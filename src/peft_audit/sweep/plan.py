@@ -165,5 +165,5 @@ def legacy_protocol_hash(cfg: SweepConfig) -> str | None:
         extra = {k for k in identity_payload(section) if k not in fields}
         if extra:  # a setting that did not exist then: no version-1 directory can have used it
             return None
-        payload[name] = section.model_dump(include=set(fields))
+        payload[name] = section.protocol_v1_dump()
     return variant_id(payload)

@@ -27,3 +27,7 @@ class FairnessConfig(BenchmarkSection):
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for 95% intervals (0 disables)")
     skip_bad_items: bool = False
     metadata_csv: str | None = Field(None, description="BBQ additional_metadata.csv (target_loc), preferred if given")
+
+    def protocol_v1_dump(self) -> dict:
+        """This section as run directories of schema version 1 hashed it (every field then)."""
+        return self.model_dump(include=set(self.PROTOCOL_V1_FIELDS))
