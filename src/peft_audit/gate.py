@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis.data import load_run_frames
-from .analysis.paired import paired_comparisons
+from .analysis import paired_by_benchmark
 from .benchmarks.registry import BENCHMARKS
 from .benchmarks.safety.metrics import JudgeFailures, judge_failures
 
@@ -207,10 +207,9 @@ def check_gate(
     pairs = v[v["id"].isin(wanted) & v["status"].eq("done") & v["base_id"].isin(done)]
     pairs = pairs[["id", "base_id"]].rename(columns={"id": "variant_id"})
     keep = set(pairs["variant_id"]) | set(pairs["base_id"])
-    paired = paired_comparisons(f.safety[f.safety["variant_id"].isin(keep)], f.fairness[f.fairness["variant_id"].isin(keep)],
-                                pairs, correction=correction, n_boot=n_boot, seed=seed)
-    has = {(x, "safety"): True for x in f.safety.loc[f.safety["safe"].notna(), "variant_id"].unique()}
-    has |= {(x, "fairness"): True for x in f.fairness["variant_id"].unique()}
+    keep_frames = f.restricted_to(keep)
+    paired = paired_by_benchmark(keep_frames, pairs, correction=correction, n_boot=n_boot, seed=seed)
+    has = {(x, name): True for name, b in BENCHMARKS.items() for x in b.evaluated(f)}
     fails = {x: judge_failures(f.safety[f.safety["variant_id"] == x].to_dict("records"),
                                f.verdicts[f.verdicts["variant_id"] == x].to_dict("records"))
              for x in keep}

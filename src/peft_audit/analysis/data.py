@@ -50,6 +50,16 @@ class RunFrames:
     fairness: pd.DataFrame
     metrics: pd.DataFrame
 
+    def restricted_to(self, variant_ids) -> "RunFrames":
+        """The same frames holding only the rows of ``variant_ids`` (variants too)."""
+        ids = set(variant_ids)
+
+        def keep(df: pd.DataFrame, col: str = "variant_id") -> pd.DataFrame:
+            return df[df[col].isin(ids)] if col in df else df
+
+        return RunFrames(keep(self.variants, "id"), keep(self.safety), keep(self.verdicts), keep(self.over_refusal),
+                         keep(self.fairness), keep(self.metrics))
+
 
 def open_store(run_dir: str | Path) -> Store:
     """Open ``RUN_DIR/results.sqlite`` (or a path to the .sqlite file itself) for reading.

@@ -180,6 +180,17 @@ class Benchmark(Protocol):
         """Its entry in ``delta_vs_base`` (variant minus base) from two summary blocks, or None."""
         ...
 
+    def paired(self, frames: Any, pairs: "pd.DataFrame", *, n_boot: int, seed: int) -> "pd.DataFrame":
+        """Its paired comparisons, variant vs base, for every (variant_id, base_id) of ``pairs``:
+        rows of ``analysis.paired.PAIRED_COLUMNS`` with raw p-values (the caller adjusts them per
+        (benchmark, metric) family). ``frames`` is the run's ``analysis.data.RunFrames``."""
+        ...
+
+    def evaluated(self, frames: Any) -> set[str]:
+        """Ids of the variants that have results of this benchmark (the gate fails a variant
+        that lacks results its base has)."""
+        ...
+
     def export_frame(self, store: "Store") -> "pd.DataFrame":
         """One row per (variant, item) for ``peft-audit export --samples <sample_kind>``."""
         ...

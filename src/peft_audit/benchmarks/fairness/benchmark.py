@@ -81,6 +81,16 @@ class BBQBenchmark:
             d[c] = {k: delta(block.get(k), bblock.get(k)) for k in SUMMARY_METRICS}
         return d
 
+    def paired(self, frames, pairs, *, n_boot: int, seed: int):
+        """BBQ accuracy and bias scores per category and overall (template-cluster bootstrap CI,
+        paired permutation test; :func:`peft_audit.analysis.paired.paired_bbq`)."""
+        from ...analysis.paired import paired_bbq
+
+        return paired_bbq(frames.fairness, pairs, n_boot=n_boot, seed=seed)
+
+    def evaluated(self, frames) -> set[str]:
+        return set(frames.fairness["variant_id"])
+
     def export_frame(self, store):
         """Columns :data:`EXPORT_COLUMNS` (``source_id`` is BBQ's ``example_id``; indices are
         0-based option positions; ``logprob_*`` natural-log probabilities, empty in generate mode)."""

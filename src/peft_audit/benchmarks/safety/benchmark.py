@@ -95,6 +95,16 @@ class SafetyBenchmark:
         d["overall"] = delta(s["overall"], bs["overall"])
         return d
 
+    def paired(self, frames, pairs, *, n_boot: int, seed: int):
+        """Safety score per category and overall (bootstrap CI, exact McNemar / stratified
+        permutation test; :func:`peft_audit.analysis.paired.paired_safety`)."""
+        from ...analysis.paired import paired_safety
+
+        return paired_safety(frames.safety, pairs, n_boot=n_boot, seed=seed)
+
+    def evaluated(self, frames) -> set[str]:
+        return set(frames.safety.loc[frames.safety["safe"].notna(), "variant_id"])
+
     def export_frame(self, store):
         """Columns :data:`EXPORT_COLUMNS`, then one column per judge (named after the judge, e.g.
         ``keyword``, ``combined``) holding that judge's verdict label, empty where it gave none."""
