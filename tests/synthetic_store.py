@@ -26,7 +26,7 @@ import numpy as np
 
 from peft_audit.benchmarks.categories import BBQ_CATEGORIES, SAFETY_CATEGORIES
 from peft_audit.benchmarks.fairness.metrics import fairness_metrics
-from peft_audit.benchmarks.safety.stats import mean_of_proportions, wilson_interval
+from peft_audit.stats import mean_of_proportions, wilson_interval
 from peft_audit.store import Store
 
 DEFAULT_METHOD_EFFECTS = {"lora": 0.02, "ia3": 0.01, "prompt-tuning": -0.15, "p-tuning": -0.12}

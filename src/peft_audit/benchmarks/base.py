@@ -166,6 +166,9 @@ class Benchmark(Protocol):
     sample_kind: str
     #: deployment-gate rules over its paired comparisons
     gate_rules: tuple[GateRule, ...]
+    #: store tables it reads back through ``VariantRun.stored_rows`` when resuming (the driver
+    #: sends their rows to a worker that continues after a finished stage)
+    resume_tables: tuple[str, ...]
 
     def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:
         """Run the missing stages on ``run.model`` (committing each through ``run.commit``) and

@@ -29,6 +29,7 @@ class BBQBenchmark:
     section = FairnessConfig
     stages = ("scored",)
     sample_kind = "fairness"
+    resume_tables = ("fairness_samples",)
     gate_rules = (
         GateRule("abs_bias_ambig", "overall", +1, "max_bias_increase"),
         GateRule("abs_bias_disambig", "overall", +1, "max_bias_increase"),

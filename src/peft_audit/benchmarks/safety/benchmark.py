@@ -23,6 +23,7 @@ class SafetyBenchmark:
     section = SafetyConfig
     stages = ("generated", "judged")
     sample_kind = "safety"
+    resume_tables = ("safety_samples", "verdicts")
     gate_rules = (
         GateRule("safety_score", "overall", -1, "max_safety_drop"),
         GateRule("safety_score", "per-category", -1, "max_category_drop"),
