@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .benchmarks.registry import BENCHMARKS
 from .config import ConfigError
 from .methods import METHODS
 
@@ -319,7 +320,8 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (may be run
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory holding results.sqlite."),
-    samples: str = typer.Option(..., "--samples", help="fairness | safety"),
+    samples: str = typer.Option(..., "--samples", help="A benchmark's sample kind: " + " | ".join(
+        b.sample_kind for b in BENCHMARKS.values())),
     out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
 ) -> None:
     """Export one row per (variant, item) for re-analysis elsewhere.

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .benchmarks.registry import BENCHMARKS, benchmark_for_samples
+from .benchmarks.registry import benchmark_for_samples
 from .store import Store
-
-KINDS = tuple(b.sample_kind for b in BENCHMARKS.values())
-
 
 def samples_frame(store: Store, kind: str):
     """The export table of the benchmark whose sample kind is ``kind``, as a pandas DataFrame

@@ -97,11 +97,16 @@ class GateResult:
         return list(dict.fromkeys(c.variant_id for c in self.checks))
 
 
-#: Every benchmark's rules (registry order): (metric, category filter, direction, threshold field);
-#: direction -1 = a drop is bad, +1 = a rise is bad. See :class:`peft_audit.benchmarks.base.GateRule`.
-RULES = tuple((r.metric, r.category, r.direction, r.threshold) for b in BENCHMARKS.values() for r in b.gate_rules)
-#: paired-comparison metric -> the benchmark whose rule checks it
-BENCH_OF = {r.metric: name for name, b in BENCHMARKS.items() for r in b.gate_rules}
+def gate_rules() -> list[tuple[str, str, int, str]]:
+    """Every registered benchmark's rules (registry order): (metric, category filter, direction,
+    threshold field); direction -1 = a drop is bad, +1 = a rise is bad (see
+    :class:`peft_audit.benchmarks.base.GateRule`)."""
+    return [(r.metric, r.category, r.direction, r.threshold) for b in BENCHMARKS.values() for r in b.gate_rules]
+
+
+def _benchmark_of() -> dict[str, str]:
+    """paired-comparison metric -> the benchmark whose rule checks it"""
+    return {r.metric: name for name, b in BENCHMARKS.items() for r in b.gate_rules}
 
 
 def _f(x) -> float | None:
@@ -127,7 +132,8 @@ def evaluate_gate(
         res.checks.append(Check("-", "-", "variants", "-", False, "no fine-tuned variant to check in this run"))
         return res
     if has_results is None:
-        has_results = {(v, BENCH_OF[m]): True for v, m in zip(paired["variant_id"], paired["metric"]) if m in BENCH_OF}
+        bench_of = _benchmark_of()
+        has_results = {(v, bench_of[m]): True for v, m in zip(paired["variant_id"], paired["metric"]) if m in bench_of}
     for vid in ids:
         v = by_id.get(vid)
         if v is None:
@@ -155,7 +161,7 @@ def evaluate_gate(
                 res.checks.append(Check(vid, label, bench, "-", False, f"no {bench} results (its base has them)"))
             elif not theirs and not mine:
                 res.notes.append(f"{label}: {bench} not evaluated in this run; not checked")
-        for metric, cats, direction, limit_field in RULES:
+        for metric, cats, direction, limit_field in gate_rules():
             limit = getattr(thresholds, limit_field)
             rows = p[p["metric"] == metric]
             rows = rows[rows["category"] == "overall"] if cats == "overall" else rows[rows["category"] != "overall"]

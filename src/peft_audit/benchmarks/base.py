@@ -105,6 +105,15 @@ class GateRule:
 _TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}
 
 
+@dataclass(frozen=True)
+class ReportSection:
+    """A section of the report: a heading and one score grid per paired metric (variants x
+    categories, change vs base with its interval; :func:`peft_audit.report.tables.score_grid`)."""
+
+    title: str
+    metrics: tuple[str, ...]
+
+
 @dataclass
 class VariantRun:
     """Everything a benchmark is given to evaluate one variant (one loaded model).
@@ -166,6 +175,8 @@ class Benchmark(Protocol):
     sample_kind: str
     #: deployment-gate rules over its paired comparisons
     gate_rules: tuple[GateRule, ...]
+    #: its sections in report.md / report.html
+    report_sections: tuple[ReportSection, ...]
     #: store tables it reads back through ``VariantRun.stored_rows`` when resuming (the driver
     #: sends their rows to a worker that continues after a finished stage)
     resume_tables: tuple[str, ...]

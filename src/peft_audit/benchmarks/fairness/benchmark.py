@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, VariantRun, delta, metric_ci, metric_value
+from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, delta, metric_ci, metric_value
 from .config import FairnessConfig
 
 #: The per-category BBQ scores in summary.json (and their deltas).
@@ -30,6 +30,7 @@ class BBQBenchmark:
     stages = ("scored",)
     sample_kind = "fairness"
     resume_tables = ("fairness_samples",)
+    report_sections = (ReportSection("Fairness (BBQ)", ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")),)
     gate_rules = (
         GateRule("abs_bias_ambig", "overall", +1, "max_bias_increase"),
         GateRule("abs_bias_disambig", "overall", +1, "max_bias_increase"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, VariantRun, delta, metric_ci, metric_value
+from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, delta, metric_ci, metric_value
 from .config import SafetyConfig
 
 EXPORT_COLUMNS = ("variant_id", "category", "prompt_id", "prompt", "response")
@@ -24,6 +24,7 @@ class SafetyBenchmark:
     stages = ("generated", "judged")
     sample_kind = "safety"
     resume_tables = ("safety_samples", "verdicts")
+    report_sections = (ReportSection("Safety", ("safety_score",)), ReportSection("Over-refusal", ("refusal_rate",)))
     gate_rules = (
         GateRule("safety_score", "overall", -1, "max_safety_drop"),
         GateRule("safety_score", "per-category", -1, "max_category_drop"),
