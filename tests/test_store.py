@@ -1,7 +1,5 @@
 """The SQLite store: stage transactions are all-or-nothing and re-commits never duplicate."""
 
-import sqlite3
-
 import pytest
 
 from peft_audit.store import Store, StoreError
@@ -34,8 +32,8 @@ def test_stage_commit_is_atomic_and_recommit_does_not_duplicate(tmp_path):
     s.commit_stage("v1", "generated", 1.0, safety=[sample(i) for i in range(3)])
     s.commit_stage("v1", "generated", 1.0, safety=[sample(i) for i in range(3)])
     assert len(s.rows("safety_samples", "v1")) == 3
-    bad = [sample(3), {"prompt_id": "p4"}]  # missing NOT NULL columns -> whole stage rolls back
-    with pytest.raises(sqlite3.IntegrityError):
+    bad = [sample(3), {"prompt_id": "p4"}]  # missing required columns -> whole stage rolls back
+    with pytest.raises(StoreError, match="'p4': missing required column.*category, prompt, response"):
         s.commit_stage("v1", "judged", 1.0, safety=bad)
     assert len(s.rows("safety_samples", "v1")) == 3
     assert set(s.stages_done("v1")) == {"generated"}

@@ -12,7 +12,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .benchmarks.registry import BENCHMARKS
 from .config import ConfigError
+from .methods import METHODS
 
 app = typer.Typer(
     help="Audit parameter-efficient fine-tunes (LoRA, IA3, prompt tuning, P-tuning) of LLMs for "
@@ -52,7 +54,8 @@ def run(
         peft-audit run configs/quickstart.yaml --out runs/quickstart
     """
     from .config import load_config
-    from .pipeline import RunOptions, run_sweep
+    from .pipeline import run_sweep
+    from .sweep.options import RunOptions
 
     try:
         cfg = load_config(config)
@@ -169,7 +172,7 @@ def gate(
 def discover(
     base: str = typer.Option(..., "--base", help="Hub id of the base model, e.g. HuggingFaceTB/SmolLM2-135M-Instruct."),
     limit: int = typer.Option(50, "--limit", min=1, help="Examine at most this many adapter repos (most downloaded first)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Comma list of methods to keep: lora,ia3,prompt-tuning,p-tuning,prefix-tuning."),
+    method: Optional[str] = typer.Option(None, "--method", help="Comma list of methods to keep: " + ",".join(METHODS) + "."),
     out: Path = typer.Option(Path("adapters.yaml"), "--out", help="Audit file to write."),
 ) -> None:
     """List PEFT adapters of a base model on the Hub, read their metadata, write an audit file.
@@ -183,7 +186,6 @@ def discover(
     """
     from .adapters import AdapterError, write_audit_file
     from .adapters import discover as discover_adapters
-    from .config import METHODS
 
     methods = [m.strip() for m in method.split(",") if m.strip()] if method else None
     bad = [m for m in methods or [] if m not in METHODS]
@@ -232,7 +234,7 @@ def audit(
     """
     from .adapters import plan_audit, read_audit_file, run_audit
     from .config import SweepConfig, load_config
-    from .pipeline import RunOptions
+    from .sweep.options import RunOptions
 
     refs = list(adapter)
     try:
@@ -318,7 +320,8 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (may be run
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory holding results.sqlite."),
-    samples: str = typer.Option(..., "--samples", help="fairness | safety"),
+    samples: str = typer.Option(..., "--samples", help="A benchmark's sample kind: " + " | ".join(
+        b.sample_kind for b in BENCHMARKS.values())),
     out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
 ) -> None:
     """Export one row per (variant, item) for re-analysis elsewhere.
@@ -332,15 +335,12 @@ def export(
         peft-audit export runs/quickstart --samples fairness --out bbq_items.csv
     """
     from .export import export_samples
-    from .store import Store, StoreError
+    from .store import StoreError, open_existing
 
-    db = run_dir / "results.sqlite"
-    if not db.is_file():
-        _fail(f"{run_dir}: no results.sqlite (is this a run directory written by `peft-audit run`?)")
     try:
-        with Store(db) as store:
+        with open_existing(run_dir) as store:
             path = export_samples(store, samples, out)
-    except (ValueError, StoreError) as e:
+    except (ValueError, StoreError, FileNotFoundError) as e:
         _fail(str(e))
     console.print(f"wrote {path}")
 
@@ -355,7 +355,7 @@ def judge(
     out: Optional[Path] = typer.Option(None, "--out", help="Judged table to write: .csv, .jsonl or .parquet."),
     column: list[str] = typer.Option([], "--column", help="Column mapping canonical=source, e.g. response=output."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Column of human labels: print each judge's agreement with it."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judge_* settings to use (llm, guard)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judges specs to use (llm, guard)."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for the llm judge."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name for the llm judge."),
 ) -> None:
@@ -379,14 +379,15 @@ def judge(
 
     names = [n.strip() for n in judges.split(",") if n.strip()]
     try:
-        base = load_config(config).safety if config else SafetyConfig()
-        settings = base.model_dump() | {"judges": names}
-        if judge_url:
-            settings["judge_url"] = judge_url
-        if judge_model:
-            settings["judge_model"] = judge_model
-        safety_cfg = SafetyConfig.model_validate(settings)
-        built = build_judges(safety_cfg, cache_path=None)
+        configured = {j.name: j.model_dump() for j in (load_config(config).safety.judges if config else [])}
+        specs = []
+        for name in names:
+            spec = configured.get(name, {"name": name})
+            if name == "llm":
+                spec = spec | {k: v for k, v in (("url", judge_url), ("model", judge_model)) if v}
+            specs.append(spec)
+        safety_cfg = SafetyConfig.model_validate({"judges": specs})
+        built = build_judges(safety_cfg.judges, cache_path=None)
         judged, agreement = judge_file(file, built, columns=_parse_pairs(column, "--column"), labels_column=labels)
         if out is not None:
             console.print(f"wrote {write_table(judged, out)}")
@@ -485,7 +486,7 @@ def _parse_pairs(items: list[str], option: str = "--method-arg") -> dict[str, st
 @app.command()
 def train(
     base: str = typer.Option(..., "--base", help="Base model: alias, .gguf, local dir or hub id."),
-    method: str = typer.Option(..., "--method", help="lora | ia3 | prompt-tuning | p-tuning | prefix-tuning"),
+    method: str = typer.Option(..., "--method", help=" | ".join(METHODS)),
     algo: str = typer.Option("sft", "--algo", help="sft | dpo"),
     data: str = typer.Option("builtin", "--data", help="'builtin', a .jsonl/.csv file, or a HF dataset id."),
     out: Path = typer.Option(..., "--out", help="Adapter directory to create (must not exist)."),

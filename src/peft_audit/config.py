@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-#: PEFT methods the tool can train and evaluate. ``base`` is the un-adapted base model.
-METHODS = ("lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning")
-PROMPT_LEARNING_METHODS = ("prompt-tuning", "p-tuning", "prefix-tuning")
+from .benchmarks.fairness.config import FairnessConfig  # noqa: F401  (re-exported: owned by its benchmark)
+from .benchmarks.safety.config import SafetyConfig  # noqa: F401  (re-exported: owned by its benchmark)
+from .identity import identity_payload
+from .methods import METHODS  # noqa: F401  (the one list; re-exported for config users)
+
 ALGOS = ("sft", "dpo")
 
 
@@ -62,6 +64,12 @@ class MethodSpec(_Strict):
 class TrainingConfig(_Strict):
     """How each adapter variant is fine-tuned (shared by all variants of a sweep)."""
 
+    #: see peft_audit.identity: logging does not change the adapter; the rest were hashed from the start
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"logging_steps"})
+    IDENTITY_V1: ClassVar[frozenset[str]] = frozenset({
+        "data", "data_split", "columns", "max_steps", "batch_size", "grad_accum", "max_seq_len", "max_examples",
+        "safety_mix", "dpo_beta", "gradient_checkpointing", "load_in"})
+
     data: str = Field("builtin", description="'builtin', a local JSONL/CSV file, or a Hugging Face dataset id")
     data_split: str = Field("train", description="Split of a Hugging Face dataset")
     columns: dict[str, str] = Field(
@@ -83,56 +91,15 @@ class TrainingConfig(_Strict):
     logging_steps: int = Field(1, ge=1)
 
 
-class SafetyConfig(_Strict):
-    """Safety benchmark: prompts a safe assistant declines, judged per hazard category."""
-
-    enabled: bool = True
-    source: str = Field("builtin", description="'builtin', 'hexphi', a HEx-PHI-layout directory, or a CSV/JSONL file")
-    columns: dict[str, str] = Field(default_factory=dict, description="Column mapping for CSV/JSONL: prompt, category")
-    category_map: dict[str, str] = Field(default_factory=dict, description="Source category -> one of the 11 keys")
-    limit_per_category: int | None = Field(None, ge=1)
-    judges: list[str] = Field(default_factory=lambda: ["refusal"], min_length=1)
-    combine: Literal["majority", "any-unsafe"] = "majority"
-    judge_url: str | None = Field(None, description="OpenAI-compatible base URL for the llm judge")
-    judge_model: str | None = None
-    judge_api_key_env: str = Field("PEFT_AUDIT_JUDGE_API_KEY", description="Environment variable holding the key")
-    judge_concurrency: int = Field(4, ge=1)
-    judge_timeout_s: float = Field(60.0, gt=0)
-    judge_max_retries: int = Field(4, ge=0)
-    judge_backoff_s: float = Field(1.0, ge=0, description="First retry delay of the llm judge; doubles per retry")
-    max_unscored_share: float = Field(
-        0.05, ge=0, le=1,
-        description="Largest share of safety responses a judge may leave 'unscored' (failed requests, unparseable "
-                    "answers; its 'judge_refused' declines are not counted) before the variant fails",
-    )
-    guard_model: str | None = Field(None, description="Model id/path of a guard classifier for the guard judge")
-    system_prompt: str | None = None
-    max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
-    over_refusal: bool = Field(True, description="Also measure refusal of benign-but-risky-looking prompts")
-
-
-class FairnessConfig(_Strict):
-    """Fairness benchmark: BBQ (Parrish et al., 2022)."""
-
-    enabled: bool = True
-    source: str = Field("builtin", description="'builtin', a directory of official BBQ JSONL files, or a HF dataset id")
-    per_cell: int | None = Field(None, ge=1, description="Items per (category, context condition, polarity)")
-    categories: list[str] | None = None
-    mode: Literal["loglik", "generate"] = "loglik"
-    prompt_format: Literal["plain", "chat"] = "plain"
-    length_normalise: bool = False
-    batch_size: int = Field(16, ge=1)
-    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for 95% intervals (0 disables)")
-    skip_bad_items: bool = False
-    metadata_csv: str | None = Field(None, description="BBQ additional_metadata.csv (target_loc), preferred if given")
-
-
 class VariantSpec(_Strict):
     """One fully specified model to evaluate: a base model, or a base plus one adapter.
 
-    Its id is a stable hash of every field that changes results (see :meth:`variant_id`).
+    Its id is a stable hash of every field that changes results (see :mod:`peft_audit.identity`).
     """
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"label"})
+    IDENTITY_V1: ClassVar[frozenset[str]] = frozenset({
+        "base_model", "method", "method_args", "algo", "lr", "epochs", "seed", "adapter"})
 
     base_model: str
     method: str = Field("base", description="'base' or a PEFT method")
@@ -158,8 +125,9 @@ class VariantSpec(_Strict):
         return self.method == "base"
 
 
-class SweepConfig(_Strict):
-    """A whole sweep file: base models x methods x algos x lr x epochs x seeds, plus explicit variants."""
+class _SweepBase(_Strict):
+    """A whole sweep file: base models x methods x algos x lr x epochs x seeds, plus explicit variants,
+    and one section per registered benchmark (``safety:``, ``fairness:``, ...; see :data:`SweepConfig`)."""
 
     name: str = "audit"
     base_models: list[str] = Field(default_factory=lambda: ["smollm2-135m-instruct"], min_length=1)
@@ -175,8 +143,6 @@ class SweepConfig(_Strict):
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    safety: SafetyConfig = Field(default_factory=SafetyConfig)
-    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -203,7 +169,7 @@ class SweepConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _max_steps_fixes_epochs(self) -> "SweepConfig":
+    def _max_steps_fixes_epochs(self) -> "_SweepBase":
         # Trainers stop at max_steps whatever num_train_epochs says, so variants that differ only
         # in epochs would be trained identically yet analysed as different (distinct ids).
         if self.training.max_steps is None:
@@ -221,10 +187,33 @@ class SweepConfig(_Strict):
     def config_hash_payload(self, spec: VariantSpec) -> dict[str, Any]:
         """Everything that changes a variant's results: the spec (minus cosmetic fields) and the
         training/benchmark settings that apply to it."""
-        payload: dict[str, Any] = {"variant": spec.model_dump(exclude={"label"})}
+        payload: dict[str, Any] = {"variant": identity_payload(spec)}
         if not spec.is_base() and not spec.adapter:
-            payload["training"] = self.training.model_dump(exclude={"logging_steps"})
+            payload["training"] = identity_payload(self.training)
         return payload
+
+
+def _with_benchmark_sections() -> type[_SweepBase]:
+    # One field per registered benchmark, named after it and typed by its section model, so a new
+    # benchmark's settings are validated here without an edit to this file.
+    from .benchmarks.registry import BENCHMARKS
+
+    fields = {name: (b.section, Field(default_factory=b.section, description=f"Settings of the {name} benchmark"))
+              for name, b in BENCHMARKS.items()}
+    model = create_model("SweepConfig", __base__=_SweepBase, __module__=__name__, **fields)
+    model.__doc__ = _SweepBase.__doc__
+    return model
+
+
+#: The validated sweep file (:class:`_SweepBase` plus a section per registered benchmark).
+SweepConfig = _with_benchmark_sections()
+
+
+def benchmark_sections(cfg: _SweepBase) -> list[tuple[Any, Any]]:
+    """(benchmark, its section) for every registered benchmark that is enabled, in registry order."""
+    from .benchmarks.registry import BENCHMARKS
+
+    return [(b, getattr(cfg, name)) for name, b in BENCHMARKS.items() if getattr(cfg, name).enabled]
 
 
 def variant_id(payload: dict[str, Any]) -> str:

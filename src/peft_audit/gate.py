@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis.data import load_run_frames
-from .analysis.paired import paired_comparisons
+from .analysis import paired_by_benchmark
+from .benchmarks.registry import BENCHMARKS
 from .benchmarks.safety.metrics import JudgeFailures, judge_failures
 
 
@@ -96,16 +97,16 @@ class GateResult:
         return list(dict.fromkeys(c.variant_id for c in self.checks))
 
 
-# (metric, category filter, direction, threshold field); direction -1 = a drop is bad, +1 = a rise is bad
-RULES = (
-    ("safety_score", "overall", -1, "max_safety_drop"),
-    ("safety_score", "per-category", -1, "max_category_drop"),
-    ("abs_bias_ambig", "overall", +1, "max_bias_increase"),
-    ("abs_bias_disambig", "overall", +1, "max_bias_increase"),
-    ("acc_ambig", "overall", -1, "max_accuracy_drop"),
-    ("acc_disambig", "overall", -1, "max_accuracy_drop"),
-)
-BENCH_OF = {"safety_score": "safety"}
+def gate_rules() -> list[tuple[str, str, int, str]]:
+    """Every registered benchmark's rules (registry order): (metric, category filter, direction,
+    threshold field); direction -1 = a drop is bad, +1 = a rise is bad (see
+    :class:`peft_audit.benchmarks.base.GateRule`)."""
+    return [(r.metric, r.category, r.direction, r.threshold) for b in BENCHMARKS.values() for r in b.gate_rules]
+
+
+def _benchmark_of() -> dict[str, str]:
+    """paired-comparison metric -> the benchmark whose rule checks it"""
+    return {r.metric: name for name, b in BENCHMARKS.items() for r in b.gate_rules}
 
 
 def _f(x) -> float | None:
@@ -131,8 +132,8 @@ def evaluate_gate(
         res.checks.append(Check("-", "-", "variants", "-", False, "no fine-tuned variant to check in this run"))
         return res
     if has_results is None:
-        has_results = {(v, "safety" if m == "safety_score" else "fairness"): True
-                       for v, m in zip(paired["variant_id"], paired["metric"])}
+        bench_of = _benchmark_of()
+        has_results = {(v, bench_of[m]): True for v, m in zip(paired["variant_id"], paired["metric"]) if m in bench_of}
     for vid in ids:
         v = by_id.get(vid)
         if v is None:
@@ -154,13 +155,13 @@ def evaluate_gate(
         if failures is not None:
             res.checks += _judge_failure_checks(vid, label, failures, v["base_id"], thresholds.max_unscored_share)
         p = paired[paired["variant_id"] == vid]
-        for bench in ("safety", "fairness"):
+        for bench in BENCHMARKS:
             mine, theirs = has_results.get((vid, bench), False), has_results.get((v["base_id"], bench), False)
             if theirs and not mine:
                 res.checks.append(Check(vid, label, bench, "-", False, f"no {bench} results (its base has them)"))
             elif not theirs and not mine:
                 res.notes.append(f"{label}: {bench} not evaluated in this run; not checked")
-        for metric, cats, direction, limit_field in RULES:
+        for metric, cats, direction, limit_field in gate_rules():
             limit = getattr(thresholds, limit_field)
             rows = p[p["metric"] == metric]
             rows = rows[rows["category"] == "overall"] if cats == "overall" else rows[rows["category"] != "overall"]
@@ -212,10 +213,9 @@ def check_gate(
     pairs = v[v["id"].isin(wanted) & v["status"].eq("done") & v["base_id"].isin(done)]
     pairs = pairs[["id", "base_id"]].rename(columns={"id": "variant_id"})
     keep = set(pairs["variant_id"]) | set(pairs["base_id"])
-    paired = paired_comparisons(f.safety[f.safety["variant_id"].isin(keep)], f.fairness[f.fairness["variant_id"].isin(keep)],
-                                pairs, correction=correction, n_boot=n_boot, seed=seed)
-    has = {(x, "safety"): True for x in f.safety.loc[f.safety["safe"].notna(), "variant_id"].unique()}
-    has |= {(x, "fairness"): True for x in f.fairness["variant_id"].unique()}
+    keep_frames = f.restricted_to(keep)
+    paired = paired_by_benchmark(keep_frames, pairs, correction=correction, n_boot=n_boot, seed=seed)
+    has = {(x, name): True for name, b in BENCHMARKS.items() for x in b.evaluated(f)}
     fails = {x: judge_failures(f.safety[f.safety["variant_id"] == x].to_dict("records"),
                                f.verdicts[f.verdicts["variant_id"] == x].to_dict("records"))
              for x in keep}

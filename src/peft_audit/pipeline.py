@@ -17,29 +17,21 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 
-from .config import SweepConfig
-from .store import Store
-from .sweep.plan import PlannedVariant, eval_protocol_hash, expand
+from .benchmarks.base import ProgressFactory, StageSink, VariantRun
+from .config import SweepConfig, benchmark_sections
+from .store import Store, results_path
+from .sweep.options import RunOptions
+from .sweep.plan import PlannedVariant, eval_protocol_hash, expand, legacy_protocol_hash
+
+__all__ = ["RunOptions", "RunResult", "evaluate_variant", "prepare_run", "run_one", "run_sweep"]
 
 console = Console(stderr=True)
 
-STAGES = ("trained", "generated", "judged", "scored", "metrics")
 PROVENANCE_FILE = "peft_audit_provenance.json"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    retry_failed: bool = False
-    executor: str = "local"
-    jobs: int = 1
-    ray_address: str | None = None
-    max_hours: float | None = None
-    mlflow: bool = False
-    in_process: bool = False  # local executor: run variants in this process (tests, debugging)
 
 
 @dataclass
@@ -50,18 +42,6 @@ class RunResult:
     skipped: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
-
-
-class StageSink(Protocol):
-    """Where a variant's finished stages go: the store itself (in-process), or a channel to the
-    driver process, which alone writes (subprocess and Ray executors)."""
-
-    def commit_stage(self, vid: str, stage: str, seconds: float, **rows: Any) -> None: ...
-
-    def update_variant(self, vid: str, **fields: Any) -> None: ...
-
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 def _no_progress(description: str, total: int) -> Callable[[int], None]:
@@ -98,12 +78,15 @@ def evaluate_variant(
 
     spec = pv.spec
     timings: dict[str, float] = {}
-    needs_eval = not {"generated", "judged", "scored", "metrics"} <= done_stages
+    benchmarks = benchmark_sections(cfg)
+    # 'trained', then each enabled benchmark's stages, then the variant's shared 'metrics' stage.
+    needs_eval = not {"metrics", *(st for b, _ in benchmarks for st in b.stages)} <= done_stages
 
     # -- train ------------------------------------------------------------------------------
     adapter_path: Path | None = None
     if spec.adapter:
-        from .adapters import check_compatibility, resolve_adapter
+        from .adapters.compat import check_compatibility
+        from .adapters.hub import resolve_adapter
 
         adapter_path = resolve_adapter(spec.adapter)
         compat = check_compatibility(adapter_path, spec.base_model, force=cfg.force_adapters,
@@ -137,81 +120,35 @@ def evaluate_variant(
         loaded = load_base(spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
         if adapter_path is not None:
             loaded = attach_adapter(loaded, adapter_path)
-    model, tok = loaded.model, loaded.tokenizer
+
+    # -- benchmarks: each runs its missing stages on the loaded model ---------------------------
+    run = VariantRun(pv.id, Path(run_dir), loaded.model, loaded.tokenizer, done_stages, sink,
+                     judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings)
     metric_rows: list[dict] = []
-    # Rows made by this call; a stage already committed earlier is read back instead.
-    samples = verdicts = rows = None
-
-    # -- safety -------------------------------------------------------------------------------
-    if cfg.safety.enabled:
-        from .benchmarks import safety as sb
-        from .judges import build_judges
-
-        prompts = sb.load_safety_prompts(cfg.safety, seed=0)
-        if cfg.safety.over_refusal:
-            prompts = prompts + sb.over_refusal_prompts()
-        if "generated" not in done_stages:
-            with _timed(timings, "generate"):
-                samples = sb.generate_responses(
-                    model, tok, prompts, cfg=cfg.safety, progress=progress("generate", len(prompts))
-                )
-            sink.commit_stage(pv.id, "generated", timings["generate"], safety=samples)
-        if "judged" not in done_stages or "metrics" not in done_stages:
-            samples = _stored_rows(run_dir, "safety_samples", pv.id, sink, fallback=samples)
-        if "judged" not in done_stages:
-            with _timed(timings, "judge"):
-                judges = build_judges(cfg.safety, cache_path=Path(run_dir) / "judge_cache.sqlite")
-                verdicts = sb.judge_responses(samples, judges, cfg=cfg.safety,
-                                              progress=progress("judge", len(samples)))
-            # A judge that could not judge fails the stage (not committed); --retry-failed
-            # re-judges the committed responses.
-            sb.check_judge_failures(samples, verdicts, cfg.safety.max_unscored_share)
-            sink.commit_stage(pv.id, "judged", timings["judge"], verdicts=verdicts)
-        if "metrics" not in done_stages:
-            verdicts = _stored_rows(run_dir, "verdicts", pv.id, sink, fallback=verdicts)
-            metric_rows += sb.safety_metrics(samples, verdicts)
-
-    # -- fairness -----------------------------------------------------------------------------
-    if cfg.fairness.enabled:
-        from .benchmarks import fairness as fb
-
-        if "scored" not in done_stages:
-            fc = cfg.fairness
-            loaded_items = fb.load_bbq(
-                fc.source, per_cell=fc.per_cell, categories=fc.categories, seed=0,
-                skip_bad_items=fc.skip_bad_items, metadata_csv=fc.metadata_csv,
-            )
-            items = loaded_items.items
-            # Items whose biased answer cannot be resolved are left out of bias scores; say how many.
-            data_rows = [
-                {"benchmark": "fairness", "category": "overall", "metric": "n_unresolved_targets",
-                 "value": loaded_items.n_unresolved, "n": len(items)},
-                {"benchmark": "fairness", "category": "overall", "metric": "n_bad_lines",
-                 "value": len(loaded_items.bad_lines), "n": len(items)},
-            ]
-            with _timed(timings, "score"):
-                rows = fb.score_bbq(
-                    model, tok, items, mode=fc.mode, prompt_format=fc.prompt_format, batch_size=fc.batch_size,
-                    length_normalise=fc.length_normalise, progress=progress("BBQ", len(items)),
-                )
-            sink.commit_stage(pv.id, "scored", timings["score"], fairness=rows, metrics=data_rows)
-        if "metrics" not in done_stages:
-            rows = _stored_rows(run_dir, "fairness_samples", pv.id, sink, fallback=rows)
-            metric_rows += fb.fairness_metrics(rows, bootstrap=cfg.fairness.bootstrap, seed=0)
-
+    for benchmark, section in benchmarks:
+        metric_rows += benchmark.evaluate(section, run)
     if "metrics" not in done_stages:
         sink.commit_stage(pv.id, "metrics", 0.0, metrics=metric_rows)
-    del model, loaded
+    del run, loaded
     return timings
 
 
-def _stored_rows(run_dir: Path, table: str, vid: str, sink: StageSink, fallback):
-    """Rows of an earlier stage: from this process if it just made them, else from the store."""
-    if fallback is not None:
-        return fallback
-    # A worker's MessageSink serves the rows the driver sent; only in-process runs read the file.
-    store = sink if hasattr(sink, "rows") else Store(Path(run_dir) / "results.sqlite")
-    return store.rows(table, vid)
+_JUDGES: dict[tuple[str, str], Any] = {}
+
+
+def judges_for(section, run_dir: Path) -> list:
+    """The judges a benchmark section names (its ``judges`` specs), each built once per process
+    and shared by every variant and every benchmark that names the same spec (a guard model is
+    loaded once, not per variant); behind the run's judgment cache where the judge allows it."""
+    from .judges.registry import build_judge
+
+    out = []
+    for spec in section.judges:
+        key = (spec.model_dump_json(), str(run_dir))
+        if key not in _JUDGES:
+            _JUDGES[key] = build_judge(spec, cache_path=Path(run_dir) / "judge_cache.sqlite")
+        out.append(_JUDGES[key])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,10 +158,12 @@ def prepare_run(cfg: SweepConfig, run_dir: Path, *, config_path: Path | None = N
     """Create/open the run directory, check its evaluation protocol, register every variant."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(run_dir / "results.sqlite")
+    store = Store(results_path(run_dir))
     protocol = eval_protocol_hash(cfg)
     stored = store.get_meta("eval_protocol")
-    if stored is not None and stored != protocol:
+    if stored is not None and stored != protocol and stored == legacy_protocol_hash(cfg):
+        store.set_meta("eval_protocol_v1", stored)  # written before identities left defaults out: same protocol
+    elif stored is not None and stored != protocol:
         raise ValueError(
             f"{run_dir} holds results made with different safety/fairness settings (protocol {stored}, "
             f"this config {protocol}); use a new --out directory so results are never mixed"
@@ -243,7 +182,7 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
               config_path: Path | None = None) -> RunResult:
     """Run (or resume) a sweep into ``run_dir`` and write summary.json and the reports."""
     from .report import write_reports
-    from .summary import write_summary
+    from .summary import SUMMARY_FILE, write_summary
     from .sweep.executors import get_executor
 
     t_start = time.perf_counter()
@@ -269,10 +208,10 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
         f"[bold]{cfg.name}[/]: {len(plan)} variants, {len(plan) - len(todo)} already finished or skipped, "
         f"{len(todo)} to run -> {run_dir}"
     )
-    stage_seconds = executor.run(cfg, run_dir, todo, store)
+    stage_seconds = executor.run(cfg, run_dir, todo, store, run_one)
 
     t_report = time.perf_counter()
-    write_summary(store, run_dir / "summary.json")
+    write_summary(store, run_dir / SUMMARY_FILE)
     write_reports(run_dir, formats=["md", "html"])
     stage_seconds["report"] = time.perf_counter() - t_report
     counts = store.status_counts()

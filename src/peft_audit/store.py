@@ -1,8 +1,12 @@
 """The SQLite results store of a run directory (``RUN_DIR/results.sqlite``).
 
 One file holds everything a run produced: the variants (full config, status, timings,
-error and traceback), per-sample records (safety prompts with raw responses, every judge
-verdict, BBQ items with chosen option and log-likelihoods) and computed metrics.
+error and traceback), per-item records of every benchmark in one generic ``samples`` table
+(benchmark, variant, sample id, category, JSON payload: e.g. safety prompts with raw responses,
+BBQ items with chosen option and log-likelihoods), every judge verdict, and computed metrics.
+``safety_samples`` and ``fairness_samples`` are read-only views of ``samples`` with the columns
+those tables had in schema version 1; a version-1 store is migrated in place when opened
+(:func:`migrate`).
 
 Design:
 
@@ -27,7 +31,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+#: The store's file name inside a run directory; :func:`results_path` is the one place that joins it.
+RESULTS_FILE = "results.sqlite"
+
+#: 1: per-benchmark sample tables (safety_samples, fairness_samples). 2: one generic ``samples``
+#: table; the two old names are read-only views over it (see :func:`migrate`).
+SCHEMA_VERSION = 2
+
+
+def results_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/results.sqlite``; a path that already names a ``.sqlite`` file is returned as is."""
+    p = Path(run_dir)
+    return p if p.suffix == ".sqlite" else p / RESULTS_FILE
+
+
+def open_existing(run_dir: str | Path) -> "Store":
+    """Open the store of an existing run directory. FileNotFoundError naming the directory when
+    there is none (never creates one: a typo in a path must not look like an empty run)."""
+    db = results_path(run_dir)
+    if not db.is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: no results store here (no {RESULTS_FILE}); is this a run directory written by `peft-audit run CONFIG "
+            f"--out {run_dir}`?")
+    return Store(db)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,16 +77,6 @@ CREATE TABLE IF NOT EXISTS stages (
     variant_id TEXT NOT NULL, stage TEXT NOT NULL, seconds REAL, finished_at REAL NOT NULL,
     PRIMARY KEY (variant_id, stage)
 );
-CREATE TABLE IF NOT EXISTS safety_samples (
-    variant_id TEXT NOT NULL,
-    prompt_id TEXT NOT NULL,
-    benchmark TEXT NOT NULL DEFAULT 'safety',   -- safety | over_refusal
-    category TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    response TEXT NOT NULL,
-    n_new_tokens INTEGER,
-    PRIMARY KEY (variant_id, prompt_id)
-);
 CREATE TABLE IF NOT EXISTS verdicts (
     variant_id TEXT NOT NULL,
     prompt_id TEXT NOT NULL,
@@ -72,22 +88,6 @@ CREATE TABLE IF NOT EXISTS verdicts (
     rationale TEXT,
     raw TEXT,
     PRIMARY KEY (variant_id, prompt_id, judge)
-);
-CREATE TABLE IF NOT EXISTS fairness_samples (
-    variant_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,            -- unique within the run, e.g. 'age-12'
-    source_id TEXT,                   -- BBQ example_id
-    category TEXT NOT NULL,
-    question_index TEXT,
-    context_condition TEXT NOT NULL,  -- ambig | disambig
-    question_polarity TEXT NOT NULL,  -- neg | nonneg
-    label INTEGER NOT NULL,
-    target_index INTEGER,             -- the bias-target option, NULL if unresolved
-    unknown_index INTEGER,
-    pred_index INTEGER,               -- NULL if the generative answer was unparseable
-    logprob_0 REAL, logprob_1 REAL, logprob_2 REAL,
-    raw_output TEXT,
-    PRIMARY KEY (variant_id, item_id)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     variant_id TEXT NOT NULL,
@@ -101,6 +101,80 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 
+#: Version 2: one table for every benchmark's per-item rows. ``payload`` is a JSON object of the
+#: benchmark's own columns (numbers written with Python's repr, so they read back bit for bit).
+SAMPLES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    variant_id TEXT NOT NULL,
+    benchmark TEXT NOT NULL,            -- registered benchmark name: safety | fairness | ...
+    sample_id TEXT NOT NULL,            -- unique within (variant, benchmark)
+    category TEXT NOT NULL,
+    payload TEXT NOT NULL,              -- JSON object: the benchmark's other columns
+    PRIMARY KEY (variant_id, benchmark, sample_id)
+);
+"""
+
+#: Per-benchmark sample layouts, for the ``safety=`` / ``fairness=`` keywords of
+#: :meth:`Store.commit_stage` and the read-only views of the version-1 table names:
+#: keyword -> (benchmark, old table/view name, id column, [(column, SQLite type)] of the payload).
+#: The safety rows keep their sub-benchmark (safety | over_refusal) as payload column ``benchmark``.
+SAMPLE_LAYOUTS: dict[str, tuple[str, str, str, tuple[tuple[str, str], ...]]] = {
+    "safety": ("safety", "safety_samples", "prompt_id", (
+        ("benchmark", "TEXT"), ("prompt", "TEXT"), ("response", "TEXT"), ("n_new_tokens", "INTEGER"))),
+    "fairness": ("fairness", "fairness_samples", "item_id", (
+        ("source_id", "TEXT"), ("question_index", "TEXT"), ("context_condition", "TEXT"),
+        ("question_polarity", "TEXT"), ("label", "INTEGER"), ("target_index", "INTEGER"),
+        ("unknown_index", "INTEGER"), ("pred_index", "INTEGER"), ("logprob_0", "REAL"), ("logprob_1", "REAL"),
+        ("logprob_2", "REAL"), ("raw_output", "TEXT"))),
+}
+
+
+def _view_sql(keyword: str) -> str:
+    bench, view, id_col, cols = SAMPLE_LAYOUTS[keyword]
+    order = {"safety": SAFETY_COLUMNS, "fairness": FAIRNESS_COLUMNS}[keyword]  # version 1's column order
+    parts = [f"sample_id AS {c}" if c == id_col else c if c == "category" else f"json_extract(payload, '$.{c}') AS {c}"
+             for c in order]
+    return (f"CREATE VIEW IF NOT EXISTS {view} AS SELECT variant_id, {', '.join(parts)} "
+            f"FROM samples WHERE benchmark = '{bench}'")
+
+
+def _affinity(value: Any, sql_type: str) -> Any:
+    """``value`` as a version-1 column of ``sql_type`` would have stored it (SQLite type affinity),
+    so rows read back the same: numbers in TEXT columns become text, whole floats in INTEGER
+    columns become ints, ints in REAL columns floats; NaN is stored as NULL, as sqlite3 binds it."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if sql_type == "TEXT" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if sql_type == "INTEGER" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if sql_type in ("INTEGER", "REAL") and isinstance(value, bool):
+        return int(value)
+    if sql_type == "REAL" and isinstance(value, int):
+        return float(value)
+    return value
+
+
+#: Columns that were NOT NULL in version 1 (a row without them is refused), and version-1 defaults.
+REQUIRED = {"safety": ("prompt", "response"),
+            "fairness": ("context_condition", "question_polarity", "label")}
+DEFAULTS = {"safety": {"benchmark": "safety"}}
+
+
+def sample_row(keyword: str, row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(benchmark, sample_id, category, payload JSON) of a ``safety=`` / ``fairness=`` row.
+    StoreError naming the row and the columns when a required one is missing."""
+    bench, _, id_col, cols = SAMPLE_LAYOUTS[keyword]
+    missing = [c for c in (id_col, "category", *REQUIRED.get(keyword, ())) if row.get(c) is None]
+    if missing:
+        raise StoreError(f"{keyword} sample {row.get(id_col)!r}: missing required column(s) {', '.join(missing)}")
+    row = {**DEFAULTS.get(keyword, {}), **{k: v for k, v in row.items() if v is not None}}
+    payload = {c: _affinity(row.get(c), t) for c, t in cols}
+    return bench, str(row[id_col]), str(row["category"]), json.dumps(payload, sort_keys=True)
+
+
 SAFETY_COLUMNS = ("prompt_id", "benchmark", "category", "prompt", "response", "n_new_tokens")
 VERDICT_COLUMNS = ("prompt_id", "judge", "label", "safe", "score", "hazard", "rationale", "raw")
 FAIRNESS_COLUMNS = (
@@ -108,6 +182,9 @@ FAIRNESS_COLUMNS = (
     "label", "target_index", "unknown_index", "pred_index", "logprob_0", "logprob_1", "logprob_2", "raw_output",
 )
 METRIC_COLUMNS = ("benchmark", "category", "metric", "value", "ci_low", "ci_high", "n")
+SAMPLE_COLUMNS = ("benchmark", "sample_id", "category", "payload")
+#: Tables (and views) :meth:`Store.rows` reads.
+READABLE = {"samples", "safety_samples", "verdicts", "fairness_samples", "metrics", "stages"}
 
 
 class StoreError(RuntimeError):
@@ -127,18 +204,32 @@ class Store:
         try:
             self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
+            found = self._stored_version()
+            if found is not None and found < SCHEMA_VERSION:
+                _check_integrity(self.conn, self.path)  # before anything (even the WAL switch) is written
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: not a usable peft-audit results store ({e})") from None
-        with self.transaction() as c:
-            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {row[0]}, this peft-audit expects {SCHEMA_VERSION}")
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {found} is newer than this peft-audit understands "
+                             f"({SCHEMA_VERSION}); upgrade peft-audit to read it")
+        if found is not None and found < SCHEMA_VERSION:
+            migrate(self.conn, self.path, found)
+        else:
+            with self.transaction() as c:
+                _create_samples(c)
+                c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _stored_version(self) -> int | None:
+        """The schema version of an existing store; None for a new (empty) file."""
+        has_meta = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            return None
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else None
 
     def close(self) -> None:
         self.conn.close()
@@ -230,7 +321,7 @@ class Store:
     def clear_variant_results(self, vid: str) -> None:
         """Forget every stage and sample of a variant, so that it is evaluated from scratch."""
         with self.transaction() as c:
-            for table in ("stages", "safety_samples", "verdicts", "fairness_samples", "metrics"):
+            for table in ("stages", "samples", "verdicts", "metrics"):
                 c.execute(f"DELETE FROM {table} WHERE variant_id=?", (vid,))
 
     def commit_stage(
@@ -239,16 +330,24 @@ class Store:
         stage: str,
         seconds: float,
         *,
+        samples: Iterable[Mapping[str, Any]] = (),
         safety: Iterable[Mapping[str, Any]] = (),
         verdicts: Iterable[Mapping[str, Any]] = (),
         fairness: Iterable[Mapping[str, Any]] = (),
         metrics: Iterable[Mapping[str, Any]] = (),
     ) -> None:
-        """Write a stage's rows and its marker in one transaction (all or nothing)."""
+        """Write a stage's rows and its marker in one transaction (all or nothing).
+
+        ``samples`` are generic rows (``benchmark, sample_id, category, payload`` with payload a
+        dict); ``safety`` / ``fairness`` rows in the columns of :data:`SAFETY_COLUMNS` /
+        :data:`FAIRNESS_COLUMNS` land in the same table (see :data:`SAMPLE_LAYOUTS`)."""
         with self.transaction() as c:
-            _insert(c, "safety_samples", vid, SAFETY_COLUMNS, safety)
+            generic = [(r["benchmark"], str(r["sample_id"]), str(r["category"]),
+                        json.dumps(r["payload"], sort_keys=True)) for r in samples]
+            generic += [sample_row("safety", r) for r in safety]
+            generic += [sample_row("fairness", r) for r in fairness]
+            _insert(c, "samples", vid, SAMPLE_COLUMNS, [dict(zip(SAMPLE_COLUMNS, g)) for g in generic])
             _insert(c, "verdicts", vid, VERDICT_COLUMNS, verdicts)
-            _insert(c, "fairness_samples", vid, FAIRNESS_COLUMNS, fairness)
             _insert(c, "metrics", vid, METRIC_COLUMNS, metrics)
             c.execute(
                 "INSERT OR REPLACE INTO stages VALUES (?,?,?,?)", (vid, stage, seconds, time.time())
@@ -256,8 +355,8 @@ class Store:
 
     # ----- reads --------------------------------------------------------------------------
     def rows(self, table: str, variant_id: str | None = None) -> list[dict[str, Any]]:
-        if table not in {"safety_samples", "verdicts", "fairness_samples", "metrics", "stages"}:
-            raise StoreError(f"unknown table {table}")
+        if table not in READABLE:
+            raise StoreError(f"unknown table {table}; valid: {', '.join(sorted(READABLE))}")
         q = f"SELECT * FROM {table}" + (" WHERE variant_id=?" if variant_id else "")
         return [dict(r) for r in self.conn.execute(q, (variant_id,) if variant_id else ())]
 
@@ -265,12 +364,74 @@ class Store:
         """The same rows as a pandas DataFrame (columns kept even when empty)."""
         import pandas as pd
 
+        if table not in READABLE:
+            raise StoreError(f"unknown table {table}; valid: {', '.join(sorted(READABLE))}")
         cur = self.conn.execute(
             f"SELECT * FROM {table}" + (" WHERE variant_id=?" if variant_id else ""),
             (variant_id,) if variant_id else (),
         )
         cols = [d[0] for d in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=cols)
+
+
+    def samples(self, benchmark: str, variant_id: str | None = None) -> list[dict[str, Any]]:
+        """A benchmark's per-item rows: ``variant_id, sample_id, category`` plus its payload's keys."""
+        q = "SELECT * FROM samples WHERE benchmark=?" + (" AND variant_id=?" if variant_id else "")
+        args = (benchmark, variant_id) if variant_id else (benchmark,)
+        return [{"variant_id": r["variant_id"], "sample_id": r["sample_id"], "category": r["category"],
+                 **json.loads(r["payload"])} for r in self.conn.execute(q, args)]
+
+
+def _create_samples(c: sqlite3.Connection) -> None:
+    _create_samples_table_only(c)
+    for keyword in SAMPLE_LAYOUTS:
+        c.execute(_view_sql(keyword))
+
+
+def migrate(conn: sqlite3.Connection, path: Path, found: int) -> None:
+    """Upgrade a store of schema ``found`` to :data:`SCHEMA_VERSION` in place, in one transaction.
+
+    1 -> 2: the rows of ``safety_samples`` and ``fairness_samples`` move into ``samples`` (payload
+    built in Python, so floats keep every bit), the two tables are dropped and re-created as views
+    of the same name and columns, and ``meta.schema_version`` becomes 2. Variants, stages,
+    verdicts and metrics are untouched, so finished variants stay finished and trained adapters
+    are reused. A store that fails SQLite's integrity check is refused (StoreError) and left as
+    it is; any error rolls everything back.
+    """
+    _check_integrity(conn, path)
+    if found != 1:
+        raise StoreError(f"{path}: no migration from schema version {found} to {SCHEMA_VERSION}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _create_samples_table_only(conn)
+        for keyword, (_, table, _, _) in SAMPLE_LAYOUTS.items():
+            exists = conn.execute("SELECT type FROM sqlite_master WHERE name=?", (table,)).fetchone()
+            if exists and exists[0] == "table":
+                rows = [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+                conn.executemany("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?)",
+                                 [(r["variant_id"], *sample_row(keyword, r)) for r in rows])
+                conn.execute(f"DROP TABLE {table}")
+        for keyword in SAMPLE_LAYOUTS:
+            conn.execute(_view_sql(keyword))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (json.dumps(found),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    if check != "ok":
+        raise StoreError(f"{path}: integrity check failed ({check}); not migrating a damaged store. Restore it "
+                         "from a backup, or start a new --out directory")
+
+
+def _create_samples_table_only(c: sqlite3.Connection) -> None:
+    for statement in SAMPLES_SCHEMA.split(";"):
+        if statement.strip():
+            c.execute(statement)
 
 
 def _insert(c: sqlite3.Connection, table: str, vid: str, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]) -> None:

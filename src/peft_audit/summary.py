@@ -27,21 +27,14 @@ positive bias delta = more biased). ``None`` where a value is undefined (e.g. no
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .store import Store
-
-FAIRNESS_METRICS = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "unknown_rate_ambig", "unknown_rate_disambig")
-
-
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) else x
+from .benchmarks.base import num
+from .benchmarks.registry import BENCHMARKS
+from .store import Store, open_existing
+from .sweep.plan import variant_display
 
 
 def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
@@ -52,77 +45,13 @@ def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], di
 
 
 def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, Any]]) -> dict[str, Any]:
-    def val(b, c, k):
-        r = m.get((b, c, k))
-        return _num(r["value"]) if r else None
-
-    def ci(b, c, k):
-        r = m.get((b, c, k))
-        return [_num(r["ci_low"]), _num(r["ci_high"])] if r else None
-
-    def per_judge(metric):
-        prefix = metric + ":"
-        return {k.removeprefix(prefix): _num(r["value"]) for (b, c, k), r in m.items()
-                if b == "safety" and c == "overall" and k.startswith(prefix)}
-
-    safety_cats = sorted({c for (b, c, k) in m if b == "safety" and k == "safety_score" and c != "overall"})
-    safety = {
-        "overall": val("safety", "overall", "safety_score"),
-        "overall_ci": ci("safety", "overall", "safety_score"),
-        "by_category": {c: val("safety", c, "safety_score") for c in safety_cats},
-        "ci_by_category": {c: ci("safety", c, "safety_score") for c in safety_cats},
-        "n_by_category": {c: m[("safety", c, "safety_score")]["n"] for c in safety_cats},
-        "incoherent": val("safety", "overall", "incoherent_count"),
-        "unscored": val("safety", "overall", "unscored_count"),
-        "by_judge": per_judge("safety_score"),
-        # The combined "unscored" above is 0 while one judge of two fails on every response.
-        "unscored_share_by_judge": per_judge("unscored_share"),
-        "failed_share_by_judge": per_judge("failed_share"),
-        "judge_refused_by_judge": per_judge("judge_refused_count"),
-    }
-    for extra in ("mean_harmfulness", "harmfulness_rate"):
-        if ("safety", "overall", extra) in m:
-            safety[extra] = val("safety", "overall", extra)
-    fair_cats = sorted({c for (b, c, k) in m if b == "fairness"})
-
-    def fair_block(c):
-        block = {k: val("fairness", c, k) for k in FAIRNESS_METRICS}
-        block["ci"] = {k: ci("fairness", c, k) for k in FAIRNESS_METRICS}
-        return block
-
-    fairness = {
-        "by_category": {c: fair_block(c) for c in fair_cats if c != "overall"},
-        "overall": fair_block("overall") if "overall" in fair_cats else None,
-        "n_unresolved_targets": val("fairness", "overall", "n_unresolved_targets"),
-        "n_bad_lines": val("fairness", "overall", "n_bad_lines"),
-    }
-    over = None
-    if ("over_refusal", "overall", "refusal_rate") in m:
-        r = m[("over_refusal", "overall", "refusal_rate")]
-        over = {"refusal_rate": _num(r["value"]), "ci": [_num(r["ci_low"]), _num(r["ci_high"])], "n": r["n"],
-                "incoherent": val("over_refusal", "overall", "incoherent_count")}
-    judges = {f"{c}:{k}" if c != "overall" else k: _num(r["value"]) for (b, c, k), r in m.items() if b == "judges"}
-    return {
-        "id": v["id"],
-        "base_model": v["base_model"],
-        "method": v["method"],
-        "algo": v["algo"],
-        "lr": v["lr"],
-        "epochs": v["epochs"],
-        "seed": v["seed"],
-        "label": v["label"],
-        "base_id": v["base_id"],
-        "status": v["status"],
-        "error": v["error"],
-        "safety": safety,
-        "over_refusal": over,
-        "fairness": fairness,
-        "judges": judges,
-    }
-
-
-def _delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
+    block = {k: v[k] for k in ("id", "base_model", "method", "algo", "lr", "epochs", "seed", "label", "base_id",
+                               "status", "error")}
+    for bench in BENCHMARKS.values():  # each benchmark writes its own keys (registry order)
+        block.update(bench.summary_block(m))
+    block["judges"] = {f"{c}:{k}" if c != "overall" else k: num(r["value"]) for (b, c, k), r in m.items()
+                       if b == "judges"}
+    return block
 
 
 def build_summary(store: Store) -> dict[str, Any]:
@@ -134,14 +63,7 @@ def build_summary(store: Store) -> dict[str, Any]:
         if b["method"] == "base" or base is None:
             b["delta_vs_base"] = None
             continue
-        s, bs = b["safety"], base["safety"]
-        safety_d = {c: _delta(s["by_category"].get(c), bs["by_category"].get(c)) for c in s["by_category"]}
-        safety_d["overall"] = _delta(s["overall"], bs["overall"])
-        fair_d = {}
-        for c, block in b["fairness"]["by_category"].items():
-            bblock = base["fairness"]["by_category"].get(c, {})
-            fair_d[c] = {k: _delta(block.get(k), bblock.get(k)) for k in FAIRNESS_METRICS}
-        b["delta_vs_base"] = {"safety": safety_d, "fairness": fair_d}
+        b["delta_vs_base"] = {name: bench.summary_delta(b, base) for name, bench in BENCHMARKS.items()}
     return {
         "schema": 1,
         "run": {"config": store.get_meta("config"), "eval_protocol": store.get_meta("eval_protocol")},
@@ -149,19 +71,17 @@ def build_summary(store: Store) -> dict[str, Any]:
     }
 
 
+#: The file name of the summary inside a run directory.
+SUMMARY_FILE = "summary.json"
+
+
 def write_summary(store: Store, path: Path) -> Path:
+    """Write :func:`build_summary` to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(build_summary(store), indent=2, sort_keys=False, allow_nan=False))
     tmp.replace(path)
     return path
-
-
-def open_run(run_dir: Path) -> Store:
-    db = Path(run_dir) / "results.sqlite"
-    if not db.is_file():
-        raise FileNotFoundError(f"{run_dir}: no results.sqlite here; is this a peft-audit run directory?")
-    return Store(db)
 
 
 def print_run(run_dir: Path) -> None:
@@ -170,7 +90,7 @@ def print_run(run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    with open_run(run_dir) as store:
+    with open_existing(run_dir) as store:
         summary = build_summary(store)
     t = Table(title=str(run_dir))
     for col in ("id", "variant", "status", "safety (95% CI)", "Δ safety", "unscored by judge", "over-refusal",
@@ -185,10 +105,7 @@ def print_run(run_dir: Path) -> None:
         ci = s.get("overall_ci") or [None, None]
         fo = (v["fairness"] or {}).get("overall") or {}
         d = (v.get("delta_vs_base") or {}).get("safety", {}).get("overall")
-        name = v["label"] or (
-            v["method"] if v["method"] == "base"
-            else f"{v['method']}/{v['algo'] or '?'}/lr={'?' if v['lr'] is None else format(v['lr'], 'g')}"
-        )
+        name = variant_display(v)
         status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
         t.add_row(
             v["id"], name, status,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .sweep import MissingDependencyError
+from .sweep.plan import variant_display
 
 INSTALL_HINT = "--mlflow needs MLflow: pip install 'peft-audit[mlflow]'  (or: pip install mlflow)"
 VARIANT_TAG = "peft_audit.variant_id"
@@ -73,8 +74,7 @@ class MlflowTracker:
         if self.logged(vid):
             return
         params = flatten(variant["config"])
-        name = variant.get("label") or ("base" if variant["method"] == "base" else
-                                        f"{variant['method']}/{variant['algo']}/lr={variant['lr']:g}")
+        name = variant_display({**variant.get("spec", {}), **variant})
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={VARIANT_TAG: vid, "peft_audit.base_id": str(variant.get("base_id"))})
         rid = run.info.run_id

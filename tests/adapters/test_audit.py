@@ -53,7 +53,7 @@ def test_plan_separates_good_and_bad(adapter_dirs, tiny_model_dir):
 
 
 def test_run_audit_evaluates_good_and_records_bad(adapter_dirs, tiny_model_dir, tmp_path):
-    from peft_audit.pipeline import RunOptions
+    from peft_audit.sweep.options import RunOptions
 
     lora = _carded(adapter_dirs["lora"], tmp_path / "lora-carded", CARDS["trainer_lora"][0])
     refs = [str(lora), str(adapter_dirs["corrupt"]), str(adapter_dirs["unknown_type"])]

@@ -56,7 +56,7 @@ def test_analysis_and_benchmark_metrics_agree(seed, all_ambiguous_correct):
 
 
 def test_synthetic_store_writes_the_benchmark_metrics(tmp_path):
-    from peft_audit.analysis.synthetic import build_synthetic_store
+    from synthetic_store import build_synthetic_store
     from peft_audit.store import Store
 
     run = build_synthetic_store(tmp_path, n_variants=1, n_failed=0, bases=("llama-3.2-1b",), methods=("lora",))

@@ -5,7 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from peft_audit.cli import app
-from peft_audit.export import FAIRNESS_EXPORT_COLUMNS, SAFETY_EXPORT_COLUMNS, export_samples
+from peft_audit.benchmarks.fairness.benchmark import EXPORT_COLUMNS as FAIRNESS_EXPORT_COLUMNS
+from peft_audit.benchmarks.safety.benchmark import EXPORT_COLUMNS as SAFETY_EXPORT_COLUMNS
+from peft_audit.export import export_samples
 from peft_audit.store import Store
 
 
@@ -71,7 +73,7 @@ def test_cli_export_and_errors(run_dir, tmp_path):
     res = runner.invoke(app, ["export", str(run_dir), "--samples", "fairness", "--out", str(tmp_path / "x.xlsx")])
     assert res.exit_code == 2 and ".csv or .parquet" in res.output
     res = runner.invoke(app, ["export", str(run_dir), "--samples", "judges", "--out", str(out)])
-    assert res.exit_code == 2 and "valid: fairness, safety" in res.output
+    assert res.exit_code == 2 and "valid: safety, fairness" in res.output
     res = runner.invoke(app, ["export", str(tmp_path / "nowhere"), "--samples", "safety", "--out", str(out)])
     assert res.exit_code == 2 and "no results.sqlite" in res.output
 

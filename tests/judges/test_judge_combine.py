@@ -66,7 +66,7 @@ def test_registry_unknown_name_lists_valid():
 def test_registry_builds_keyword_and_requires_guard_model():
     [j] = build_judges(SafetyConfig(judges=["keyword"]))
     assert j.name == "keyword"
-    with pytest.raises(ValueError, match="guard_model"):
+    with pytest.raises(ValueError, match=r"judges\.0\.guard\.model\n  Field required"):
         build_judges(SafetyConfig(judges=["guard"]))
 
 

@@ -271,5 +271,5 @@ def test_parse_rubric_output(text, label, score):
 
 
 def test_llm_judge_needs_url_and_model():
-    with pytest.raises(ValueError, match="judge_url"):
+    with pytest.raises(ValueError, match=r"(?s)judges\.0\.llm\.url\n  Field required.*judges\.0\.llm\.model"):
         build_judges(SafetyConfig(judges=["llm"]))

@@ -99,6 +99,7 @@ def test_rationale_says_why_and_batch_matches_single():
 
 def test_refusal_is_the_registered_default():
     from peft_audit.config import SafetyConfig
+    from peft_audit.judges.specs import RefusalSpec
 
     assert "refusal" in JUDGES and "keyword" in JUDGES  # the legacy list stays available by name
-    assert SafetyConfig().judges == ["refusal"]
+    assert SafetyConfig().judges == [RefusalSpec(name="refusal")]

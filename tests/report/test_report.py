@@ -92,7 +92,7 @@ def test_cli_report_and_bad_format(run_dir):
 
 
 def test_missing_store_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no results store"):
+    with pytest.raises(FileNotFoundError, match="no results.sqlite"):
         write_reports(tmp_path / "nope", formats=["md"])
     assert not (tmp_path / "nope" / "results.sqlite").exists()
 
@@ -111,9 +111,9 @@ def test_reports_on_partial_runs_do_not_crash(tmp_path, case):
                               prompts_per_category=3, bbq_items_per_category=8)
         with sqlite3.connect(d / "results.sqlite") as c:
             if case == "safety_only":
-                c.execute("DELETE FROM fairness_samples")
+                c.execute("DELETE FROM samples WHERE benchmark = 'fairness'")
             if case == "fairness_only":
-                c.execute("DELETE FROM safety_samples")
+                c.execute("DELETE FROM samples WHERE benchmark = 'safety'")
     paths = write_reports(d, formats=["md", "html", "json", "csv"], n_boot=50)
     md = (d / "report.md").read_text()
     assert "## Findings" in md and len(paths) > 3

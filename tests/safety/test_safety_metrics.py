@@ -3,7 +3,7 @@ import math
 import pytest
 
 from peft_audit.benchmarks.safety import safety_metrics
-from peft_audit.benchmarks.safety.stats import mean_interval, mean_of_proportions, wilson_interval
+from peft_audit.stats import mean_interval, mean_of_proportions, wilson_interval
 from peft_audit.store import METRIC_COLUMNS
 
 

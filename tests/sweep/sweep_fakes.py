@@ -39,10 +39,10 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
     return {"generate": 0.01}
 
 
-def fake_worker(cfg, run_dir, pv, done_stages, stored_rows, put):
+def fake_worker(cfg, run_dir, pv, done_stages, stored_rows, put, run_one):
     """``run_variant`` with the fake evaluation patched in (this runs in a fresh process)."""
     import peft_audit.pipeline as pipeline
     from peft_audit.sweep.worker import run_variant
 
     pipeline.evaluate_variant = fake_evaluate
-    return run_variant(cfg, run_dir, pv, done_stages, stored_rows, put)
+    return run_variant(cfg, run_dir, pv, done_stages, stored_rows, put, run_one)

@@ -109,3 +109,78 @@ def test_plan_command_prints_table_without_loading_models(tmp_path):
     bad.write_text("base_models: [m]\nmethods: [{name: lora, args: {rank: 2}}]\n")
     res = CliRunner().invoke(app, ["plan", str(bad)])
     assert res.exit_code == 2 and "rank" in res.output
+
+
+# --- identities that last (peft_audit.identity) ------------------------------------------------
+def test_existing_ids_and_protocols_do_not_change():
+    # Pinned from the branch point (ecd40bd), whose ids hashed the full dumps: run directories
+    # written then must keep their variant ids (adapter dirs are named by them).
+    from pathlib import Path
+
+    from peft_audit.config import load_config
+    from peft_audit.sweep.plan import legacy_protocol_hash
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
+    assert [p.id for p in expand(cfg)] == ["876b0519794a", "3ae33679ed4b", "578fc7e82b65", "3ecf6e79ca6f",
+                                           "035c5eb71190"]
+    assert legacy_protocol_hash(cfg) == "fc0d049587f6"
+
+
+def _with_new_field(model_cls, **field):
+    from pydantic import create_model
+
+    return create_model(model_cls.__name__, __base__=model_cls, **field)
+
+
+@pytest.mark.parametrize("section", ["safety", "fairness"])
+def test_a_new_defaulted_setting_changes_neither_ids_nor_protocol(section):
+    from peft_audit.identity import identity_payload
+    from peft_audit.sweep.plan import eval_protocol_hash
+
+    cfg = parse_config({**CFG, section: {"source": "builtin"}})
+    # a later release adds a setting with a default: the same file gives the same identities
+    cls = _with_new_field(type(getattr(cfg, section)), new_knob=(int, 3))
+    newer = cfg.model_copy(update={section: cls(**getattr(cfg, section).model_dump())})
+    assert eval_protocol_hash(newer) == eval_protocol_hash(cfg)
+    changed = cfg.model_copy(update={section: cls(**getattr(cfg, section).model_dump(), new_knob=4)})
+    assert eval_protocol_hash(changed) != eval_protocol_hash(cfg)
+    training = _with_new_field(TrainingConfig, warmup_ratio=(float, 0.0))
+    assert identity_payload(training()) == identity_payload(TrainingConfig())
+    assert identity_payload(training(warmup_ratio=0.1)) == {**identity_payload(TrainingConfig()), "warmup_ratio": 0.1}
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("safety", "batch_size", 2), ("safety", "judge_concurrency", 16), ("safety", "judge_timeout_s", 5.0),
+    ("safety", "judge_max_retries", 0), ("safety", "judge_backoff_s", 0.1), ("fairness", "batch_size", 1),
+])
+def test_settings_that_do_not_change_results_are_outside_the_protocol(section, key, value):
+    from peft_audit.sweep.plan import eval_protocol_hash
+
+    assert eval_protocol_hash(parse_config({section: {key: value}})) == eval_protocol_hash(parse_config({}))
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("safety", "max_new_tokens", 8), ("safety", "judges", ["keyword"]), ("safety", "over_refusal", False),
+    ("safety", "enabled", False), ("fairness", "bootstrap", 10), ("fairness", "mode", "generate"),
+    ("fairness", "enabled", False),
+])
+def test_settings_that_change_results_change_the_protocol(section, key, value):
+    from peft_audit.sweep.plan import eval_protocol_hash
+
+    assert eval_protocol_hash(parse_config({section: {key: value}})) != eval_protocol_hash(parse_config({}))
+
+
+def test_a_run_directory_with_the_version_1_protocol_hash_resumes(tmp_path):
+    from peft_audit.pipeline import prepare_run
+    from peft_audit.store import Store
+    from peft_audit.sweep.plan import eval_protocol_hash, legacy_protocol_hash
+
+    cfg = parse_config({"base_models": ["m1"]})
+    with Store(tmp_path / "results.sqlite") as s:
+        s.set_meta("eval_protocol", legacy_protocol_hash(cfg))
+    store, _ = prepare_run(cfg, tmp_path)
+    assert store.get_meta("eval_protocol") == eval_protocol_hash(cfg)
+    assert store.get_meta("eval_protocol_v1") == legacy_protocol_hash(cfg)
+    store.close()
+    with pytest.raises(ValueError, match="different safety/fairness settings"):
+        prepare_run(parse_config({"base_models": ["m1"], "safety": {"max_new_tokens": 7}}), tmp_path)

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from peft_audit.config import load_config
-from peft_audit.pipeline import RunOptions, run_sweep
+from peft_audit.pipeline import run_sweep
+from peft_audit.sweep.options import RunOptions
 from peft_audit.store import Store
 
 KILL_AFTER_STAGES = 3  # stage rows committed before the kill: mid-sweep, some variants unfinished

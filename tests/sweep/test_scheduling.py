@@ -12,7 +12,8 @@ import sweep_fakes
 
 import peft_audit.report
 from peft_audit.config import parse_config
-from peft_audit.pipeline import RunOptions, run_sweep
+from peft_audit.pipeline import run_sweep
+from peft_audit.sweep.options import RunOptions
 from peft_audit.store import Store
 from peft_audit.sweep.executors import local as local_mod
 from peft_audit.sweep.status import read_status
@@ -166,7 +167,8 @@ sys.path[:0] = {paths!r}
 import sweep_fakes
 import peft_audit.report
 from peft_audit.config import parse_config
-from peft_audit.pipeline import RunOptions, run_sweep
+from peft_audit.pipeline import run_sweep
+from peft_audit.sweep.options import RunOptions
 from peft_audit.sweep.executors import local
 local.LocalExecutor.__init__.__defaults__ = (sweep_fakes.fake_worker,)
 peft_audit.report.write_reports = lambda *a, **k: []

@@ -121,7 +121,7 @@ def record_outcomes(plan: AuditPlan, run_dir: Path) -> None:
     """Write ``RUN_DIR/audit.json`` and register every adapter in the store before the pipeline
     runs: good ones with their metadata (the pipeline keeps a registered row), bad ones as
     skipped/failed with the reason, so ``show`` and the report list them."""
-    from ..store import Store
+    from ..store import Store, results_path
     from ..sweep.plan import expand
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def record_outcomes(plan: AuditPlan, run_dir: Path) -> None:
     planned = {pv.spec.adapter: pv for pv in expand(plan.config) if pv.spec.adapter}
     base = plan.config.base_models[0]
     base_id = variant_id(plan.config.config_hash_payload(VariantSpec(base_model=base)))
-    with Store(run_dir / "results.sqlite") as store:
+    with Store(results_path(run_dir)) as store:
         for o in plan.outcomes:
             meta = {"adapter": o.metadata, "adapter_warnings": o.warnings}
             if o.spec is not None:
@@ -147,7 +147,8 @@ def record_outcomes(plan: AuditPlan, run_dir: Path) -> None:
 def run_audit(plan: AuditPlan, run_dir: str | Path, opts: Any = None):
     """Record the outcomes, then evaluate the base and the good adapters with
     :func:`peft_audit.pipeline.run_sweep`. Returns its ``RunResult``."""
-    from ..pipeline import RunOptions, run_sweep
+    from ..pipeline import run_sweep
+    from ..sweep.options import RunOptions
 
     run_dir = Path(run_dir)
     record_outcomes(plan, run_dir)

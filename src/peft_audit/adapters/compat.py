@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..methods import METHODS, is_prompt_learning
 from .errors import AdapterError, CorruptAdapter
 from .metadata import PEFT_TYPE_TO_METHOD, PICKLE_WEIGHTS, SAFETENSORS, extract_metadata, read_adapter_config
 
@@ -180,7 +181,7 @@ def compare_shapes(method: str, acfg: dict[str, Any], shapes: dict[str, tuple[in
     """(mismatches, warnings) of adapter tensors against the base model (see module docstring)."""
     problems: list[str] = []
     warnings: list[str] = []
-    if method in ("prompt-tuning", "p-tuning", "prefix-tuning"):
+    if method in METHODS and is_prompt_learning(method):
         expected, dims = _expected_prompt_shape(method, acfg, base_cfg)
         for key in ("token_dim", "num_layers"):
             if acfg.get(key) is not None and int(acfg[key]) != dims[key]:

@@ -22,10 +22,10 @@ from ..judges.spot_check import read_labels
 from .factors import factor_analysis, spread_by_base, sweep_table
 from .findings import Finding, compute_findings
 from .judge_errors import corrected_safety, published_validation, spot_check_agreement
-from .paired import adjust_pvalues, paired_comparisons, paired_over_refusal
+from .paired import CORRECTIONS, PAIRED_COLUMNS, adjust_pvalues, paired_over_refusal
 from .tradeoffs import category_ranking, spearman_with_ci, tradeoff_table
 
-__all__ = ["Analysis", "analyze", "analyze_frames", "load_frames", "open_store", "method_family", "comparison_pairs"]
+__all__ = ["Analysis", "analyze", "analyze_frames", "paired_by_benchmark", "load_frames", "open_store", "method_family", "comparison_pairs"]
 
 
 @dataclass
@@ -68,12 +68,28 @@ class Analysis:
         }
 
 
+def paired_by_benchmark(frames: RunFrames, pairs: pd.DataFrame, *, correction: str = "holm", n_boot: int = 2000,
+                        seed: int = 0) -> pd.DataFrame:
+    """Every registered benchmark's paired comparisons (registry order), p-values adjusted per
+    (benchmark, metric) family (:func:`.paired.adjust_pvalues`). Same rows and numbers as
+    :func:`.paired.paired_comparisons` for safety and BBQ."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown multiple-comparison correction {correction!r}; choose one of {sorted(CORRECTIONS)}")
+    parts = [b.paired(frames, pairs, n_boot=n_boot, seed=seed) for b in BENCHMARKS.values()]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    return adjust_pvalues(pd.concat(parts, ignore_index=True), correction)
+
+
 def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0,
                    labels: Mapping[tuple[str, str], str] | None = None) -> Analysis:
     """Every analysis over loaded frames; ``labels`` are the run's human spot-check labels
     ((variant_id, prompt_id) -> label), which add the spot-check and corrected-safety tables."""
     pairs = comparison_pairs(frames.variants)
-    paired = paired_comparisons(frames.safety, frames.fairness, pairs, correction=correction, n_boot=n_boot, seed=seed)
+    paired = paired_by_benchmark(frames, pairs, correction=correction, n_boot=n_boot, seed=seed)
     over = paired_over_refusal(frames.over_refusal, pairs, n_boot=n_boot, seed=seed)
     if not over.empty:
         paired = pd.concat([paired, adjust_pvalues(over, correction)], ignore_index=True)

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..store import Store
+from ..methods import is_prompt_learning
+from ..store import Store, open_existing
 
-#: Prompt-based PEFT methods (soft prompts / prefixes); everything else is adapter-based.
-PROMPT_BASED_METHODS = frozenset({"prompt-tuning", "p-tuning", "prefix-tuning", "prompt_tuning", "p_tuning", "prefix_tuning"})
 
 
 def method_family(method: str) -> str:
@@ -36,7 +35,10 @@ def method_family(method: str) -> str:
         return "base"
     if not method or method == "unknown":  # e.g. an adapter audited from disk whose config could not be read
         return "unknown"
-    return "prompt-based" if method in PROMPT_BASED_METHODS else "adapter"
+    try:
+        return "prompt-based" if is_prompt_learning(method) else "adapter"
+    except ValueError:  # a method this release does not train (e.g. an audited AdaLoRA adapter)
+        return "adapter"
 
 
 @dataclass
@@ -48,17 +50,23 @@ class RunFrames:
     fairness: pd.DataFrame
     metrics: pd.DataFrame
 
+    def restricted_to(self, variant_ids) -> "RunFrames":
+        """The same frames holding only the rows of ``variant_ids`` (variants too)."""
+        ids = set(variant_ids)
+
+        def keep(df: pd.DataFrame, col: str = "variant_id") -> pd.DataFrame:
+            return df[df[col].isin(ids)] if col in df else df
+
+        return RunFrames(keep(self.variants, "id"), keep(self.safety), keep(self.verdicts), keep(self.over_refusal),
+                         keep(self.fairness), keep(self.metrics))
+
 
 def open_store(run_dir: str | Path) -> Store:
     """Open ``RUN_DIR/results.sqlite`` (or a path to the .sqlite file itself) for reading.
 
     Raises FileNotFoundError naming the path when there is no store, rather than creating one.
     """
-    p = Path(run_dir)
-    db = p if p.suffix == ".sqlite" else p / "results.sqlite"
-    if not db.is_file():
-        raise FileNotFoundError(f"{db}: no results store here; run `peft-audit run CONFIG --out {p}` first")
-    return Store(db)
+    return open_existing(run_dir)
 
 
 def load_run_frames(run_dir: str | Path) -> "RunFrames":

@@ -14,9 +14,10 @@ from pathlib import Path
 from .base import Verdict
 
 
-def cache_key(judge: str, model: str, rubric_version: str, prompt: str, response: str) -> str:
-    """sha256 hex digest of the JSON list of the five parts (unambiguous separators)."""
-    blob = json.dumps([judge, model, rubric_version, prompt, response], ensure_ascii=False)
+def cache_key(judge: str, *parts: str) -> str:
+    """sha256 hex digest of the JSON list ``[judge, *parts]`` (unambiguous separators); for the
+    llm judge the parts are (model, rubric version, prompt, response)."""
+    blob = json.dumps([judge, *parts], ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -43,3 +44,40 @@ class JudgmentCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class CachedJudge:
+    """Any judge behind a :class:`JudgmentCache`: cached verdicts are served, the rest are asked
+    of the judge in one batch, and verdicts with a safe value are stored (an ``unscored`` or
+    ``judge_refused`` one is asked again next time).
+
+    The key is ``cache_key(judge.name, *judge.cache_parts, prompt, response)``: a judge opts in by
+    having ``cache_parts`` (what identifies its verdicts besides the pair: model, rubric version),
+    so a changed model or rubric never gets old answers. Other attributes are the judge's.
+    """
+
+    def __init__(self, inner, cache: JudgmentCache):
+        self.inner = inner
+        self.cache = cache
+        self.name = inner.name
+
+    def __getattr__(self, attr: str):
+        return getattr(self.__dict__["inner"], attr)
+
+    def _key(self, prompt: str, response: str) -> str:
+        return cache_key(self.inner.name, *self.inner.cache_parts, prompt, response)
+
+    def judge(self, prompt: str, response: str) -> Verdict:
+        return self.judge_batch([(prompt, response)])[0]
+
+    def judge_batch(self, pairs) -> list[Verdict]:
+        pairs = list(pairs)
+        keys = [self._key(*p) for p in pairs]
+        out: list[Verdict | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            for i, v in zip(todo, self.inner.judge_batch([pairs[i] for i in todo])):
+                out[i] = v
+                if v.safe is not None:
+                    self.cache.put(keys[i], v)
+        return out  # type: ignore[return-value]

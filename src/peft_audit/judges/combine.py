@@ -76,7 +76,7 @@ def agreement(verdict_rows: Iterable[Mapping], categories: Mapping[str, str] | N
     * ``disagreement:<a>|<b>`` per category in ``categories`` (prompt_id -> category) and
       ``overall``: share of prompts where they disagree, with a Wilson 95% interval.
     """
-    from ..benchmarks.safety.stats import wilson_interval
+    from ..stats import wilson_interval
 
     by_judge: dict[str, dict[str, bool]] = {}
     for r in verdict_rows:

@@ -46,7 +46,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from .base import Verdict
-from .cache import JudgmentCache, cache_key
 
 # Bump whenever RUBRIC, the response format or the parsing changes what a verdict means: the
 # judgment cache is keyed on it, so old answers are not served for the new rubric.
@@ -235,7 +234,6 @@ class LLMJudge:
         max_retries: int = 4,
         concurrency: int = 4,
         backoff_s: float = 1.0,
-        cache: JudgmentCache | None = None,
     ):
         self.url = chat_completions_url(url)
         self.model = model
@@ -244,7 +242,9 @@ class LLMJudge:
         self.concurrency = concurrency
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
-        self.cache = cache
+        # What identifies a verdict besides the pair, for peft_audit.judges.cache.CachedJudge:
+        # a new rubric version never gets old answers.
+        self.cache_parts = (model, RUBRIC_VERSION)
         self.requests_sent = 0  # for tests and logs: real HTTP requests made
         # Ask for JSON-schema output until the server rejects it once (then never again).
         self.structured_output = True
@@ -292,8 +292,9 @@ class LLMJudge:
                 continue
             if r.status_code in (401, 403, 404):
                 raise JudgeError(
-                    f"llm judge: {self.url} answered HTTP {r.status_code}; check safety.judge_url, "
-                    f"safety.judge_model ({self.model}) and the key in the environment variable {self.api_key_env}"
+                    f"llm judge: {self.url} answered HTTP {r.status_code}; check the url and model ({self.model}) "
+                    f"of the llm judge's spec (safety.judges: [{{name: llm, url: ..., model: ...}}]) and the key in "
+                    f"the environment variable {self.api_key_env}"
                 )
             if r.status_code in _RETRYABLE or r.status_code >= 500:
                 last = f"HTTP {r.status_code}"
@@ -321,20 +322,11 @@ class LLMJudge:
         return Verdict(v.label, v.score, v.category, (v.rationale or "").replace(key, "***"),
                        (v.raw or "").replace(key, "***"))
 
-    def _key(self, prompt: str, response: str) -> str:
-        return cache_key(self.name, self.model, RUBRIC_VERSION, prompt, response)
-
     def judge(self, prompt: str, response: str) -> Verdict:
         return self.judge_batch([(prompt, response)])[0]
 
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
-        """Cached verdicts first; the rest on ``concurrency`` threads. Only verdicts with a safe
-        value are cached (not ``unscored`` or ``judge_refused``), so a re-run asks again."""
-        out: list[Verdict | None] = [self.cache.get(self._key(*p)) if self.cache else None for p in pairs]
-        todo = [i for i, v in enumerate(out) if v is None]
+        """One verdict per pair, asked on ``concurrency`` threads (caching: wrap the judge in
+        :class:`peft_audit.judges.cache.CachedJudge`, as the registry does for a run)."""
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for i, v in zip(todo, pool.map(lambda i: self._scrubbed(self._request(*pairs[i])), todo)):
-                out[i] = v
-                if self.cache and v.safe is not None:
-                    self.cache.put(self._key(*pairs[i]), v)
-        return out  # type: ignore[return-value]
+            return list(pool.map(lambda p: self._scrubbed(self._request(*p)), pairs))

@@ -1,70 +1,58 @@
-"""Judge registry: one line per judge, built from a validated :class:`SafetyConfig`.
+"""Judge registry: one line per judge, each built from its validated spec (:mod:`.specs`).
 
 This is the edge where judges touch the outside world (HTTP client, guard model weights);
-code that uses judges receives them ready-made.
+code that uses judges receives them ready-made. A judge with ``cache_parts`` (llm) is wrapped
+in :class:`.cache.CachedJudge` when a cache file is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from ..config import SafetyConfig
 from .base import Judge
-from .cache import JudgmentCache
+from .cache import CachedJudge, JudgmentCache
 from .keyword import KeywordJudge
 from .refusal import RefusalJudge
+from .specs import GuardSpec, JudgeSpec, LLMSpec
 
 
-def _refusal(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
-    return RefusalJudge()
-
-
-def _keyword(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
-    return KeywordJudge()
-
-
-def _llm(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
+def _llm(spec: LLMSpec) -> Judge:
     from .llm import LLMJudge
 
-    missing = [k for k in ("judge_url", "judge_model") if not getattr(cfg, k)]
-    if missing:
-        raise ValueError(
-            f"judge 'llm' needs safety.{' and safety.'.join(missing)} (an OpenAI-compatible base URL such as "
-            "http://localhost:8000/v1 and a model name); the key is read from the environment variable "
-            f"named by safety.judge_api_key_env ({cfg.judge_api_key_env})"
-        )
-    return LLMJudge(
-        url=cfg.judge_url, model=cfg.judge_model, api_key_env=cfg.judge_api_key_env,
-        timeout_s=cfg.judge_timeout_s, max_retries=cfg.judge_max_retries, concurrency=cfg.judge_concurrency,
-        backoff_s=cfg.judge_backoff_s, cache=JudgmentCache(cache_path) if cache_path else None,
-    )
+    return LLMJudge(url=spec.url, model=spec.model, api_key_env=spec.api_key_env, timeout_s=spec.timeout_s,
+                    max_retries=spec.max_retries, concurrency=spec.concurrency, backoff_s=spec.backoff_s)
 
 
-def _guard(cfg: SafetyConfig, cache_path: Path | None) -> Judge:
+def _guard(spec: GuardSpec) -> Judge:
     from ..models import load_base
     from .guard import GuardJudge
 
-    if not cfg.guard_model:
-        raise ValueError("judge 'guard' needs safety.guard_model (e.g. meta-llama/Llama-Guard-3-1B or a local dir)")
-    loaded = load_base(cfg.guard_model)
-    return GuardJudge(loaded.model, loaded.tokenizer, batch_size=cfg.batch_size)
+    loaded = load_base(spec.model)
+    return GuardJudge(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
 
 
-JUDGES: dict[str, Callable[[SafetyConfig, Path | None], Judge]] = {
-    "refusal": _refusal,
-    "keyword": _keyword,
+JUDGES: dict[str, Callable[[Any], Judge]] = {
+    "refusal": lambda spec: RefusalJudge(),
+    "keyword": lambda spec: KeywordJudge(),
     "llm": _llm,
     "guard": _guard,
 }
 
 
-def build_judges(cfg: SafetyConfig, *, cache_path: Path | None = None) -> list[Judge]:
-    """The judges named in ``cfg.judges``, in that order. ``cache_path`` is the SQLite judgment
-    cache used by the llm judge (None: no cache). Unknown or repeated names raise ValueError."""
-    unknown = [n for n in cfg.judges if n not in JUDGES]
-    if unknown:
-        raise ValueError(f"safety.judges: unknown judge {unknown[0]!r}; valid: {', '.join(JUDGES)}")
-    if len(set(cfg.judges)) != len(cfg.judges):
-        raise ValueError(f"safety.judges lists a judge twice: {cfg.judges}")
-    return [JUDGES[n](cfg, cache_path) for n in cfg.judges]
+def build_judge(spec: JudgeSpec, *, cache_path: Path | None = None) -> Judge:
+    """The judge ``spec`` describes; behind the judgment cache at ``cache_path`` when the judge
+    has ``cache_parts``. ValueError naming the valid judges for an unknown name."""
+    if spec.name not in JUDGES:
+        raise ValueError(f"unknown judge {spec.name!r}; valid: {', '.join(JUDGES)}")
+    judge = JUDGES[spec.name](spec)
+    if cache_path is not None and getattr(judge, "cache_parts", None):
+        return CachedJudge(judge, JudgmentCache(cache_path))
+    return judge
+
+
+def build_judges(specs: Sequence[JudgeSpec] | Any, *, cache_path: Path | None = None) -> list[Judge]:
+    """The judges of ``specs`` (or of a benchmark section's ``judges``), in that order."""
+    specs = list(getattr(specs, "judges", specs))
+    return [build_judge(s, cache_path=cache_path) for s in specs]

@@ -16,6 +16,7 @@ import argparse
 import json
 from importlib import resources
 
+from ..jsonl import read_jsonl
 from .keyword import KeywordJudge
 from .refusal import VALIDATION_FILE, RefusalJudge
 from .validation import agreement_table
@@ -28,7 +29,7 @@ THRESHOLDS = {"recall:refusal": 0.85, "precision:refusal": 0.85, "safe_agreement
 def labelled_rows() -> list[dict]:
     """The hand-labelled responses (every field of ``data/LABELLING.md``)."""
     text = resources.files("peft_audit.judges").joinpath(LABELLED_FILE).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_jsonl(f"peft_audit.judges/{LABELLED_FILE}", text=text)
 
 
 def measure(rows: list[dict] | None = None) -> dict:

@@ -15,15 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..stats import Z95, wilson_interval
 from .base import SAFE_BY_LABEL
-
-Z95 = 1.959963984540054
 
 
 def wilson(k: int, n: int) -> tuple[float | None, float | None]:
-    """Wilson score 95% interval for k successes in n (Wilson 1927); (None, None) for n = 0."""
-    from ..benchmarks.safety.stats import wilson_interval
-
+    """Wilson score 95% interval for k successes in n (:func:`peft_audit.stats.wilson_interval`)."""
     return wilson_interval(k, n)
 
 

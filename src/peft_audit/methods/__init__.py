@@ -20,6 +20,10 @@ METHOD_MODULES: dict[str, ModuleType] = {
     "prefix-tuning": prefix_tuning,
 }
 
+#: PEFT methods the tool can train and evaluate, in registry order. ``base`` (the un-adapted
+#: base model) is not a method.
+METHODS: tuple[str, ...] = tuple(METHOD_MODULES)
+
 
 def method_module(method: str) -> ModuleType:
     """The module of ``method``; ValueError naming the valid methods if unknown."""
@@ -30,7 +34,9 @@ def method_module(method: str) -> ModuleType:
 
 
 def is_prompt_learning(method: str) -> bool:
-    return bool(method_module(method).PROMPT_LEARNING)
+    """True for soft-prompt / prefix methods. Also accepts PEFT's underscore spelling
+    (``prompt_tuning``), as found in adapter configs; ValueError for an unknown method."""
+    return bool(method_module(method.replace("_", "-")).PROMPT_LEARNING)
 
 
 def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
@@ -84,6 +90,7 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 
 __all__ = [
+    "METHODS",
     "METHOD_MODULES",
     "build_peft_config",
     "is_prompt_learning",

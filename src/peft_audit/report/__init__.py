@@ -5,10 +5,11 @@ Rendering only; every number comes from :func:`peft_audit.analysis.analyze`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..analysis import analyze
+from ..store import open_existing
+from ..summary import SUMMARY_FILE, write_summary
 from .exports import write_csv, write_json, write_parquet
 from .html import render_html
 from .markdown import render_markdown
@@ -22,8 +23,8 @@ def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("
                   correction: str = "holm", *, n_boot: int = 2000, seed: int = 0) -> list[Path]:
     """Analyse ``RUN_DIR/results.sqlite`` and write the requested formats into ``RUN_DIR``.
 
-    md -> report.md; html -> report.html; json -> analysis.json (+ summary.json when
-    ``peft_audit.summary.build_summary`` is available); csv/parquet -> analysis/<table>.<ext>.
+    md -> report.md; html -> report.html; json -> analysis.json and summary.json
+    (:func:`peft_audit.summary.write_summary`); csv/parquet -> analysis/<table>.<ext>.
     Raises ValueError for an unknown format or correction, FileNotFoundError without a store.
     """
     bad = [f for f in formats if f not in FORMATS]
@@ -45,28 +46,10 @@ def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("
         out.append(p)
     if "json" in formats:
         out.append(write_json(a, run_dir / "analysis.json"))
-        summary = _summary(run_dir)
-        if summary is not None:
-            p = run_dir / "summary.json"
-            p.write_text(json.dumps(summary, indent=1, default=str))
-            out.append(p)
+        with open_existing(run_dir) as store:  # the one summary.json writer (peft_audit.summary)
+            out.append(write_summary(store, run_dir / SUMMARY_FILE))
     if "csv" in formats:
         out += write_csv(a, run_dir / "analysis")
     if "parquet" in formats:
         out += write_parquet(a, run_dir / "analysis")
     return out
-
-
-def _summary(run_dir: Path) -> dict | None:
-    # summary.json is the lead's contract (peft_audit.summary); write it when that module exists.
-    try:
-        from ..summary import build_summary
-    except ImportError:
-        return None
-    from ..analysis.data import open_store
-
-    store = open_store(run_dir)
-    try:
-        return build_summary(store)
-    finally:
-        store.close()

@@ -18,7 +18,8 @@ import pandas as pd
 from ..analysis import Analysis
 from . import plots
 from .tables import (
-    FAIRNESS_SHOWN, METRIC_TITLES, cell_colour, corrected_grid, delta_matrix, heatmap_grid, judge_scores,
+    FAIRNESS_SHOWN, METRIC_TITLES, benchmark_sections, cell_colour, corrected_grid, delta_matrix, heatmap_grid,
+    judge_scores,
     judge_validity_rows, num,
     records, score_grid, spot_check_rows,
 )
@@ -90,6 +91,7 @@ def render_html(a: Analysis, title: str) -> str:
         findings=[f.as_dict() for f in a.findings],
         grids=grids,
         over_refusal=score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics),
+        benchmark_sections=benchmark_sections(a.variants, a.paired, a.frames.metrics),
         heatmaps=[h for h in heatmaps if h],
         forests=forests,
         anova=records(an[an["outcome"] == "safety_overall"] if not an.empty else an),

@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..analysis import Analysis
 from .tables import (
-    FAIRNESS_SHOWN, corrected_grid, judge_scores, judge_validity_rows, num, score_grid, spot_check_rows,
+    FAIRNESS_SHOWN, benchmark_sections, corrected_grid, judge_scores, judge_validity_rows, num, score_grid,
+    spot_check_rows,
 )
 
 
@@ -123,6 +124,10 @@ def render_markdown(a: Analysis, title: str) -> str:
         g = score_grid(a.variants, a.paired, m, metrics=a.frames.metrics)
         L += [f"### {g['title']}", ""] + _grid_md(g)
     L += ["## Over-refusal", ""] + _grid_md(score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics))
+    for section in benchmark_sections(a.variants, a.paired, a.frames.metrics):
+        L += [f"## {_md(section['title'])}", ""]
+        for g in section["grids"]:
+            L += [f"### {_md(g['title'])}", ""] + _grid_md(g)
     L += ["## What matters: factor effects on overall safety change", ""]
     e = a.factors["effects"]
     e = e[e["outcome"] == "safety_overall"] if not e.empty else e

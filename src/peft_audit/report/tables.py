@@ -9,6 +9,10 @@ import pandas as pd
 from ..benchmarks.categories import SAFETY_CATEGORIES
 
 FAIRNESS_SHOWN = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
+#: Metrics the report lays out by hand (with the judge tables, heatmaps and factor models around
+#: them): safety, over-refusal and BBQ. Every other benchmark's report sections are rendered by
+#: :func:`benchmark_sections` in registry order, after them.
+HAND_LAID_OUT = frozenset({"safety_score", "refusal_rate", *FAIRNESS_SHOWN})
 METRIC_TITLES = {
     "safety_score": "Safety score (share of prompts answered safely, among those the judges scored; overall = mean "
                     "over categories)",
@@ -241,3 +245,18 @@ def corrected_grid(variants: pd.DataFrame, corrected: pd.DataFrame) -> dict | No
                                        "measured sensitivity and specificity"})
         rows.append({"label": v["label"], "cells": cells})
     return {"columns": cats, "rows": rows}
+
+
+def benchmark_sections(variants: pd.DataFrame, paired: pd.DataFrame, metrics: pd.DataFrame | None) -> list[dict]:
+    """``[{'title', 'grids': [score_grid, ...]}]``: the report sections of the registered benchmarks
+    that the report does not lay out by hand (:data:`HAND_LAID_OUT`), in registry order."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    out = []
+    for b in BENCHMARKS.values():
+        for section in b.report_sections:
+            shown = [m for m in section.metrics if m not in HAND_LAID_OUT]
+            if shown:
+                out.append({"title": section.title,
+                            "grids": [score_grid(variants, paired, m, metrics=metrics) for m in shown]})
+    return out

@@ -1,6 +1,6 @@
 """Stage messages: how a worker (subprocess or Ray task) hands its finished stages to the driver.
 
-A worker never writes the store. It runs :func:`peft_audit.pipeline.run_one` with a
+A worker never writes the store. It runs the ``run_one`` it was handed with a
 :class:`MessageSink`, which turns each ``commit_stage`` / ``update_variant`` call into a plain
 tuple and hands it to ``put`` (a ``multiprocessing`` queue, a Ray queue, or a list). The driver
 applies the tuples to the store in the order they were sent with :func:`apply_message`, so a
@@ -63,11 +63,15 @@ def apply_message(store: Store, msg: Message) -> None:
         raise ValueError(f"unknown worker message kind {kind!r}")
 
 
-RESUME_TABLES = ("safety_samples", "verdicts", "fairness_samples")
+def resume_tables() -> tuple[str, ...]:
+    """The tables every registered benchmark reads back when resuming, in registry order."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    return tuple(dict.fromkeys(t for b in BENCHMARKS.values() for t in b.resume_tables))
 
 
 def stored_rows_for(store: Store, vid: str, done_stages: set[str]) -> dict[str, list[dict]]:
     """Rows of earlier stages a resumed variant may need (empty when it starts from scratch)."""
     if not done_stages - {"trained"}:
-        return {t: [] for t in RESUME_TABLES}
-    return {t: store.rows(t, vid) for t in RESUME_TABLES}
+        return {t: [] for t in resume_tables()}
+    return {t: store.rows(t, vid) for t in resume_tables()}

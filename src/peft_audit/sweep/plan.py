@@ -14,10 +14,12 @@ benchmark settings are the run's evaluation protocol: they are fixed per run dir
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, SweepConfig, VariantSpec, variant_id
+from ..identity import identity_payload
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,24 @@ class PlannedVariant:
 
     @property
     def display(self) -> str:
-        s = self.spec
-        if s.label:
-            return s.label
-        if s.is_base():
-            return f"base:{s.base_model}"
-        if s.adapter:
-            return f"{s.method}:{s.adapter}"
-        return f"{s.method}/{s.algo}/lr={s.lr:g}/ep={s.epochs}/seed={s.seed}"
+        return variant_display(self.spec.model_dump())
+
+
+def variant_display(v: Mapping[str, Any]) -> str:
+    """The one human name of a variant, from its spec fields (a VariantSpec dump or a store row):
+    its label if it has one, else ``base:<model>``, ``<method>:<adapter>`` or
+    ``<method>/<algo>/lr=<lr>/ep=<epochs>/seed=<seed>`` (``?`` for a missing field)."""
+    if v.get("label"):
+        return v["label"]
+    if v.get("method", "base") == "base":
+        return f"base:{v['base_model']}"
+    if v.get("adapter"):
+        return f"{v['method']}:{v['adapter']}"
+
+    def f(x: Any, fmt: str = "") -> str:
+        return "?" if x is None else format(x, fmt)
+
+    return f"{v['method']}/{f(v.get('algo'))}/lr={f(v.get('lr'), 'g')}/ep={f(v.get('epochs'))}/seed={f(v.get('seed'))}"
 
 
 def _grid(args: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -129,10 +141,29 @@ PROTOCOL_NEUTRAL_SAFETY_FIELDS = ("max_unscored_share",)
 
 
 def eval_protocol_hash(cfg: SweepConfig) -> str:
-    """Hash of the benchmark settings that every variant of a run is evaluated with.
+    """Hash of the benchmark settings that every variant of a run is evaluated with: one entry per
+    enabled benchmark holding its result-changing, non-default settings (see
+    :mod:`peft_audit.identity`), so neither a new defaulted setting nor concurrency, timeouts,
+    retries or batch sizes change it."""
+    from ..benchmarks.registry import BENCHMARKS
 
-    ``safety.max_unscored_share`` is left out: it decides whether a variant fails, not what its
-    results are, so it may be raised on an existing run (with ``--retry-failed``), and run
-    directories made before it existed keep their protocol."""
-    safety = cfg.safety.model_dump(exclude=set(PROTOCOL_NEUTRAL_SAFETY_FIELDS))
-    return variant_id({"safety": safety, "fairness": cfg.fairness.model_dump()})
+    sections = {name: getattr(cfg, name) for name in BENCHMARKS}
+    return variant_id({name: identity_payload(s) for name, s in sections.items() if s.enabled})
+
+
+def legacy_protocol_hash(cfg: SweepConfig) -> str | None:
+    """The protocol hash a version-1 run directory stored for this config (the full dump of the
+    safety and fairness sections as they were then), so such a directory is recognised and resumed."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    payload = {}
+    for name in BENCHMARKS:
+        section = getattr(cfg, name)
+        fields = type(section).PROTOCOL_V1_FIELDS
+        if fields is None:
+            continue
+        extra = {k for k in identity_payload(section) if k not in fields}
+        if extra:  # a setting that did not exist then: no version-1 directory can have used it
+            return None
+        payload[name] = section.protocol_v1_dump()
+    return variant_id(payload)

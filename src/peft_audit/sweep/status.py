@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..store import Store
+from ..store import open_existing
 from .driver import HEARTBEAT_S
+from .plan import variant_display
 
 STAGE_ORDER = ("trained", "generated", "judged", "scored", "metrics")
 STATUSES = ("pending", "running", "done", "failed", "skipped")
@@ -46,21 +47,14 @@ class SweepStatus:
 
 
 def _name(v: dict) -> str:
-    if v.get("label"):
-        return v["label"]
-    if v["method"] == "base":
-        return f"base:{v['base_model']}"
-    return f"{v['method']}/{v['algo']}/lr={v['lr']:g}/ep={v['epochs']}/seed={v['seed']}"
+    return variant_display({**v.get("spec", {}), **v})
 
 
 def read_status(run_dir: str | Path, now: float | None = None) -> SweepStatus:
     """Read the status of the sweep in ``run_dir``. FileNotFoundError if it has no store."""
     run_dir = Path(run_dir)
-    db = run_dir / "results.sqlite"
-    if not db.is_file():
-        raise FileNotFoundError(f"{run_dir}: no results.sqlite here; is this a peft-audit run directory?")
     now = time.time() if now is None else now
-    with Store(db) as store:
+    with open_existing(run_dir) as store:
         counts = {s: 0 for s in STATUSES}
         counts.update(store.status_counts())
         st = SweepStatus(run_dir, counts)

@@ -1,7 +1,7 @@
 """The body of one variant run away from the driver: in a fresh subprocess or a Ray task.
 
-:func:`run_variant` evaluates one variant with :func:`peft_audit.pipeline.run_one` (failure
-isolation included) and sends every stage to the driver through ``put`` (see
+:func:`run_variant` evaluates one variant with the ``run_one`` it is handed (the pipeline's
+:func:`peft_audit.pipeline.run_one`, failure isolation included) and sends every stage to the driver through ``put`` (see
 :mod:`peft_audit.sweep.messages`); its last message is ``("finished", vid, status, timings)``.
 It never opens the store.
 
@@ -24,10 +24,8 @@ WATCHDOG_INTERVAL_S = 1.0
 
 
 def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows: dict[str, list[dict]],
-                put: Callable[[Message], None]) -> str:
-    """Run one variant, streaming its stages through ``put``; returns 'done' or 'failed'."""
-    from ..pipeline import run_one
-
+                put: Callable[[Message], None], run_one: Callable) -> str:
+    """Run one variant with ``run_one``, streaming its stages through ``put``; returns 'done' or 'failed'."""
     sink = MessageSink(put, stored_rows)
     status, timings = run_one(cfg, Path(run_dir), pv, sink, set(done_stages))
     put(("finished", pv.id, status, timings))
@@ -41,9 +39,9 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(WATCHDOG_INTERVAL_S)
 
 
-def subprocess_main(worker: Callable, cfg, run_dir: str, pv, done_stages: set[str], stored_rows, queue,
-                    parent_pid: int, threads: int | None = None, gpu: str | None = None) -> None:
-    """Entry point of a spawned worker process: watchdog, then ``worker(..., put=queue.put)``.
+def subprocess_main(worker: Callable, run_one: Callable, cfg, run_dir: str, pv, done_stages: set[str], stored_rows,
+                    queue, parent_pid: int, threads: int | None = None, gpu: str | None = None) -> None:
+    """Entry point of a spawned worker process: watchdog, then ``worker(..., queue.put, run_one)``.
 
     ``threads`` caps torch's intra-op threads so ``--jobs N`` workers share the cores instead of
     each claiming all of them; ``gpu`` (a CUDA device index) makes only that GPU visible.
@@ -56,7 +54,7 @@ def subprocess_main(worker: Callable, cfg, run_dir: str, pv, done_stages: set[st
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
-        worker(cfg, run_dir, pv, done_stages, stored_rows, queue.put)
+        worker(cfg, run_dir, pv, done_stages, stored_rows, queue.put, run_one)
     finally:
         # Flush the queue's feeder thread before exiting so the driver sees every message.
         queue.close()

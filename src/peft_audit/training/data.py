@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
+from ..jsonl import read_jsonl  # noqa: F401  (re-exported: tests and loaders read data files)
 from .provenance import content_hash, file_sha256
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -41,22 +42,6 @@ class TrainingData:
     source_hash: str | None  # sha256 of the source file, when it is one file
     content_hash: str  # sha256 of the final rows (after cap, mixing and shuffling)
     n_safety: int  # refusal demonstrations mixed in
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
 
 
 def read_local(path: Path) -> list[dict[str, Any]]:

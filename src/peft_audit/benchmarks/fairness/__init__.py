@@ -9,6 +9,7 @@ categories, template-cluster bootstrap 95% intervals).
     peft-audit run sweep.yaml   # with  fairness: {source: path/to/BBQ/data, per_cell: 50}
 """
 
+from .config import FairnessConfig
 from .loader import BBQFormatError, BBQItem, BBQLoadResult, load_bbq, sample_per_cell
 from .metrics import bbq_scores, fairness_metrics, item_indicators
 from .targets import bias_target_index
@@ -24,6 +25,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "FairnessConfig",
     "BBQFormatError",
     "BBQItem",
     "BBQLoadResult",

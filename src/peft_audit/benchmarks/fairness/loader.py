@@ -15,7 +15,6 @@ replacement) from every (category, context_condition, question_polarity) cell.
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...jsonl import JSONLineError, parse_lines
 from ..categories import BBQ_ALL_CATEGORIES, BBQ_FILE_STEMS
 from .targets import bias_target_index, find_unknown_index, stereotyped_from_target, template_profile
 
@@ -157,14 +157,10 @@ def read_target_locs(path: str | Path) -> dict[tuple[str, str], int]:
 def _read_jsonl(path: Path, bad: list[str], skip_bad: bool, locs) -> list[BBQItem]:
     items = []
     with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raw = BBQFormatError(f"not valid JSON ({e.msg} at column {e.colno})")
-            _parse_or_skip(raw, f"{path}:{n}", items, bad, skip_bad, locs)
+        for where, raw in parse_lines(f, str(path)):
+            if isinstance(raw, JSONLineError):
+                raw = BBQFormatError(str(raw).removeprefix(f"{where}: "))
+            _parse_or_skip(raw, where, items, bad, skip_bad, locs)
     return items
 
 

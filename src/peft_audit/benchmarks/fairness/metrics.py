@@ -1,7 +1,7 @@
 """BBQ accuracy and bias scores with cluster-bootstrap intervals (pure functions over scored rows).
 
 This module holds the **one** definition of the BBQ scores; the paired analysis
-(:mod:`peft_audit.analysis.paired`) and the synthetic store (:mod:`peft_audit.analysis.synthetic`)
+(:mod:`peft_audit.analysis.paired`) and the synthetic store (``tests/synthetic_store.py``)
 call :func:`item_indicators` and :func:`bbq_scores` rather than restating them.
 
 Formulas from Parrish et al. (2022), "BBQ: A Hand-Built Bias Benchmark for Question

@@ -10,15 +10,26 @@ Command line (through a sweep config)::
     peft-audit run configs/quickstart.yaml --safety hexphi
 """
 
-from .evaluate import (
-    JudgeFailureError, SafetyResult, check_judge_failures, evaluate_safety, generate_responses, judge_responses,
-)
+from .config import SafetyConfig
 from .metrics import JudgeFailures, judge_failures, safety_metrics
 from .prompts import OVER_REFUSAL_BENCHMARK, SafetyPrompt, builtin_prompts, over_refusal_prompts
 from .sources import HEXPHI_REPO, SafetyDataError, limit_per_category, load_hexphi_dir, load_safety_prompts, load_table
 
+
+def __getattr__(name: str):
+    # evaluate.py needs torch; config validation and the analysis import this package without it.
+    if name in ("JudgeFailureError", "SafetyResult", "check_judge_failures", "evaluate_safety", "generate_responses",
+                "judge_responses"):
+        from . import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "SafetyConfig",
     "HEXPHI_REPO", "OVER_REFUSAL_BENCHMARK", "JudgeFailureError", "JudgeFailures", "SafetyDataError", "SafetyPrompt",
-    "SafetyResult", "builtin_prompts", "check_judge_failures", "evaluate_safety", "generate_responses", "judge_failures", "judge_responses", "limit_per_category", "load_hexphi_dir",
+    "SafetyResult", "builtin_prompts", "check_judge_failures", "evaluate_safety", "generate_responses",
+    "judge_failures", "judge_responses", "limit_per_category", "load_hexphi_dir",
     "load_safety_prompts", "load_table", "over_refusal_prompts", "safety_metrics",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ...config import SafetyConfig
+from .config import SafetyConfig
 from ...judges.base import COMBINED, Judge, verdict_row
 from ...judges.combine import combine
 from ...judges.refusal import RefusalJudge

@@ -50,9 +50,9 @@ from dataclasses import dataclass
 
 from ...judges.base import COMBINED, SAFE_BY_LABEL
 from ...judges.combine import agreement
+from ...stats import mean_interval, mean_of_means, mean_of_proportions, wilson_interval
 from ..categories import SAFETY_CATEGORIES
 from .prompts import OVER_REFUSAL_BENCHMARK, OVER_REFUSAL_JUDGE
-from .stats import mean_interval, mean_of_means, mean_of_proportions, wilson_interval
 
 RUBRIC_JUDGE = "llm"
 INCOHERENT = "incoherent"

@@ -11,10 +11,10 @@ The built-in sets are written by this project (``data/probes.jsonl``, ``data/ove
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 
+from ...jsonl import read_jsonl
 from ..categories import SAFETY_CATEGORIES
 
 OVER_REFUSAL_BENCHMARK = "over_refusal"
@@ -39,7 +39,7 @@ class SafetyPrompt:
 
 def _read_builtin(name: str, benchmark: str) -> list[SafetyPrompt]:
     text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = read_jsonl(f"{__package__}/data/{name}", text=text)
     return [SafetyPrompt(r["prompt_id"], r["category"], r["prompt"], benchmark) for r in rows]
 
 

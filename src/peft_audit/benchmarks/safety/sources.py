@@ -20,14 +20,14 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...config import SafetyConfig
+from .config import SafetyConfig
+from ...jsonl import JSONLineError, read_jsonl
 from ..categories import SAFETY_CATEGORIES
 from .prompts import SafetyPrompt, builtin_prompts
 
@@ -184,13 +184,10 @@ def _load_hexphi_hub() -> list[SafetyPrompt]:
 
 def _read_rows(path: Path) -> Iterable[dict]:
     if path.suffix.lower() == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise SafetyDataError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+        try:
+            yield from read_jsonl(path)
+        except JSONLineError as e:
+            raise SafetyDataError(str(e)) from None
     else:
         with open(path, newline="", encoding="utf-8") as f:
             yield from csv.DictReader(f)

@@ -13,27 +13,38 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ...config import SweepConfig
-    from ...pipeline import RunOptions
     from ...store import Store
+    from ..options import RunOptions, VariantRunner
     from ..plan import PlannedVariant
 
 
 class Executor(Protocol):
-    def run(self, cfg: "SweepConfig", run_dir: "Path", todo: list["PlannedVariant"], store: "Store") -> dict[str, float]:
-        """Run ``todo`` (bases first), committing to ``store``; return total seconds per stage."""
+    def run(self, cfg: "SweepConfig", run_dir: "Path", todo: list["PlannedVariant"], store: "Store",
+            run_one: "VariantRunner") -> dict[str, float]:
+        """Run ``todo`` (bases first) with ``run_one``, committing to ``store``; return total seconds
+        per stage. ``run_one`` is handed in (the pipeline's), so executors never import the pipeline."""
         ...
 
 
-#: executor name -> "module:class", imported only when chosen (Ray is an optional extra).
-EXECUTORS = {"local": "local:LocalExecutor", "ray": "ray:RayExecutor"}
+def _local() -> type:
+    from .local import LocalExecutor
+
+    return LocalExecutor
+
+
+def _ray() -> type:
+    from .ray import RayExecutor  # imports Ray itself only when constructed (an optional extra)
+
+    return RayExecutor
+
+
+#: executor name -> its class, imported only when chosen.
+EXECUTORS = {"local": _local, "ray": _ray}
 
 
 def get_executor(opts: "RunOptions") -> Executor:
     """The executor named by ``opts.executor``; ValueError naming the valid ones if unknown.
     A missing optional dependency (Ray) raises :class:`MissingDependencyError` saying how to install it."""
-    import importlib
-
     if opts.executor not in EXECUTORS:
         raise ValueError(f"unknown executor {opts.executor!r}; valid: {', '.join(EXECUTORS)}")
-    module, cls = EXECUTORS[opts.executor].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(opts)
+    return EXECUTORS[opts.executor]()(opts)

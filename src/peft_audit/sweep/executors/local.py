@@ -49,17 +49,15 @@ class LocalExecutor:
         self.opts = opts
         self.worker = worker  # a module-level function (picklable by name for spawn)
 
-    def run(self, cfg, run_dir: Path, todo, store) -> dict[str, float]:
+    def run(self, cfg, run_dir: Path, todo, store, run_one) -> dict[str, float]:
         with Driver(cfg, run_dir, store, todo, self.opts, "local") as driver:
             if self.opts.in_process:
-                self._run_in_process(driver, cfg, run_dir, todo, store)
+                self._run_in_process(driver, cfg, run_dir, todo, store, run_one)
             else:
-                self._run_subprocesses(driver, cfg, run_dir, todo)
+                self._run_subprocesses(driver, cfg, run_dir, todo, run_one)
             return driver.stage_seconds
 
-    def _run_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store) -> None:
-        from ...pipeline import run_one
-
+    def _run_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store, run_one) -> None:
         for pv in todo:
             if not driver.may_start():
                 break
@@ -71,7 +69,7 @@ class LocalExecutor:
                 raise
             driver.finish(pv.id, status, timings)
 
-    def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo) -> None:
+    def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo, run_one) -> None:
         ctx = mp.get_context("spawn")
         messages = ctx.Queue()
         pending = list(todo)
@@ -88,8 +86,8 @@ class LocalExecutor:
                     slot = min(set(range(jobs)) - set(slots.values()))
                     proc = ctx.Process(
                         target=subprocess_main, name=f"peft-audit-{pv.id}",
-                        args=(self.worker, cfg, str(run_dir), pv, done, rows, messages, os.getpid(), threads,
-                              gpu_for_slot(slot, gpus)),
+                        args=(self.worker, run_one, cfg, str(run_dir), pv, done, rows, messages, os.getpid(),
+                              threads, gpu_for_slot(slot, gpus)),
                     )
                     proc.start()
                     running[pv.id] = proc

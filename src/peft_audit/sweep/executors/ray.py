@@ -33,9 +33,9 @@ def require_ray():
     return ray
 
 
-def _ray_task(cfg, run_dir: str, pv, done: set[str], rows, queue) -> str:
+def _ray_task(cfg, run_dir: str, pv, done: set[str], rows, queue, run_one) -> str:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return run_variant(cfg, run_dir, pv, done, rows, queue.put)
+    return run_variant(cfg, run_dir, pv, done, rows, queue.put, run_one)
 
 
 class RayExecutor:
@@ -52,7 +52,7 @@ class RayExecutor:
         else:
             ray.init(include_dashboard=False, log_to_driver=True)
 
-    def run(self, cfg, run_dir: Path, todo, store) -> dict[str, float]:
+    def run(self, cfg, run_dir: Path, todo, store, run_one) -> dict[str, float]:
         ray = self.ray
         from ray.util.queue import Empty, Queue
 
@@ -86,7 +86,7 @@ class RayExecutor:
                     while pending and len(refs) < slots and driver.may_start():
                         pv = pending.pop(0)
                         done, rows = driver.prepare(pv)
-                        refs[task.remote(cfg, run_dir_s, pv, done, rows, messages)] = pv.id
+                        refs[task.remote(cfg, run_dir_s, pv, done, rows, messages, run_one)] = pv.id
                     if pending and not driver.may_start():
                         pending.clear()
                     ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S) if refs else ([], [])

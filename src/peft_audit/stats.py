@@ -1,4 +1,5 @@
-"""Interval estimates used by the safety metrics. Pure functions; 95% intervals throughout."""
+"""Interval estimates shared by the benchmarks' metrics and the judges' agreement statistics.
+Pure functions; 95% intervals throughout."""
 
 from __future__ import annotations
 

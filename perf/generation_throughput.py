@@ -2,7 +2,7 @@
 SmolLM2-135M-Instruct. Prints new tokens per second for each and their ratio, per repeat
 (batch 1 and batched alternate, so slow drift in machine load hits both), then the range.
 
-    .venv/bin/python benchmarks/generation_throughput.py [--prompts 16] [--batch-size 8] \
+    .venv/bin/python perf/generation_throughput.py [--prompts 16] [--batch-size 8] \
         [--max-new-tokens 64] [--repeats 3] [--threads N]
 """
 

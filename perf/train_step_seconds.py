@@ -1,6 +1,6 @@
 """Seconds per optimizer step and trainable parameters per PEFT method on the bundled SmolLM2.
 
-Usage: python benchmarks/train_step_seconds.py [--steps 8] [--batch-size 4] [--seq-len 256] [--algo sft]
+Usage: python perf/train_step_seconds.py [--steps 8] [--batch-size 4] [--seq-len 256] [--algo sft]
 
 Each method trains ``--steps`` steps on rows padded to about ``--seq-len`` tokens; the per-step
 time is taken between consecutive logged steps (the first step, with its warm-up, is dropped) and

@@ -14,7 +14,7 @@ ratio (target >= 3.0 on a 2-core CPU), tokens/s, the model FLOP/s this implies
 sec. 2.1; attention-score FLOPs left out) and, for scale, the FLOP/s of a plain large fp32
 matmul measured in the same run. Not a test: timings depend on the machine and its load.
 
-    .venv/bin/python benchmarks/bbq_scoring.py --n 300 --batch-size 16
+    .venv/bin/python perf/bbq_scoring.py --n 300 --batch-size 16
 """
 
 from __future__ import annotations

@@ -10,19 +10,22 @@ items per variant), then times, in the same run:
 
 and prints each time and its ratio to the baseline.
 
-    .venv/bin/python benchmarks/report_scale.py [--variants 200] [--out DIR] [--reuse]
+    .venv/bin/python perf/report_scale.py [--variants 200] [--out DIR] [--reuse]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from peft_audit.analysis import analyze, load_frames, open_store
-from peft_audit.analysis.synthetic import build_synthetic_store
 from peft_audit.report import write_reports
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic store is test-data code
+from synthetic_store import build_synthetic_store  # noqa: E402
 
 
 def main() -> None:

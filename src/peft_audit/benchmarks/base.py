@@ -1,0 +1,210 @@
+"""The :class:`Benchmark` interface: what one evaluation benchmark owns, and what it is given.
+
+A benchmark is one module (or folder) plus one line in :mod:`.registry`. It owns
+
+* its config section: a :class:`BenchmarkSection` subclass, found in the sweep file under the
+  benchmark's name (``safety:``, ``fairness:``, ...) and validated with the rest of the file;
+* its data loading, and the model work it needs (generate, or log-likelihood scoring), done in
+  :meth:`Benchmark.evaluate` on the :class:`VariantRun` the pipeline hands it;
+* which judges it uses (``VariantRun.judges``, built once per worker process);
+* its stages (markers in the store; a resumed run redoes only the missing ones) and its
+  metric rows with intervals;
+* its block in ``summary.json`` (:meth:`Benchmark.summary_block`), its gate rules
+  (:attr:`Benchmark.gate_rules`) and its per-item export (:meth:`Benchmark.export_frame`).
+
+The pipeline only loops: ``for each enabled benchmark: metric_rows += benchmark.evaluate(section, run)``,
+then commits the variant's ``metrics`` stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..store import Store
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+#: (benchmark, category, metric) -> a metrics-table row (dict with value, ci_low, ci_high, n).
+MetricsLookup = Mapping[tuple[str, str, str], Mapping[str, Any]]
+
+
+def num(x: Any) -> float | None:
+    """A stored metric value as a float; None for missing or NaN (summary.json has no NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def metric_value(m: MetricsLookup, benchmark: str, category: str, metric: str) -> float | None:
+    r = m.get((benchmark, category, metric))
+    return num(r["value"]) if r else None
+
+
+def metric_ci(m: MetricsLookup, benchmark: str, category: str, metric: str) -> list[float | None] | None:
+    r = m.get((benchmark, category, metric))
+    return [num(r["ci_low"]), num(r["ci_high"])] if r else None
+
+
+def delta(a: float | None, b: float | None) -> float | None:
+    """Variant minus base; None when either is undefined."""
+    return None if a is None or b is None else a - b
+
+
+class BenchmarkSection(BaseModel):
+    """Base of every benchmark's config section. Unknown keys are errors; sections are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: see peft_audit.identity. ``enabled`` is in the protocol as the presence of the section.
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled"})
+    IDENTITY_V1: ClassVar[frozenset[str]] = frozenset()
+    #: The fields a version-1 run directory's protocol hash covered (full dump), to recognise it.
+    PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = None
+
+    enabled: bool = Field(True, description="Evaluate this benchmark")
+
+
+class StageSink(Protocol):
+    """Where a variant's finished stages go: the store itself (in-process), or a channel to the
+    driver process, which alone writes (subprocess and Ray executors)."""
+
+    def commit_stage(self, vid: str, stage: str, seconds: float, **rows: Any) -> None: ...
+
+    def update_variant(self, vid: str, **fields: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """One check of the deployment gate: ``direction * delta > limit`` is a violation.
+
+    ``metric`` is a metric of the paired comparison (analysis.paired), ``category`` either
+    ``"overall"`` or ``"per-category"`` (every category but overall), ``direction`` -1 when a drop
+    is bad and +1 when a rise is bad, ``threshold`` the :class:`peft_audit.gate.GateThresholds`
+    field holding the limit.
+    """
+
+    metric: str
+    category: str
+    direction: int
+    threshold: str
+
+
+#: Store.commit_stage keyword -> the table its rows land in (where the two differ).
+_TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section of the report: a heading and one score grid per paired metric (variants x
+    categories, change vs base with its interval; :func:`peft_audit.report.tables.score_grid`)."""
+
+    title: str
+    metrics: tuple[str, ...]
+
+
+@dataclass
+class VariantRun:
+    """Everything a benchmark is given to evaluate one variant (one loaded model).
+
+    ``done_stages`` are the stages already in the store; ``stored_rows(table)`` returns rows of
+    an earlier stage (this process's, else the store's / the driver's); ``commit`` writes a stage
+    and its rows in one transaction; ``timed(name)`` adds wall seconds to ``timings[name]``.
+    """
+
+    variant_id: str
+    run_dir: Path
+    model: Any
+    tokenizer: Any
+    done_stages: set[str]
+    sink: StageSink
+    judges: Callable[[BenchmarkSection], list[Any]]
+    progress: ProgressFactory
+    timings: dict[str, float] = field(default_factory=dict)
+    _made: dict[str, list[dict]] = field(default_factory=dict)
+
+    def needs(self, stage: str) -> bool:
+        return stage not in self.done_stages
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def commit(self, stage: str, seconds: float, **rows: list[dict]) -> None:
+        """Write ``stage`` with its rows (keywords of :meth:`peft_audit.store.Store.commit_stage`)."""
+        self.sink.commit_stage(self.variant_id, stage, seconds, **rows)
+        for keyword, table_rows in rows.items():
+            self._made[_TABLE_OF.get(keyword, keyword)] = list(table_rows)
+
+    def stored_rows(self, table: str) -> list[dict]:
+        """Rows of ``table`` for this variant: made by this process if it just made them, else
+        from the driver (a worker's MessageSink) or the store (in-process runs)."""
+        if table in self._made:
+            return self._made[table]
+        if hasattr(self.sink, "rows"):
+            return self.sink.rows(table, self.variant_id)
+        from ..store import Store, results_path
+
+        with Store(results_path(self.run_dir)) as store:
+            return store.rows(table, self.variant_id)
+
+
+class Benchmark(Protocol):
+    """One evaluation benchmark (see the module docstring for what it owns)."""
+
+    #: registry key, config section key, and ``benchmark`` value of its stored rows
+    name: str
+    #: its config section model
+    section: type[BenchmarkSection]
+    #: the store stages it commits before the variant's shared ``metrics`` stage
+    stages: tuple[str, ...]
+    #: the ``peft-audit export --samples`` kind it answers to
+    sample_kind: str
+    #: deployment-gate rules over its paired comparisons
+    gate_rules: tuple[GateRule, ...]
+    #: its sections in report.md / report.html
+    report_sections: tuple[ReportSection, ...]
+    #: store tables it reads back through ``VariantRun.stored_rows`` when resuming (the driver
+    #: sends their rows to a worker that continues after a finished stage)
+    resume_tables: tuple[str, ...]
+
+    def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:
+        """Run the missing stages on ``run.model`` (committing each through ``run.commit``) and
+        return this benchmark's metric rows (``[]`` when the ``metrics`` stage is already done)."""
+        ...
+
+    def summary_block(self, metrics: MetricsLookup) -> dict[str, Any]:
+        """This benchmark's keys in a variant's ``summary.json`` block, from its metric rows."""
+        ...
+
+    def summary_delta(self, variant: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Its entry in ``delta_vs_base`` (variant minus base) from two summary blocks, or None."""
+        ...
+
+    def paired(self, frames: Any, pairs: "pd.DataFrame", *, n_boot: int, seed: int) -> "pd.DataFrame":
+        """Its paired comparisons, variant vs base, for every (variant_id, base_id) of ``pairs``:
+        rows of ``analysis.paired.PAIRED_COLUMNS`` with raw p-values (the caller adjusts them per
+        (benchmark, metric) family). ``frames`` is the run's ``analysis.data.RunFrames``."""
+        ...
+
+    def evaluated(self, frames: Any) -> set[str]:
+        """Ids of the variants that have results of this benchmark (the gate fails a variant
+        that lacks results its base has)."""
+        ...
+
+    def export_frame(self, store: "Store") -> "pd.DataFrame":
+        """One row per (variant, item) for ``peft-audit export --samples <sample_kind>``."""
+        ...

@@ -1,0 +1,127 @@
+"""The safety benchmark behind the :class:`~peft_audit.benchmarks.base.Benchmark` interface.
+
+HEx-PHI-style hazard prompts (Qi et al., 2023) plus benign look-alikes for over-refusal.
+Stages: ``generated`` (responses, ``safety_samples``), ``judged`` (``verdicts``); metrics from
+:func:`.metrics.safety_metrics`. Section ``safety:`` (:class:`.config.SafetyConfig`).
+
+    peft-audit run configs/quickstart.yaml          # safety: {source: builtin, judges: [refusal]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, delta, metric_ci, metric_value
+from .config import SafetyConfig
+
+EXPORT_COLUMNS = ("variant_id", "category", "prompt_id", "prompt", "response")
+
+
+class SafetyBenchmark:
+    name = "safety"
+    section = SafetyConfig
+    stages = ("generated", "judged")
+    sample_kind = "safety"
+    resume_tables = ("safety_samples", "verdicts")
+    report_sections = (ReportSection("Safety", ("safety_score",)), ReportSection("Over-refusal", ("refusal_rate",)))
+    gate_rules = (
+        GateRule("safety_score", "overall", -1, "max_safety_drop"),
+        GateRule("safety_score", "per-category", -1, "max_category_drop"),
+    )
+
+    def evaluate(self, cfg: SafetyConfig, run: VariantRun) -> list[dict]:
+        from . import (check_judge_failures, generate_responses, judge_responses, load_safety_prompts,
+                       over_refusal_prompts, safety_metrics)
+
+        prompts = load_safety_prompts(cfg, seed=0)
+        if cfg.over_refusal:
+            prompts = prompts + over_refusal_prompts()
+        if run.needs("generated"):
+            with run.timed("generate"):
+                samples = generate_responses(run.model, run.tokenizer, prompts, cfg=cfg,
+                                             progress=run.progress("generate", len(prompts)))
+            run.commit("generated", run.timings["generate"], safety=samples)
+        if not run.needs("judged") and not run.needs("metrics"):
+            return []
+        samples = run.stored_rows("safety_samples")
+        if run.needs("judged"):
+            with run.timed("judge"):
+                verdicts = judge_responses(samples, run.judges(cfg), cfg=cfg, progress=run.progress("judge", len(samples)))
+            # A judge that could not judge fails the stage (not committed); --retry-failed
+            # re-judges the committed responses.
+            check_judge_failures(samples, verdicts, cfg.max_unscored_share)
+            run.commit("judged", run.timings["judge"], verdicts=verdicts)
+        if not run.needs("metrics"):
+            return []
+        return safety_metrics(samples, run.stored_rows("verdicts"))
+
+    def summary_block(self, m: MetricsLookup) -> dict[str, Any]:
+        def val(c, k, b="safety"):
+            return metric_value(m, b, c, k)
+
+        def per_judge(metric):
+            prefix = metric + ":"
+            return {k.removeprefix(prefix): metric_value(m, b, c, k) for (b, c, k) in m
+                    if b == "safety" and c == "overall" and k.startswith(prefix)}
+
+        cats = sorted({c for (b, c, k) in m if b == "safety" and k == "safety_score" and c != "overall"})
+        safety = {
+            "overall": val("overall", "safety_score"),
+            "overall_ci": metric_ci(m, "safety", "overall", "safety_score"),
+            "by_category": {c: val(c, "safety_score") for c in cats},
+            "ci_by_category": {c: metric_ci(m, "safety", c, "safety_score") for c in cats},
+            "n_by_category": {c: m[("safety", c, "safety_score")]["n"] for c in cats},
+            "incoherent": val("overall", "incoherent_count"),
+            "unscored": val("overall", "unscored_count"),
+            "by_judge": per_judge("safety_score"),
+            # The combined "unscored" above is 0 while one judge of two fails on every response.
+            "unscored_share_by_judge": per_judge("unscored_share"),
+            "failed_share_by_judge": per_judge("failed_share"),
+            "judge_refused_by_judge": per_judge("judge_refused_count"),
+        }
+        for extra in ("mean_harmfulness", "harmfulness_rate"):
+            if ("safety", "overall", extra) in m:
+                safety[extra] = val("overall", extra)
+        over = None
+        if ("over_refusal", "overall", "refusal_rate") in m:
+            r = m[("over_refusal", "overall", "refusal_rate")]
+            over = {"refusal_rate": val("overall", "refusal_rate", "over_refusal"),
+                    "ci": metric_ci(m, "over_refusal", "overall", "refusal_rate"), "n": r["n"],
+                    "incoherent": val("overall", "incoherent_count", "over_refusal")}
+        return {"safety": safety, "over_refusal": over}
+
+    def summary_delta(self, variant: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+        s, bs = variant["safety"], base["safety"]
+        d = {c: delta(s["by_category"].get(c), bs["by_category"].get(c)) for c in s["by_category"]}
+        d["overall"] = delta(s["overall"], bs["overall"])
+        return d
+
+    def paired(self, frames, pairs, *, n_boot: int, seed: int):
+        """Safety score per category and overall (bootstrap CI, exact McNemar / stratified
+        permutation test; :func:`peft_audit.analysis.paired.paired_safety`)."""
+        from ...analysis.paired import paired_safety
+
+        return paired_safety(frames.safety, pairs, n_boot=n_boot, seed=seed)
+
+    def evaluated(self, frames) -> set[str]:
+        return set(frames.safety.loc[frames.safety["safe"].notna(), "variant_id"])
+
+    def export_frame(self, store):
+        """Columns :data:`EXPORT_COLUMNS`, then one column per judge (named after the judge, e.g.
+        ``keyword``, ``combined``) holding that judge's verdict label, empty where it gave none."""
+        import pandas as pd
+
+        df = store.frame("safety_samples").sort_values(["variant_id", "category", "prompt_id"], kind="stable")
+        out = df.loc[:, list(EXPORT_COLUMNS)].reset_index(drop=True)
+        verdicts = store.frame("verdicts")
+        if len(verdicts):
+            wide = verdicts.pivot_table(
+                index=["variant_id", "prompt_id"], columns="judge", values="label", aggfunc="first"
+            )
+            wide.columns = [str(c) for c in wide.columns]
+            clash = set(wide.columns) & set(EXPORT_COLUMNS)
+            if clash:  # a judge named like a base column would silently overwrite it
+                wide = wide.rename(columns={c: f"judge_{c}" for c in clash})
+            out = out.merge(wide.reset_index(), on=["variant_id", "prompt_id"], how="left")
+        return pd.DataFrame(out)

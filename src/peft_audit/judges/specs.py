@@ -1,0 +1,131 @@
+"""Judge specs: each judge a benchmark uses, written as its name or ``{name: ..., settings}``.
+
+    safety:
+      judges: [refusal, {name: llm, url: http://localhost:8000/v1, model: judge-7b, api_key_env: MY_KEY}]
+
+Each spec is validated by its own model (a pydantic union discriminated by ``name``), so a
+misspelt or missing setting is named before anything runs. A spec is frozen and hashable by its
+JSON; :func:`peft_audit.judges.registry.build_judge` turns one into a judge.
+
+The flat ``safety.judge_url``, ``judge_model``, ``judge_api_key_env``, ``judge_concurrency``,
+``judge_timeout_s``, ``judge_max_retries``, ``judge_backoff_s`` and ``guard_model`` of earlier
+releases still work: :func:`fold_legacy_judge_fields` moves them into the ``llm`` / ``guard``
+specs and says so once per process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: see peft_audit.identity: settings that do not change verdicts
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset()
+
+
+class RefusalSpec(_Spec):
+    """Rule-based refusal / compliance / incoherent judge (validated against human labels)."""
+
+    name: Literal["refusal"]
+
+
+class KeywordSpec(_Spec):
+    """Refusal phrases plus degeneration checks (the older rule-based judge)."""
+
+    name: Literal["keyword"]
+
+
+class LLMSpec(_Spec):
+    """1-5 harmfulness rubric over an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"concurrency", "timeout_s", "max_retries", "backoff_s"})
+
+    name: Literal["llm"]
+    url: str = Field(description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    model: str = Field(description="Model name the endpoint serves")
+    api_key_env: str = Field("PEFT_AUDIT_JUDGE_API_KEY", description="Environment variable holding the key "
+                             "(only its name is stored)")
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles per retry")
+
+
+class GuardSpec(_Spec):
+    """A local guard classifier (e.g. Llama Guard 3) run with transformers."""
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
+    name: Literal["guard"]
+    model: str = Field(description="Model id or local directory, e.g. meta-llama/Llama-Guard-3-1B")
+    batch_size: int = Field(8, ge=1)
+
+
+JudgeSpec = Annotated[Union[RefusalSpec, KeywordSpec, LLMSpec, GuardSpec], Field(discriminator="name")]
+JUDGE_NAMES = ("refusal", "keyword", "llm", "guard")
+
+#: flat field of earlier releases -> (judge, setting)
+LEGACY_FIELDS = {
+    "judge_url": ("llm", "url"), "judge_model": ("llm", "model"), "judge_api_key_env": ("llm", "api_key_env"),
+    "judge_concurrency": ("llm", "concurrency"), "judge_timeout_s": ("llm", "timeout_s"),
+    "judge_max_retries": ("llm", "max_retries"), "judge_backoff_s": ("llm", "backoff_s"),
+    "guard_model": ("guard", "model"),
+}
+_warned = False
+
+
+def fold_legacy_judge_fields(data: Any, where: str = "safety") -> Any:
+    """``data`` (a section's raw mapping) with the flat judge fields moved into the specs of
+    ``judges``; names become ``{name: ...}``. Says once per process that the flat fields are
+    deprecated. A flat field whose judge is not listed configures nothing; it is kept under
+    ``unused_judge_settings`` only so that an old run directory's protocol hash is recognised."""
+    global _warned
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    judges = data.get("judges", ["refusal"])
+    if not isinstance(judges, list):
+        return data
+    specs = [{"name": j} if isinstance(j, str) else j for j in judges]
+    unknown = [sp.get("name") for sp in specs if isinstance(sp, dict) and sp.get("name") not in JUDGE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown judge {unknown[0]!r}; valid: {', '.join(JUDGE_NAMES)}")
+    flat = {k: data.pop(k) for k in list(data) if k in LEGACY_FIELDS}
+    if flat:
+        if not _warned:
+            _warned = True
+            moved = ", ".join(f"{where}.{k} -> {LEGACY_FIELDS[k][0]}.{LEGACY_FIELDS[k][1]}" for k in flat)
+            warnings.warn(f"the flat judge settings are deprecated; write them in the judge's spec, e.g. "
+                          f"{where}.judges: [refusal, {{name: llm, url: ..., model: ...}}] ({moved})",
+                          FutureWarning, stacklevel=2)
+        for i, spec in enumerate(specs):
+            if isinstance(spec, dict):
+                extra = {s: v for k, v in flat.items() if LEGACY_FIELDS[k][0] == spec.get("name")
+                         for s in [LEGACY_FIELDS[k][1]] if v is not None}
+                if spec.get("name") == "guard" and "batch_size" in data and "batch_size" not in spec:
+                    extra["batch_size"] = data["batch_size"]  # the guard used the section's batch size
+                specs[i] = {**extra, **spec}
+        listed = {spec.get("name") if isinstance(spec, dict) else None for spec in specs}
+        unused = {k: v for k, v in flat.items() if LEGACY_FIELDS[k][0] not in listed}
+        if unused:
+            data["unused_judge_settings"] = unused
+    data["judges"] = specs
+    return data
+
+
+def legacy_judge_fields(specs: list[BaseModel], unused: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat fields of earlier releases as they would read for ``specs`` (for recognising the
+    protocol hash of a run directory written then): unset ones at their old defaults, or as
+    given in ``unused`` (flat settings of judges that were not listed)."""
+    out: dict[str, Any] = {"judge_url": None, "judge_model": None, "judge_api_key_env": "PEFT_AUDIT_JUDGE_API_KEY",
+                           "judge_concurrency": 4, "judge_timeout_s": 60.0, "judge_max_retries": 4,
+                           "judge_backoff_s": 1.0, "guard_model": None}
+    for spec in specs:
+        for flat, (judge, setting) in LEGACY_FIELDS.items():
+            if spec.name == judge:
+                out[flat] = getattr(spec, setting)
+    return {**out, **(unused or {})}

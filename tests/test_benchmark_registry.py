@@ -1,0 +1,134 @@
+"""Every registered benchmark honours the Benchmark interface (table-driven over the registry),
+and the registry fails loudly on an unknown name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from peft_audit.analysis.paired import PAIRED_COLUMNS
+from peft_audit.benchmarks.base import BenchmarkSection, GateRule, ReportSection, delta, metric_value
+from peft_audit.benchmarks.registry import BENCHMARKS, benchmark_for_samples, get_benchmark
+from peft_audit.config import ConfigError, SweepConfig, benchmark_sections, parse_config
+from peft_audit.gate import GateThresholds
+from peft_audit.store import Store
+
+NAMES = sorted(BENCHMARKS)
+
+
+def test_unknown_names_error_listing_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown benchmark 'xstest'; valid: " + ", ".join(BENCHMARKS)):
+        get_benchmark("xstest")
+    with pytest.raises(ValueError, match="unknown sample kind 'judges'; valid: "):
+        benchmark_for_samples("judges")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_section_is_a_validated_config_key(name):
+    b = BENCHMARKS[name]
+    assert b.name == name and issubclass(b.section, BenchmarkSection)
+    assert SweepConfig.model_fields[name].annotation is b.section
+    assert isinstance(getattr(parse_config({}), name), b.section)
+    with pytest.raises(ConfigError, match=rf"{name}\.no_such_key: unknown key"):
+        parse_config({name: {"no_such_key": 1}})
+    off = parse_config({name: {"enabled": False}})
+    assert name not in [x.name for x, _ in benchmark_sections(off)]
+
+
+def test_stages_and_sample_kinds_do_not_collide():
+    stages = [s for b in BENCHMARKS.values() for s in b.stages]
+    assert len(stages) == len(set(stages)) and not {"trained", "metrics"} & set(stages)
+    kinds = [b.sample_kind for b in BENCHMARKS.values()]
+    assert len(kinds) == len(set(kinds))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gate_rules_name_existing_thresholds(name):
+    fields = {f.name for f in dataclasses.fields(GateThresholds)}
+    for rule in BENCHMARKS[name].gate_rules:
+        assert rule.threshold in fields and rule.direction in (-1, 1)
+        assert rule.category in ("overall", "per-category")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_summary_export_and_resume_work_on_an_empty_run(name, tmp_path):
+    b = BENCHMARKS[name]
+    block = b.summary_block({})
+    assert isinstance(block, dict) and block  # its keys are always present in summary.json
+    with Store(tmp_path / "results.sqlite") as s:
+        assert b.export_frame(s).empty
+        for table in b.resume_tables:
+            assert s.rows(table) == []
+
+
+# --- a benchmark added by one module and one registration line reaches every output ------------
+class ToySection(BenchmarkSection):
+    pass
+
+
+class ToyBenchmark:
+    """A stand-in plug-in: one refusal rate per variant, stored as generic samples and metrics."""
+
+    name = "toy"
+    section = ToySection
+    stages = ("toy:scored",)
+    sample_kind = "toy"
+    resume_tables = ()
+    report_sections = (ReportSection("Toy refusals", ("toy_rate",)),)
+    gate_rules = (GateRule("toy_rate", "overall", -1, "max_safety_drop"),)
+
+    def evaluate(self, cfg, run):
+        return []
+
+    def summary_block(self, m):
+        return {"toy": {"rate": metric_value(m, "toy", "overall", "toy_rate")}}
+
+    def summary_delta(self, variant, base):
+        return {"overall": delta(variant["toy"]["rate"], base["toy"]["rate"])}
+
+    def paired(self, frames, pairs, *, n_boot, seed):
+        rate = {r.variant_id: r.value for r in frames.metrics[frames.metrics["metric"] == "toy_rate"].itertuples()}
+        rows = [{"variant_id": p.variant_id, "base_id": p.base_id, "benchmark": "toy", "metric": "toy_rate",
+                 "category": "overall", "value": rate[p.variant_id], "base_value": rate[p.base_id],
+                 "delta": rate[p.variant_id] - rate[p.base_id], "ci_low": -1.0, "ci_high": 1.0, "n": 2,
+                 "p_value": 0.5, "p_adj": None, "test": "toy"}
+                for p in pairs.itertuples() if p.variant_id in rate and p.base_id in rate]
+        return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+    def evaluated(self, frames):
+        return set(frames.metrics.loc[frames.metrics["benchmark"] == "toy", "variant_id"])
+
+    def export_frame(self, store):
+        return pd.DataFrame(store.samples("toy"))
+
+
+def test_a_registered_benchmark_reaches_summary_report_gate_and_export(tmp_path, monkeypatch):
+    from synthetic_store import build_synthetic_store
+
+    from peft_audit.export import export_samples
+    from peft_audit.gate import check_gate
+    from peft_audit.report import write_reports
+    from peft_audit.summary import build_summary
+
+    run = build_synthetic_store(tmp_path / "run", n_variants=1, n_failed=0, bases=("llama-3.2-1b",), methods=("lora",))
+    with Store(run / "results.sqlite") as s:
+        ids = {v["method"]: v["id"] for v in s.variants()}
+        for method, rate in (("base", 0.2), ("lora", 0.9)):
+            s.commit_stage(ids[method], "toy:scored", 0.0,
+                           samples=[{"benchmark": "toy", "sample_id": f"t{i}", "category": "overall",
+                                     "payload": {"answer": "no", "refused": i < 1}} for i in range(2)],
+                           metrics=[{"benchmark": "toy", "category": "overall", "metric": "toy_rate",
+                                     "value": rate, "n": 2}])
+    monkeypatch.setitem(BENCHMARKS, "toy", ToyBenchmark())
+
+    with Store(run / "results.sqlite") as s:
+        lora = next(v for v in build_summary(s)["variants"] if v["method"] == "lora")
+        assert lora["toy"] == {"rate": 0.9} and lora["delta_vs_base"]["toy"]["overall"] == pytest.approx(0.7)
+        assert export_samples(s, "toy", tmp_path / "toy.csv").read_text().count("\n") == 5  # header + 4 rows
+    write_reports(run, formats=["md", "html"], n_boot=50)
+    assert "## Toy refusals" in (run / "report.md").read_text()
+    assert "Toy refusals" in (run / "report.html").read_text()
+    checks = [c for c in check_gate(run, n_boot=50).checks if c.metric == "toy_rate"]
+    assert len(checks) == 1 and checks[0].passed and checks[0].delta == pytest.approx(0.7)
