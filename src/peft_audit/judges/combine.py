@@ -18,11 +18,11 @@ If no judge scored the prompt the combined verdict is ``unscored``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from itertools import combinations
 
 from .base import COMBINED, SAFE_BY_LABEL, Verdict
+from .validation import cohen_kappa_nominal
 
 COMBINE_RULES = ("majority", "any-unsafe")
 
@@ -49,23 +49,11 @@ def combine(verdicts_by_judge: Mapping[str, Verdict], rule: str = "majority") ->
 
 
 def cohen_kappa(pairs: list[tuple[bool, bool]]) -> tuple[float | None, float | None, float | None]:
-    """Cohen's kappa for two raters' binary labels with a 95% interval:
-    kappa = (p_o - p_e) / (1 - p_e), SE = sqrt(p_o (1 - p_o) / (n (1 - p_e)^2))
-    (Cohen, 1960, "A coefficient of agreement for nominal scales", eq. 1 and the large-sample
-    standard error). Undefined (None, None, None) for no pairs or when p_e = 1 (both raters
-    gave one and the same label throughout)."""
-    n = len(pairs)
-    if n == 0:
-        return None, None, None
-    po = sum(1 for a, b in pairs if a == b) / n
-    pa = sum(1 for a, _ in pairs if a) / n
-    pb = sum(1 for _, b in pairs if b) / n
-    pe = pa * pb + (1 - pa) * (1 - pb)
-    if pe >= 1.0:
-        return None, None, None
-    kappa = (po - pe) / (1 - pe)
-    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
-    return kappa, max(-1.0, kappa - 1.96 * se), min(1.0, kappa + 1.96 * se)
+    """Cohen's kappa for two raters' binary labels with a 95% interval: the binary case of
+    :func:`peft_audit.judges.validation.cohen_kappa_nominal` (Cohen 1960, one definition).
+    Undefined (None, None, None) for no pairs or when p_e = 1 (both raters gave one and the
+    same label throughout)."""
+    return cohen_kappa_nominal([str(bool(a)) for a, _ in pairs], [str(bool(b)) for _, b in pairs])
 
 
 def agreement(verdict_rows: Iterable[Mapping], categories: Mapping[str, str] | None = None) -> list[dict]:
