@@ -19,11 +19,6 @@ from ..stats import Z95, wilson_interval
 from .base import SAFE_BY_LABEL
 
 
-def wilson(k: int, n: int) -> tuple[float | None, float | None]:
-    """Wilson score 95% interval for k successes in n (:func:`peft_audit.stats.wilson_interval`)."""
-    return wilson_interval(k, n)
-
-
 def safe_of(label: str | None) -> bool | None:
     """True/False/None for a judge or human label (None: unscored, unknown or missing)."""
     if label is None:
@@ -40,7 +35,7 @@ def cohen_kappa_nominal(a: Sequence[str], b: Sequence[str]) -> tuple[float | Non
     if n == 0 or n != len(b):
         return None, None, None
     po = sum(1 for x, y in zip(a, b) if x == y) / n
-    labels = set(a) | set(b)
+    labels = sorted(set(a) | set(b))  # a fixed order: the sum below must not depend on hash seeds
     pe = sum((sum(1 for x in a if x == k) / n) * (sum(1 for y in b if y == k) / n) for k in labels)
     if pe >= 1.0:
         return None, None, None
@@ -50,7 +45,7 @@ def cohen_kappa_nominal(a: Sequence[str], b: Sequence[str]) -> tuple[float | Non
 
 
 def _stat(name: str, k: int, n: int) -> dict:
-    lo, hi = wilson(k, n)
+    lo, hi = wilson_interval(k, n)
     return {"metric": name, "value": k / n if n else None, "ci_low": lo, "ci_high": hi, "k": k, "n": n}
 
 
