@@ -374,7 +374,8 @@ def judge(
 
     from .config import SafetyConfig, load_config, validation_message
     from .judges import build_judges
-    from .judges.judge_file import JudgeFileError, judge_file, write_table
+    from .export import write_table
+    from .judges.judge_file import JudgeFileError, judge_file
     from .report.console import render_agreement
 
     names = [n.strip() for n in judges.split(",") if n.strip()]

@@ -33,9 +33,22 @@ def export_samples(store: Store, kind: str, out: Path) -> Path:
     df = samples_frame(store, kind)
     if df.empty:
         raise ValueError(f"{store.path}: no {kind} samples to export (has the run scored that benchmark?)")
+    return write_table(df, out)
+
+
+def write_table(df, out: Path) -> Path:
+    """Write ``df`` as .csv, .jsonl or .parquet, chosen by the extension of ``out``; the one
+    table writer of the per-item exports and of ``peft-audit judge``. ValueError for another
+    extension, or for .parquet without pyarrow."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".parquet"):
+        raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv, .jsonl or .parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         df.to_csv(out, index=False)
+    elif suffix == ".jsonl":
+        df.to_json(out, orient="records", lines=True, force_ascii=False)
     else:
         try:
             df.to_parquet(out, index=False)

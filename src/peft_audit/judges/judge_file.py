@@ -79,18 +79,3 @@ def judge_file(
             agreement_table(df[labels_column].tolist(), [v.label for v in verdicts]) if labels_column else None
         )
     return out, agreement
-
-
-def write_table(df, out: Path) -> Path:
-    """Write ``df`` as .csv, .jsonl or .parquet (by extension)."""
-    suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        df.to_csv(out, index=False)
-    elif suffix == ".jsonl":
-        df.to_json(out, orient="records", lines=True, force_ascii=False)
-    elif suffix == ".parquet":
-        df.to_parquet(out, index=False)
-    else:
-        raise JudgeFileError(f"{out}: unsupported output type {suffix!r}; use .csv, .jsonl or .parquet")
-    return out
