@@ -2,7 +2,8 @@
 
 The executors are exercised for real (subprocesses, queue, driver, store); only
 ``pipeline.evaluate_variant`` is replaced, by one whose behaviour the variant's label picks:
-``boom`` raises, ``crash`` kills its process without reporting, anything else commits a
+``boom`` raises, ``crash`` kills its process without reporting, ``killed-mid-send`` kills it
+halfway through sending a large stage, anything else commits a
 'generated' and a 'metrics' stage whose values are derived from the variant id.
 """
 
@@ -25,6 +26,19 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
         raise ValueError("deliberate failure for the test")
     if label == "crash":
         os._exit(3)
+    if label == "killed-mid-send":
+        # Killed while sending (an OOM kill mid-stage): 1 MB messages through a 64 KB pipe
+        # buffer, so the kill almost surely lands halfway through one.
+        import threading
+        import time
+
+        def flood():
+            while True:
+                sink.update_variant(pv.id, error="x" * 1_000_000)
+
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(0.5)
+        os._exit(9)
     if label == "slow":
         import time
 

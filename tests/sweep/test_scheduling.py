@@ -84,6 +84,20 @@ def test_resume_skips_finished_and_retry_failed_reruns_only_failed(tmp_path):
     assert sorted(calls(tmp_path)[len(first):]) == sorted(failed)
 
 
+def test_a_worker_killed_mid_message_fails_alone_and_blocks_no_one(tmp_path):
+    # With one queue shared by all workers, a worker killed while writing held the queue's
+    # lock forever and every other worker hung on its last message (the sweep never ended).
+    cfg = parse_config({**CFG, "lr": [1e-4], "variants": [{**V, "label": "killed-mid-send"}, {**V, "seed": 1, "label": "crash"},
+                                                         {**V, "seed": 2, "label": "ok"}]})
+    result = run_sweep(cfg, tmp_path, RunOptions(jobs=3))
+    assert statuses(tmp_path) == {"baseNone": "done", "lora0.0001": "done", "killed-mid-send": "failed",
+                                  "crash": "failed", "ok": "done"}
+    assert (result.done, result.failed) == (3, 2)
+    with Store(tmp_path / "results.sqlite") as s:
+        killed = next(v for v in s.variants("failed") if v["label"] == "killed-mid-send")
+        assert killed["error"].startswith("worker process exited with code 9")
+
+
 def test_max_hours_stops_scheduling_cleanly(tmp_path):
     result = run_sweep(parse_config(CFG), tmp_path, RunOptions(max_hours=1e-12))
     assert calls(tmp_path) == []

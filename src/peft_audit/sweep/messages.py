@@ -2,7 +2,7 @@
 
 A worker never writes the store. It runs the ``run_one`` it was handed with a
 :class:`MessageSink`, which turns each ``commit_stage`` / ``update_variant`` call into a plain
-tuple and hands it to ``put`` (a ``multiprocessing`` queue, a Ray queue, or a list). The driver
+tuple and hands it to ``put`` (the send end of a worker's pipe, a Ray queue, or a list). The driver
 applies the tuples to the store in the order they were sent with :func:`apply_message`, so a
 stage lands in one store transaction exactly as in an in-process run.
 

@@ -40,8 +40,12 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def subprocess_main(worker: Callable, run_one: Callable, cfg, run_dir: str, pv, done_stages: set[str], stored_rows,
-                    queue, parent_pid: int, threads: int | None = None, gpu: str | None = None) -> None:
-    """Entry point of a spawned worker process: watchdog, then ``worker(..., queue.put, run_one)``.
+                    conn, parent_pid: int, threads: int | None = None, gpu: str | None = None) -> None:
+    """Entry point of a spawned worker process: watchdog, then ``worker(..., send, run_one)``.
+
+    ``conn`` is the write end of this worker's own pipe to the driver; ``send`` pickles and
+    writes one message synchronously (under a lock, in case a stage is ever sent from a thread),
+    so when this returns every message has left the process.
 
     ``threads`` caps torch's intra-op threads so ``--jobs N`` workers share the cores instead of
     each claiming all of them; ``gpu`` (a CUDA device index) makes only that GPU visible.
@@ -53,9 +57,13 @@ def subprocess_main(worker: Callable, run_one: Callable, cfg, run_dir: str, pv, 
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    lock = threading.Lock()
+
+    def send(msg: Message) -> None:
+        with lock:
+            conn.send(msg)
+
     try:
-        worker(cfg, run_dir, pv, done_stages, stored_rows, queue.put, run_one)
+        worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one)
     finally:
-        # Flush the queue's feeder thread before exiting so the driver sees every message.
-        queue.close()
-        queue.join_thread()
+        conn.close()

@@ -2,8 +2,11 @@
 
 A fresh (``spawn``) process per variant returns all its memory to the system when the variant
 ends, and a crash (segfault, out-of-memory kill) takes only that variant down: the driver
-records it as failed and goes on. Workers stream their finished stages over a
-``multiprocessing`` queue; only the driver (this process) writes the store.
+records it as failed and goes on. Each worker streams its finished stages over its own pipe;
+only the driver (this process) writes the store. One pipe per worker, not one shared
+``multiprocessing.Queue``: a shared queue has one write lock for all workers, and a worker
+killed while its feeder thread holds that lock (``kill -9``, out-of-memory kill, ``os._exit``)
+leaves every other worker blocked forever on its last message, and the sweep with them.
 
 With several GPUs and ``--jobs N``, job slot k sees only GPU ``k mod #GPUs`` (through
 ``CUDA_VISIBLE_DEVICES``), so N jobs spread over the GPUs. Bases come first in the plan, so
@@ -16,8 +19,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue as queue_mod
 from collections.abc import Callable
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from ..driver import Driver
@@ -71,9 +74,9 @@ class LocalExecutor:
 
     def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo, run_one) -> None:
         ctx = mp.get_context("spawn")
-        messages = ctx.Queue()
         pending = list(todo)
         running: dict[str, mp.process.BaseProcess] = {}
+        pipes: dict[str, object] = {}  # variant id -> read end of its worker's pipe (until EOF)
         slots: dict[str, int] = {}  # variant id -> job slot, so each GPU serves one job at a time
         jobs = max(1, self.opts.jobs)
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
@@ -84,45 +87,59 @@ class LocalExecutor:
                     pv = pending.pop(0)
                     done, rows = driver.prepare(pv)
                     slot = min(set(range(jobs)) - set(slots.values()))
+                    reader, writer = ctx.Pipe(duplex=False)
                     proc = ctx.Process(
                         target=subprocess_main, name=f"peft-audit-{pv.id}",
-                        args=(self.worker, run_one, cfg, str(run_dir), pv, done, rows, messages, os.getpid(),
+                        args=(self.worker, run_one, cfg, str(run_dir), pv, done, rows, writer, os.getpid(),
                               threads, gpu_for_slot(slot, gpus)),
                     )
                     proc.start()
+                    writer.close()  # the worker holds the only write end: EOF when it exits
                     running[pv.id] = proc
+                    pipes[pv.id] = reader
                     slots[pv.id] = slot
                 if pending and not driver.may_start():
                     pending.clear()
-                self._drain(driver, messages, timeout=POLL_S)
+                ready = wait(list(pipes.values()) + [p.sentinel for p in running.values()], timeout=POLL_S)
+                for vid, reader in list(pipes.items()):
+                    if reader in ready:
+                        self._read(driver, vid, reader, pipes)
                 for vid, proc in list(running.items()):
                     if proc.is_alive():
                         continue
                     proc.join()
-                    # Its feeder thread flushed before exit: read everything it sent first.
-                    self._drain(driver, messages, timeout=0.05, until_empty=True)
+                    # Everything it sent is in its pipe: read to EOF before judging how it ended.
+                    while vid in pipes:
+                        self._read(driver, vid, pipes[vid], pipes)
                     if vid not in driver.finished:
                         driver.lost(vid, f"worker process exited with code {proc.exitcode} before reporting "
                                          "(crash or out-of-memory kill?)")
                     del running[vid]
                     del slots[vid]
                 driver.heartbeat()
-        except KeyboardInterrupt:
+        except BaseException as e:
+            # Ctrl-C, SIGTERM or a bug in the driver: no worker may outlive it (they are not
+            # daemons, so the interpreter would wait for them at exit).
             for proc in running.values():
                 proc.terminate()
             for proc in running.values():
                 proc.join(timeout=10)
-            driver.interrupted(list(running))
+                if proc.is_alive():
+                    proc.kill()
+            if isinstance(e, KeyboardInterrupt):
+                driver.interrupted(list(running))
             raise
         finally:
-            messages.close()
+            for reader in pipes.values():
+                reader.close()
 
     @staticmethod
-    def _drain(driver: Driver, messages, timeout: float, until_empty: bool = False) -> None:
+    def _read(driver: Driver, vid: str, reader, pipes: dict) -> None:
+        """Apply one message from ``vid``'s pipe; at EOF (or a message cut off by a kill) close it."""
         try:
-            driver.handle(messages.get(timeout=timeout))
-            while True:
-                driver.handle(messages.get(timeout=0.05 if until_empty else 0.0) if until_empty
-                              else messages.get_nowait())
-        except queue_mod.Empty:
+            msg = reader.recv()
+        except (EOFError, OSError):
+            reader.close()
+            del pipes[vid]
             return
+        driver.handle(msg)
