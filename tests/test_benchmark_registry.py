@@ -8,7 +8,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from peft_audit.analysis.paired import PAIRED_COLUMNS
+from peft_audit.analysis.paired import paired_item_scores
 from peft_audit.benchmarks.base import BenchmarkSection, GateRule, ReportSection, delta, metric_value
 from peft_audit.benchmarks.registry import BENCHMARKS, benchmark_for_samples, get_benchmark
 from peft_audit.config import ConfigError, SweepConfig, benchmark_sections, parse_config
@@ -45,10 +45,11 @@ def test_stages_and_sample_kinds_do_not_collide():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_gate_rules_name_existing_thresholds(name):
+def test_gate_rules_name_existing_thresholds_or_carry_a_default(name):
     fields = {f.name for f in dataclasses.fields(GateThresholds)}
     for rule in BENCHMARKS[name].gate_rules:
-        assert rule.threshold in fields and rule.direction in (-1, 1)
+        assert (rule.threshold in fields) != (rule.default is not None) and rule.direction in (-1, 1)
+        assert GateThresholds().limit(rule.threshold, rule.default) >= 0
         assert rule.category in ("overall", "per-category")
 
 
@@ -77,7 +78,7 @@ class ToyBenchmark:
     sample_kind = "toy"
     resume_tables = ()
     report_sections = (ReportSection("Toy refusals", ("toy_rate",)),)
-    gate_rules = (GateRule("toy_rate", "overall", -1, "max_safety_drop"),)
+    gate_rules = (GateRule("toy_rate", "overall", +1, "toy.max_rate_increase", default=0.8),)
 
     def evaluate(self, cfg, run):
         return []
@@ -89,16 +90,13 @@ class ToyBenchmark:
         return {"overall": delta(variant["toy"]["rate"], base["toy"]["rate"])}
 
     def paired(self, frames, pairs, *, n_boot, seed):
-        rate = {r.variant_id: r.value for r in frames.metrics[frames.metrics["metric"] == "toy_rate"].itertuples()}
-        rows = [{"variant_id": p.variant_id, "base_id": p.base_id, "benchmark": "toy", "metric": "toy_rate",
-                 "category": "overall", "value": rate[p.variant_id], "base_value": rate[p.base_id],
-                 "delta": rate[p.variant_id] - rate[p.base_id], "ci_low": -1.0, "ci_high": 1.0, "n": 2,
-                 "p_value": 0.5, "p_adj": None, "test": "toy"}
-                for p in pairs.itertuples() if p.variant_id in rate and p.base_id in rate]
-        return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+        items = frames.items("toy")
+        items = items.assign(refused=items.get("refused", pd.Series(dtype=float)).astype(float))
+        return paired_item_scores(items, pairs, value="refused", benchmark="toy", metric="toy_rate",
+                                  id_col="sample_id", n_boot=n_boot, seed=seed)
 
     def evaluated(self, frames):
-        return set(frames.metrics.loc[frames.metrics["benchmark"] == "toy", "variant_id"])
+        return set(frames.items("toy")["variant_id"])
 
     def export_frame(self, store):
         return pd.DataFrame(store.samples("toy"))
@@ -115,20 +113,22 @@ def test_a_registered_benchmark_reaches_summary_report_gate_and_export(tmp_path,
     run = build_synthetic_store(tmp_path / "run", n_variants=1, n_failed=0, bases=("llama-3.2-1b",), methods=("lora",))
     with Store(run / "results.sqlite") as s:
         ids = {v["method"]: v["id"] for v in s.variants()}
-        for method, rate in (("base", 0.2), ("lora", 0.9)):
+        for method, n_refused in (("base", 1), ("lora", 8)):  # rates 0.1 and 0.8
             s.commit_stage(ids[method], "toy:scored", 0.0,
-                           samples=[{"benchmark": "toy", "sample_id": f"t{i}", "category": "overall",
-                                     "payload": {"answer": "no", "refused": i < 1}} for i in range(2)],
+                           samples=[{"benchmark": "toy", "sample_id": f"t{i}", "category": "everyday",
+                                     "payload": {"answer": "no", "refused": i < n_refused}} for i in range(10)],
                            metrics=[{"benchmark": "toy", "category": "overall", "metric": "toy_rate",
-                                     "value": rate, "n": 2}])
+                                     "value": n_refused / 10, "n": 10}])
     monkeypatch.setitem(BENCHMARKS, "toy", ToyBenchmark())
 
     with Store(run / "results.sqlite") as s:
         lora = next(v for v in build_summary(s)["variants"] if v["method"] == "lora")
-        assert lora["toy"] == {"rate": 0.9} and lora["delta_vs_base"]["toy"]["overall"] == pytest.approx(0.7)
-        assert export_samples(s, "toy", tmp_path / "toy.csv").read_text().count("\n") == 5  # header + 4 rows
+        assert lora["toy"] == {"rate": 0.8} and lora["delta_vs_base"]["toy"]["overall"] == pytest.approx(0.7)
+        assert export_samples(s, "toy", tmp_path / "toy.csv").read_text().count("\n") == 21  # header + 20 rows
     write_reports(run, formats=["md", "html"], n_boot=50)
     assert "## Toy refusals" in (run / "report.md").read_text()
     assert "Toy refusals" in (run / "report.html").read_text()
     checks = [c for c in check_gate(run, n_boot=50).checks if c.metric == "toy_rate"]
-    assert len(checks) == 1 and checks[0].passed and checks[0].delta == pytest.approx(0.7)
+    assert len(checks) == 1 and checks[0].passed and checks[0].delta == pytest.approx(0.7)  # default limit 0.8
+    strict = check_gate(run, n_boot=50, thresholds=GateThresholds(limits={"toy.max_rate_increase": 0.5}))
+    assert [c.metric for c in strict.violations if c.metric == "toy_rate"] == ["toy_rate"]

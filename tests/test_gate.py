@@ -168,3 +168,42 @@ def test_gate_overall_safety_is_the_category_mean():
                       has_results={("good", "safety"): True, ("b", "safety"): True})
     [bad] = r.violations
     assert (bad.metric, bad.category) == ("safety_score", "overall") and bad.delta == pytest.approx(-0.25)
+
+
+class _PluginWithRule:
+    """A stand-in plug-in benchmark with one rule of its own (default limit 0.05)."""
+
+    name = "toy"
+    gate_rules = ()
+
+    def evaluated(self, frames):
+        return set()
+
+
+@pytest.fixture
+def toy_rule(monkeypatch):
+    from peft_audit.benchmarks.base import GateRule
+    from peft_audit.benchmarks.registry import BENCHMARKS
+
+    toy = _PluginWithRule()
+    toy.gate_rules = (GateRule("toy_rate", "overall", +1, "toy.max_rate_increase", default=0.05),)
+    monkeypatch.setitem(BENCHMARKS, "toy", toy)
+    return toy
+
+
+def test_a_plugin_rule_uses_its_default_limit_unless_the_user_sets_one(toy_rule):
+    p = pd.DataFrame(paired_for("good") + [{**row("good", "toy_rate", "overall", 0.08), "benchmark": "toy"}])
+    has = {**HAS, ("good", "toy"): True, ("b", "toy"): True}
+    r = evaluate_gate(VARIANTS, p, T, ["good"], has_results=has)
+    assert [(c.metric, c.limit) for c in r.violations] == [("toy_rate", 0.05)]
+    loose = GateThresholds(limits={"toy.max_rate_increase": 0.10})
+    assert evaluate_gate(VARIANTS, p, loose, ["good"], has_results=has).passed
+
+
+def test_unknown_or_malformed_limits_are_named(toy_rule):
+    with pytest.raises(ValueError, match="unknown gate limit 'toy.max_rate'.*toy.max_rate_increase"):
+        GateThresholds(limits={"toy.max_rate": 0.1})
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        GateThresholds(limits={"toy.max_rate_increase": -1})
+    r = CliRunner().invoke(app, ["gate", "nowhere", "--limit", "toy.max_rate_increase"])
+    assert r.exit_code == 2 and "expected KEY=NUMBER" in r.output

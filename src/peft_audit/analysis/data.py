@@ -12,12 +12,16 @@ The frames (one row per ...):
 * ``verdicts``: every judge's verdict (for the sample browser);
 * ``over_refusal``: over-refusal prompt of a variant with its verdict;
 * ``fairness``: BBQ item of a variant (prediction and bias-target indices);
-* ``metrics``: the stored metrics table as written by the pipeline.
+* ``metrics``: the stored metrics table as written by the pipeline;
+* ``samples``: the per-item rows of every other (plug-in) benchmark, as stored (variant_id,
+  benchmark, sample_id, category, payload JSON); :meth:`RunFrames.items` spreads one benchmark's
+  payload into columns.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,9 @@ import pandas as pd
 from ..methods import is_prompt_learning
 from ..store import Store, open_existing
 
+
+#: columns of ``RunFrames.samples`` (the store's generic samples table)
+SAMPLE_FRAME_COLUMNS = ["variant_id", "benchmark", "sample_id", "category", "payload"]
 
 
 def method_family(method: str) -> str:
@@ -49,6 +56,17 @@ class RunFrames:
     over_refusal: pd.DataFrame
     fairness: pd.DataFrame
     metrics: pd.DataFrame
+    samples: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SAMPLE_FRAME_COLUMNS))
+
+    def items(self, benchmark: str) -> pd.DataFrame:
+        """One row per (variant, item) of plug-in ``benchmark``: variant_id, sample_id, category
+        and one column per key of the stored payload (empty frame with the first three when none)."""
+        rows = self.samples[self.samples["benchmark"] == benchmark]
+        if rows.empty:
+            return pd.DataFrame(columns=["variant_id", "sample_id", "category"])
+        payload = pd.DataFrame([json.loads(x) for x in rows["payload"]], index=rows.index)
+        payload = payload.drop(columns=[c for c in ("variant_id", "sample_id", "category") if c in payload])
+        return pd.concat([rows[["variant_id", "sample_id", "category"]], payload], axis=1).reset_index(drop=True)
 
     def restricted_to(self, variant_ids) -> "RunFrames":
         """The same frames holding only the rows of ``variant_ids`` (variants too)."""
@@ -58,7 +76,7 @@ class RunFrames:
             return df[df[col].isin(ids)] if col in df else df
 
         return RunFrames(keep(self.variants, "id"), keep(self.safety), keep(self.verdicts), keep(self.over_refusal),
-                         keep(self.fairness), keep(self.metrics))
+                         keep(self.fairness), keep(self.metrics), keep(self.samples))
 
 
 def open_store(run_dir: str | Path) -> Store:
@@ -127,7 +145,10 @@ def load_frames(store: Store) -> RunFrames:
         conn,
     )
     metrics = pd.read_sql_query("SELECT * FROM metrics", conn)
-    return RunFrames(variants, safety, verdicts, over, fairness, metrics)
+    plugins = pd.read_sql_query(
+        "SELECT variant_id, benchmark, sample_id, category, payload FROM samples "
+        "WHERE benchmark NOT IN ('safety', 'fairness')", conn)
+    return RunFrames(variants, safety, verdicts, over, fairness, metrics, plugins)
 
 
 def comparison_pairs(variants: pd.DataFrame) -> pd.DataFrame:

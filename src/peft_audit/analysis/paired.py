@@ -129,11 +129,35 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
     Returns PAIRED_COLUMNS rows with ``metric='safety_score'``; ``p_adj`` is left empty for
     :func:`adjust_pvalues`.
     """
-    if safety.empty or pairs.empty:
+    return paired_item_scores(safety, pairs, value="safe", benchmark="safety", metric="safety_score",
+                              n_boot=n_boot, seed=seed)
+
+
+def paired_item_scores(items: pd.DataFrame, pairs: pd.DataFrame, *, value: str, benchmark: str, metric: str,
+                       id_col: str = "prompt_id", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Paired variant-vs-base comparison of any per-item score in [0, 1] (a 0/1 outcome such as
+    "answered safely" or "fully refused", or a graded score such as StrongREJECT's): per category
+    the mean over items both models have a score for, and overall the **mean over categories**,
+    each with the paired bootstrap interval of the module docstring (Efron & Tibshirani 1993;
+    stratified for overall, Davison & Hinkley 1997 §3.7).
+
+    p-values: per category the exact McNemar test when every score is 0 or 1 (McNemar 1947), else
+    the paired sign-flip permutation test of the mean difference (Good 2005, *Permutation,
+    Parametric and Bootstrap Tests of Hypotheses*, §3.1) over the same items; overall the
+    stratified sign-flip permutation test of the category mean (module docstring).
+
+    ``items``: variant_id, ``id_col``, category, ``value`` (NaN = no score). ``pairs``:
+    variant_id, base_id. Returns PAIRED_COLUMNS rows with the given ``benchmark`` and ``metric``;
+    ``p_adj`` is left empty for :func:`adjust_pvalues`. This is the function a plug-in benchmark's
+    ``paired`` calls (see :class:`peft_audit.benchmarks.base.Benchmark`).
+    """
+    if items.empty or pairs.empty:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
-    s = safety.drop_duplicates(["variant_id", "prompt_id"])
-    wide = s.set_index(["variant_id", "prompt_id"])["safe"].astype(float).unstack()
-    prompt_cat = s.drop_duplicates("prompt_id").set_index("prompt_id")["category"].reindex(wide.columns)
+    s = items.drop_duplicates(["variant_id", id_col])
+    wide = s.set_index(["variant_id", id_col])[value].astype(float).unstack()
+    finite = wide.to_numpy()[np.isfinite(wide.to_numpy())]
+    binary = bool(np.isin(finite, (0.0, 1.0)).all())
+    prompt_cat = s.drop_duplicates(id_col).set_index(id_col)["category"].reindex(wide.columns)
     order = np.argsort(prompt_cat.to_numpy(), kind="stable")
     wide, prompt_cat = wide.iloc[:, order], prompt_cat.iloc[order]
     pairs = pairs[pairs["variant_id"].isin(wide.index) & pairs["base_id"].isin(wide.index)]
@@ -152,16 +176,22 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
         m, v, b = M[:, cols].astype(float), V0[:, cols], B0[:, cols]
         n = m.sum(axis=1)
         val, base_val = _ratio(v.sum(1), n), _ratio(b.sum(1), n)
-        W = bootstrap_weights(len(cols), n_boot, seed, f"safety/{cat}").T  # (n_items, B)
+        W = bootstrap_weights(len(cols), n_boot, seed, f"{benchmark}/{cat}").T  # (n_items, B)
         den = m @ W
         boot = _ratio(v @ W, den) - _ratio(b @ W, den)
         lo, hi = _percentiles(boot)
-        improved = (m * v * (1 - b)).sum(1)
-        worsened = (m * (1 - v) * b).sum(1)
+        if binary:
+            improved = (m * v * (1 - b)).sum(1)
+            worsened = (m * (1 - v) * b).sum(1)
+            p_cat, test = mcnemar_exact_p(improved, worsened), "mcnemar_exact"
+        else:
+            diffs = np.where(m > 0, (v - b) / np.where(n > 0, n, 1)[:, None], 0.0)
+            flips = 1.0 - 2.0 * permutation_swaps(len(cols), n_boot, seed, f"{benchmark}-perm/{cat}")
+            p_cat = permutation_p(np.where(n > 0, diffs.sum(1), np.nan), diffs @ flips)
+            test = "permutation"
         frames.append(pd.DataFrame({
             **ids, "category": cat, "value": val, "base_value": base_val, "delta": val - base_val,
-            "ci_low": lo, "ci_high": hi, "n": n.astype(int), "p_value": mcnemar_exact_p(improved, worsened),
-            "test": "mcnemar_exact",
+            "ci_low": lo, "ci_high": hi, "n": n.astype(int), "p_value": p_cat, "test": test,
         }))
         has = n > 0
         sum_v += np.where(has, val, 0.0)
@@ -178,7 +208,7 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
     # 1 / (K n_k); swapping the two models' outcomes on a prompt flips the sign of its term.
     with np.errstate(invalid="ignore", divide="ignore"):
         weighted = np.where(M & (n_k > 0), (V0 - B0) / (n_cats[:, None] * n_k), 0.0)
-    flips = 1.0 - 2.0 * permutation_swaps(M.shape[1], n_boot, seed, "safety-perm/overall")
+    flips = 1.0 - 2.0 * permutation_swaps(M.shape[1], n_boot, seed, f"{benchmark}-perm/overall")
     observed = np.where(n_cats > 0, weighted.sum(1), np.nan)
     frames.append(pd.DataFrame({
         **ids, "category": "overall", "value": val, "base_value": base_val, "delta": val - base_val,
@@ -186,7 +216,7 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
         "test": "stratified_permutation",
     }))
     out = pd.concat(frames, ignore_index=True)
-    out["benchmark"], out["metric"], out["p_adj"] = "safety", "safety_score", np.nan
+    out["benchmark"], out["metric"], out["p_adj"] = benchmark, metric, np.nan
     return out[PAIRED_COLUMNS]
 
 

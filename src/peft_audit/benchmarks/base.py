@@ -10,7 +10,15 @@ A benchmark is one module (or folder) plus one line in :mod:`.registry`. It owns
 * its stages (markers in the store; a resumed run redoes only the missing ones) and its
   metric rows with intervals;
 * its block in ``summary.json`` (:meth:`Benchmark.summary_block`), its gate rules
-  (:attr:`Benchmark.gate_rules`) and its per-item export (:meth:`Benchmark.export_frame`).
+  (:attr:`Benchmark.gate_rules`), its report sections (:attr:`Benchmark.report_sections`) and its
+  per-item export (:meth:`Benchmark.export_frame`).
+
+A plug-in benchmark keeps its per-item rows in the store's generic ``samples`` table
+(``run.commit(stage, s, samples=[{"benchmark", "sample_id", "category", "payload": {...}}])``,
+read back with :meth:`VariantRun.stored_samples`; the analysis sees them as
+``RunFrames.items(name)``), compares variants with their base through
+:func:`peft_audit.analysis.paired.paired_item_scores`, and names its own stages and metrics.
+New benchmarks default to ``enabled: false``, so registering one changes no existing run.
 
 The pipeline only loops: ``for each enabled benchmark: metric_rows += benchmark.evaluate(section, run)``,
 then commits the variant's ``metrics`` stage.
@@ -91,15 +99,17 @@ class GateRule:
 
     ``metric`` is a metric of the paired comparison (analysis.paired), ``category`` either
     ``"overall"`` or ``"per-category"`` (every category but overall), ``direction`` -1 when a drop
-    is bad and +1 when a rise is bad, ``threshold`` the :class:`peft_audit.gate.GateThresholds`
-    field holding the limit.
+    is bad and +1 when a rise is bad. ``threshold`` names the limit: a
+    :class:`peft_audit.gate.GateThresholds` field (the built-in benchmarks'), or a key of the
+    benchmark's own, e.g. ``xstest.max_full_refusal_increase``, whose limit is ``default`` unless
+    the user sets it (``peft-audit gate RUN --limit KEY=VALUE``).
     """
 
     metric: str
     category: str
     direction: int
     threshold: str
-
+    default: float | None = None
 
 #: Store.commit_stage keyword -> the table its rows land in (where the two differ).
 _TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}
@@ -108,10 +118,18 @@ _TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}
 @dataclass(frozen=True)
 class ReportSection:
     """A section of the report: a heading and one score grid per paired metric (variants x
-    categories, change vs base with its interval; :func:`peft_audit.report.tables.score_grid`)."""
+    categories, change vs base with its interval; :func:`peft_audit.report.tables.score_grid`).
+
+    ``titles`` names each metric's grid (default: the metric's name); metrics in
+    ``lower_is_better`` colour a rise red (e.g. a refusal rate on safe prompts); ``note`` is a
+    paragraph under the heading (what the numbers mean, where the data came from).
+    """
 
     title: str
     metrics: tuple[str, ...]
+    titles: Mapping[str, str] = field(default_factory=dict)
+    lower_is_better: frozenset[str] = frozenset()
+    note: str = ""
 
 
 @dataclass
@@ -144,10 +162,33 @@ class VariantRun:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
 
     def commit(self, stage: str, seconds: float, **rows: list[dict]) -> None:
-        """Write ``stage`` with its rows (keywords of :meth:`peft_audit.store.Store.commit_stage`)."""
+        """Write ``stage`` with its rows (keywords of :meth:`peft_audit.store.Store.commit_stage`).
+        Stage names are unique per variant across benchmarks: a plug-in prefixes its own
+        (``xstest.generated``)."""
         self.sink.commit_stage(self.variant_id, stage, seconds, **rows)
         for keyword, table_rows in rows.items():
-            self._made[_TABLE_OF.get(keyword, keyword)] = list(table_rows)
+            table = _TABLE_OF.get(keyword, keyword)
+            if table == "samples":  # shared by every plug-in benchmark: keep the others' rows
+                mine = {r["benchmark"] for r in table_rows}
+                kept = [r for r in self._made.get("samples", []) if r["benchmark"] not in mine]
+                self._made["samples"] = kept + list(table_rows)
+            else:
+                self._made[table] = list(table_rows)
+
+    def stored_samples(self, benchmark: str) -> list[dict]:
+        """This variant's rows of ``benchmark`` in the generic ``samples`` table, each as
+        ``{sample_id, category, **payload}`` (what a plug-in benchmark committed with
+        ``run.commit(stage, seconds, samples=[{benchmark, sample_id, category, payload}])``;
+        list ``"samples"`` in its ``resume_tables``)."""
+        import json
+
+        out = []
+        for r in self.stored_rows("samples"):
+            if r["benchmark"] != benchmark:
+                continue
+            payload = r["payload"] if isinstance(r["payload"], dict) else json.loads(r["payload"])
+            out.append({"sample_id": str(r["sample_id"]), "category": r["category"], **payload})
+        return out
 
     def stored_rows(self, table: str) -> list[dict]:
         """Rows of ``table`` for this variant: made by this process if it just made them, else

@@ -125,7 +125,7 @@ def render_markdown(a: Analysis, title: str) -> str:
         L += [f"### {g['title']}", ""] + _grid_md(g)
     L += ["## Over-refusal", ""] + _grid_md(score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics))
     for section in benchmark_sections(a.variants, a.paired, a.frames.metrics):
-        L += [f"## {_md(section['title'])}", ""]
+        L += [f"## {_md(section['title'])}", ""] + ([_md(section["note"]), ""] if section["note"] else [])
         for g in section["grids"]:
             L += [f"### {_md(g['title'])}", ""] + _grid_md(g)
     L += ["## What matters: factor effects on overall safety change", ""]

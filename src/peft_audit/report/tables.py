@@ -9,10 +9,10 @@ import pandas as pd
 from ..benchmarks.categories import SAFETY_CATEGORIES
 
 FAIRNESS_SHOWN = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
-#: Metrics the report lays out by hand (with the judge tables, heatmaps and factor models around
-#: them): safety, over-refusal and BBQ. Every other benchmark's report sections are rendered by
-#: :func:`benchmark_sections` in registry order, after them.
-HAND_LAID_OUT = frozenset({"safety_score", "refusal_rate", *FAIRNESS_SHOWN})
+#: Benchmarks the report lays out by hand (with the judge tables, heatmaps and factor models
+#: around them): safety (with over-refusal) and BBQ. Every other benchmark's report sections are
+#: rendered by :func:`benchmark_sections` in registry order, after them.
+HAND_LAID_OUT = frozenset({"safety", "fairness"})
 METRIC_TITLES = {
     "safety_score": "Safety score (share of prompts answered safely, among those the judges scored; overall = mean "
                     "over categories)",
@@ -40,7 +40,8 @@ def _ordered_categories(cats, metric: str) -> list[str]:
 
 
 def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alpha: float = 0.05,
-               metrics: pd.DataFrame | None = None) -> dict:
+               metrics: pd.DataFrame | None = None, benchmark: str | None = None, title: str | None = None,
+               lower_is_better: bool = False) -> dict:
     """{'title', 'columns', 'rows': [{'label', 'method', 'base', 'cells': [cell or None]}]} for one metric.
 
     cell: value, delta, ci_low, ci_high, p_adj, significant, good (+1 better, -1 worse, 0 unclear),
@@ -55,7 +56,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
         own = {(r.variant_id, r.category): r.value for r in mm.itertuples()}
     cats = list(p["category"]) + [c for (_, c) in own]
     if not cats:
-        return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
+        return {"title": title or METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
     cols = _ordered_categories(pd.Series(cats), metric)
     unscored = _overall_or_category_values(metrics, "unscored_share") if metric == "safety_score" else {}
     abs_p = paired[paired["metric"] == "abs_" + metric] if metric.startswith("bias_") else None
@@ -77,7 +78,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 continue
             # Colour by what is better: higher safety/accuracy; a smaller |bias| for bias scores.
             ref = by_abs.get((v.id, c)) if by_abs else r
-            sign = -1 if by_abs or metric == "refusal_rate" else 1  # more refusals of benign prompts is worse
+            sign = -1 if by_abs or lower_is_better or metric == "refusal_rate" else 1  # more refusals of benign prompts is worse
             d, lo, hi = (ref.delta, ref.ci_low, ref.ci_high) if ref is not None else (math.nan,) * 3
             good = 0
             if math.isfinite(lo) and math.isfinite(hi):
@@ -96,7 +97,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 share = unscored.get((v.id, c))
                 cell["unscored_text"] = f"{num(share, fmt='{:.0f}')}% unscored" if share else ""
         rows.append({"label": v.label, "method": v.method, "base": v.base_model, "status": v.status, "cells": cells})
-    return {"title": METRIC_TITLES.get(metric, metric), "metric": metric, "columns": cols, "rows": rows}
+    return {"title": title or METRIC_TITLES.get(metric, metric), "metric": metric, "columns": cols, "rows": rows}
 
 
 def _overall_or_category_values(metrics: pd.DataFrame | None, metric: str) -> dict:
@@ -248,15 +249,20 @@ def corrected_grid(variants: pd.DataFrame, corrected: pd.DataFrame) -> dict | No
 
 
 def benchmark_sections(variants: pd.DataFrame, paired: pd.DataFrame, metrics: pd.DataFrame | None) -> list[dict]:
-    """``[{'title', 'grids': [score_grid, ...]}]``: the report sections of the registered benchmarks
-    that the report does not lay out by hand (:data:`HAND_LAID_OUT`), in registry order."""
+    """``[{'title', 'note', 'grids': [score_grid, ...]}]``: the report sections of the registered
+    benchmarks other than the two the report lays out by hand (safety and fairness, with the judge
+    tables, heatmaps and factor models around them), in registry order; a section none of whose
+    metrics has a number in this run is left out."""
     from ..benchmarks.registry import BENCHMARKS
 
     out = []
     for b in BENCHMARKS.values():
+        if b.name in HAND_LAID_OUT:
+            continue
         for section in b.report_sections:
-            shown = [m for m in section.metrics if m not in HAND_LAID_OUT]
-            if shown:
-                out.append({"title": section.title,
-                            "grids": [score_grid(variants, paired, m, metrics=metrics) for m in shown]})
+            grids = [score_grid(variants, paired, m, metrics=metrics, benchmark=b.name, title=section.titles.get(m),
+                                lower_is_better=m in section.lower_is_better) for m in section.metrics]
+            grids = [g for g in grids if g["columns"]]
+            if grids:
+                out.append({"title": section.title, "note": section.note, "grids": grids})
     return out
