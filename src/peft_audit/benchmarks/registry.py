@@ -1,16 +1,25 @@
-"""Benchmark registry: one line per benchmark. The sweep file's section of each is keyed by
-its name; the pipeline, summary, gate and export loop over this table in its order."""
+"""Benchmark registry: one line per benchmark, ``name: "module:Class"`` (relative to this
+package). The sweep file's section of each is keyed by its name; the pipeline, summary, report,
+gate and export loop over this table in its order."""
 
 from __future__ import annotations
 
-from .base import Benchmark
-from .fairness.benchmark import BBQBenchmark
-from .safety.benchmark import SafetyBenchmark
+from importlib import import_module
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "safety": SafetyBenchmark(),
-    "fairness": BBQBenchmark(),
+from .base import Benchmark
+
+_REGISTERED = {
+    "safety": ".safety.benchmark:SafetyBenchmark",
+    "fairness": ".fairness.benchmark:BBQBenchmark",
 }
+
+
+def _load(path: str) -> Benchmark:
+    module, _, cls = path.partition(":")
+    return getattr(import_module(module, __package__), cls)()
+
+
+BENCHMARKS: dict[str, Benchmark] = {name: _load(path) for name, path in _REGISTERED.items()}
 
 
 def get_benchmark(name: str) -> Benchmark:
