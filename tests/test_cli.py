@@ -30,7 +30,7 @@ def test_bad_config_fails_fast_with_key_and_file(tmp_path, monkeypatch):
     p.write_text("lr: [0]\nmethods: [lora]\n")
     r = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "run")])
     assert r.exit_code == 2
-    assert "bad.yaml" in r.output and "lr" in r.output and "must be > 0" in r.output
+    assert "bad.yaml" in r.output and "lr" in r.output and "must be a finite number > 0" in r.output
     assert not (tmp_path / "run").exists()
 
 

@@ -25,14 +25,14 @@ def test_valid_minimal_config_has_defaults(tmp_path):
     [
         ("nmae: x\n", "nmae", "unknown key"),
         ("safety: {sourse: builtin}\n", "safety.sourse", "unknown key"),
-        ("lr: [0.0]\n", "lr", "learning rate must be > 0"),
-        ("lr: [-1e-4]\n", "lr", "learning rate must be > 0"),
+        ("lr: [0.0]\n", "lr", "learning rate must be a finite number > 0"),
+        ("lr: [-1e-4]\n", "lr", "learning rate must be a finite number > 0"),
         ("epochs: [0]\n", "epochs", "epochs must be >= 1"),
         ("methods: [loraa]\n", "methods.0.name", "unknown PEFT method 'loraa'"),
         ("training: {batch_size: many}\n", "training.batch_size", "integer"),
         ("training: {max_steps: 0}\n", "training.max_steps", "greater than or equal to 1"),
         ("fairness: {mode: vibes}\n", "fairness.mode", "'loglik' or 'generate'"),
-        ("methods: [{name: lora, lr: [0]}]\n", "methods.0.lr", "learning rate must be > 0"),
+        ("methods: [{name: lora, lr: [0]}]\n", "methods.0.lr", "learning rate must be a finite number > 0"),
         ("variants: [{base_model: m, method: lora}]\n", "variants.0", "needs algo, lr and epochs"),
     ],
 )

@@ -8,8 +8,10 @@ Only these typed objects travel inward.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .benchmarks.fairness.config import FairnessConfig  # noqa: F401  (re-exported: owned by its benchmark)
 from .benchmarks.safety.config import SafetyConfig  # noqa: F401  (re-exported: owned by its benchmark)
 from .identity import identity_payload
+from .textio import TextEncodingError, read_text
 from .methods import METHODS  # noqa: F401  (the one list; re-exported for config users)
 
 ALGOS = ("sft", "dpo")
@@ -49,8 +52,8 @@ class MethodSpec(_Strict):
     @classmethod
     def _lr_positive(cls, v: list[float] | None) -> list[float] | None:
         for x in v or []:
-            if x <= 0:
-                raise ValueError(f"learning rate must be > 0, got {x}")
+            if not (math.isfinite(x) and x > 0):  # NaN compares False with everything
+                raise ValueError(f"learning rate must be a finite number > 0, got {x}")
         return v
 
     @field_validator("name")
@@ -155,9 +158,9 @@ class _SweepBase(_Strict):
     @field_validator("lr")
     @classmethod
     def _lr_positive(cls, v: list[float]) -> list[float]:
-        for x in v:
-            if x <= 0:
-                raise ValueError(f"learning rate must be > 0, got {x}")
+        for x in v or []:
+            if not (math.isfinite(x) and x > 0):  # NaN compares False with everything
+                raise ValueError(f"learning rate must be a finite number > 0, got {x}")
         return v
 
     @field_validator("epochs")
@@ -226,13 +229,35 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<root>"
 
 
+def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys a pydantic model accepts at ``loc`` (list indexes skipped), for "did you mean";
+    [] where the path leads through something other than a model."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        model = fields[part].annotation
+        for _ in range(3):  # unwrap Optional[...] / list[...] down to a model
+            args = [a for a in typing.get_args(model) if a is not type(None)]
+            if getattr(model, "model_fields", None) is not None or not args:
+                break
+            model = args[0]
+    return list(getattr(model, "model_fields", {}) or [])
+
+
 def validation_message(source: str, e: ValidationError, what: str = "configuration") -> str:
     """One line per bad key: ``  key.path: message`` under ``source: invalid <what>``."""
     lines = []
     for err in e.errors():
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check spelling; see README 'Configuration reference')"
+            close = difflib.get_close_matches(str(err["loc"][-1]), _keys_at(SweepConfig, err["loc"][:-1]), n=1)
+            msg = (f"unknown key; did you mean {close[0]!r}?" if close else "unknown key") + \
+                " (see README 'Configuration reference')"
         lines.append(f"  {_format_loc(err['loc'])}: {msg}")
     return f"{source}: invalid {what}\n" + "\n".join(lines)
 
@@ -252,14 +277,23 @@ def parse_config(data: Any, source: str = "<config>") -> SweepConfig:
 def read_yaml(path: str | Path, what: str = "config file") -> Any:
     """Parse a YAML file; a missing file or bad YAML raises :class:`ConfigError` naming it."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory; give the {what} itself (a .yaml file)")
     if not p.is_file():
         raise ConfigError(f"{p}: {what} not found")
     try:
-        return yaml.safe_load(p.read_text())
+        return yaml.safe_load(read_text(p, what))
+    except TextEncodingError as e:
+        raise ConfigError(str(e)) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
 
 
 def load_config(path: str | Path) -> SweepConfig:
-    """Read and validate a YAML sweep file."""
-    return parse_config(read_yaml(path), str(path))
+    """Read and validate a YAML sweep file. An empty file is an error, not a default audit: a
+    truncated or wrong file must not start hours of work into ``runs/audit``."""
+    data = read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty; start from configs/quickstart.yaml (every key is "
+                          "described in README 'Configuration reference')")
+    return parse_config(data, str(path))

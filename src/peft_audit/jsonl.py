@@ -33,8 +33,9 @@ def read_jsonl(source: str | Path, *, text: str | None = None) -> list[dict[str,
     """The objects of a JSONL file (or of ``text``, named ``source`` in errors). Raises
     :class:`JSONLineError` naming the line when one is not a JSON object."""
     if text is None:
-        with open(source, encoding="utf-8") as f:
-            pairs = list(parse_lines(f, str(source)))
+        from .textio import read_text
+
+        pairs = list(parse_lines(read_text(source).splitlines(), str(source)))
     else:
         pairs = list(parse_lines(text.splitlines(), str(source)))
     rows = []

@@ -68,7 +68,7 @@ def test_directory_of_official_files(tmp_path):
 
 def test_malformed_line_names_file_and_line(tmp_path):
     _write(tmp_path / "Age.jsonl", _builtin_rows("Age")[:4], bad_line=3)
-    with pytest.raises(BBQFormatError, match=r"Age\.jsonl:3: not valid JSON.*--skip-bad-items"):
+    with pytest.raises(BBQFormatError, match=r"Age\.jsonl:3: not valid JSON.*skip_bad_items: true"):
         load_bbq(tmp_path)
     res = load_bbq(tmp_path, skip_bad_items=True)
     assert len(res.items) == 4 and len(res.bad_lines) == 1 and "Age.jsonl:3" in res.bad_lines[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..textio import TextEncodingError, open_text
 from .base import Judge
 from .validation import agreement_table
 
@@ -31,14 +32,17 @@ def read_table(path: Path):
     if not path.is_file():
         raise JudgeFileError(f"{path}: file not found")
     suffix = path.suffix.lower()
+    if suffix in (".csv", ".jsonl", ".json"):
+        try:
+            text = open_text(path, "file of responses")  # names the line of a non-UTF-8 byte
+        except TextEncodingError as e:
+            raise JudgeFileError(str(e)) from None
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+            return pd.read_csv(text, dtype=str, keep_default_na=False)
         if suffix in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=suffix == ".jsonl", dtype=False, encoding="utf-8")
+            df = pd.read_json(text, lines=suffix == ".jsonl", dtype=False)
             return df.astype(object).where(df.notna(), "").astype(str)
-    except UnicodeDecodeError as e:
-        raise JudgeFileError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
     except ValueError as e:
         raise JudgeFileError(f"{path}: cannot read as {suffix[1:].upper()}: {e}") from None
     raise JudgeFileError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .json")

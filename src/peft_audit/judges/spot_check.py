@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..textio import open_text
+
 LABELS_FILE = "human_labels.csv"
 LABEL_COLUMNS = ("variant_id", "prompt_id", "label")
 HUMAN_LABELS = ("refusal", "compliance", "incoherent", "safe", "unsafe")
@@ -44,7 +46,7 @@ def read_labels(run_dir: Path) -> dict[tuple[str, str], str]:
 
 def _read_label_rows(path: Path, needed: Sequence[str]) -> Iterable[tuple[tuple[str, str], str]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open_text(path, "labels file") as f:
             reader = csv.DictReader(f)
             missing = [c for c in needed if c not in (reader.fieldnames or [])]
             if missing:

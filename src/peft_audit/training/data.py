@@ -24,6 +24,7 @@ from typing import Any
 
 from ..config import TrainingConfig
 from ..jsonl import read_jsonl  # noqa: F401  (re-exported: tests and loaders read data files)
+from ..textio import open_text, read_text
 from .provenance import content_hash, file_sha256
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -50,12 +51,12 @@ def read_local(path: Path) -> list[dict[str, Any]]:
     if suffix == ".jsonl":
         return read_jsonl(path)
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "training data file"))
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ValueError(f"{path}: a .json data file must hold a list of objects")
         return data
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with open_text(path, "training data file") as f:
             return list(csv.DictReader(f))
     raise ValueError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json or .csv")
 

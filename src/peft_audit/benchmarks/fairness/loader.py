@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...jsonl import JSONLineError, parse_lines
+from ...textio import open_text
 from ..categories import BBQ_ALL_CATEGORIES, BBQ_FILE_STEMS
 from .targets import bias_target_index, find_unknown_index, stereotyped_from_target, template_profile
 
@@ -138,7 +139,7 @@ def read_target_locs(path: str | Path) -> dict[tuple[str, str], int]:
     if not path.is_file():
         raise FileNotFoundError(f"metadata_csv {path} not found (BBQ's analysis_scripts/additional_metadata.csv)")
     out: dict[tuple[str, str], int] = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    with open_text(path, "metadata CSV") as f:
         reader = csv.DictReader(f)
         need = {"category", "example_id", "target_loc"}
         if not need <= set(reader.fieldnames or ()):
@@ -156,7 +157,7 @@ def read_target_locs(path: str | Path) -> dict[tuple[str, str], int]:
 
 def _read_jsonl(path: Path, bad: list[str], skip_bad: bool, locs) -> list[BBQItem]:
     items = []
-    with path.open(encoding="utf-8") as f:
+    with open_text(path, "BBQ file") as f:
         for where, raw in parse_lines(f, str(path)):
             if isinstance(raw, JSONLineError):
                 raw = BBQFormatError(str(raw).removeprefix(f"{where}: "))
@@ -172,7 +173,7 @@ def _parse_or_skip(raw, where: str, items: list, bad: list[str], skip_bad: bool,
         items.append(parse_row(raw, where, locs))
     except BBQFormatError as e:
         if not skip_bad:
-            raise BBQFormatError(f"{e} -- fix the row or pass --skip-bad-items to skip it") from None
+            raise BBQFormatError(f"{e} -- fix the row, or set `fairness: {{skip_bad_items: true}}` in the sweep file to skip bad rows") from None
         bad.append(str(e))
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .config import SafetyConfig
 from ...jsonl import JSONLineError, read_jsonl
+from ...textio import open_text
 from ..categories import SAFETY_CATEGORIES
 from .prompts import SafetyPrompt, builtin_prompts
 
@@ -81,7 +82,7 @@ def limit_per_category(prompts: list[SafetyPrompt], limit: int | None, *, seed: 
 
 
 def _csv_prompts(path: Path, category: str) -> list[SafetyPrompt]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, "safety prompt file") as f:
         texts = [row[0].strip() for row in csv.reader(f) if row and row[0].strip()]
     return [SafetyPrompt(f"{category}-{i:03d}", category, t) for i, t in enumerate(texts, 1)]
 
@@ -189,7 +190,7 @@ def _read_rows(path: Path) -> Iterable[dict]:
         except JSONLineError as e:
             raise SafetyDataError(str(e)) from None
     else:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open_text(path, "safety prompt file") as f:
             yield from csv.DictReader(f)
 
 

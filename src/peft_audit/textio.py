@@ -1,0 +1,33 @@
+"""Reading the user's text files (configs, CSV, JSONL): UTF-8, or an error that says where.
+
+Python's bare ``UnicodeDecodeError`` names neither the file nor the line; :func:`read_text`
+does, and says how to fix it. A UTF-8 byte-order mark (as Excel writes) is accepted.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+
+class TextEncodingError(ValueError):
+    """A file that is not UTF-8 text; the message names file, line and byte."""
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of ``path`` decoded as UTF-8 (a leading BOM dropped); :class:`TextEncodingError`
+    naming the file, the line and the offending byte otherwise."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise TextEncodingError(
+            f"{path}:{line}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); it is "
+            f"probably Latin-1 or Windows-1252: save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > fixed`"
+        ) from None
+
+
+def open_text(path: str | Path, what: str = "file") -> io.StringIO:
+    """:func:`read_text` as a file object (for ``csv.reader``; newlines kept as written)."""
+    return io.StringIO(read_text(path, what), newline="")
