@@ -2,6 +2,7 @@
 
 import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,44 @@ def test_missing_module_is_named(adapter_dirs, tiny_model_dir, tmp_path):
 )
 def test_base_name_normalisation(adapter_base, ours, fits):
     assert compare_base_names(adapter_base, ours)[0] is fits
+
+
+# --- one model, several spellings: compared by identity, not by name (issue 15, case 3) ----------
+def _with_base_name(adapter: Path, out: Path, base_name: str) -> Path:
+    import json
+    import shutil
+
+    d = shutil.copytree(adapter, out)
+    cfg = json.loads((d / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = base_name
+    (d / "adapter_config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def test_an_adapter_of_this_very_checkpoint_fits_under_another_spelling(adapter_dirs, tiny_model_dir, tmp_path):
+    # Trained on the checkpoint directory, audited through a link with another name (as an
+    # adapter trained on the bundled alias records the cached conversion's path).
+    link = tmp_path / "SmolLM2-135M-Instruct"
+    link.symlink_to(tiny_model_dir, target_is_directory=True)
+    d = _with_base_name(adapter_dirs["lora"], tmp_path / "a", str(tiny_model_dir))
+    r = check_compatibility(d, link)
+    assert r.ok and r.reasons == [], r.reasons
+
+
+def test_provenance_fingerprint_identifies_the_base(adapter_dirs, tiny_model_dir, tmp_path):
+    import json
+
+    from peft_audit.models import resolve_model
+    from peft_audit.training.provenance import PROVENANCE_FILE
+
+    d = _with_base_name(adapter_dirs["lora"], tmp_path / "a", "/gone/cache/somewhere/model")
+    assert not check_compatibility(d, tiny_model_dir).ok  # the name alone does not match
+    fp = resolve_model(str(tiny_model_dir)).fingerprint
+    (d / PROVENANCE_FILE).write_text(json.dumps({"base_model": {"id": "x", "fingerprint": fp}}))
+    assert check_compatibility(d, tiny_model_dir).ok
+
+
+def test_a_name_mismatch_says_how_to_override(adapter_dirs, tiny_model_dir, tmp_path):
+    d = _with_base_name(adapter_dirs["lora"], tmp_path / "a", "meta-llama/Llama-3-8B")
+    r = check_compatibility(d, tiny_model_dir)
+    assert not r.ok and "--force" in r.reasons[-1]

@@ -8,7 +8,9 @@ Two checks, both before any weight is loaded:
    directory ``/models/Name`` and ``org2/name`` (a mirror) all match ``Name`` (a differing org is a
    warning). The bundled alias ``smollm2-135m-instruct`` stands for
    ``HuggingFaceTB/SmolLM2-135M-Instruct``. A different name fails unless ``force``; an adapter
-   that names no base model gets a warning and the shape check decides.
+   that names no base model gets a warning and the shape check decides. Names are not compared
+   at all when the adapter provably was trained on this base (:func:`same_base_model`: the
+   fingerprint in its peft-audit provenance, or the very checkpoint directory).
 2. **Tensor shapes.** The header of ``adapter_model.safetensors`` (``safe_open``, no tensor data
    read; a truncated file fails here) is compared with the base model's modules, built from its
    ``config.json`` on the ``meta`` device (no weights, no memory):
@@ -238,15 +240,13 @@ def compare_shapes(method: str, acfg: dict[str, Any], shapes: dict[str, tuple[in
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
-def _base_dir_and_names(base: str | Path) -> tuple[Path, list[str]]:
-    p = Path(base)
-    if p.is_dir():
-        names = [str(base)]
-    else:
-        from ..models import resolve_model
+def _base_dir_and_names(base: str | Path) -> tuple[Path, list[str], str | None]:
+    """(checkpoint directory, names it goes by, fingerprint) of the audited base model."""
+    from ..models import resolve_model
 
-        names = [str(base)]
-        p = resolve_model(str(base)).path
+    names = [str(base)]
+    resolved = resolve_model(str(base))  # a directory: only its fingerprint (no download, no load)
+    p, fingerprint = resolved.path, resolved.fingerprint
     cfg_file = p / "config.json"
     if cfg_file.is_file():
         import json
@@ -257,7 +257,32 @@ def _base_dir_and_names(base: str | Path) -> tuple[Path, list[str]]:
             n = None
         if n:
             names.append(n)
-    return p, names
+    return p, names, fingerprint
+
+
+def same_base_model(adapter_dir: Path, recorded: str | None, base_dir: Path, base_fingerprint: str | None) -> bool:
+    """True when the adapter was trained on this very base model, however either is spelled: its
+    peft-audit provenance records the base's fingerprint, or the base path it records is the
+    base's resolved checkpoint directory (an alias, a .gguf file and the cached conversion of that
+    file are one model)."""
+    import json
+
+    from ..training.provenance import PROVENANCE_FILE
+
+    prov = adapter_dir / PROVENANCE_FILE
+    if base_fingerprint and prov.is_file():
+        try:
+            recorded_fp = (json.loads(prov.read_text(encoding="utf-8")).get("base_model") or {}).get("fingerprint")
+        except (ValueError, AttributeError):
+            recorded_fp = None
+        if recorded_fp == base_fingerprint:
+            return True
+    if recorded:
+        try:
+            return Path(recorded).expanduser().resolve() == Path(base_dir).resolve()
+        except OSError:
+            return False
+    return False
 
 
 def check_compatibility(adapter_dir: str | Path, base: str | Path, *, force: bool = False,
@@ -285,15 +310,18 @@ def check_compatibility(adapter_dir: str | Path, base: str | Path, *, force: boo
     except AdapterError as e:
         return CompatResult(False, "failed", [str(e)])
 
-    base_dir, names = _base_dir_and_names(base)
+    base_dir, names, fingerprint = _base_dir_and_names(base)
     problems: list[str] = []
     warnings: list[str] = []
-    fits, msg = compare_base_names(meta.value("base_model"), names)
-    (warnings if fits else problems).extend([msg] if msg else [])
+    if not same_base_model(d, meta.value("base_model"), base_dir, fingerprint):
+        fits, msg = compare_base_names(meta.value("base_model"), names)
+        (warnings if fits else problems).extend([msg] if msg else [])
     base_cfg, base_model = _meta_model(str(base_dir), trust_remote_code)
     p, w = compare_shapes(meta.method, acfg, shapes, base_cfg, base_model)
     problems += p
     warnings += w
     if problems and force:
         return CompatResult(True, "ok", [], warnings + [f"--force: ignored {x}" for x in problems])
+    if problems:
+        problems.append("if you are sure it fits, --force (force_adapters: true in a sweep file) evaluates it anyway")
     return CompatResult(not problems, "ok" if not problems else "failed", problems, warnings)
