@@ -5,7 +5,6 @@ Each command is a thin wrapper; its work lives in the module named in its docstr
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +17,9 @@ from .methods import METHODS
 
 app = typer.Typer(
     help="Audit parameter-efficient fine-tunes (LoRA, IA3, prompt tuning, P-tuning) of LLMs for "
-    "safety and fairness drift against their base model.",
+    "safety and fairness drift against their base model. Exit codes: 0 ok; 1 a finding (gate "
+    "violation, failed variant); 2 could not run (bad input, missing or damaged store, busy run "
+    "directory); 130 / 143 stopped by Ctrl-C / SIGTERM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -26,15 +27,88 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)  # error messages keep paths on one line
 
 
-def _fail(msg: str, code: int = 2) -> None:
+#: Exit codes. 0: success (gate: every check passed); 1: the command did its work and found a
+#: problem (gate: a violation; run/audit: a variant failed); 2: it could not do its work (bad
+#: input, missing or damaged store, busy run directory, unexpected error); 130 / 143: stopped
+#: by SIGINT / SIGTERM (128 + signal number).
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+_debug = False
+
+
+def _fail(msg: str, code: int = EXIT_ERROR) -> None:
     console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+def user_message(e: BaseException) -> str:
+    """An exception as one or two lines in the tool's words: what, where, what to do."""
+    import sqlite3
+
+    if isinstance(e, sqlite3.DatabaseError):
+        return (f"the results store could not be read (SQLite: {e}); it is damaged or not a peft-audit store and was "
+                "left untouched.\nRestore it from a copy, or start again with a new --out directory")
+    if isinstance(e, OSError) and e.filename is not None:
+        what = e.strerror or str(e)
+        hint = {PermissionError: "check its permissions, or choose another path",
+                IsADirectoryError: "give a file, not a directory"}.get(type(e), "check the path")
+        return f"{e.filename}: {what}; {hint}"
+    if isinstance(e, (ValueError, LookupError, OSError, ImportError, RuntimeError)) and str(e):
+        return str(e)
+    return (f"unexpected {type(e).__name__}: {e}\nThis is a bug in peft-audit: run the command again as "
+            "`peft-audit --debug ...` for the traceback, and report it")
+
+
+def command(*args, **kwargs):
+    """``app.command`` whose errors reach the user as :func:`user_message` lines (exit 2), with the
+    traceback only under ``--debug``; Ctrl-C / SIGTERM exit 130 / 143 with one line."""
+    import functools
+
+    import click
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            from .sweep.interrupt import exit_code_of
+
+            try:
+                return fn(*a, **k)
+            except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise
+            except KeyboardInterrupt as e:
+                console.print(f"[yellow]interrupted ({e or 'SIGINT'})[/]", highlight=False)
+                raise typer.Exit(exit_code_of(e)) from None
+            except Exception as e:
+                if _debug:
+                    raise
+                _fail(user_message(e))
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return deco
+
+
+def _interrupted(e: KeyboardInterrupt, resume: str) -> None:
+    from .sweep.interrupt import exit_code_of
+
+    console.print(f"[yellow]interrupted ({e or 'SIGINT'}): variants that were running are marked 'interrupted'; "
+                  f"{resume} resumes them from their last finished stage[/]", highlight=False)
+    raise typer.Exit(exit_code_of(e))
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", envvar="PEFT_AUDIT_DEBUG",
+                                     help="Show the full traceback of an error (or set PEFT_AUDIT_DEBUG=1).")) -> None:
+    """Audit parameter-efficient fine-tunes (LoRA, IA3, prompt tuning, P-tuning) of LLMs for safety and
+    fairness drift against their base model. Exit codes: 0 ok, 1 a finding (gate violation, failed
+    variant), 2 could not run (bad input, damaged store, busy run directory), 130/143 interrupted."""
+    global _debug
+    _debug = debug
 
 
 # ---------------------------------------------------------------------------------------------
 # run / show / report  (peft_audit.pipeline, peft_audit.summary, peft_audit.report)
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@command()
 def run(
     config: Path = typer.Argument(..., help="Sweep YAML file (see README 'Configuration reference')."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<name>)."),
@@ -73,13 +147,15 @@ def run(
         )
         result = run_sweep(cfg, run_dir, opts, config_path=config)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
+    except KeyboardInterrupt as e:
+        _interrupted(e, f"peft-audit run {config} --out {run_dir}")
     if result.failed:
         console.print(f"[yellow]{result.failed} variant(s) failed; see `peft-audit show {run_dir}`[/]")
         raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Print the variants of a run with status and headline scores.
 
@@ -92,10 +168,10 @@ def show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     try:
         print_run(run_dir)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
 
 
-@app.command()
+@command()
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     formats: str = typer.Option("md,html,json", "--format", help="Comma list of md,html,json,csv,parquet."),
@@ -112,7 +188,7 @@ def report(
     try:
         paths = write_reports(run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], correction=correction)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     for p in paths:
         console.print(f"wrote {p}")
 
@@ -120,7 +196,7 @@ def report(
 # ---------------------------------------------------------------------------------------------
 # gate  (peft_audit.gate)
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@command()
 def gate(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     variant: Optional[list[str]] = typer.Option(None, "--variant", help="Variant id to check (repeatable; default: all fine-tuned)."),
@@ -135,7 +211,8 @@ def gate(
     correction: str = typer.Option("holm", "--correction", help="Multiple-comparison control across categories: holm | bh."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report here (for CI systems)."),
 ) -> None:
-    """Exit 0 if every checked variant stays within bounds vs its base model, 1 otherwise.
+    """Exit 0 if every checked variant stays within bounds vs its base model, 1 on a violation,
+    2 when the run cannot be evaluated (no or damaged results store, bad option).
 
     Missing, failed or unfinished variants are violations, never passes; so is a judge that
     left more than --max-unscored-share of the variant's (or its base's) responses unscored.
@@ -153,7 +230,7 @@ def gate(
                                     limits=_parse_limits(limit or []))
         result = check_gate(run_dir, variant or None, thresholds, correction=correction)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     if junit:
         console.print(f"wrote {write_junit(result, junit)}")
     for note in result.notes:
@@ -184,7 +261,7 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 # discover / audit  (peft_audit.adapters)
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@command()
 def discover(
     base: str = typer.Option(..., "--base", help="Hub id of the base model, e.g. HuggingFaceTB/SmolLM2-135M-Instruct."),
     limit: int = typer.Option(50, "--limit", min=1, help="Examine at most this many adapter repos (most downloaded first)."),
@@ -210,7 +287,7 @@ def discover(
     try:
         res = discover_adapters(base, limit=limit, methods=methods)
     except AdapterError as e:
-        _fail(str(e))
+        _fail(user_message(e))
     write_audit_file(res.audit_file, out)
     af = res.audit_file
     console.print(f"{len(af.adapters)} adapter(s), {len(af.skipped)} skipped, "
@@ -219,7 +296,7 @@ def discover(
         console.print(f"  [yellow]{s.status}[/] {s.id}: {s.reason}", highlight=False)
 
 
-@app.command()
+@command()
 def audit(
     base: Optional[str] = typer.Option(None, "--base", help="Base model (alias, dir, .gguf or Hub id); default: the audit file's base."),
     adapter: list[str] = typer.Option([], "--adapter", help="Adapter dir or Hub id[@revision]; repeatable."),
@@ -277,7 +354,9 @@ def audit(
                 console.print(f"      warning: {w}", highlight=False)
         result = run_audit(plan, out, RunOptions(retry_failed=retry_failed, executor=executor, jobs=jobs))
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
+    except KeyboardInterrupt as e:
+        _interrupted(e, "the same `peft-audit audit ...` command")
     bad = [o for o in plan.outcomes if o.status != "ok"]
     if result.failed or bad:
         console.print(f"[yellow]{len(bad)} adapter(s) not evaluable, {result.failed} variant(s) failed in all; "
@@ -289,7 +368,7 @@ def audit(
 # ---------------------------------------------------------------------------------------------
 # plan / status  (peft_audit.sweep.plan, peft_audit.sweep.cost, peft_audit.sweep.status)
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@command()
 def plan(config: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
     """Print a sweep's variant table and estimated cost without loading any model.
 
@@ -309,11 +388,11 @@ def plan(config: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
         variants = expand(cfg)
         cost = estimate_cost(cfg, variants)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     render_plan(variants, cost, Console())
 
 
-@app.command()
+@command()
 def status(run_dir: Path = typer.Argument(..., help="A run directory (may be running in another terminal).")) -> None:
     """Show a sweep's progress: variants done/failed/running, current stages, ETA.
 
@@ -326,14 +405,14 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (may be run
     try:
         st = read_status(run_dir)
     except FileNotFoundError as e:
-        _fail(str(e))
+        _fail(user_message(e))
     render_status(st, Console())
 
 
 # ---------------------------------------------------------------------------------------------
 # export  (peft_audit.export)
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory holding results.sqlite."),
     samples: str = typer.Option(..., "--samples", help="A benchmark's sample kind: " + " | ".join(
@@ -357,14 +436,14 @@ def export(
         with open_existing(run_dir) as store:
             path = export_samples(store, samples, out)
     except (ValueError, StoreError, FileNotFoundError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     console.print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------
 # judge  (peft_audit.judges.judge_file)
 # ---------------------------------------------------------------------------------------------
-@app.command()
+@command()
 def judge(
     file: Path = typer.Argument(..., help="CSV (with header), JSONL or JSON file of prompt/response pairs."),
     judges: str = typer.Option("refusal", "--judges", help="Comma list of judges: refusal, keyword, llm, guard."),
@@ -411,7 +490,7 @@ def judge(
     except ValidationError as e:
         _fail(validation_message("--judges/--config", e, "judge settings"))
     except (ConfigError, JudgeFileError, ValueError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     if labels:
         for name, rows in agreement.items():
             render_agreement(name, rows, Console())
@@ -421,7 +500,7 @@ def judge(
             typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
 
 
-@app.command()
+@command()
 def label(
     run_dir: Path = typer.Argument(..., help="A run directory holding results.sqlite."),
     n: int = typer.Option(40, "--n", min=1, help="How many responses to draw (not yet labelled ones)."),
@@ -453,7 +532,7 @@ def label(
         done = spot_check.read_labels(run_dir)
         chosen = spot_check.draw_sample(keys, n, seed=seed, exclude=done)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     if not chosen:
         console.print("every response of this run is labelled already")
         return
@@ -500,7 +579,7 @@ def _parse_pairs(items: list[str], option: str = "--method-arg") -> dict[str, st
     return out
 
 
-@app.command()
+@command()
 def train(
     base: str = typer.Option(..., "--base", help="Base model: alias, .gguf, local dir or hub id."),
     method: str = typer.Option(..., "--method", help=" | ".join(METHODS)),
@@ -559,7 +638,7 @@ def train(
     except ValidationError as e:
         _fail("; ".join(f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in e.errors()))
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
-        _fail(str(e))
+        _fail(user_message(e))
     prov = result.provenance
     console.print(
         f"trainable params: {prov['trainable_params']:,} of {prov['total_params']:,} "
@@ -571,12 +650,9 @@ def train(
     console.print(f"adapter saved to {result.adapter_dir}")
 
 
-# ---------------------------------------------------------------------------------------------
-# plan / status  (peft_audit.sweep.plan, peft_audit.sweep.cost, peft_audit.sweep.status)
-# ---------------------------------------------------------------------------------------------
 def main() -> None:  # pragma: no cover
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+    app()
+
+
+if __name__ == "__main__":  # python -m peft_audit.cli
+    main()

@@ -128,11 +128,6 @@ def gate_rules() -> list[tuple[str, GateRule]]:
     return [(name, r) for name, b in BENCHMARKS.items() for r in b.gate_rules]
 
 
-def _benchmark_of() -> dict[str, str]:
-    """paired-comparison metric -> the benchmark whose rule checks it"""
-    return {r.metric: name for name, r in gate_rules()}
-
-
 def _f(x) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
@@ -156,8 +151,7 @@ def evaluate_gate(
         res.checks.append(Check("-", "-", "variants", "-", False, "no fine-tuned variant to check in this run"))
         return res
     if has_results is None:
-        bench_of = _benchmark_of()
-        has_results = {(v, bench_of[m]): True for v, m in zip(paired["variant_id"], paired["metric"]) if m in bench_of}
+        has_results = {(v, b): True for v, b in zip(paired["variant_id"], paired["benchmark"]) if b in BENCHMARKS}
     for vid in ids:
         v = by_id.get(vid)
         if v is None:
@@ -185,10 +179,10 @@ def evaluate_gate(
                 res.checks.append(Check(vid, label, bench, "-", False, f"no {bench} results (its base has them)"))
             elif not theirs and not mine:
                 res.notes.append(f"{label}: {bench} not evaluated in this run; not checked")
-        for _, rule in gate_rules():
+        for bench, rule in gate_rules():
             metric, cats, direction = rule.metric, rule.category, rule.direction
             limit = thresholds.limit(rule.threshold, rule.default)
-            rows = p[p["metric"] == metric]
+            rows = p[(p["metric"] == metric) & (p["benchmark"] == bench)]  # plug-ins may reuse a metric name
             rows = rows[rows["category"] == "overall"] if cats == "overall" else rows[rows["category"] != "overall"]
             for r in rows.itertuples():
                 d = _f(r.delta)

@@ -31,7 +31,6 @@ __all__ = ["RunOptions", "RunResult", "evaluate_variant", "prepare_run", "run_on
 
 console = Console(stderr=True)
 
-PROVENANCE_FILE = "peft_audit_provenance.json"
 
 
 @dataclass
@@ -75,6 +74,7 @@ def evaluate_variant(
     Raises whatever a stage raises; the caller records the failure.
     """
     from .models import attach_adapter, load_base
+    from .training.provenance import PROVENANCE_FILE
 
     spec = pv.spec
     timings: dict[str, float] = {}
@@ -179,20 +179,66 @@ def prepare_run(cfg: SweepConfig, run_dir: Path, *, config_path: Path | None = N
 
 
 def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), *,
-              config_path: Path | None = None) -> RunResult:
-    """Run (or resume) a sweep into ``run_dir`` and write summary.json and the reports."""
-    from .report import write_reports
-    from .summary import SUMMARY_FILE, write_summary
+              config_path: Path | None = None, before: Callable[[Path], None] | None = None) -> RunResult:
+    """Run (or resume) a sweep into ``run_dir`` and write summary.json and the reports.
+
+    Before anything is written or any model loads, every check ``peft-audit plan`` makes is made
+    and each enabled benchmark loads its data and builds its judges (:func:`preflight`), so a
+    typo costs seconds, not a model load, and never pins the run directory to broken settings.
+    The run holds the directory's lock (:class:`~peft_audit.sweep.lock.RunDirLock`) throughout.
+    SIGINT and SIGTERM raise ``KeyboardInterrupt`` (:mod:`peft_audit.sweep.interrupt`); running
+    variants are then marked ``interrupted``. ``before(run_dir)`` runs under the lock, after the
+    checks and before the run is prepared (``audit`` records its adapters' outcomes there).
+    """
+    from .sweep.interrupt import stop_signals
+    from .sweep.lock import RunDirLock
+
     from .sweep.executors import get_executor
 
-    t_start = time.perf_counter()
     run_dir = Path(run_dir)
-    # Optional extras (Ray, MLflow) are checked before anything is written.
-    executor = get_executor(opts)
-    if opts.mlflow:
-        from .tracking import require_mlflow
+    with stop_signals():
+        # Optional extras (Ray, MLflow) and every input are checked before anything is written.
+        executor = get_executor(opts)
+        if opts.mlflow:
+            from .tracking import require_mlflow
 
-        require_mlflow()
+            require_mlflow()
+        preflight(cfg)
+        with RunDirLock(run_dir):
+            if before is not None:
+                before(run_dir)
+            return _run_locked(cfg, run_dir, opts, config_path, executor)
+
+
+def preflight(cfg: SweepConfig) -> None:
+    """Every check ``peft-audit plan`` makes (variant expansion, method arguments, cost), each base
+    model's name (a file that exists, an alias, a Hub id's form; nothing downloaded), the
+    training data of the variants that train, and each enabled benchmark's ``check`` (its data
+    loads, its judges build). Raises the first problem; reads nothing from the run directory."""
+    from .models.resolve import check_model_name
+    from .sweep.cost import estimate_cost
+
+    plan = expand(cfg)
+    estimate_cost(cfg, plan)
+    for name in sorted({pv.spec.base_model for pv in plan}):
+        check_model_name(name)
+    trains = sorted({pv.spec.algo for pv in plan if not pv.spec.is_base() and not pv.spec.adapter})
+    if trains:
+        from .training.data import load_training_data
+
+        for algo in trains:
+            load_training_data(cfg.training, algo, seed=0)
+    for benchmark, section in benchmark_sections(cfg):
+        check = getattr(benchmark, "check", None)
+        if check is not None:
+            check(section)
+
+
+def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: Path | None, executor) -> RunResult:
+    from .report import write_reports
+    from .summary import SUMMARY_FILE, write_summary
+
+    t_start = time.perf_counter()
     store, plan = prepare_run(cfg, run_dir, config_path=config_path)
     todo = []
     for pv in plan:
@@ -208,7 +254,11 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
         f"[bold]{cfg.name}[/]: {len(plan)} variants, {len(plan) - len(todo)} already finished or skipped, "
         f"{len(todo)} to run -> {run_dir}"
     )
-    stage_seconds = executor.run(cfg, run_dir, todo, store, run_one)
+    try:
+        stage_seconds = executor.run(cfg, run_dir, todo, store, run_one)
+    except KeyboardInterrupt:
+        store.close()
+        raise
 
     t_report = time.perf_counter()
     write_summary(store, run_dir / SUMMARY_FILE)
@@ -232,7 +282,7 @@ def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink
     try:
         timings = evaluate_variant(cfg, run_dir, pv, done_stages, sink, progress)
     except KeyboardInterrupt:
-        sink.update_variant(pv.id, status="pending")
+        sink.update_variant(pv.id, status="interrupted")
         raise
     except Exception as e:  # isolation by design: record and continue with the next variant
         sink.update_variant(pv.id, status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())

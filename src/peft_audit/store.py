@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS variants (
     config_json TEXT NOT NULL,          -- everything hashed into the id
     metadata_json TEXT NOT NULL DEFAULT '{}',  -- e.g. provenance, adapter metadata with sources
     adapter_path TEXT,
-    status TEXT NOT NULL DEFAULT 'pending',    -- pending | running | done | failed | skipped
+    status TEXT NOT NULL DEFAULT 'pending',    -- pending | running | interrupted | done | failed | skipped
     error TEXT, traceback TEXT,
     timings_json TEXT NOT NULL DEFAULT '{}',   -- stage -> seconds
     created_at REAL NOT NULL, updated_at REAL NOT NULL
@@ -212,7 +212,8 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: not a usable peft-audit results store ({e})") from None
+            raise StoreError(f"{self.path}: not a usable peft-audit results store (SQLite: {e}); it was left untouched. "
+                             "Restore it from a copy, or use a new --out directory") from None
         if found is not None and found > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {found} is newer than this peft-audit understands "
                              f"({SCHEMA_VERSION}); upgrade peft-audit to read it")

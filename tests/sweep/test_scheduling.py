@@ -18,10 +18,10 @@ from peft_audit.store import Store
 from peft_audit.sweep.executors import local as local_mod
 from peft_audit.sweep.status import read_status
 
-V = {"base_model": "m1", "method": "lora", "algo": "sft", "lr": 1e-3, "epochs": 1}
+V = {"base_model": "test-org/m1", "method": "lora", "algo": "sft", "lr": 1e-3, "epochs": 1}
 CFG = {
     "name": "fake",
-    "base_models": ["m1"],
+    "base_models": ["test-org/m1"],
     "methods": ["lora"],
     "lr": [1e-4, 2e-4],
     "variants": [{**V, "label": "boom"}, {**V, "seed": 1, "label": "crash"}],

@@ -151,5 +151,7 @@ def run_audit(plan: AuditPlan, run_dir: str | Path, opts: Any = None):
     from ..sweep.options import RunOptions
 
     run_dir = Path(run_dir)
-    record_outcomes(plan, run_dir)
-    return run_sweep(plan.config, run_dir, opts or RunOptions())
+    if not any(o.spec for o in plan.outcomes):
+        raise ValueError(f"none of the {len(plan.outcomes)} adapter(s) can be evaluated (reasons above), so nothing "
+                         "was run; fix them, or pass --force if you are sure they fit the base model")
+    return run_sweep(plan.config, run_dir, opts or RunOptions(), before=lambda d: record_outcomes(plan, d))

@@ -20,8 +20,9 @@ read back with :meth:`VariantRun.stored_samples`; the analysis sees them as
 :func:`peft_audit.analysis.paired.paired_item_scores`, and names its own stages and metrics.
 New benchmarks default to ``enabled: false``, so registering one changes no existing run.
 
-The pipeline only loops: ``for each enabled benchmark: metric_rows += benchmark.evaluate(section, run)``,
-then commits the variant's ``metrics`` stage.
+The pipeline only loops: first ``benchmark.check(section)`` for each enabled benchmark, before
+any model loads (optional: load the data, build the judges), then per variant
+``metric_rows += benchmark.evaluate(section, run)``, then it commits the variant's ``metrics`` stage.
 """
 
 from __future__ import annotations
@@ -222,6 +223,11 @@ class Benchmark(Protocol):
     #: sends their rows to a worker that continues after a finished stage)
     resume_tables: tuple[str, ...]
 
+    def check(self, cfg: BenchmarkSection) -> None:
+        """Optional. Load the data and build the judges ``cfg`` names, raising a clear error, so
+        that a run fails in seconds before any model loads (the pipeline's ``preflight``)."""
+        ...
+
     def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:
         """Run the missing stages on ``run.model`` (committing each through ``run.commit``) and
         return this benchmark's metric rows (``[]`` when the ``metrics`` stage is already done)."""
@@ -249,3 +255,21 @@ class Benchmark(Protocol):
     def export_frame(self, store: "Store") -> "pd.DataFrame":
         """One row per (variant, item) for ``peft-audit export --samples <sample_kind>``."""
         ...
+
+
+def check_judges(specs) -> None:
+    """Build each judge of ``specs`` once, as a preflight: an unknown name, a bad setting or a
+    guard model that cannot be found fails here. A guard model is only resolved (found or
+    downloaded), not loaded; an ``llm`` judge is not called."""
+    from ..judges.registry import build_judge
+
+    for spec in specs:
+        if spec.name == "guard":
+            from ..models import resolve_model
+
+            resolve_model(spec.model)
+            continue
+        judge = build_judge(spec)
+        close = getattr(judge, "close", None)
+        if close is not None:
+            close()

@@ -125,28 +125,45 @@ def split_revision(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def resolve_model(name: str) -> ResolvedModel:
-    """Turn a model name into a local checkpoint directory (see module docstring)."""
+def check_model_name(name: str) -> str:
+    """What ``name`` is ('alias', 'gguf', 'dir' or 'hub') without converting or downloading
+    anything; :class:`ModelResolutionError` when it cannot be a model (a missing file, a
+    directory without config.json, an id not of the form org/name). Used before any model loads."""
     if name in ALIASES:
-        gguf = alias_gguf_path(name)
-        return ResolvedModel(name, convert_gguf(gguf), "alias", _file_sha256(gguf))
+        alias_gguf_path(name)
+        return "alias"
     p = Path(name).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
             raise ModelResolutionError(f"GGUF file not found: {p}")
-        return ResolvedModel(name, convert_gguf(p), "gguf", _file_sha256(p))
+        return "gguf"
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise ModelResolutionError(f"{p} is a directory but has no config.json: not a transformers checkpoint")
-        return ResolvedModel(name, p, "dir", _dir_fingerprint(p))
+        return "dir"
     if p.exists() or name.startswith((".", "/", "~")):
         raise ModelResolutionError(f"model path {p} does not exist")
-    repo, rev = split_revision(name)
+    repo, _ = split_revision(name)
     if repo.count("/") != 1:
         raise ModelResolutionError(
             f"model {name!r} is neither an alias ({', '.join(ALIASES)}), a .gguf file, a local directory, "
             "nor a Hugging Face id of the form org/name[@revision]"
         )
+    return "hub"
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Turn a model name into a local checkpoint directory (see module docstring)."""
+    kind = check_model_name(name)
+    if kind == "alias":
+        gguf = alias_gguf_path(name)
+        return ResolvedModel(name, convert_gguf(gguf), "alias", _file_sha256(gguf))
+    p = Path(name).expanduser()
+    if kind == "gguf":
+        return ResolvedModel(name, convert_gguf(p), "gguf", _file_sha256(p))
+    if kind == "dir":
+        return ResolvedModel(name, p, "dir", _dir_fingerprint(p))
+    repo, rev = split_revision(name)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 

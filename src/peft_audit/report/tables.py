@@ -13,6 +13,10 @@ FAIRNESS_SHOWN = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
 #: around them): safety (with over-refusal) and BBQ. Every other benchmark's report sections are
 #: rendered by :func:`benchmark_sections` in registry order, after them.
 HAND_LAID_OUT = frozenset({"safety", "fairness"})
+#: metric -> the benchmark value of its rows, for the grids laid out by hand
+BUILTIN_BENCHMARK_OF = {"safety_score": "safety", "refusal_rate": "over_refusal",
+                        **{m: "fairness" for m in ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig",
+                                                   "abs_bias_ambig", "abs_bias_disambig")}}
 METRIC_TITLES = {
     "safety_score": "Safety score (share of prompts answered safely, among those the judges scored; overall = mean "
                     "over categories)",
@@ -47,18 +51,26 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
     cell: value, delta, ci_low, ci_high, p_adj, significant, good (+1 better, -1 worse, 0 unclear),
     strength (0..1 for colour), and display text. Base rows show their own score only. ``metrics``
     (the store's metrics table) supplies the scores of variants without a comparison: a run of a
-    base model alone, or a variant whose base is missing.
+    base model alone, or a variant whose base is missing. ``benchmark`` keeps only that
+    benchmark's rows (default: the built-in benchmark that owns ``metric``; plug-ins may reuse a
+    metric name); ``lower_is_better`` colours a rise red.
     """
+    benchmark = benchmark or BUILTIN_BENCHMARK_OF.get(metric)
     p = paired[paired["metric"] == metric]
+    if benchmark is not None and "benchmark" in p:
+        p = p[p["benchmark"] == benchmark]
     own: dict = {}
     if metrics is not None and not metrics.empty:
         mm = metrics[metrics["metric"] == metric]
+        if benchmark is not None and "benchmark" in mm:
+            mm = mm[mm["benchmark"] == benchmark]
         own = {(r.variant_id, r.category): r.value for r in mm.itertuples()}
     cats = list(p["category"]) + [c for (_, c) in own]
     if not cats:
         return {"title": title or METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
     cols = _ordered_categories(pd.Series(cats), metric)
-    unscored = _overall_or_category_values(metrics, "unscored_share") if metric == "safety_score" else {}
+    safety_rows = metrics[metrics["benchmark"] == "safety"] if metrics is not None and "benchmark" in metrics else metrics
+    unscored = _overall_or_category_values(safety_rows, "unscored_share") if metric == "safety_score" else {}
     abs_p = paired[paired["metric"] == "abs_" + metric] if metric.startswith("bias_") else None
     by = {(r.variant_id, r.category): r for r in p.itertuples()}
     by_abs = {(r.variant_id, r.category): r for r in abs_p.itertuples()} if abs_p is not None else {}

@@ -126,10 +126,11 @@ class Driver:
         self.finish(vid, "failed", {})
 
     def interrupted(self, running: list[str]) -> None:
-        """Ctrl-C: variants that were running go back to pending for the next run."""
+        """Ctrl-C or SIGTERM: variants that were running are marked ``interrupted``; the next run
+        resumes them from their last finished stage."""
         for vid in running:
             if vid not in self.finished:
-                self.store.update_variant(vid, status="pending")
+                self.store.update_variant(vid, status="interrupted")
 
     # ----- display --------------------------------------------------------------------------
     def _describe(self) -> str:

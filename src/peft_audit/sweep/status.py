@@ -18,7 +18,7 @@ from .driver import HEARTBEAT_S
 from .plan import variant_display
 
 STAGE_ORDER = ("trained", "generated", "judged", "scored", "metrics")
-STATUSES = ("pending", "running", "done", "failed", "skipped")
+STATUSES = ("pending", "running", "interrupted", "done", "failed", "skipped")
 
 
 @dataclass
@@ -71,7 +71,7 @@ def read_status(run_dir: str | Path, now: float | None = None) -> SweepStatus:
         driver = store.get_meta("driver")
     if walls:
         st.mean_variant_s = statistics.fmean(walls)
-        remaining = counts["pending"] + counts["running"]
+        remaining = counts["pending"] + counts["running"] + counts["interrupted"]
         st.eta_s = remaining * st.mean_variant_s / st.jobs
     if driver is not None:
         st.driver_finished = "finished_at" in driver
@@ -92,7 +92,8 @@ def render_status(st: SweepStatus, console) -> None:
 
     c = st.counts
     console.print(f"[bold]{st.run_dir}[/]: {st.total} variants: done {c['done']} · failed {c['failed']} · "
-                  f"running {c['running']} · pending {c['pending']}" + (f" · skipped {c['skipped']}" if c["skipped"] else ""))
+                  f"running {c['running']} · pending {c['pending']}" + (f" · skipped {c['skipped']}" if c["skipped"] else "")
+                  + (f" · interrupted {c['interrupted']} (the next `peft-audit run` resumes them)" if c["interrupted"] else ""))
     if st.driver_alive is False and not st.driver_finished and c["running"]:
         console.print("[yellow]no sweep is writing to this run (no heartbeat): 'running' variants were "
                       "interrupted; `peft-audit run` with the same config resumes them[/]")

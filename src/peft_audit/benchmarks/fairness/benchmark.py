@@ -38,6 +38,13 @@ class BBQBenchmark:
         GateRule("acc_disambig", "overall", -1, "max_accuracy_drop"),
     )
 
+    def check(self, cfg: FairnessConfig) -> None:
+        """Preflight: the BBQ items load (files, Hub dataset, metadata CSV)."""
+        from . import load_bbq
+
+        load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
+                 skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv)
+
     def evaluate(self, cfg: FairnessConfig, run: VariantRun) -> list[dict]:
         from . import fairness_metrics, load_bbq, score_bbq
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, delta, metric_ci, metric_value
+from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, check_judges, delta, metric_ci, metric_value
 from .config import SafetyConfig
 
 EXPORT_COLUMNS = ("variant_id", "category", "prompt_id", "prompt", "response")
@@ -29,6 +29,15 @@ class SafetyBenchmark:
         GateRule("safety_score", "overall", -1, "max_safety_drop"),
         GateRule("safety_score", "per-category", -1, "max_category_drop"),
     )
+
+    def check(self, cfg: SafetyConfig) -> None:
+        """Preflight: the prompts load and the judges build."""
+        from . import load_safety_prompts, over_refusal_prompts
+
+        load_safety_prompts(cfg, seed=0)
+        if cfg.over_refusal:
+            over_refusal_prompts()
+        check_judges(cfg.judges)
 
     def evaluate(self, cfg: SafetyConfig, run: VariantRun) -> list[dict]:
         from . import (check_judge_failures, generate_responses, judge_responses, load_safety_prompts,
