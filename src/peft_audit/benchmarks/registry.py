@@ -11,6 +11,7 @@ from .base import Benchmark
 _REGISTERED = {
     "safety": ".safety.benchmark:SafetyBenchmark",
     "fairness": ".fairness.benchmark:BBQBenchmark",
+    "xstest": ".xstest.benchmark:XSTestBenchmark",
 }
 
 

@@ -1,0 +1,233 @@
+"""Where XSTest prompts come from: ``XSTestConfig.source``.
+
+The layout is the official ``xstest_prompts.csv`` (Röttger et al., 2024; repository
+``paul-rottger/xstest``, formerly ``exaggerated-safety``): a header row, then one prompt per row
+in the columns
+
+====== ============================================================================
+id     unique prompt number (1..450 in the official file); the row number when absent
+prompt the text sent to the model (required, non-empty)
+type   one of the 10 safe types (``homonyms``, ``figurative_language``, ``safe_targets``,
+       ``safe_contexts``, ``definitions``, ``real_group_nons_discr``,
+       ``nons_group_real_discr``, ``historical_events``, ``privacy_public``,
+       ``privacy_fictional``) or a contrast type ``contrast_*`` (required)
+label  ``safe`` or ``unsafe``: the contrast types are ``unsafe``, all others ``safe``
+       (XSTest's readme); derived from ``type`` when the column is absent or empty
+focus  the word or entity the prompt turns on (optional)
+note   a free-text note (optional)
+====== ============================================================================
+
+Sources: ``builtin`` (the project's own 38 prompts in that layout, ``data/xstest_sample.csv``,
+written for this package: 2 per safe type, 2-3 per contrast type, requests only, nothing
+operational); a local ``.csv`` or ``.jsonl`` file (JSONL: one object per line with the same
+keys); a local directory holding ``filename``; or a Hugging Face **dataset** id ``owner/name``
+whose file ``filename`` (default ``xstest_prompts.csv``) is fetched with
+``huggingface_hub.hf_hub_download`` (``HF_ENDPOINT`` and ``HF_TOKEN`` honoured). Only CSV and
+JSONL are read: Hub copies stored as parquet must be converted first (the error says how).
+
+``limit_per_type`` keeps a seeded random sample of each type (file order kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ...jsonl import JSONLineError, parse_lines
+from ..safety.sources import _http_status, limit_per_category
+from .config import XSTestConfig
+
+SAFE, UNSAFE = "safe", "unsafe"
+#: The label groups, in report order.
+GROUPS = (SAFE, UNSAFE)
+CONTRAST_PREFIX = "contrast_"
+BUILTIN_FILE = "xstest_sample.csv"
+REQUIRED_COLUMNS = ("prompt", "type")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+_READABLE = (".csv", ".jsonl")
+
+
+class XSTestDataError(ValueError):
+    """An XSTest source could not be read; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class XSTestPrompt:
+    """One XSTest prompt. ``label`` is ``safe`` (should be answered) or ``unsafe`` (a contrast
+    prompt, type ``contrast_*``, that a safe assistant declines)."""
+
+    id: str
+    prompt: str
+    type: str
+    label: str
+    focus: str = ""
+    note: str = ""
+
+    @property
+    def category(self) -> str:
+        """The prompt type (the per-category unit of the store and the report)."""
+        return self.type
+
+
+def label_of_type(prompt_type: str) -> str:
+    """``unsafe`` for a contrast type (``contrast_*``), else ``safe`` (XSTest's readme)."""
+    return UNSAFE if prompt_type.startswith(CONTRAST_PREFIX) else SAFE
+
+
+def load_xstest_prompts(cfg: XSTestConfig, *, seed: int = 0) -> list[XSTestPrompt]:
+    """The prompts ``cfg.source`` names (module docstring), then ``cfg.limit_per_type``.
+    Raises :class:`XSTestDataError` for an unusable source."""
+    source = cfg.source
+    if source == "builtin":
+        text = resources.files(__package__).joinpath("data", BUILTIN_FILE).read_text(encoding="utf-8")
+        prompts = parse_rows(_csv_rows(text.splitlines(keepends=True), f"{__package__}/data/{BUILTIN_FILE}"))
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            path = path / cfg.filename
+            if not path.is_file():
+                raise XSTestDataError(f"xstest.source {source}: no file {cfg.filename!r} in that directory; "
+                                      "set xstest.filename")
+            prompts = read_table(path)
+        elif path.is_file():
+            prompts = read_table(path)
+        elif _HUB_ID.match(source) and not source.lower().endswith((*_READABLE, ".parquet")):
+            prompts = read_table(download_from_hub(source, cfg.filename, cfg.revision))
+        else:
+            raise XSTestDataError(
+                f"xstest.source {source!r} is neither 'builtin', an existing .csv/.jsonl file or directory, nor a "
+                "Hugging Face dataset id (owner/name)")
+    if not prompts:
+        raise XSTestDataError(f"xstest.source {source}: no prompts found")
+    return limit_per_category(prompts, cfg.limit_per_type, seed=seed)
+
+
+def read_table(path: Path) -> list[XSTestPrompt]:
+    """Prompts of a CSV (with header) or JSONL file in XSTest's columns."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            return parse_rows(_csv_rows(f, str(path)))
+    if suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            return parse_rows(_jsonl_rows(f, str(path)))
+    raise XSTestDataError(_unsupported(path.name, str(path)))
+
+
+def _unsupported(name: str, where: str) -> str:
+    return (f"{where}: cannot read {name!r}: xstest reads CSV (.csv, with a header row) or JSON Lines (.jsonl) only. "
+            "For a parquet copy, convert it first, e.g. python -c \"import pandas as pd; "
+            f"pd.read_parquet('{name}').to_csv('xstest_prompts.csv', index=False)\", or use the official "
+            "xstest_prompts.csv")
+
+
+def _csv_rows(lines, where: str) -> Iterator[tuple[str, dict]]:
+    """``(file:line, row)`` per CSV record (the line where the record ends)."""
+    reader = csv.DictReader(lines)
+    try:
+        for row in reader:
+            loc = f"{where}:{reader.line_num}"
+            if None in row:  # more fields than the header names
+                raise XSTestDataError(f"{loc}: {len(row) - 1 + len(row[None])} fields, but the header names "
+                                      f"{len(reader.fieldnames or [])}: quote fields that contain commas")
+            yield loc, row
+    except csv.Error as e:
+        raise XSTestDataError(f"{where}:{reader.line_num}: not readable as CSV ({e})") from None
+
+
+def _jsonl_rows(lines, where: str) -> Iterator[tuple[str, dict]]:
+    """``(file:line, object)`` per non-blank JSONL line."""
+    for loc, value in parse_lines(lines, where):
+        if isinstance(value, JSONLineError):
+            raise XSTestDataError(str(value))
+        if not isinstance(value, dict):
+            raise XSTestDataError(f"{loc}: each line must be a JSON object with XSTest's keys, got {type(value).__name__}")
+        yield loc, value
+
+
+def parse_rows(rows) -> list[XSTestPrompt]:
+    """Validate ``(location, row)`` pairs (module docstring) into prompts; errors name the
+    location (file:line) and the column."""
+    out: list[XSTestPrompt] = []
+    first_seen: dict[str, str] = {}
+    for n, (loc, row) in enumerate(rows, 1):
+        missing = [c for c in REQUIRED_COLUMNS if c not in row]
+        if missing:
+            raise XSTestDataError(f"{loc}: no column {missing[0]!r} (columns: {', '.join(map(str, row))}); XSTest's "
+                                  "layout has id, prompt, type, label, focus, note")
+        cell = {k: "" if v is None else str(v).strip() for k, v in row.items()}
+        prompt, ptype = cell["prompt"], cell["type"]
+        if not prompt:
+            raise XSTestDataError(f"{loc}: column 'prompt' is empty")
+        if not ptype:
+            raise XSTestDataError(f"{loc}: column 'type' is empty")
+        if ptype == "overall":
+            raise XSTestDataError(f"{loc}: type 'overall' is reserved for the aggregate rows; rename it")
+        expected = label_of_type(ptype)
+        label = cell.get("label", "").lower() or expected
+        if label not in GROUPS:
+            raise XSTestDataError(f"{loc}: column 'label' is {cell['label']!r}; expected 'safe' or 'unsafe'")
+        if label != expected:
+            raise XSTestDataError(
+                f"{loc}: type {ptype!r} is labelled {label!r}; in XSTest's layout the contrast types "
+                f"({CONTRAST_PREFIX}*) are 'unsafe' and all others 'safe'")
+        pid = cell.get("id") or str(n)
+        if pid in first_seen:
+            raise XSTestDataError(f"{loc}: id {pid!r} already used at {first_seen[pid]}; ids must be unique")
+        first_seen[pid] = loc
+        out.append(XSTestPrompt(pid, prompt, ptype, label, cell.get("focus", ""), cell.get("note", "")))
+    return out
+
+
+def download_from_hub(repo_id: str, filename: str, revision: str | None = None) -> Path:
+    """Fetch ``filename`` of the Hub dataset ``repo_id`` (``HF_ENDPOINT`` / ``HF_TOKEN`` read
+    now). Raises :class:`XSTestDataError` saying what went wrong and what to do."""
+    if not filename.lower().endswith(_READABLE):
+        raise XSTestDataError(_unsupported(filename, f"xstest.filename of {repo_id}"))
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    token = os.environ.get("HF_TOKEN") or None
+    where = f"Hugging Face dataset {repo_id}"
+    local_copy = ("or point xstest.source at a local copy of xstest_prompts.csv (the official file is in the "
+                  "GitHub repository paul-rottger/xstest)")
+    access = (f"cannot download {filename!r} from {where}: {{}}. If it is gated or private, accept its terms on the "
+              f"Hub and set HF_TOKEN to a token of an account with access; {local_copy}")
+    try:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
+                                    endpoint=os.environ.get("HF_ENDPOINT") or None, token=token))
+    except GatedRepoError:
+        raise XSTestDataError(access.format("gated, " + ("no access for this token" if token else "no HF_TOKEN set"))) from None
+    except RevisionNotFoundError:
+        raise XSTestDataError(f"{where} has no revision {revision!r}; fix xstest.revision") from None
+    except RemoteEntryNotFoundError:
+        raise XSTestDataError(f"{where} has no file {filename!r}; set xstest.filename to its prompts file "
+                              "(.csv or .jsonl; parquet copies must be converted first)") from None
+    except RepositoryNotFoundError:
+        raise XSTestDataError(access.format("not found, or private and no access")) from None
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
+        status = _http_status(e)  # huggingface_hub wraps some HTTP errors (e.g. 403 on HEAD) in this
+        if status in (401, 403):
+            raise XSTestDataError(access.format(f"HTTP {status}")) from None
+        raise XSTestDataError(f"cannot reach the Hugging Face Hub for {where} ({e.__class__.__name__}: HF_HUB_OFFLINE "
+                              f"is set or there is no network); {local_copy}") from None
+    except HfHubHTTPError as e:
+        status = _http_status(e)
+        if status in (401, 403):
+            raise XSTestDataError(access.format(f"HTTP {status}")) from None
+        raise XSTestDataError(f"{where}: download of {filename!r} failed (HTTP {status}); retry later, {local_copy}") from None
+    except OSError as e:  # connection errors
+        raise XSTestDataError(f"cannot reach the Hugging Face Hub for {where} ({e}); {local_copy}") from None
