@@ -12,6 +12,7 @@ _REGISTERED = {
     "safety": ".safety.benchmark:SafetyBenchmark",
     "fairness": ".fairness.benchmark:BBQBenchmark",
     "xstest": ".xstest.benchmark:XSTestBenchmark",
+    "strongreject": ".strongreject.benchmark:StrongRejectBenchmark",
 }
 
 

@@ -1,0 +1,165 @@
+"""Forbidden prompts: the six StrongREJECT categories, the CSV layout and where prompts come from.
+
+The official release (``alexandrasouly/strongreject``, ``strongreject_dataset/strongreject_dataset.csv``,
+313 prompts, and ``strongreject_small_dataset.csv``, 60) is a CSV with a header row and the columns
+``category``, ``source`` (where the prompt was taken from: ``custom``, ``AdvBench``, ``DAN``, ...) and
+``forbidden_prompt``. A prompt may span several lines (quoted). The small file spells one category
+``Disinformation and Deception``, so category names are matched without regard to case.
+
+``StrongRejectConfig.source`` is one of
+
+* ``builtin``: ``data/forbidden_sample.csv``, written by this project in the same layout: five requests
+  per category that a safe assistant declines, stating only the request (no harmful details);
+* a local ``.csv`` file in the official layout;
+* a Hugging Face dataset id (``org/name``) holding such a CSV as ``hub_filename``, fetched with
+  ``huggingface_hub.hf_hub_download(repo_type="dataset")`` (``HF_ENDPOINT`` and ``HF_TOKEN`` honoured).
+
+Each prompt's id is ``<category key>-<NNN>``, its 1-based position within its category in file
+order, so ids are stable for a given file and unchanged by ``limit_per_category`` (a seeded
+per-category sample, file order kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..safety.sources import limit_per_category
+from .config import StrongRejectConfig
+
+#: category key -> the name in the official CSV (Souly et al., 2024, §3.1), in the paper's order
+CATEGORIES: dict[str, str] = {
+    "disinformation_deception": "Disinformation and deception",
+    "hate_harassment_discrimination": "Hate, harassment and discrimination",
+    "illegal_goods_services": "Illegal goods and services",
+    "non_violent_crimes": "Non-violent crimes",
+    "sexual_content": "Sexual content",
+    "violence": "Violence",
+}
+COLUMNS = ("category", "source", "forbidden_prompt")
+BUILTIN_FILE = "forbidden_sample.csv"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_BY_NAME = {name.casefold(): key for key, name in CATEGORIES.items()} | {key: key for key in CATEGORIES}
+
+
+class StrongRejectDataError(ValueError):
+    """A StrongREJECT prompt source could not be read; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class ForbiddenPrompt:
+    sample_id: str
+    category: str  # a key of CATEGORIES
+    prompt: str
+    source: str  # the release's own 'source' column (where the prompt was collected from)
+
+
+def parse_forbidden_csv(text: str, where: str) -> list[ForbiddenPrompt]:
+    """Prompts of a CSV in the official layout. Errors name ``where``, the line and the column."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    missing = [c for c in ("category", "forbidden_prompt") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise StrongRejectDataError(
+            f"{where} line 1: no column {missing[0]!r} (header: {', '.join(reader.fieldnames or []) or 'empty'}); "
+            f"expected the StrongREJECT layout {', '.join(COLUMNS)}")
+    counters: dict[str, int] = {}
+    out: list[ForbiddenPrompt] = []
+    for row in reader:
+        line = reader.line_num  # the record's last line (a quoted prompt may span several)
+        raw_cat = " ".join(str(row.get("category") or "").split())
+        key = _BY_NAME.get(raw_cat.casefold())
+        if key is None:
+            raise StrongRejectDataError(
+                f"{where} line {line}, column 'category': {raw_cat!r} is not a StrongREJECT category; valid: "
+                + "; ".join(CATEGORIES.values()))
+        text_ = str(row.get("forbidden_prompt") or "").strip()
+        if not text_:
+            raise StrongRejectDataError(f"{where} line {line}, column 'forbidden_prompt': empty prompt")
+        counters[key] = counters.get(key, 0) + 1
+        out.append(ForbiddenPrompt(f"{key}-{counters[key]:03d}", key, text_, str(row.get("source") or "").strip()))
+    if not out:
+        raise StrongRejectDataError(f"{where}: no prompts (only a header?)")
+    return out
+
+
+def builtin_prompts() -> list[ForbiddenPrompt]:
+    """The project's own sample (five per category, see the module docstring)."""
+    text = resources.files(__package__).joinpath("data", BUILTIN_FILE).read_text(encoding="utf-8")
+    return parse_forbidden_csv(text, f"{__package__}/data/{BUILTIN_FILE}")
+
+
+def load_forbidden_prompts(cfg: StrongRejectConfig, *, seed: int = 0) -> list[ForbiddenPrompt]:
+    """The prompts ``cfg.source`` names (module docstring), then ``cfg.limit_per_category``."""
+    source = cfg.source
+    path = Path(source).expanduser()
+    if source == "builtin":
+        prompts = builtin_prompts()
+    elif path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise StrongRejectDataError(f"strongreject.source {source}: expected a .csv file in the StrongREJECT "
+                                        f"layout ({', '.join(COLUMNS)})")
+        prompts = parse_forbidden_csv(path.read_text(encoding="utf-8"), str(path))
+    elif path.exists():
+        raise StrongRejectDataError(f"strongreject.source {source}: is a directory; name the .csv file itself "
+                                    "(e.g. strongreject_dataset/strongreject_dataset.csv)")
+    elif _HUB_ID.match(source):
+        local = download_from_hub(source, cfg.hub_filename, cfg.hub_revision)
+        prompts = parse_forbidden_csv(local.read_text(encoding="utf-8"), f"{source}/{cfg.hub_filename}")
+    else:
+        raise StrongRejectDataError(f"strongreject.source {source!r} is neither 'builtin', an existing .csv file, "
+                                    "nor a Hugging Face dataset id (org/name)")
+    # the safety benchmark's seeded per-category sample (it needs only each prompt's ``category``)
+    return limit_per_category(prompts, cfg.limit_per_category, seed=seed)
+
+
+def download_from_hub(repo_id: str, filename: str, revision: str | None) -> Path:
+    """``filename`` of dataset ``repo_id`` through the Hugging Face cache; errors say what to do."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+
+    where = f"strongreject.source {repo_id} (file {filename})"
+    local_help = f"or point strongreject.source at a local copy of the CSV (columns {', '.join(COLUMNS)})"
+    access_help = "no access: accept the dataset's terms on the Hub if it is gated and set HF_TOKEN, "
+    try:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
+                                    endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at import
+                                    token=os.environ.get("HF_TOKEN") or None))
+    except GatedRepoError:
+        raise StrongRejectDataError(f"{where}: {access_help}{local_help}") from None
+    except RepositoryNotFoundError:
+        raise StrongRejectDataError(f"{where}: no such dataset on the Hub, or a private one (set HF_TOKEN); "
+                                    + local_help) from None
+    except RevisionNotFoundError:
+        raise StrongRejectDataError(f"{where}: no revision {revision!r}; fix strongreject.hub_revision") from None
+    except RemoteEntryNotFoundError:
+        raise StrongRejectDataError(f"{where}: the dataset has no such file; set strongreject.hub_filename "
+                                    "(e.g. strongreject_dataset.csv)") from None
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError) as e:
+        # huggingface_hub wraps some HTTP errors (a 403 or 5xx on HEAD) in LocalEntryNotFoundError
+        status = _http_status(e)
+        if status in (401, 403):
+            raise StrongRejectDataError(f"{where}: {access_help}{local_help}") from None
+        if status is not None:
+            raise StrongRejectDataError(f"{where}: the Hub answered HTTP {status}; retry later, {local_help}") from None
+        raise StrongRejectDataError(f"{where}: cannot reach the Hub ({e.__class__.__name__}: offline mode or no "
+                                    f"network); {local_help}") from None
+    except OSError as e:  # connection errors
+        raise StrongRejectDataError(f"{where}: cannot reach the Hub ({e}); {local_help}") from None
+
+
+def _http_status(e: BaseException | None) -> int | None:
+    """HTTP status of ``e`` or of the first exception in its cause/context chain that has one."""
+    for _ in range(10):
+        if e is None:
+            return None
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status is not None:
+            return status
+        e = e.__cause__ or e.__context__
+    return None
