@@ -13,6 +13,7 @@ _REGISTERED = {
     "fairness": ".fairness.benchmark:BBQBenchmark",
     "xstest": ".xstest.benchmark:XSTestBenchmark",
     "strongreject": ".strongreject.benchmark:StrongRejectBenchmark",
+    "harmbench": ".harmbench.benchmark:HarmBenchBenchmark",
 }
 
 

@@ -1,0 +1,241 @@
+"""HarmBench behaviours: the record type, the prompt a model is sent, and where behaviours come from.
+
+The published file layout (repository ``centerforaisafety/HarmBench``,
+``data/behavior_datasets/harmbench_behaviors_text_all.csv`` and its ``_val`` / ``_test``
+splits) is a CSV with the header
+
+    Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID
+
+* ``FunctionalCategory``: ``standard``, ``contextual`` (the behaviour refers to a
+  ``ContextString``) or ``copyright`` (tagged ``hash_check``: HarmBench judges these by a
+  near-copy hash check, which this project does not have);
+* ``SemanticCategory``: one of :data:`SEMANTIC_CATEGORIES`;
+* ``BehaviorID``: unique; it is the item id here (``sample_id`` in the store).
+
+``HarmBenchConfig.source`` is
+
+* ``builtin`` -- the project's own sample (``data/behaviors.csv``, written for this project in
+  the same layout: requests only, no harmful content, fictional context strings);
+* a local **CSV file** in that layout, or a **directory** holding ``HarmBenchConfig.file``
+  (e.g. a HarmBench checkout's ``data/behavior_datasets``);
+* a **Hugging Face dataset id** (``owner/name``) whose repository holds ``file``, fetched with
+  ``huggingface_hub.hf_hub_download(repo_type="dataset")`` (``HF_ENDPOINT`` and ``HF_TOKEN``
+  are honoured; ``revision`` picks a branch, tag or commit).
+
+Then ``functional_categories`` keeps those functional categories (default standard and
+contextual) and ``limit_per_category`` a seeded sample per semantic category.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .config import HarmBenchConfig
+
+SEMANTIC_CATEGORIES: tuple[str, ...] = (
+    "chemical_biological", "illegal", "misinformation_disinformation", "harmful", "harassment_bullying",
+    "cybercrime_intrusion", "copyright",
+)
+FUNCTIONAL_CATEGORIES: tuple[str, ...] = ("standard", "contextual", "copyright")
+#: The header of HarmBench's text behaviour files, in order. ``Tags`` may be absent.
+COLUMNS: tuple[str, ...] = ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")
+REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c != "Tags")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class HarmBenchDataError(ValueError):
+    """A HarmBench source could not be read; the message says where and what to do."""
+
+
+def direct_request(behavior: str, context: str = "") -> str:
+    """The test case HarmBench's direct-request baseline sends for a behaviour: the behaviour
+    itself, or, when it has a context string, ``f"{context}\\n\\n---\\n\\n{behavior}"``
+    (``baselines/direct_request/direct_request.py``, ``DirectRequest.generate_test_cases``; the
+    GCG baselines put the context in front of the behaviour the same way)."""
+    return f"{context}\n\n---\n\n{behavior}" if context else behavior
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """One HarmBench behaviour (a row of the behaviours CSV)."""
+
+    behavior_id: str
+    behavior: str
+    functional_category: str
+    semantic_category: str
+    context: str = ""
+    tags: str = ""
+
+    @property
+    def category(self) -> str:
+        """The semantic category: the category of the per-category scores."""
+        return self.semantic_category
+
+    @property
+    def prompt(self) -> str:
+        """What the model is sent as the user message (:func:`direct_request`)."""
+        return direct_request(self.behavior, self.context)
+
+
+def read_behaviors(text: str, where: str) -> list[Behavior]:
+    """Parse a behaviours CSV (``text``, named ``where`` in errors). Raises
+    :class:`HarmBenchDataError` naming the line and column of a missing column, an unknown
+    category, an empty behaviour, a contextual behaviour without context or a repeated BehaviorID.
+    Multimodal files (an ``ImageFileName`` column) are refused: their behaviours need the image."""
+    read: list[tuple[int, str]] = []  # (line number, text) of each physical line the parser consumed
+
+    def lines():
+        for number, line in enumerate(io.StringIO(text.lstrip("\ufeff"), newline=""), 1):
+            read.append((number, line))
+            yield line
+
+    reader = csv.DictReader(lines())
+    header = reader.fieldnames or []
+    if not header:
+        raise HarmBenchDataError(f"{where}: empty file; expected a CSV with header {','.join(COLUMNS)}")
+    if "ImageFileName" in header:
+        raise HarmBenchDataError(f"{where}: a multimodal HarmBench file (column ImageFileName); its behaviours need "
+                                 "their images. Use a text file such as harmbench_behaviors_text_all.csv")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise HarmBenchDataError(f"{where} line 1: missing column(s) {', '.join(missing)}; HarmBench's layout is "
+                                 f"{','.join(COLUMNS)} (found: {','.join(map(str, header))})")
+    out: list[Behavior] = []
+    first_line: dict[str, int] = {}
+    done = len(read)
+    for row in reader:
+        # A quoted field may span lines and blank lines are skipped: name the record's first line.
+        start = next(n for n, line in read[done:] if line.strip())
+        done = len(read)
+        at = f"{where} line {start}"
+        if None in row or any(row[c] is None for c in REQUIRED_COLUMNS):
+            raise HarmBenchDataError(f"{at}: expected {len(header)} fields, found a different number; check the "
+                                     "quoting of fields that hold commas or line breaks")
+        values = {c: (row.get(c) or "").strip() for c in COLUMNS}
+        if not any(values.values()):
+            continue  # a blank line
+        func, sem, bid = values["FunctionalCategory"], values["SemanticCategory"], values["BehaviorID"]
+        if func not in FUNCTIONAL_CATEGORIES:
+            raise HarmBenchDataError(f"{at}, column FunctionalCategory: {func!r} is not one of "
+                                     f"{', '.join(FUNCTIONAL_CATEGORIES)}")
+        if sem not in SEMANTIC_CATEGORIES:
+            raise HarmBenchDataError(f"{at}, column SemanticCategory: {sem!r} is not one of "
+                                     f"{', '.join(SEMANTIC_CATEGORIES)}")
+        if not values["Behavior"]:
+            raise HarmBenchDataError(f"{at}, column Behavior: empty")
+        if not bid:
+            raise HarmBenchDataError(f"{at}, column BehaviorID: empty; every behaviour needs a unique id")
+        if bid in first_line:
+            raise HarmBenchDataError(f"{at}, column BehaviorID: {bid!r} is already used on line {first_line[bid]}; "
+                                     "ids must be unique")
+        if func == "contextual" and not values["ContextString"]:
+            raise HarmBenchDataError(f"{at}, column ContextString: empty, but behaviour {bid!r} is contextual")
+        first_line[bid] = start
+        # Behaviour and context text exactly as published (HarmBench sends them unstripped).
+        context = row.get("ContextString") or "" if values["ContextString"] else ""
+        out.append(Behavior(bid, row["Behavior"], func, sem, context, values["Tags"]))
+    return out
+
+
+def builtin_behaviors() -> list[Behavior]:
+    """The project's own sample (all seven semantic categories, standard, contextual and copyright)."""
+    text = resources.files(__package__).joinpath("data", "behaviors.csv").read_text(encoding="utf-8")
+    return read_behaviors(text, f"{__package__}/data/behaviors.csv")
+
+
+def load_behaviors(cfg: HarmBenchConfig, *, seed: int = 0) -> list[Behavior]:
+    """The behaviours ``cfg`` names (module docstring): read, filtered by
+    ``functional_categories``, then sampled by ``limit_per_category``, file order kept.
+    Raises :class:`HarmBenchDataError` for an unusable source or when nothing is left."""
+    source = cfg.source
+    if source == "builtin":
+        behaviors, where = builtin_behaviors(), "the built-in sample"
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            path = path / cfg.file
+            if not path.is_file():
+                raise HarmBenchDataError(f"harmbench.source {source}: directory has no {cfg.file}; set harmbench.file "
+                                         "to the behaviours CSV in it")
+        if path.is_file():
+            where = str(path)
+            behaviors = read_behaviors(_read_text(path), where)
+        elif path.exists():
+            raise HarmBenchDataError(f"harmbench.source {source}: not a file or directory")
+        elif _HUB_ID.match(source) and not source.startswith((".", "~")):
+            where = f"{source}/{cfg.file}"
+            behaviors = read_behaviors(_read_text(_download(source, cfg.file, cfg.revision)), where)
+        else:
+            raise HarmBenchDataError(f"harmbench.source {source!r} is neither 'builtin', an existing CSV file or "
+                                     "directory, nor a Hugging Face dataset id (owner/name)")
+    if not behaviors:
+        raise HarmBenchDataError(f"harmbench.source {source}: no behaviours in {where}")
+    kept = [b for b in behaviors if b.functional_category in cfg.functional_categories]
+    if not kept:
+        found = sorted({b.functional_category for b in behaviors})
+        raise HarmBenchDataError(f"harmbench.source {source}: no behaviours of functional categories "
+                                 f"{cfg.functional_categories} (the file has {found}); "
+                                 "set harmbench.functional_categories")
+    from ..safety.sources import limit_per_category  # one seeded per-category sampler for every benchmark
+
+    return limit_per_category(kept, cfg.limit_per_category, seed=seed)  # type: ignore[arg-type]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise HarmBenchDataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the CSV as UTF-8") from None
+
+
+def _download(repo: str, filename: str, revision: str | None) -> Path:
+    """``filename`` of Hub dataset ``repo`` through huggingface_hub's cache."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from ..safety.sources import _http_status
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now, not at import time
+    token = os.environ.get("HF_TOKEN") or None
+    local_copy = ("or point harmbench.source at a local copy of the CSV (HarmBench's "
+                  "data/behavior_datasets/harmbench_behaviors_text_all.csv)")
+    try:
+        return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=revision, endpoint=endpoint,
+                                    token=token))
+    except GatedRepoError:
+        why = "no access for this token" if token else "no HF_TOKEN set"
+        raise HarmBenchDataError(f"Hub dataset {repo} is gated ({why}): accept its terms on the Hub and set HF_TOKEN, "
+                                 f"{local_copy}") from None
+    except RemoteEntryNotFoundError:
+        raise HarmBenchDataError(f"Hub dataset {repo} has no file {filename!r}; set harmbench.file to the "
+                                 "behaviours CSV's path in that repository") from None
+    except RevisionNotFoundError:
+        raise HarmBenchDataError(f"Hub dataset {repo} has no revision {revision!r}; fix harmbench.revision") from None
+    except RepositoryNotFoundError:
+        raise HarmBenchDataError(f"Hub dataset {repo} not found (or private and HF_TOKEN has no access); check "
+                                 f"harmbench.source, {local_copy}") from None
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
+        status = _http_status(e)  # huggingface_hub wraps some HTTP errors (e.g. 403 on HEAD) in these
+        if status in (401, 403):
+            raise HarmBenchDataError(f"Hub dataset {repo}: HTTP {status} (no access); set HF_TOKEN, {local_copy}") from None
+        raise HarmBenchDataError(f"cannot reach the Hugging Face Hub for {repo} ({e.__class__.__name__}: "
+                                 f"HF_HUB_OFFLINE is set or there is no network); {local_copy}") from None
+    except HfHubHTTPError as e:
+        raise HarmBenchDataError(f"Hub dataset {repo}: download of {filename} failed (HTTP {_http_status(e)}); retry "
+                                 f"later, {local_copy}") from None
+    except OSError as e:  # connection errors
+        raise HarmBenchDataError(f"cannot reach the Hugging Face Hub for {repo} ({e}); {local_copy}") from None

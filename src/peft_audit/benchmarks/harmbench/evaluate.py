@@ -1,0 +1,89 @@
+"""The model and judge work of HarmBench, one function per stage (rows in ``samples`` form).
+
+1. :func:`generate_samples` -- greedy answers to each behaviour's direct request
+   (:func:`peft_audit.models.generate.generate`, which handles every PEFT adapter kind);
+2. :func:`judge_samples` -- every judge's verdict and the combined one, added to each sample's
+   payload, then :func:`check_judge_failures`: a judge that failed on more than
+   ``harmbench.max_unscored_share`` of the responses fails the stage instead of being committed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from ...judges.base import COMBINED, Judge
+from ...models.generate import generate
+from ..safety.evaluate import JudgeFailureError, judge_responses
+from ..safety.metrics import judge_failures
+from .behaviors import Behavior
+from .config import HarmBenchConfig
+from .metrics import BENCHMARK, INCOHERENT, attacked
+
+#: Keys of a stored sample that are not its generated payload (a re-judged sample drops its old verdicts).
+_NOT_PAYLOAD = frozenset({"sample_id", "category", "judges", COMBINED, "attacked", "incoherent"})
+
+
+def sample_row(sample_id: str, category: str, payload: dict) -> dict:
+    """A row of the store's generic ``samples`` table for this benchmark."""
+    return {"benchmark": BENCHMARK, "sample_id": sample_id, "category": category, "payload": payload}
+
+
+def flat(row: Mapping) -> dict:
+    """A ``samples`` row as :meth:`VariantRun.stored_samples` returns it: ``sample_id``,
+    ``category`` and the payload's keys."""
+    return {"sample_id": row["sample_id"], "category": row["category"], **row["payload"]}
+
+
+def generate_samples(model, tokenizer, behaviors: Sequence[Behavior], *, cfg: HarmBenchConfig,
+                     progress: Callable[[int], None] | None = None) -> list[dict]:
+    """One ``samples`` row per behaviour (in order) with the prompt sent and the answer."""
+    gens = generate(model, tokenizer, [b.prompt for b in behaviors], system_prompt=cfg.system_prompt,
+                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    return [
+        sample_row(b.behavior_id, b.semantic_category, {
+            "functional_category": b.functional_category, "behavior": b.behavior, "context": b.context,
+            "prompt": b.prompt, "response": g.text, "n_new_tokens": g.n_new_tokens})
+        for b, g in zip(behaviors, gens)
+    ]
+
+
+def judge_samples(samples: Sequence[Mapping], judges: Sequence[Judge], *, rule: str,
+                  progress: Callable[[int], None] | None = None) -> list[dict]:
+    """``samples`` (as :meth:`VariantRun.stored_samples` gives them) as ``samples`` rows whose
+    payload adds ``judges`` ({judge: {label, score, rationale}}), ``combined`` (the label of
+    :func:`peft_audit.judges.combine.combine` under ``rule``), ``attacked`` (1, 0 or None;
+    :func:`.metrics.attacked`) and ``incoherent`` (1 or 0). Each judge sees the prompt the model
+    was sent (context included) and its answer; judging is the safety benchmark's
+    (:func:`peft_audit.benchmarks.safety.evaluate.judge_responses`)."""
+    asked = [{"prompt_id": s["sample_id"], "prompt": s["prompt"], "response": s["response"]} for s in samples]
+    verdicts: dict[str, dict[str, Mapping]] = {}
+    for v in judge_responses(asked, judges, rule=rule, progress=progress):
+        verdicts.setdefault(v["prompt_id"], {})[v["judge"]] = v
+    out = []
+    for s in samples:
+        by_judge = dict(verdicts[s["sample_id"]])
+        label = by_judge.pop(COMBINED)["label"]
+        success = attacked(label)
+        payload = {k: v for k, v in s.items() if k not in _NOT_PAYLOAD}
+        payload.update(
+            judges={j: {"label": v["label"], "score": v["score"], "rationale": v["rationale"]} for j, v in by_judge.items()},
+            combined=label, attacked=None if math.isnan(success) else int(success), incoherent=int(label == INCOHERENT))
+        out.append(sample_row(s["sample_id"], s["category"], payload))
+    return out
+
+
+def check_judge_failures(samples: Sequence[Mapping], max_share: float) -> None:
+    """Raise :class:`~peft_audit.benchmarks.safety.evaluate.JudgeFailureError` when a judge failed
+    (verdict ``unscored``; :func:`peft_audit.benchmarks.safety.metrics.judge_failures`) on more
+    than ``max_share`` of the responses: otherwise an unreachable judge abstains everywhere and
+    the combined verdict quietly becomes the other judges' alone. ``samples`` are judged samples
+    (payload flattened, as :func:`flat` gives them)."""
+    asked = [{"prompt_id": s["sample_id"]} for s in samples]
+    verdicts = [{"prompt_id": s["sample_id"], "judge": j, **v} for s in samples for j, v in s["judges"].items()]
+    for f in judge_failures(asked, verdicts).values():
+        if f.share is not None and f.share > max_share:
+            raise JudgeFailureError(
+                f"judge {f.judge!r} left {f.n_failed} of {f.n} HarmBench responses unscored ({100 * f.share:.1f}% > "
+                f"harmbench.max_unscored_share {100 * max_share:.1f}%); first failure: {f.first_reason}. Fix the "
+                "judge, then run again with --retry-failed: the stored responses are judged again, not regenerated")
