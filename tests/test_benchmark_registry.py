@@ -132,3 +132,10 @@ def test_a_registered_benchmark_reaches_summary_report_gate_and_export(tmp_path,
     assert len(checks) == 1 and checks[0].passed and checks[0].delta == pytest.approx(0.7)  # default limit 0.8
     strict = check_gate(run, n_boot=50, thresholds=GateThresholds(limits={"toy.max_rate_increase": 0.5}))
     assert [c.metric for c in strict.violations if c.metric == "toy_rate"] == ["toy_rate"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preflight_check_loads_the_default_data_and_judges(name):
+    b = BENCHMARKS[name]
+    assert callable(getattr(b, "check", None)), f"{name}: no check(); run would find bad data only after loading a model"
+    b.check(b.section())
