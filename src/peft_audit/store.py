@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import faults
+
 #: The store's file name inside a run directory; :func:`results_path` is the one place that joins it.
 RESULTS_FILE = "results.sqlite"
 
@@ -342,6 +344,7 @@ class Store:
         ``samples`` are generic rows (``benchmark, sample_id, category, payload`` with payload a
         dict); ``safety`` / ``fairness`` rows in the columns of :data:`SAFETY_COLUMNS` /
         :data:`FAIRNESS_COLUMNS` land in the same table (see :data:`SAMPLE_LAYOUTS`)."""
+        faults.point(f"store.{stage}.begin")
         with self.transaction() as c:
             generic = [(r["benchmark"], str(r["sample_id"]), str(r["category"]),
                         json.dumps(r["payload"], sort_keys=True)) for r in samples]
@@ -353,6 +356,8 @@ class Store:
             c.execute(
                 "INSERT OR REPLACE INTO stages VALUES (?,?,?,?)", (vid, stage, seconds, time.time())
             )
+            faults.point(f"store.{stage}.commit")
+        faults.point(f"store.{stage}.committed")
 
     # ----- reads --------------------------------------------------------------------------
     def rows(self, table: str, variant_id: str | None = None) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import faults
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -138,6 +140,7 @@ def generate_from_ids(
             results[i] = Generation(text, cut)
         if progress is not None:
             progress(len(idx))
+        faults.point("generate.batch")
     return results  # type: ignore[return-value]
 
 

@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .. import faults
+
 Progress = Callable[[int], None] | None
 
 # Prompt-learning PEFT types whose virtual tokens are prepended as input embeddings (they
@@ -220,6 +222,7 @@ def score_continuations(
             k += len(b[1])
         if progress:
             progress(len(idx))
+        faults.point("score.batch")
     return results
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import faults
 from ..analysis import analyze
 from ..store import open_existing
 from ..summary import SUMMARY_FILE, write_summary
@@ -40,6 +41,7 @@ def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("
         p = run_dir / "report.md"
         p.write_text(render_markdown(a, title), encoding="utf-8")
         out.append(p)
+        faults.point("report.markdown_written")
     if "html" in formats:
         p = run_dir / "report.html"
         p.write_text(render_html(a, title), encoding="utf-8")

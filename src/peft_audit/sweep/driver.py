@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .. import faults
 from ..store import Store
 from .messages import Message, apply_message, stored_rows_for
 from .plan import PlannedVariant
@@ -90,6 +91,7 @@ class Driver:
         # the stored responses, without generating them again.
         done = set(self.store.stages_done(pv.id))
         self.store.update_variant(pv.id, status="running", error=None, traceback=None)
+        faults.point("driver.variant_running")
         self.started[pv.id] = time.time()
         self._refresh()
         return done, stored_rows_for(self.store, pv.id, done)

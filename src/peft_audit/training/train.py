@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .. import faults
 from ..config import TrainingConfig, VariantSpec
 from ..methods import build_peft_config, resolve_method_args, trainable_parameters
 from .data import load_training_data
@@ -50,6 +51,9 @@ class _LogRecorder:
                     metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
                     elapsed = time.perf_counter() - recorder.start
                     recorder.history.append({"step": state.global_step, "elapsed_s": elapsed, **metrics})
+
+            def on_step_end(self, args, state, control, **kwargs):
+                faults.point("train.step")
 
         return _CB()
 
@@ -170,6 +174,7 @@ def train_adapter(
         }
         provenance = jsonable(provenance)
         write_provenance(tmp, provenance)
+        faults.point("train.saved")
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         os.replace(tmp, out_dir)

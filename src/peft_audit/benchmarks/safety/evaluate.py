@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ... import faults
 from .config import SafetyConfig
 from ...judges.base import COMBINED, Judge, verdict_row
 from ...judges.combine import combine
@@ -82,6 +83,7 @@ def judge_responses(
             rows.append(verdict_row(s["prompt_id"], COMBINED, combine(verdicts, rule)))
         if progress is not None:
             progress(len(chunk))
+        faults.point("judge.chunk")
     if over:
         judge = next((j for j in judges if j.name == OVER_REFUSAL_JUDGE), None) or RefusalJudge()
         verdicts = judge.judge_batch([(s["prompt"], s["response"]) for s in over])
