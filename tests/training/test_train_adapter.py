@@ -78,6 +78,17 @@ def test_interrupt_leaves_no_adapter(tiny_model_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []  # the partial temp dir is gone too
 
 
+def test_training_again_removes_what_a_killed_run_left(tiny_model_dir, tmp_path):
+    # kill -9 during training runs no cleanup: the temporary directory stays next to the adapter
+    stale = tmp_path / ".out.partial-k1lled"
+    (stale / "_trainer").mkdir(parents=True)
+    (stale / "adapter_model.safetensors").write_bytes(b"half written")
+    other = tmp_path / ".other.partial-k1lled"  # another adapter's: not ours to remove
+    other.mkdir()
+    _train(tiny_model_dir, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-k1lled", "out"]
+
+
 def test_refuses_to_overwrite_and_to_train_base(tiny_model_dir, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "adapter_config.json").write_text("{}")

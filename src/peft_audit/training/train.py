@@ -2,7 +2,9 @@
 
 The adapter is written into a temporary directory next to ``out_dir`` and renamed into place
 only after the weights and ``peft_audit_provenance.json`` are complete, so an interrupted run
-(Ctrl-C, crash) never leaves a directory that looks like a finished adapter.
+(Ctrl-C, crash) never leaves a directory that looks like a finished adapter. A process killed
+outright (``kill -9``, out-of-memory kill, power loss) cannot remove its temporary directory; the
+next training of the same adapter does.
 """
 
 from __future__ import annotations
@@ -126,7 +128,10 @@ def train_adapter(
         tokenizer.pad_token = tokenizer.eos_token
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    partial = f".{out_dir.name}.partial-"
+    for stale in [p for p in out_dir.parent.iterdir() if p.name.startswith(partial)]:
+        shutil.rmtree(stale, ignore_errors=True)  # a process killed while training this adapter ran no cleanup
+    tmp = Path(tempfile.mkdtemp(prefix=partial, dir=out_dir.parent))
     try:
         recorder = _LogRecorder()
         common = _common_args(spec, training, dev, tmp / "_trainer", show_progress)
