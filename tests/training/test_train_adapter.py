@@ -37,6 +37,8 @@ def test_provenance_records_everything(tiny_model_dir, tmp_path):
     result = _train(tiny_model_dir, tmp_path / "ad", method="ia3", algo="dpo", training=training)
     prov = read_provenance(result.adapter_dir)
     assert prov == json.loads((result.adapter_dir / PROVENANCE_FILE).read_text())
+    # what a sweep stores on the variant: the same record whether it trained the adapter or reused it
+    assert result.provenance == prov and prov["schema_version"] == 1
     loaded = load_base(str(tiny_model_dir), device="cpu")
     assert prov["base_model"]["id"] == str(tiny_model_dir)
     assert prov["base_model"]["fingerprint"] == loaded.resolved.fingerprint

@@ -23,7 +23,7 @@ from .. import faults
 from ..config import TrainingConfig, VariantSpec
 from ..methods import build_peft_config, resolve_method_args, trainable_parameters
 from .data import load_training_data
-from .provenance import jsonable, library_versions, write_provenance
+from .provenance import library_versions, read_provenance, write_provenance
 
 
 @dataclass
@@ -177,8 +177,10 @@ def train_adapter(
             "log_history": recorder.history,
             "wall_seconds": seconds,
         }
-        provenance = jsonable(provenance)
         write_provenance(tmp, provenance)
+        # The record as stored, schema_version included: a run that reuses this adapter reads
+        # the file, and must store the same metadata as the run that trained it.
+        provenance = read_provenance(tmp)
         faults.point("train.saved")
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
