@@ -10,7 +10,6 @@ A variant that raises is recorded as ``failed`` with its error and traceback; th
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections.abc import Callable
@@ -74,7 +73,7 @@ def evaluate_variant(
     Raises whatever a stage raises; the caller records the failure.
     """
     from .models import attach_adapter, load_base
-    from .training.provenance import PROVENANCE_FILE
+    from .training.provenance import PROVENANCE_FILE, read_provenance
 
     spec = pv.spec
     timings: dict[str, float] = {}
@@ -109,7 +108,7 @@ def evaluate_variant(
             sink.update_variant(pv.id, adapter_path=str(adapter_path), metadata={"provenance": result.provenance})
             sink.commit_stage(pv.id, "trained", timings["train"])
         elif "trained" not in done_stages:
-            prov = json.loads((adapter_path / PROVENANCE_FILE).read_text())
+            prov = read_provenance(adapter_path)
             sink.update_variant(pv.id, adapter_path=str(adapter_path), metadata={"provenance": prov})
             sink.commit_stage(pv.id, "trained", 0.0)
     if not needs_eval:

@@ -77,11 +77,9 @@ SUMMARY_FILE = "summary.json"
 
 def write_summary(store: Store, path: Path) -> Path:
     """Write :func:`build_summary` to ``path`` atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(build_summary(store), indent=2, sort_keys=False, allow_nan=False))
-    tmp.replace(path)
-    return path
+    from .textio import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(build_summary(store), indent=2, sort_keys=False, allow_nan=False))
 
 
 def print_run(run_dir: Path) -> None:

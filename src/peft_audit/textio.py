@@ -31,3 +31,13 @@ def read_text(path: str | Path, what: str = "file") -> str:
 def open_text(path: str | Path, what: str = "file") -> io.StringIO:
     """:func:`read_text` as a file object (for ``csv.reader``; newlines kept as written)."""
     return io.StringIO(read_text(path, what), newline="")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same directory and a
+    rename, so a reader or a killed writer never sees half a file (summary.json, the reports)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -11,6 +11,7 @@ from .. import faults
 from ..analysis import analyze
 from ..store import open_existing
 from ..summary import SUMMARY_FILE, write_summary
+from ..textio import write_text_atomic
 from .exports import write_csv, write_json, write_parquet
 from .html import render_html
 from .markdown import render_markdown
@@ -39,12 +40,12 @@ def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("
     out: list[Path] = []
     if "md" in formats:
         p = run_dir / "report.md"
-        p.write_text(render_markdown(a, title), encoding="utf-8")
+        write_text_atomic(p, render_markdown(a, title))
         out.append(p)
         faults.point("report.markdown_written")
     if "html" in formats:
         p = run_dir / "report.html"
-        p.write_text(render_html(a, title), encoding="utf-8")
+        write_text_atomic(p, render_html(a, title))
         out.append(p)
     if "json" in formats:
         out.append(write_json(a, run_dir / "analysis.json"))

@@ -13,8 +13,9 @@ def write_json(a: Analysis, path: Path) -> Path:
     doc = {"correction": a.correction,
            "tables": {name: json.loads(df.to_json(orient="records")) if not df.empty else []
                       for name, df in a.tables().items()}}
-    path.write_text(json.dumps(doc, indent=1, allow_nan=False))
-    return path
+    from ..textio import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(doc, indent=1, allow_nan=False))
 
 
 def write_csv(a: Analysis, folder: Path) -> list[Path]:
