@@ -129,3 +129,24 @@ def test_cli_discover_then_audit_from_file(fake_hub, adapter_dirs, tiny_model_di
     failed = con.execute("SELECT error FROM variants WHERE status='failed'").fetchall()
     assert len(failed) == 1 and "carol/wide" not in failed[0][0] and "expected shape" in failed[0][0]
     assert "method" in (out / "report.md").read_text()
+
+
+def test_cli_audits_an_adapter_of_the_same_base_under_another_spelling(adapter_dirs, tiny_model_dir, tmp_path):
+    """Issue 15, case 3: the base named by another path (as the bundled alias vs the cached
+    conversion an adapter trained here records) is the same model; no --force needed."""
+    from peft_audit.cli import app
+
+    link = tmp_path / "SmolLM2-135M-Instruct"
+    link.symlink_to(tiny_model_dir, target_is_directory=True)
+    adapter = shutil.copytree(adapter_dirs["lora"], tmp_path / "mine")
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tiny_model_dir)
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"device": "cpu", "safety": SAFETY, "fairness": {"enabled": False}}))
+    r = CliRunner().invoke(app, ["audit", "--base", str(link), "--adapter", str(adapter), "--config", str(settings),
+                                 "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert "ok" in r.output and "does not fit" not in r.output
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    assert sorted(s for (s,) in con.execute("SELECT status FROM variants")) == ["done", "done"]
