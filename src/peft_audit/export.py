@@ -15,11 +15,19 @@ from pathlib import Path
 
 from .benchmarks.registry import benchmark_for_samples
 from .store import Store
+from .sweep.plan import variant_labels
+
 
 def samples_frame(store: Store, kind: str):
     """The export table of the benchmark whose sample kind is ``kind``, as a pandas DataFrame
-    (columns present even when empty). ValueError naming the valid kinds for another ``kind``."""
-    return benchmark_for_samples(kind).export_frame(store)
+    (columns present even when empty), with ``variant_label`` (the variant's readable name) after
+    ``variant_id``. ValueError naming the valid kinds for another ``kind``."""
+    df = benchmark_for_samples(kind).export_frame(store)
+    # the readable name next to the id, so a table opened elsewhere says which variant a row is
+    names = variant_labels(store.variants())
+    df.insert(list(df.columns).index("variant_id") + 1 if "variant_id" in df else 0, "variant_label",
+              df["variant_id"].map(names) if "variant_id" in df else [])
+    return df
 
 
 def export_samples(store: Store, kind: str, out: Path) -> Path:

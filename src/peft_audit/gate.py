@@ -224,9 +224,13 @@ def check_gate(
     run_dir: str | Path, variant_ids: list[str] | None = None, thresholds: GateThresholds = GateThresholds(), *,
     correction: str = "holm", n_boot: int = 2000, seed: int = 0,
 ) -> GateResult:
-    """Load the store of ``run_dir`` and evaluate the gate (paired statistics only for checked variants)."""
+    """Load the store of ``run_dir`` and evaluate the gate (paired statistics only for checked variants).
+    ``variant_ids`` may hold ids or readable labels (:func:`peft_audit.sweep.plan.variant_labels`)."""
     f = load_run_frames(run_dir)
     v = f.variants
+    if variant_ids:  # a variant may be named by its readable label as well as by its id
+        by_label = dict(zip(v["label"], v["id"]))
+        variant_ids = [x if x in set(v["id"]) else by_label.get(x, x) for x in variant_ids]
     wanted = set(variant_ids) if variant_ids else set(v.loc[v["method"] != "base", "id"])
     done = set(v.loc[v["status"] == "done", "id"])
     pairs = v[v["id"].isin(wanted) & v["status"].eq("done") & v["base_id"].isin(done)]

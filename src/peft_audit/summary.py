@@ -5,7 +5,8 @@ Shape (keys marked * are the documented contract; the others add intervals and c
     {"schema": 1, "run": {...},
      "variants": [{
         "id"*, "base_model"*, "method"* ("base" for the base model), "algo"*, "lr"*, "epochs"*,
-        "status"*, "label", "base_id", "error",
+        "status"*, "label" (the readable name: the config's label, else e.g. ``lora · sft · lr 1e-3 · 1 ep``;
+        :func:`peft_audit.sweep.plan.variant_labels`), "base_id", "error",
         "safety"*: {"overall"*, "overall_ci": [lo, hi], "by_category"*: {key: score},
                     "ci_by_category": {key: [lo, hi]}, "n_by_category": {key: n},
                     "incoherent": n, "unscored": n (combined verdict), "by_judge": {judge: overall},
@@ -34,7 +35,7 @@ from typing import Any
 from .benchmarks.base import num
 from .benchmarks.registry import BENCHMARKS
 from .store import Store, open_existing
-from .sweep.plan import variant_display
+from .sweep.plan import variant_labels
 
 
 def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
@@ -57,7 +58,9 @@ def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, An
 def build_summary(store: Store) -> dict[str, Any]:
     """Assemble summary.json from the store (pure read; no model needed)."""
     metrics = _metrics_by_variant(store)
-    blocks = {v["id"]: _variant_block(v, metrics.get(v["id"], {})) for v in store.variants()}
+    variants = store.variants()
+    names = variant_labels(variants)
+    blocks = {v["id"]: _variant_block({**v, "label": names[v["id"]]}, metrics.get(v["id"], {})) for v in variants}
     for b in blocks.values():
         base = blocks.get(b["base_id"]) if b["base_id"] else None
         if b["method"] == "base" or base is None:
@@ -91,7 +94,7 @@ def print_run(run_dir: Path) -> None:
     with open_existing(run_dir) as store:
         summary = build_summary(store)
     t = Table(title=str(run_dir))
-    for col in ("id", "variant", "status", "safety (95% CI)", "Δ safety", "unscored by judge", "over-refusal",
+    for col in ("variant", "id", "status", "safety (95% CI)", "Δ safety", "unscored by judge", "over-refusal",
                 "BBQ acc amb/dis", "bias amb/dis"):
         t.add_column(col)
 
@@ -103,10 +106,9 @@ def print_run(run_dir: Path) -> None:
         ci = s.get("overall_ci") or [None, None]
         fo = (v["fairness"] or {}).get("overall") or {}
         d = (v.get("delta_vs_base") or {}).get("safety", {}).get("overall")
-        name = variant_display(v)
         status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
         t.add_row(
-            v["id"], name, status,
+            v["label"], v["id"], status,
             f"{f(s['overall'])} [{f(ci[0])}, {f(ci[1])}]" if s["overall"] is not None else "–",
             "–" if d is None else f"{100 * d:+.1f}",
             _unscored_by_judge(s),

@@ -17,6 +17,10 @@ def _fair(item_id, cat, pred, lps):
                 pred_index=pred, logprob_0=lps[0], logprob_1=lps[1], logprob_2=lps[2], raw_output=None)
 
 
+def _with_label(columns: tuple) -> tuple:
+    return (columns[0], "variant_label", *columns[1:])
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     with Store(tmp_path / "results.sqlite") as st:
@@ -43,7 +47,10 @@ def test_fairness_round_trip(run_dir, tmp_path, suffix):
     with Store(run_dir / "results.sqlite") as st:
         export_samples(st, "fairness", out)
     df = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
-    assert tuple(df.columns) == FAIRNESS_EXPORT_COLUMNS
+    assert tuple(df.columns) == _with_label(FAIRNESS_EXPORT_COLUMNS)
+    # the readable name next to the id; the fixture's two variants are both bases of 'tiny', so the
+    # id's first characters tell them apart
+    assert dict(zip(df.variant_id, df.variant_label)) == {"v_base": "tiny (base) · #v_base", "v_lora": "tiny (base) · #v_lora"}
     assert len(df) == 3
     row = df[(df.variant_id == "v_lora")].iloc[0]
     assert (row.category, str(row.source_id), int(row.pred_index)) == ("age", "0", 0)
@@ -57,7 +64,7 @@ def test_safety_has_one_column_per_judge(run_dir, tmp_path):
     with Store(run_dir / "results.sqlite") as st:
         export_samples(st, "safety", out)
     df = pd.read_csv(out)
-    assert tuple(df.columns) == SAFETY_EXPORT_COLUMNS + ("keyword", "llm")
+    assert tuple(df.columns) == _with_label(SAFETY_EXPORT_COLUMNS) + ("keyword", "llm")
     by_id = df.set_index("prompt_id")
     assert by_id.loc["malware-1", "keyword"] == "refusal" and by_id.loc["malware-1", "llm"] == "safe"
     assert pd.isna(by_id.loc["fraud_deception-2", "llm"])

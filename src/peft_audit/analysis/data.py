@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..methods import is_prompt_learning
 from ..store import Store, open_existing
+from ..sweep.plan import variant_labels
 
 
 #: columns of ``RunFrames.samples`` (the store's generic samples table)
@@ -116,13 +117,16 @@ def load_frames(store: Store) -> RunFrames:
     """All frames of a store; empty tables give empty frames with their columns."""
     conn = store.conn
     variants = pd.read_sql_query(
-        "SELECT id, base_model, method, algo, lr, epochs, seed, label, base_id, status, error, created_at "
+        "SELECT id, base_model, method, algo, lr, epochs, seed, label, base_id, status, error, created_at, spec_json "
         "FROM variants ORDER BY created_at, id",
         conn,
     )
     variants["family"] = variants["method"].map(method_family)
-    base_label = variants["base_model"].astype(str) + " (base)"
-    variants["label"] = variants["label"].fillna(variants["id"].where(variants["method"] != "base", base_label))
+    specs = [{**json.loads(s), **{k: v for k, v in r.items() if k != "spec_json"}}
+             for s, r in zip(variants["spec_json"], variants.to_dict("records"))]
+    names = variant_labels(specs)
+    variants = variants.drop(columns="spec_json")
+    variants["label"] = variants["id"].map(names)  # the one readable name (config label when given)
     variants = _base_first(variants)
     samples = pd.read_sql_query(
         "SELECT variant_id, prompt_id, benchmark, category, prompt, response FROM safety_samples", conn

@@ -14,7 +14,7 @@ benchmark settings are the run's evaluation protocol: they are fixed per run dir
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,20 +35,73 @@ class PlannedVariant:
 
 
 def variant_display(v: Mapping[str, Any]) -> str:
-    """The one human name of a variant, from its spec fields (a VariantSpec dump or a store row):
-    its label if it has one, else ``base:<model>``, ``<method>:<adapter>`` or
-    ``<method>/<algo>/lr=<lr>/ep=<epochs>/seed=<seed>`` (``?`` for a missing field)."""
-    if v.get("label"):
-        return v["label"]
-    if v.get("method", "base") == "base":
-        return f"base:{v['base_model']}"
-    if v.get("adapter"):
-        return f"{v['method']}:{v['adapter']}"
+    """The readable name of one variant on its own (see :func:`variant_labels` for a set)."""
+    return next(iter(variant_labels([v]).values()))
 
-    def f(x: Any, fmt: str = "") -> str:
-        return "?" if x is None else format(x, fmt)
 
-    return f"{v['method']}/{f(v.get('algo'))}/lr={f(v.get('lr'), 'g')}/ep={f(v.get('epochs'))}/seed={f(v.get('seed'))}"
+def _lr_text(lr: float) -> str:
+    """``1e-3``, ``2.5e-4``, ``0.1`` (scientific below 0.01, trailing zeros dropped)."""
+    if lr == 0 or abs(lr) >= 0.01:
+        return format(lr, "g")
+    mantissa, exponent = f"{lr:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _short_model(name: str) -> str:
+    return str(name).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _flat(v: Mapping[str, Any]) -> dict[str, Any]:
+    # a store row keeps the full spec under 'spec'; a spec dump or a frame row is flat
+    spec = v.get("spec") if isinstance(v.get("spec"), Mapping) else {}
+    return {**spec, **{k: x for k, x in v.items() if x is not None or k not in spec}}
+
+
+def variant_labels(variants: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The one readable name of each variant of a set, by id (the key ``id``; index when absent).
+
+    The config's ``label`` when given; ``<base model> (base)`` for a base model; an audited
+    adapter is ``<method> · <adapter dir name>``; a trained one ``lora · sft · lr 1e-3 · 1 ep``,
+    plus the method arguments that differ between variants of that method (``r 16``), the base
+    model's short name when the set has several bases, and ``seed N`` when it has several seeds.
+    Missing fields are left out. Two variants that would still share a name get their id's
+    first 6 characters appended, so a name never stands for two variants. Accepts store rows
+    (with ``spec``), ``VariantSpec`` dumps and variants-frame rows.
+    """
+    rows = [_flat(v) for v in variants]
+    ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
+    tuned = [r for r in rows if r.get("method", "base") != "base"]
+    several_bases = len({r.get("base_model") for r in tuned}) > 1
+    several_seeds = len({r.get("seed") for r in tuned if r.get("seed") is not None}) > 1
+    args_by_method: dict[str, list[dict]] = {}
+    for r in tuned:
+        args_by_method.setdefault(r["method"], []).append(r.get("method_args") or {})
+    varying = {m: sorted({k for a in args for k in a if len({repr(b.get(k)) for b in args}) > 1})
+               for m, args in args_by_method.items()}
+    names = []
+    for r in rows:
+        if isinstance(r.get("label"), str) and r["label"]:  # a frame row holds NaN for no label
+            names.append(r["label"])
+            continue
+        if r.get("method", "base") == "base":
+            names.append(f"{r.get('base_model', '?')} (base)")
+            continue
+        parts = [r["method"]] + [f"{k} {(r.get('method_args') or {}).get(k)}" for k in varying.get(r["method"], [])]
+        if r.get("adapter"):
+            parts.append(_short_model(r["adapter"]))
+        else:
+            parts += [str(r["algo"])] if r.get("algo") else []
+            parts += [f"lr {_lr_text(float(r['lr']))}"] if r.get("lr") is not None and r.get("lr") == r.get("lr") else []
+            parts += [f"{int(r['epochs'])} ep"] if r.get("epochs") is not None and r.get("epochs") == r.get("epochs") else []
+        if several_bases:
+            parts.append(_short_model(r.get("base_model", "?")))
+        if several_seeds and r.get("seed") is not None and r.get("seed") == r.get("seed"):
+            parts.append(f"seed {int(r['seed'])}")
+        names.append(" · ".join(parts))
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    return {i: (n if seen[n] == 1 else f"{n} · #{i[:6]}") for i, n in zip(ids, names)}
 
 
 def _grid(args: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
