@@ -238,11 +238,25 @@ def check_gate(
     keep = set(pairs["variant_id"]) | set(pairs["base_id"])
     keep_frames = f.restricted_to(keep)
     paired = paired_by_benchmark(keep_frames, pairs, correction=correction, n_boot=n_boot, seed=seed)
+    has, fails = _evidence(f, keep)
+    return evaluate_gate(v, paired, thresholds, variant_ids, has_results=has, failures=fails)
+
+
+def gate_of_analysis(a, thresholds: GateThresholds = GateThresholds()) -> GateResult:
+    """The gate over every fine-tuned variant of an :class:`~peft_audit.analysis.Analysis` (its
+    paired table, so the report's overview and ``peft-audit gate`` judge the same numbers; the
+    adjusted p-values differ from ``check_gate``'s only under ``significant_only``)."""
+    has, fails = _evidence(a.frames, set(a.variants["id"]))
+    return evaluate_gate(a.variants, a.paired, thresholds, has_results=has, failures=fails)
+
+
+def _evidence(f, ids) -> tuple[dict[tuple[str, str], bool], dict[str, dict[str, JudgeFailures]]]:
+    """Which (variant, benchmark) have results, and each judge's failures per variant of ``ids``."""
     has = {(x, name): True for name, b in BENCHMARKS.items() for x in b.evaluated(f)}
     fails = {x: judge_failures(f.safety[f.safety["variant_id"] == x].to_dict("records"),
                                f.verdicts[f.verdicts["variant_id"] == x].to_dict("records"))
-             for x in keep}
-    return evaluate_gate(v, paired, thresholds, variant_ids, has_results=has, failures=fails)
+             for x in ids}
+    return has, fails
 
 
 def _xml_text(s: str) -> str:

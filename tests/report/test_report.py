@@ -36,9 +36,12 @@ def test_all_formats_written(run_dir):
     assert {"delta", "ci_low", "ci_high", "p_value", "p_adj"} <= set(paired_csv.columns)
 
 
-def test_markdown_opens_with_findings_and_has_intervals(run_dir):
+def test_markdown_opens_with_the_overview_then_findings_and_has_intervals(run_dir):
     md = (run_dir / "report.md").read_text()
-    assert md.splitlines()[2] == "## Findings"
+    assert md.splitlines()[2] == "## Overview"
+    overview = md.split("## Overview")[1].split("## Findings")[0]
+    assert "| variant | gate | safety Δ (overall) | BBQ bias Δ, ambiguous | BBQ bias Δ, disambiguated | over-refusal Δ |" in overview
+    assert re.search(r"\| (pass|FAIL \(\d+\)) \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]\*? \|", overview)
     findings = md.split("## Findings")[1].split("## Safety")[0]
     assert "95% CI" in findings and "prompt-based" in findings
     safety = md.split("## Safety")[1].split("## Fairness")[0]

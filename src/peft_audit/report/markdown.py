@@ -1,4 +1,4 @@
-"""report.md: findings first, then one table per benchmark metric, then the sweep analysis."""
+"""report.md: the overview (one row per variant) first, then the findings, then one table per benchmark metric, then the sweep analysis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from ..analysis import Analysis
+from .overview import overview
 from .tables import (
     FAIRNESS_SHOWN, benchmark_sections, corrected_grid, judge_scores, judge_validity_rows, num, score_grid,
     spot_check_rows,
@@ -108,9 +109,24 @@ def _table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> list[str]:
     return out + [""]
 
 
+def _overview_md(ov: dict) -> list[str]:
+    L = ["## Overview", ""]
+    if not ov["rows"]:
+        return L + ["_No fine-tuned variant in this run: nothing is compared with a base model._", ""]
+    L += ["Change vs base in points [95% paired bootstrap CI], `*` = significant after adjustment; gate: "
+          "`peft-audit gate` under its default thresholds.", "",
+          "| variant | gate | " + " | ".join(_md(c) for c in ov["columns"]) + " | safety category that moved most | id |",
+          "|---" * (len(ov["columns"]) + 4) + "|"]
+    for r in ov["rows"]:
+        cells = ["—" if c is None else c["delta_text"] for c in r["cells"]]
+        moved = r["moved"]["text"] if r["moved"] else "—"
+        L.append(f"| {_md(r['label'])} | {r['gate']} | " + " | ".join(cells) + f" | {moved} | `{r['id']}` |")
+    return L + [""]
+
+
 def render_markdown(a: Analysis, title: str) -> str:
     corr_name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction]
-    L = [f"# peft-audit report: {_md(title)}", "", "## Findings", ""]
+    L = [f"# peft-audit report: {_md(title)}", ""] + _overview_md(overview(a)) + ["## Findings", ""]
     L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
           f"{corr_name} adjustment (categories: across the categories of a variant, exact McNemar for safety; "

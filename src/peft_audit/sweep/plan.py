@@ -40,8 +40,8 @@ def variant_display(v: Mapping[str, Any]) -> str:
 
 
 def _lr_text(lr: float) -> str:
-    """``1e-3``, ``2.5e-4``, ``0.1`` (scientific below 0.01, trailing zeros dropped)."""
-    if lr == 0 or abs(lr) >= 0.01:
+    """``1e-3``, ``2.5e-4``, ``0.1`` (scientific below 0.1, trailing zeros dropped)."""
+    if lr == 0 or abs(lr) >= 0.1:
         return format(lr, "g")
     mantissa, exponent = f"{lr:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"

@@ -1,0 +1,103 @@
+"""The overview that opens both reports: one row per fine-tuned variant, its headline changes.
+
+Columns: the gate under default thresholds, then the overall change of each headline metric
+(safety score, BBQ bias ambiguous and disambiguated, over-refusal, and the first metric of every
+report section of each plug-in benchmark evaluated in the run, in registry order), then the
+safety category that moved most. Each change cell is the ``overall`` cell of the benchmark's own
+:func:`~peft_audit.report.tables.score_grid`, so its text, interval, significance mark and colour
+are those of the detailed grid below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..analysis import Analysis
+from .tables import HAND_LAID_OUT, num, score_grid
+
+
+@dataclass(frozen=True)
+class OverviewColumn:
+    """A headline metric: its overall change vs base is one column of the overview."""
+
+    title: str
+    metric: str
+    benchmark: str | None = None  # None: the built-in owner of the metric (tables.BUILTIN_BENCHMARK_OF)
+    lower_is_better: bool = False
+
+
+#: The built-in headline columns, in the order shown.
+BUILTIN_COLUMNS = (
+    OverviewColumn("safety Δ (overall)", "safety_score"),
+    OverviewColumn("BBQ bias Δ, ambiguous", "bias_ambig"),
+    OverviewColumn("BBQ bias Δ, disambiguated", "bias_disambig"),
+    OverviewColumn("over-refusal Δ", "refusal_rate", lower_is_better=True),
+)
+
+
+def overview_columns(paired: pd.DataFrame) -> list[OverviewColumn]:
+    """The built-in columns, then the first metric of each report section of every registered
+    plug-in benchmark that has an overall comparison in ``paired`` (so a benchmark left off adds
+    no empty column)."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    overall = set(zip(paired["benchmark"], paired["metric"])) if not paired.empty else set()
+    cols = list(BUILTIN_COLUMNS)
+    for b in BENCHMARKS.values():
+        if b.name in HAND_LAID_OUT:
+            continue
+        for section in b.report_sections:
+            m = section.metrics[0]
+            if (b.name, m) in overall:
+                cols.append(OverviewColumn(f"{section.title}: {m} Δ", m, b.name, m in section.lower_is_better))
+    return cols
+
+
+def _moved_most(paired: pd.DataFrame, variant_id: str) -> dict | None:
+    p = paired[(paired["variant_id"] == variant_id) & (paired["metric"] == "safety_score")
+               & (paired["category"] != "overall")]
+    if "benchmark" in p:
+        p = p[p["benchmark"] == "safety"]
+    p = p[p["delta"].map(lambda d: isinstance(d, float) and math.isfinite(d))]
+    if p.empty:
+        return None
+    r = p.loc[p["delta"].abs().idxmax()]
+    sig = bool(r["p_adj"] < 0.05) if r["p_adj"] == r["p_adj"] else False
+    return {"category": r["category"], "text": f"{r['category']} {num(r['delta'], signed=True)} "
+            f"[{num(r['ci_low'], signed=True)}, {num(r['ci_high'], signed=True)}]" + ("*" if sig else "")}
+
+
+def overview(a: Analysis, gate=None) -> dict:
+    """``{'columns': [title], 'rows': [{'label', 'id', 'gate', 'gate_title', 'cells', 'moved'}]}``,
+    one row per fine-tuned variant in report order; a cell is a score-grid cell (None without a
+    comparison). ``gate`` is a :class:`~peft_audit.gate.GateResult` (default: the gate under its
+    default thresholds over ``a``). ``rows`` is empty when the run has no fine-tuned variant."""
+    from ..gate import gate_of_analysis
+
+    variants = a.variants[a.variants["method"] != "base"]
+    if variants.empty:
+        return {"columns": [c.title for c in overview_columns(a.paired)], "rows": []}
+    gate = gate_of_analysis(a) if gate is None else gate
+    cols = overview_columns(a.paired)
+    grids = [score_grid(variants, a.paired, c.metric, metrics=a.frames.metrics, benchmark=c.benchmark,
+                        lower_is_better=c.lower_is_better) for c in cols]
+    overall_cell = []
+    for g in grids:
+        at = g["columns"].index("overall") if "overall" in g["columns"] else None
+        overall_cell.append([None if at is None else r["cells"][at] for r in g["rows"]])
+    rows = []
+    for i, v in enumerate(variants.itertuples()):
+        violations = [c for c in gate.checks if c.variant_id == v.id and not c.passed]
+        checked = any(c.variant_id == v.id for c in gate.checks)
+        rows.append({
+            "label": v.label, "id": v.id,
+            "gate": "not checked" if not checked else ("pass" if not violations else f"FAIL ({len(violations)})"),
+            "gate_passed": checked and not violations,
+            "gate_title": "; ".join(c.text() for c in violations[:5]) or "every check within the default thresholds",
+            "cells": [cells[i] for cells in overall_cell],
+            "moved": _moved_most(a.paired, v.id),
+        })
+    return {"columns": [c.title for c in cols], "rows": rows}
