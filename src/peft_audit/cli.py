@@ -193,6 +193,33 @@ def report(
         console.print(f"wrote {p}")
 
 
+@command()
+def card(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    variant: str = typer.Option(..., "--variant", help="The variant: its label (as in the report), id, or id prefix."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the section to this Markdown file (default: print it)."),
+    push: Optional[str] = typer.Option(None, "--push", metavar="HUB_ID", help="Update README.md of this Hub model repo (HF_TOKEN, HF_ENDPOINT)."),
+) -> None:
+    """A model-card section with the audit of one variant: settings, safety and BBQ changes vs
+    the base with intervals, judges and their measured accuracy, protocol hash, version, date.
+
+    Example:
+
+        peft-audit card runs/quickstart --variant "lora · sft · lr 1e-3 · 1 ep" --push my-org/my-adapter
+    """
+    from .report.card import build_card, push_card
+
+    section = build_card(run_dir, variant)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(section, encoding="utf-8")
+        console.print(f"wrote {out}")
+    if push:
+        console.print(f"updated README.md of {push}: {push_card(section, push)}", highlight=False)
+    if not out and not push:
+        typer.echo(section, nl=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # gate  (peft_audit.gate)
 # ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def num(x, scale: float = 100.0, fmt: str = "{:.1f}", signed: bool = False) -> s
     return (("{:+.1f}" if signed else fmt)).format(scale * x)
 
 
-def _ordered_categories(cats, metric: str) -> list[str]:
+def ordered_categories(cats, metric: str) -> list[str]:
     cats = [c for c in pd.unique(cats) if c != "overall"]
     if metric == "safety_score":
         cats = [c for c in SAFETY_CATEGORIES if c in cats] + sorted(c for c in cats if c not in SAFETY_CATEGORIES)
@@ -68,7 +68,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
     cats = list(p["category"]) + [c for (_, c) in own]
     if not cats:
         return {"title": title or METRIC_TITLES.get(metric, metric), "metric": metric, "columns": [], "rows": []}
-    cols = _ordered_categories(pd.Series(cats), metric)
+    cols = ordered_categories(pd.Series(cats), metric)
     safety_rows = metrics[metrics["benchmark"] == "safety"] if metrics is not None and "benchmark" in metrics else metrics
     unscored = _overall_or_category_values(safety_rows, "unscored_share") if metric == "safety_score" else {}
     abs_p = paired[paired["metric"] == "abs_" + metric] if metric.startswith("bias_") else None
@@ -164,7 +164,7 @@ def delta_matrix(variants: pd.DataFrame, paired: pd.DataFrame, metric: str) -> p
     labels = dict(zip(variants["id"], variants["label"]))
     m = p.pivot_table(index="variant_id", columns="category", values="delta", aggfunc="first")
     order = [v for v in variants["id"] if v in m.index]
-    m = m.loc[order, _ordered_categories(m.columns, metric)]
+    m = m.loc[order, ordered_categories(m.columns, metric)]
     m.index = [labels.get(i, i) for i in m.index]
     return m
 
