@@ -33,3 +33,23 @@ def test_audited_adapter_and_a_name_never_stands_for_two_variants():
     assert variant_display({"base_model": "m", "method": "lora", "adapter": "/x/my-adapter/"}) == "lora · my-adapter"
     names = variant_labels([_v("abcdef123"), _v("fedcba321")])
     assert names == {"abcdef123": "lora · sft · lr 1e-3 · 1 ep · #abcdef", "fedcba321": "lora · sft · lr 1e-3 · 1 ep · #fedcba"}
+
+
+def test_a_run_without_config_labels_is_read_back_with_readable_names(tmp_path):
+    """The frames every report, plot and gate line reads name variants by their settings, not their hash."""
+    from typer.testing import CliRunner
+
+    from peft_audit.analysis import load_run_frames
+    from peft_audit.cli import app
+    from peft_audit.store import Store
+
+    with Store(tmp_path / "results.sqlite") as st:
+        st.register_variant("b0", spec={"base_model": "smol", "method": "base"}, config={}, base_id=None)
+        for vid, method in (("3ae33679ed4b", "lora"), ("035c5eb71190", "p-tuning")):
+            st.register_variant(vid, spec={"base_model": "smol", "method": method, "algo": "sft", "lr": 1e-3,
+                                           "epochs": 1, "seed": 0, "method_args": {}}, config={}, base_id="b0")
+    labels = dict(zip(*load_run_frames(tmp_path).variants[["id", "label"]].to_numpy().T))
+    assert labels == {"b0": "smol (base)", "3ae33679ed4b": "lora · sft · lr 1e-3 · 1 ep",
+                      "035c5eb71190": "p-tuning · sft · lr 1e-3 · 1 ep"}
+    out = CliRunner().invoke(app, ["show", str(tmp_path)], env={"COLUMNS": "250"}).output
+    assert "lora · sft · lr 1e-3 · 1 ep" in out and "p-tuning · sft · lr 1e-3 · 1 ep" in out
