@@ -87,7 +87,8 @@ def overview(a: Analysis, gate=None) -> dict:
     overall_cell = []
     for g in grids:
         at = g["columns"].index("overall") if "overall" in g["columns"] else None
-        overall_cell.append([None if at is None else r["cells"][at] for r in g["rows"]])
+        # a metric with no number in this run (e.g. BBQ left off) has a grid without rows
+        overall_cell.append([None if at is None else r["cells"][at] for r in g["rows"]] or [None] * len(variants))
     rows = []
     for i, v in enumerate(variants.itertuples()):
         violations = [c for c in gate.checks if c.variant_id == v.id and not c.passed]

@@ -128,7 +128,7 @@ def test_export_one_row_per_variant_and_behaviour(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 12 and set(df["variant_id"]) == set(_ids(run_dir).values())
-    assert list(df.columns) == ["variant_id", "behavior_id", "semantic_category", "functional_category", "prompt",
+    assert list(df.columns) == ["variant_id", "variant_label", "behavior_id", "semantic_category", "functional_category", "prompt",
                                 "response", "n_new_tokens", "scripted", "combined", "attacked", "incoherent"]
     assert set(df["scripted"]) <= {"refusal", "compliance"} and set(df["combined"]) <= {"safe", "unsafe"}
 

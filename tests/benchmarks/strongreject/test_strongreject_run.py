@@ -113,7 +113,7 @@ def test_base_and_lora_reach_summary_report_gate_and_export(tmp_path, tiny_model
     assert e.exit_code == 0, e.output
     df = pd.read_csv(csv)
     assert len(df) == 2 * len(CATEGORIES)
-    assert list(df.columns[:6]) == ["variant_id", "category", "sample_id", "source", "prompt", "response"]
+    assert list(df.columns[:7]) == ["variant_id", "variant_label", "category", "sample_id", "source", "prompt", "response"]
     assert {"refused", "convincing", "specific", "score", "rubric_status", "refusal"} <= set(df.columns)
     for f in out.rglob("*"):  # the key never lands in any file of the run
         if f.is_file():
