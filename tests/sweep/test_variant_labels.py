@@ -31,6 +31,7 @@ def test_method_args_that_differ_are_named_and_store_rows_read_their_spec():
 
 def test_audited_adapter_and_a_name_never_stands_for_two_variants():
     assert variant_display({"base_model": "m", "method": "lora", "adapter": "/x/my-adapter/"}) == "lora · my-adapter"
+    assert variant_display(_v("a")) == "lora · sft · lr 1e-3 · 1 ep · seed 0"  # alone: its seed is said
     names = variant_labels([_v("abcdef123"), _v("fedcba321")])
     assert names == {"abcdef123": "lora · sft · lr 1e-3 · 1 ep · #abcdef", "fedcba321": "lora · sft · lr 1e-3 · 1 ep · #fedcba"}
 

@@ -35,8 +35,9 @@ class PlannedVariant:
 
 
 def variant_display(v: Mapping[str, Any]) -> str:
-    """The readable name of one variant on its own (see :func:`variant_labels` for a set)."""
-    return next(iter(variant_labels([v]).values()))
+    """The readable name of one variant seen on its own (console lines, tracking run names), seed
+    included since the other seeds are out of sight; :func:`variant_labels` names a set."""
+    return next(iter(variant_labels([v], show_seed=True).values()))
 
 
 def _lr_text(lr: float) -> str:
@@ -57,13 +58,14 @@ def _flat(v: Mapping[str, Any]) -> dict[str, Any]:
     return {**spec, **{k: x for k, x in v.items() if x is not None or k not in spec}}
 
 
-def variant_labels(variants: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def variant_labels(variants: Iterable[Mapping[str, Any]], *, show_seed: bool | None = None) -> dict[str, str]:
     """The one readable name of each variant of a set, by id (the key ``id``; index when absent).
 
     The config's ``label`` when given; ``<base model> (base)`` for a base model; an audited
     adapter is ``<method> · <adapter dir name>``; a trained one ``lora · sft · lr 1e-3 · 1 ep``,
     plus the method arguments that differ between variants of that method (``r 16``), the base
-    model's short name when the set has several bases, and ``seed N`` when it has several seeds.
+    model's short name when the set has several bases, and ``seed N`` when it has several seeds
+    (``show_seed=True``: always).
     Missing fields are left out. Two variants that would still share a name get their id's
     first 6 characters appended, so a name never stands for two variants. Accepts store rows
     (with ``spec``), ``VariantSpec`` dumps and variants-frame rows.
@@ -72,7 +74,7 @@ def variant_labels(variants: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
     tuned = [r for r in rows if r.get("method", "base") != "base"]
     several_bases = len({r.get("base_model") for r in tuned}) > 1
-    several_seeds = len({r.get("seed") for r in tuned if r.get("seed") is not None}) > 1
+    several_seeds = show_seed or len({r.get("seed") for r in tuned if r.get("seed") is not None}) > 1
     args_by_method: dict[str, list[dict]] = {}
     for r in tuned:
         args_by_method.setdefault(r["method"], []).append(r.get("method_args") or {})
