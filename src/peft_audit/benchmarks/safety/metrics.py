@@ -110,7 +110,7 @@ def _row(benchmark: str, category: str, metric: str, value, lo=None, hi=None, n:
             "ci_low": lo, "ci_high": hi, "n": n}
 
 
-def ordered_categories(cats: Iterable[str]) -> list[str]:
+def _ordered_categories(cats: Iterable[str]) -> list[str]:
     present = set(cats)
     return [c for c in SAFETY_CATEGORIES if c in present] + sorted(present - set(SAFETY_CATEGORIES))
 
@@ -189,7 +189,7 @@ def safety_metrics(sample_rows: Iterable[Mapping], verdict_rows: Iterable[Mappin
     rows: list[dict] = []
 
     safety_ids = {p for p, s in samples.items() if s.get("benchmark", "safety") == "safety"}
-    cats = ordered_categories(samples[p]["category"] for p in safety_ids)
+    cats = _ordered_categories(samples[p]["category"] for p in safety_ids)
     judges = sorted({v["judge"] for v in verdicts if v["prompt_id"] in safety_ids}, key=lambda j: (j != COMBINED, j))
     incoherent = {v["prompt_id"] for v in verdicts if v["label"] == INCOHERENT}
     for judge in judges:
