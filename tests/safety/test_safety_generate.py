@@ -1,5 +1,7 @@
 """Batched greedy generation: order, left padding, EOS, and PEFT adapters of every method."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -45,37 +47,59 @@ def test_empty_prompts():
     assert generate(object(), object(), []) == []
 
 
-class _ScriptedModel(torch.nn.Module):
-    """Returns fixed new tokens; records what generate() received."""
+class _ScriptedCache:
+    """Carries each batch row's identity (its prompt length) through the decoding steps."""
 
-    def __init__(self, new_tokens):
+    def __init__(self, rows: torch.Tensor):
+        self.rows = rows
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.rows = self.rows[indices]
+
+
+class _ScriptedModel(torch.nn.Module):
+    """Row with prompt length ``n`` emits ``scripts[n][k]`` at decoding step ``k``; records the
+    arguments of every forward call."""
+
+    def __init__(self, scripts: dict[int, list[int]], vocab_size: int):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
-        self.new_tokens = new_tokens
+        self.scripts, self.vocab_size = scripts, vocab_size
         self.calls = []
 
-    def generate(self, input_ids, attention_mask, max_new_tokens, do_sample, eos_token_id, pad_token_id):
-        self.calls.append(dict(input_ids=input_ids, attention_mask=attention_mask, do_sample=do_sample,
-                               eos=eos_token_id))
-        new = torch.tensor([self.new_tokens] * input_ids.shape[0])
-        return torch.cat([input_ids, new], dim=1)
+    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, **_):
+        self.calls.append(dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids))
+        cache = cache if cache is not None else _ScriptedCache(attention_mask.sum(dim=1))
+        step = len(self.calls) - 1
+        logits = torch.zeros(input_ids.shape[0], 1, self.vocab_size)
+        for j, n in enumerate(cache.rows.tolist()):
+            logits[j, 0, self.scripts[n][step]] = 1.0
+        return SimpleNamespace(logits=logits, cache=cache)
 
 
-def test_left_padding_greedy_and_stop_on_eos():
+def test_left_padding_greedy_stop_on_eos_and_finished_rows_leave():
     _, tok = make_tiny_model()
     hi = tok.encode("hello", add_special_tokens=False)
     eos, pad = tok.eos_token_id, tok.pad_token_id
-    model = _ScriptedModel(hi + [eos] + hi + [pad])
-    out = generate(model, tok, ["a", "a much longer prompt here"], max_new_tokens=8, batch_size=2)
-    assert out == [Generation("hello", len(hi))] * 2  # cut at EOS; nothing after it decoded
-    call = model.calls[0]
-    assert call["do_sample"] is False and eos in call["eos"]
-    ids, mask = call["input_ids"], call["attention_mask"]
-    short = len(chat_input_ids(tok, "a"))
+    short, long = len(chat_input_ids(tok, "a")), len(chat_input_ids(tok, "a much longer prompt here"))
+    # the short row stops first; the long one goes on (a pad token is not a stop token)
+    scripts = {short: hi + [eos] + [pad] * 20, long: hi + [pad] + hi + [eos] + [pad] * 20}
+    model = _ScriptedModel(scripts, len(tok))
+    out = generate(model, tok, ["a", "a much longer prompt here"], max_new_tokens=20, batch_size=2)
+    assert out[0] == Generation("hello", len(hi))  # cut at EOS; nothing after it decoded
+    assert out[1].n_new_tokens == 2 * len(hi) + 1
+    first = model.calls[0]
+    ids, mask = first["input_ids"], first["attention_mask"]
     # rows are length-sorted (longest first); the short row is padded on the LEFT
-    assert mask[1].tolist() == [0] * (ids.shape[1] - short) + [1] * short
-    assert ids[1, : ids.shape[1] - short].eq(pad).all()
-    assert mask[0].all()
+    assert mask[1].tolist() == [0] * (long - short) + [1] * short
+    assert ids[1, : long - short].eq(pad).all() and mask[0].all()
+    assert first["position_ids"][1].tolist() == [0] * (long - short) + list(range(short))
+    # the short row left the batch after its EOS; the long row went on alone, one step per token
+    sizes = [c["input_ids"].shape[0] for c in model.calls]
+    assert sizes == [2] * (len(hi) + 1) + [1] * (len(hi) + 1)
+    last = model.calls[-1]
+    assert last["position_ids"].tolist() == [[long + 2 * len(hi)]]
+    assert last["attention_mask"].shape == (1, long + 2 * len(hi) + 1) and last["attention_mask"].all()
 
 
 def test_system_prompt_is_rendered():
@@ -97,18 +121,23 @@ def _peft_config(method):
     }[method]()
 
 
-def _greedy_reference(model, tok, prompt, max_new_tokens):
+def _greedy_reference(model, tok, prompt, max_new_tokens, stop=None):
     """Cache-free greedy decoding through the model's own forward (one prompt, no padding)."""
+    return tok.decode(_greedy_reference_ids(model, tok, prompt, max_new_tokens, stop), skip_special_tokens=True).strip()
+
+
+def _greedy_reference_ids(model, tok, prompt, max_new_tokens, stop=None):
+    stop = stop if stop is not None else {tok.eos_token_id}
     ids, new = chat_input_ids(tok, prompt), []
     for _ in range(max_new_tokens):
         full = torch.tensor([ids + new])
         with torch.no_grad():
             logits = model(input_ids=full, attention_mask=torch.ones_like(full)).logits
         t = int(logits[0, -1].argmax())
-        if t == tok.eos_token_id:
+        if t in stop:
             break
         new.append(t)
-    return tok.decode(new, skip_special_tokens=True).strip()
+    return new
 
 
 def _random_adapter(method, seed):
@@ -136,3 +165,46 @@ def test_adapter_of_every_method_is_applied_during_generation(method, lively):
     out_b = generate(b, tok, PROMPTS, max_new_tokens=6, batch_size=3)
     assert [g.text for g in out_a] == [_greedy_reference(a, tok, p, 6) for p in PROMPTS]
     assert out_a != base and out_a != out_b
+
+
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(method):
+    """With a stop token that ends rows at different steps (and not at all for others), every
+    row still equals the cache-free greedy loop: dropping finished rows (and their cache, or
+    their prefix) keeps the remaining rows aligned."""
+    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    tok = make_tiny_model()[1]
+    free = [_greedy_reference_ids(model, tok, p, 8, stop=set()) for p in PROMPTS]
+    first_step = {}
+    for row in free:
+        for k, t in enumerate(row):
+            if t not in row[:k]:
+                first_step.setdefault(t, []).append(k)
+    # a token that stops some rows, after at least one new token, at two different steps
+    candidates = [t for t, steps in first_step.items()
+                  if len(set(steps)) >= 2 and min(steps) >= 1 and len(steps) < len(PROMPTS)]
+    assert candidates, "no token stops the rows at different steps; change the seed"
+    stop_token = candidates[0]
+    gen_config = (model.get_base_model() if method else model).generation_config
+    gen_config.eos_token_id = [tok.eos_token_id, stop_token]
+    out = generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=len(PROMPTS))
+    expected = [_greedy_reference_ids(model, tok, p, 8, stop={tok.eos_token_id, stop_token}) for p in PROMPTS]
+    assert [g.n_new_tokens for g in out] == [len(e) for e in expected]
+    assert len({g.n_new_tokens for g in out}) >= 3  # rows really finished at different steps
+    assert [g.text for g in out] == [tok.decode(e, skip_special_tokens=True).strip() for e in expected]
+
+
+def test_generation_config_with_logits_processing_goes_through_generate(lively):
+    """A repetition penalty in the model's generation config changes greedy answers; the
+    hand-written loop does not apply it, so such a model is decoded by ``model.generate``."""
+    model, tok = _lively_tiny_model()
+    model.generation_config.repetition_penalty = 5.0
+    out = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=3)
+    ids = [chat_input_ids(tok, p) for p in PROMPTS]
+    direct = [model.generate(input_ids=torch.tensor([r]), attention_mask=torch.ones(1, len(r), dtype=torch.long),
+                             max_new_tokens=6, do_sample=False, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)[0, len(r):].tolist() for r in ids]
+    expected = [tok.decode(d[:d.index(tok.eos_token_id)] if tok.eos_token_id in d else d,
+                           skip_special_tokens=True).strip() for d in direct]
+    assert [g.text for g in out] == expected
+    assert [g.text for g in out] != [g.text for g in generate(lively[0], tok, PROMPTS, max_new_tokens=6)]

@@ -7,9 +7,22 @@ Contract (the ``generate_until`` of lm-evaluation-harness, specialised to chat p
 * prompts are sorted by token length (longest first, so an out-of-memory error surfaces in the
   first batch) and batched; each batch is **left**-padded so every row's last prompt token sits
   at the same position and new tokens are appended directly after it;
-* decoding is greedy (``do_sample=False``) and a row stops at an end-of-sequence token (the
-  tokenizer's EOS plus any listed in the model's generation config) or at ``max_new_tokens``;
+* decoding is greedy (argmax) and a row stops at an end-of-sequence token (the tokenizer's EOS
+  plus any listed in the model's generation config) or at ``max_new_tokens``;
 * results come back in input order.
+
+Decoding is a hand-written greedy loop over the model's ``forward`` with a ``DynamicCache``
+(about half the per-step overhead of ``model.generate`` on a small model on CPU): the prompt is
+encoded once (only the last position's logits are computed), then one token per step; a row
+that reaches a stop token **leaves the batch** (its cache rows are dropped), so long answers do
+not drag finished rows through every remaining step. Mathematically each row is independent of
+the others, so this gives ``model.generate``'s tokens; only float summation can differ where
+the batch shape differs (``perf/generation_throughput.py`` counts such responses). Positions
+follow ``generate``: ``cumsum(attention_mask) - 1``, so left padding does not shift them.
+
+A model whose generation config asks for logits processing that greedy decoding would apply
+(``repetition_penalty``, ``no_repeat_ngram_size``, ``min_new_tokens``, ...) goes through
+``model.generate`` instead, so its answers do not change.
 
 PEFT prompt-learning adapters inject their virtual tokens **here**, not through
 ``PeftModel.generate``: with transformers 5 the generation cache argument was renamed
@@ -17,12 +30,12 @@ PEFT prompt-learning adapters inject their virtual tokens **here**, not through
 sees it, so a prefix-tuning prefix is silently dropped during generation (and prompt tuning
 re-injects its virtual tokens at every decoding step). So:
 
-* prompt tuning / P-tuning: ``inputs_embeds = [virtual token embeddings; prompt embeddings]`` with
-  the attention mask extended by ones, passed to the base model's ``generate``;
-* prefix tuning: the adapter's key/value prefix is passed as the initial cache; the input ids
-  are preceded by ``num_virtual_tokens`` placeholder ids (the positions the cache already
-  covers, which ``generate`` skips) so new tokens get the same positions as in training;
-* every other adapter (LoRA, IA3, ...) works inside the layers: ``model.generate`` as usual.
+* prompt tuning / P-tuning: the first step gets ``inputs_embeds = [virtual token embeddings;
+  prompt embeddings]`` with the attention mask extended by ones; later steps feed token ids to
+  the base model;
+* prefix tuning: the adapter's key/value prefix is the initial cache, the attention mask is
+  extended by ones over it, and positions start after it (as in training);
+* every other adapter (LoRA, IA3, ...) works inside the layers: the PEFT model's own ``forward``.
 
 ``tests/safety/test_safety_generate.py`` checks each path against a cache-free greedy loop over
 the PEFT model's own ``forward``.
@@ -126,22 +139,41 @@ def generate_from_ids(
     stop = _stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     device = next(model.parameters()).device
+    decode = _hf_generate_batch if _needs_logits_processing(model) else _greedy_batch
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     results: list[Generation | None] = [None] * len(encoded)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         input_ids, attention_mask = _left_pad([encoded[i] for i in idx], pad_id, device)
-        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop or None, pad_token_id=pad_id)
         with torch.inference_mode():
-            new_tokens = _generate_batch(model, input_ids, attention_mask, gen_kwargs).tolist()
+            new_tokens = decode(model, input_ids, attention_mask, stop=set(stop), pad_id=pad_id,
+                                max_new_tokens=max_new_tokens)
         for row, i in zip(new_tokens, idx):
-            cut = next((k for k, t in enumerate(row) if t in stop), len(row))
-            text = tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
-            results[i] = Generation(text, cut)
+            results[i] = Generation(tokenizer.decode(row, skip_special_tokens=True).strip(), len(row))
         if progress is not None:
             progress(len(idx))
         faults.point("generate.batch")
     return results  # type: ignore[return-value]
+
+
+# GenerationConfig fields that add a logits processor to greedy decoding; with any of them set
+# away from its default, the hand-written loop would answer differently, so model.generate runs.
+_LOGITS_PROCESSING_FIELDS = (
+    "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "min_length", "min_new_tokens", "forced_bos_token_id", "forced_eos_token_id",
+    "suppress_tokens", "begin_suppress_tokens", "sequence_bias", "exponential_decay_length_penalty",
+    "guidance_scale", "watermarking_config",
+)
+
+
+def _needs_logits_processing(model) -> bool:
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return False
+    from transformers import GenerationConfig
+
+    default = GenerationConfig()
+    return any(getattr(config, f, None) != getattr(default, f, None) for f in _LOGITS_PROCESSING_FIELDS)
 
 
 def _prompt_learning_config(model):
@@ -150,26 +182,112 @@ def _prompt_learning_config(model):
     return cfg if cfg is not None and getattr(cfg, "is_prompt_learning", False) else None
 
 
-def _generate_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, gen_kwargs: dict) -> torch.Tensor:
-    """New token ids ``[batch, <= max_new_tokens]`` for one left-padded batch (module docstring)."""
+def _greedy_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, stop: set[int], pad_id: int,
+                  max_new_tokens: int) -> list[list[int]]:
+    """New token ids of each row of one left-padded batch, up to (not including) its stop token.
+    A finished row leaves the batch: its cache rows, mask and position are dropped."""
+    step, cache, mask = _first_step(model, input_ids, attention_mask)
+    logits = step.logits
+    rows = list(range(input_ids.shape[0]))  # batch row -> input row, shrinking as rows finish
+    new: list[list[int]] = [[] for _ in rows]
+    forward = _decoding_forward(model)
+    for n in range(max_new_tokens):
+        next_ids = logits[:, -1].argmax(dim=-1)
+        keep = []
+        for j, token in enumerate(next_ids.tolist()):
+            if token not in stop:
+                new[rows[j]].append(token)
+                keep.append(j)
+        if not keep or n + 1 == max_new_tokens:
+            break
+        if len(keep) < len(rows):
+            kept = torch.tensor(keep, device=mask.device)
+            cache.batch_select_indices(kept)
+            mask, next_ids, rows = mask[kept], next_ids[kept], [rows[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        positions = mask.sum(dim=1, keepdim=True) - 1
+        logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, cache=cache,
+                         use_cache=True).logits
+    return new
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """``generate``'s position ids for a left-padded mask: ones counted so far, minus one."""
+    return (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
+
+
+def _first_step(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """The prompt's forward pass (last position's logits only): ``(output, cache, mask)`` where
+    ``mask`` covers everything in the cache (virtual tokens or prefix included)."""
     cfg = _prompt_learning_config(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    keep = {"logits_to_keep": 1} if _accepts(base, "logits_to_keep") else {}
     if cfg is None:
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
-        return out[:, input_ids.shape[1]:]
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
+                    use_cache=True, **keep)  # the model creates its own cache type (DynamicCache)
+        return out, out.cache, attention_mask
     from peft import PeftType
 
-    base = model.get_base_model()
     bs, nvt = input_ids.shape[0], cfg.num_virtual_tokens
-    prefix_mask = torch.ones((bs, nvt), dtype=attention_mask.dtype, device=attention_mask.device)
-    mask = torch.cat([prefix_mask, attention_mask], dim=1)
+    mask = torch.cat([attention_mask.new_ones((bs, nvt)), attention_mask], dim=1)
+    positions = _positions(mask)
     if cfg.peft_type == PeftType.PREFIX_TUNING:
-        placeholders = torch.full((bs, nvt), gen_kwargs["pad_token_id"], dtype=input_ids.dtype, device=input_ids.device)
-        ids = torch.cat([placeholders, input_ids], dim=1)
-        out = base.generate(input_ids=ids, attention_mask=mask, cache=model.get_prompt(batch_size=bs), **gen_kwargs)
-        return out[:, ids.shape[1]:]
+        out = base(input_ids=input_ids, attention_mask=mask, position_ids=positions[:, nvt:],
+                   cache=model.get_prompt(batch_size=bs), use_cache=True, **keep)
+        return out, out.cache, mask
     if cfg.peft_type not in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
         raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
     embeds = model.word_embeddings(input_ids)
     prompts = model.get_prompt(batch_size=bs).to(embeds.dtype)
-    # with inputs_embeds only, generate() returns just the new tokens
-    return base.generate(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, **gen_kwargs)
+    out = base(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, position_ids=positions,
+               use_cache=True, **keep)
+    return out, out.cache, mask
+
+
+def _decoding_forward(model):
+    """What one decoding step calls: the base model for prompt-learning adapters (their virtual
+    tokens are already in the cache), the model itself otherwise."""
+    return model.get_base_model() if _prompt_learning_config(model) is not None else model
+
+
+def _accepts(module, argument: str) -> bool:
+    import inspect
+
+    return argument in inspect.signature(module.forward).parameters
+
+
+def _prompt_learning_config(model):
+    """The active PEFT config if ``model`` is a PeftModel with a prompt-learning adapter."""
+    cfg = getattr(model, "active_peft_config", None)
+    return cfg if cfg is not None and getattr(cfg, "is_prompt_learning", False) else None
+
+
+def _hf_generate_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, stop: set[int], pad_id: int,
+                       max_new_tokens: int) -> list[list[int]]:
+    """:func:`_greedy_batch` through ``model.generate`` (for models whose generation config adds
+    logits processing); rows are cut at their first stop token."""
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(stop) or None,
+                      pad_token_id=pad_id)
+    cfg = _prompt_learning_config(model)
+    if cfg is None:
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)[:, input_ids.shape[1]:]
+    else:
+        from peft import PeftType
+
+        base = model.get_base_model()
+        bs, nvt = input_ids.shape[0], cfg.num_virtual_tokens
+        mask = torch.cat([attention_mask.new_ones((bs, nvt)), attention_mask], dim=1)
+        if cfg.peft_type == PeftType.PREFIX_TUNING:
+            # placeholders stand for the positions the prefix cache covers, which generate skips
+            ids = torch.cat([input_ids.new_full((bs, nvt), pad_id), input_ids], dim=1)
+            out = base.generate(input_ids=ids, attention_mask=mask, cache=model.get_prompt(batch_size=bs),
+                                **gen_kwargs)[:, ids.shape[1]:]
+        elif cfg.peft_type in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
+            embeds = model.word_embeddings(input_ids)
+            prompts = model.get_prompt(batch_size=bs).to(embeds.dtype)
+            # with inputs_embeds only, generate() returns just the new tokens
+            out = base.generate(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, **gen_kwargs)
+        else:
+            raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
+    rows = out.tolist()
+    return [row[:next((k for k, t in enumerate(row) if t in stop), len(row))] for row in rows]
