@@ -400,7 +400,8 @@ def audit(
 # plan / status  (peft_audit.sweep.plan, peft_audit.sweep.cost, peft_audit.sweep.status)
 # ---------------------------------------------------------------------------------------------
 @command()
-def plan(config: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
+def plan(config: Path = typer.Argument(..., help="Sweep YAML file."),
+         jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor).")) -> None:
     """Print a sweep's variant table and estimated cost without loading any model.
 
     Invalid combinations (unknown method arguments, duplicate labels, ...) are reported with
@@ -420,7 +421,7 @@ def plan(config: Path = typer.Argument(..., help="Sweep YAML file.")) -> None:
         cost = estimate_cost(cfg, variants)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(user_message(e))
-    render_plan(variants, cost, Console())
+    render_plan(variants, cost, Console(), jobs=jobs)
 
 
 @command()

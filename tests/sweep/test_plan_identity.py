@@ -111,6 +111,28 @@ def test_plan_command_prints_table_without_loading_models(tmp_path):
     assert res.exit_code == 2 and "rank" in res.output
 
 
+def test_threads_per_job_share_the_cores():
+    from peft_audit.sweep.executors.local import threads_per_job
+
+    assert threads_per_job(1, cores=8) is None  # one job keeps torch's default: every core
+    assert [threads_per_job(j, cores=8) for j in (2, 3, 8, 16)] == [4, 2, 1, 1]
+
+
+def test_plan_command_says_how_many_threads_each_job_gets(tmp_path, monkeypatch):
+    import os
+
+    from peft_audit.cli import app
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("base_models: [not-a-real-model]\nmethods: [lora, ia3]\ntraining: {max_steps: 4}\n")
+    res = CliRunner().invoke(app, ["plan", str(cfg), "--jobs", "4"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "jobs: 4 at once (local executor), 2 CPU thread(s) each" in res.output and "on 8 cores" in res.output
+    res = CliRunner().invoke(app, ["plan", str(cfg)], env={"COLUMNS": "200"})
+    assert "jobs: 1 at a time (local executor), using all 8 CPU cores" in res.output
+
+
 # --- identities that last (peft_audit.identity) ------------------------------------------------
 def test_existing_ids_and_protocols_do_not_change():
     # Pinned from the branch point (ecd40bd), whose ids hashed the full dumps: run directories

@@ -11,6 +11,7 @@ batch included). Counts that need a network download (a Hub training set or benc
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,9 +116,12 @@ def _count_bbq(cfg: SweepConfig) -> int | None:
     return len(loaded.items)
 
 
-def render_plan(plan: list[PlannedVariant], cost: PlanCost, console) -> None:
-    """Print the variant table and the cost summary with rich."""
+def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: int = 1) -> None:
+    """Print the variant table, the cost summary and, for ``jobs`` variants at once on the local
+    executor, the threads each job gets, with rich."""
     from rich.table import Table
+
+    from .executors.local import threads_per_job
 
     t = Table(title=f"{cost.variants} variants ({cost.bases} base, {cost.trained} to train, "
                     f"{cost.given_adapters} given adapters)")
@@ -149,3 +153,10 @@ def render_plan(plan: list[PlannedVariant], cost: PlanCost, console) -> None:
         console.print(f"BBQ items per variant: {cost.bbq_items}; in total: {evaluated * cost.bbq_items}")
     console.print(f"base evaluations reused: {cost.base_evals_reused} "
                   f"({cost.bases} base evaluation(s) serve {cost.variants - cost.bases} adapter variant(s))")
+    cores = os.cpu_count() or 1
+    threads = threads_per_job(jobs, cores)
+    if threads is None:
+        console.print(f"jobs: 1 at a time (local executor), using all {cores} CPU cores (torch's default threads)")
+    else:
+        console.print(f"jobs: {jobs} at once (local executor), {threads} CPU thread(s) each "
+                      f"(OMP_NUM_THREADS/MKL_NUM_THREADS) on {cores} cores")

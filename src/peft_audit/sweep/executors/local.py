@@ -29,6 +29,16 @@ from ..worker import run_variant, subprocess_main
 POLL_S = 0.5
 
 
+def threads_per_job(jobs: int, cores: int | None = None) -> int | None:
+    """Torch/OpenMP/MKL threads each of ``jobs`` local workers gets: ``cores // jobs`` (at least
+    1), so N workers share the cores instead of each spinning up one thread per core; ``None``
+    for a single job, which keeps torch's default (every core). ``cores`` defaults to
+    ``os.cpu_count()``."""
+    if jobs <= 1:
+        return None
+    return max(1, (cores if cores is not None else (os.cpu_count() or 1)) // jobs)
+
+
 def visible_gpus(device: str) -> list[str]:
     """CUDA devices to spread jobs over: ``CUDA_VISIBLE_DEVICES`` if set, else every GPU torch
     sees; none when the config pins a device (``cpu``, ``mps``, ``cuda:N``)."""
@@ -79,7 +89,7 @@ class LocalExecutor:
         pipes: dict[str, object] = {}  # variant id -> read end of its worker's pipe (until EOF)
         slots: dict[str, int] = {}  # variant id -> job slot, so each GPU serves one job at a time
         jobs = max(1, self.opts.jobs)
-        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        threads = threads_per_job(jobs)
         gpus = visible_gpus(cfg.device) if jobs > 1 else []
         try:
             while pending or running:
