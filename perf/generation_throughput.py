@@ -1,54 +1,113 @@
-"""Generation throughput of peft_audit.models.generate: batch 1 vs batched, on the bundled
-SmolLM2-135M-Instruct. Prints new tokens per second for each and their ratio, per repeat
-(batch 1 and batched alternate, so slow drift in machine load hits both), then the range.
+"""Greedy generation throughput at the quickstart's settings: today's loop vs the implementation
+before it, and both against the machine's compute bound, measured in one run.
 
-    .venv/bin/python perf/generation_throughput.py [--prompts 16] [--batch-size 8] \
-        [--max-new-tokens 64] [--repeats 3] [--threads N]
+On the bundled SmolLM2-135M-Instruct (fp32) with the built-in safety and over-refusal prompts
+(``configs/quickstart.yaml``: max_new_tokens 32, batch size 16), it runs
+
+* ``before``: ``peft_audit.models.generate`` as of commit ``74c42f0`` (``--baseline``;
+  ``model.generate`` per batch), read from git, so the comparison needs no copy of the old code;
+* ``after``: the current ``peft_audit.models.generate`` at the same batch size, then at each
+  ``--extra-batch-sizes`` (a larger batch shares each step's weight traffic between more rows);
+
+alternating before/after per repeat so drift in machine load hits both. It prints new tokens/s
+and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 matmul measured
+in the same run / 2 * parameters FLOP per token, Kaplan et al. 2020 sec. 2.1), each rate's
+ratio to the bound and to ``before``, and how many responses differ from ``before`` (a
+different batch shape may change float summation; at most 1% may differ). Not a test: timings
+depend on the machine and its load (wall time on a shared machine; CPU time is steadier).
+
+    .venv/bin/python perf/generation_throughput.py [--prompts N] [--extra-batch-sizes 64 135] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
+import types
+import warnings
+from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def baseline_module(commit: str) -> types.ModuleType:
+    """``peft_audit.models.generate`` as it was at ``commit`` (its relative imports still work)."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:src/peft_audit/models/generate.py"],
+                         check=True, capture_output=True, text=True).stdout
+    mod = types.ModuleType("peft_audit.models._generate_baseline")
+    mod.__package__ = "peft_audit.models"
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up there
+    exec(compile(src, f"{commit}:generate.py", "exec"), mod.__dict__)
+    return mod
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=None, help="first N prompts only (default: all 135)")
+    ap.add_argument("--batch-size", type=int, default=16, help="the quickstart's safety.batch_size")
+    ap.add_argument("--max-new-tokens", type=int, default=32, help="the quickstart's safety.max_new_tokens")
+    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[64], help="also run 'after' at these")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--baseline", default="74c42f0", help="git commit of the 'before' implementation")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bbq_scoring import matmul_flops  # one definition of the matmul rate for every perf script
 
-    from peft_audit.benchmarks.safety import builtin_prompts
+    from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
     from peft_audit.models import load_base
     from peft_audit.models.generate import generate
 
+    before = baseline_module(args.baseline).generate
     t0 = time.perf_counter()
-    loaded = load_base("smollm2-135m-instruct", device=args.device)
-    print(f"load: {time.perf_counter() - t0:.1f} s on {loaded.device}, torch threads {torch.get_num_threads()}")
-    prompts = [p.prompt for p in builtin_prompts()[: args.prompts]]
-    generate(loaded.model, loaded.tokenizer, prompts[:2], max_new_tokens=4)  # warm-up
-    ratios = []
+    loaded = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
+    model, tok = loaded.model, loaded.tokenizer
+    prompts = [p.prompt for p in builtin_prompts() + over_refusal_prompts()][: args.prompts]
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"load {time.perf_counter() - t0:.1f} s; {n_params / 1e6:.1f}M parameters, fp32 cpu, torch threads "
+          f"{torch.get_num_threads()}; {len(prompts)} prompts, max_new_tokens {args.max_new_tokens}", flush=True)
+    for fn in (before, generate):  # warm-up (allocator, kernels)
+        fn(model, tok, prompts[:2], max_new_tokens=4)
+
+    def timed(fn, bs):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=bs)
+        return out, time.perf_counter() - t, time.process_time() - c
+
+    runs: dict[str, list] = {}
+    reference = None
     for rep in range(args.repeats):
-        rates = {}
-        for bs in (1, args.batch_size):
-            t0 = time.perf_counter()
-            out = generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=bs)
-            dt = time.perf_counter() - t0
+        for name, fn, bs in [("before", before, args.batch_size), ("after", generate, args.batch_size)] + [
+                ("after", generate, b) for b in args.extra_batch_sizes]:
+            out, secs, cpu = timed(fn, bs)
+            if name == "before":
+                reference = reference or out
             tokens = sum(g.n_new_tokens for g in out)
-            rates[bs] = tokens / dt
-            print(f"repeat {rep}: batch {bs:>2}: {tokens} new tokens in {dt:.1f} s = {rates[bs]:.1f} tokens/s")
-        ratios.append(rates[args.batch_size] / rates[1])
-        print(f"repeat {rep}: ratio batched/batch-1 = {ratios[-1]:.2f}x", flush=True)
-    print(f"ratio batched/batch-1: median {sorted(ratios)[len(ratios) // 2]:.2f}x, "
-          f"range {min(ratios):.2f}x-{max(ratios):.2f}x over {len(ratios)} repeats")
+            differ = sum(a.text != b.text for a, b in zip(out, reference))
+            key = f"{name} batch {bs}"
+            runs.setdefault(key, []).append((tokens / secs, tokens / cpu, differ))
+            print(f"repeat {rep}: {key:>16}: {tokens} new tokens in {secs:6.1f} s ({cpu:6.1f} CPU s) = "
+                  f"{tokens / secs:6.1f} tokens/s; {differ}/{len(out)} responses differ from before", flush=True)
+    mm = matmul_flops()
+    bound = mm / (2 * n_params)
+    print(f"fp32 2048x2048 matmul {mm / 1e9:.1f} GFLOP/s; {2 * n_params / 1e9:.2f} GFLOP per token -> "
+          f"compute bound {bound:.0f} tokens/s")
+    base_rate = sorted(r[0] for r in runs[f"before batch {args.batch_size}"])[args.repeats // 2]
+    base_cpu = sorted(r[1] for r in runs[f"before batch {args.batch_size}"])[args.repeats // 2]
+    for key, rs in runs.items():
+        rate = sorted(r[0] for r in rs)[len(rs) // 2]
+        cpu_rate = sorted(r[1] for r in rs)[len(rs) // 2]
+        print(f"{key:>16}: {rate:6.1f} tokens/s = {rate / bound:5.1%} of the bound; x{rate / base_rate:.2f} "
+              f"vs before (CPU-time ratio x{cpu_rate / base_cpu:.2f}); differing responses "
+              f"{max(r[2] for r in rs)}/{len(prompts)}")
+
 
 if __name__ == "__main__":
     main()
