@@ -7,7 +7,8 @@ On the bundled SmolLM2-135M-Instruct (fp32) with the built-in safety and over-re
 * ``before``: ``peft_audit.models.generate`` as of commit ``74c42f0`` (``--baseline``;
   ``model.generate`` per batch), read from git, so the comparison needs no copy of the old code;
 * ``after``: the current ``peft_audit.models.generate`` at the same batch size, then at each
-  ``--extra-batch-sizes`` (a larger batch shares each step's weight traffic between more rows);
+  ``--extra-batch-sizes`` (a larger batch shares each step's weight traffic between more rows;
+  256 holds all 135 prompts);
 
 alternating before/after per repeat so drift in machine load hits both. It prints new tokens/s
 and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 matmul measured
@@ -50,7 +51,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=None, help="first N prompts only (default: all 135)")
     ap.add_argument("--batch-size", type=int, default=16, help="the quickstart's safety.batch_size")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="the quickstart's safety.max_new_tokens")
-    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[64], help="also run 'after' at these")
+    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[64, 256], help="also run 'after' at these")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="74c42f0", help="git commit of the 'before' implementation")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

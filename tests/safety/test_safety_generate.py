@@ -121,14 +121,15 @@ def _peft_config(method):
     }[method]()
 
 
-def _greedy_reference(model, tok, prompt, max_new_tokens, stop=None):
+def _greedy_reference(model, tok, prompt, max_new_tokens, stop=None, system_prompt=None):
     """Cache-free greedy decoding through the model's own forward (one prompt, no padding)."""
-    return tok.decode(_greedy_reference_ids(model, tok, prompt, max_new_tokens, stop), skip_special_tokens=True).strip()
+    new = _greedy_reference_ids(model, tok, prompt, max_new_tokens, stop, system_prompt)
+    return tok.decode(new, skip_special_tokens=True).strip()
 
 
-def _greedy_reference_ids(model, tok, prompt, max_new_tokens, stop=None):
+def _greedy_reference_ids(model, tok, prompt, max_new_tokens, stop=None, system_prompt=None):
     stop = stop if stop is not None else {tok.eos_token_id}
-    ids, new = chat_input_ids(tok, prompt), []
+    ids, new = chat_input_ids(tok, prompt, system_prompt), []
     for _ in range(max_new_tokens):
         full = torch.tensor([ids + new])
         with torch.no_grad():
@@ -208,3 +209,30 @@ def test_generation_config_with_logits_processing_goes_through_generate(lively):
                            skip_special_tokens=True).strip() for d in direct]
     assert [g.text for g in out] == expected
     assert [g.text for g in out] != [g.text for g in generate(lively[0], tok, PROMPTS, max_new_tokens=6)]
+
+
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_a_prefix_shared_by_every_row_is_encoded_once_with_the_same_tokens(method):
+    """A system prompt makes every row start with the same tokens, which are encoded once and
+    their cache repeated (after an adapter's virtual tokens or prefix); each row still equals
+    the cache-free greedy loop."""
+    from peft_audit.models.generate import MIN_SHARED_PREFIX, _shared_prefix_len
+
+    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    tok = make_tiny_model()[1]
+    system = "The quick brown fox jumps over the lazy dog. Answer the question."
+    assert _shared_prefix_len([chat_input_ids(tok, p, system) for p in PROMPTS]) >= MIN_SHARED_PREFIX
+    out = generate(model, tok, PROMPTS, system_prompt=system, max_new_tokens=6, batch_size=3)
+    expected = [_greedy_reference(model, tok, p, 6, system_prompt=system) for p in PROMPTS]
+    assert [g.text for g in out] == expected
+    assert len(set(expected)) > 1
+
+
+def test_shared_prefix_leaves_every_row_a_token_of_its_own():
+    from peft_audit.models.generate import MIN_SHARED_PREFIX, _shared_prefix_len
+
+    head = list(range(MIN_SHARED_PREFIX))
+    assert _shared_prefix_len([head + [1], head + [2, 3]]) == MIN_SHARED_PREFIX
+    assert _shared_prefix_len([head + [5], head + [5]]) == MIN_SHARED_PREFIX  # identical rows keep their last token
+    assert _shared_prefix_len([head + [1]]) == 0  # a single row has nothing to share with
+    assert _shared_prefix_len([head[:-1] + [7, 1], head + [1]]) == 0  # too short to be worth it

@@ -11,9 +11,11 @@ Contract (the ``generate_until`` of lm-evaluation-harness, specialised to chat p
   plus any listed in the model's generation config) or at ``max_new_tokens``;
 * results come back in input order.
 
-Decoding is a hand-written greedy loop over the model's ``forward`` with a ``DynamicCache``
-(about half the per-step overhead of ``model.generate`` on a small model on CPU): the prompt is
-encoded once (only the last position's logits are computed), then one token per step; a row
+Decoding is a hand-written greedy loop over the model's ``forward`` with a ``DynamicCache``:
+the prompt is encoded once (only the last position's logits are computed), then one token per
+step. Tokens every row of a batch starts with (the chat template's system turn, at least
+:data:`MIN_SHARED_PREFIX` of them) are encoded once at batch size 1 and their cache repeated
+for every row, the left-padded rest of each row following them. A row
 that reaches a stop token **leaves the batch** (its cache rows are dropped), so long answers do
 not drag finished rows through every remaining step. Mathematically each row is independent of
 the others, so this gives ``model.generate``'s tokens; only float summation can differ where
@@ -30,9 +32,9 @@ PEFT prompt-learning adapters inject their virtual tokens **here**, not through
 sees it, so a prefix-tuning prefix is silently dropped during generation (and prompt tuning
 re-injects its virtual tokens at every decoding step). So:
 
-* prompt tuning / P-tuning: the first step gets ``inputs_embeds = [virtual token embeddings;
-  prompt embeddings]`` with the attention mask extended by ones; later steps feed token ids to
-  the base model;
+* prompt tuning / P-tuning: the virtual token embeddings (then the shared prefix's embeddings)
+  are encoded first as ``inputs_embeds``, with the attention mask extended by ones over them;
+  everything after feeds token ids to the base model;
 * prefix tuning: the adapter's key/value prefix is the initial cache, the attention mask is
   extended by ones over it, and positions start after it (as in training);
 * every other adapter (LoRA, IA3, ...) works inside the layers: the PEFT model's own ``forward``.
@@ -144,10 +146,9 @@ def generate_from_ids(
     results: list[Generation | None] = [None] * len(encoded)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        input_ids, attention_mask = _left_pad([encoded[i] for i in idx], pad_id, device)
         with torch.inference_mode():
-            new_tokens = decode(model, input_ids, attention_mask, stop=set(stop), pad_id=pad_id,
-                                max_new_tokens=max_new_tokens)
+            new_tokens = decode(model, [encoded[i] for i in idx], stop=set(stop), pad_id=pad_id,
+                                max_new_tokens=max_new_tokens, device=device)
         for row, i in zip(new_tokens, idx):
             results[i] = Generation(tokenizer.decode(row, skip_special_tokens=True).strip(), len(row))
         if progress is not None:
@@ -182,13 +183,35 @@ def _prompt_learning_config(model):
     return cfg if cfg is not None and getattr(cfg, "is_prompt_learning", False) else None
 
 
-def _greedy_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, stop: set[int], pad_id: int,
-                  max_new_tokens: int) -> list[list[int]]:
-    """New token ids of each row of one left-padded batch, up to (not including) its stop token.
+# Fewest prompt tokens shared by every row of a batch worth encoding once (a chat template's
+# system turn is ~20-30 tokens): below it the extra forward call costs about what it saves.
+MIN_SHARED_PREFIX = 16
+
+
+def _shared_prefix_len(rows: list[list[int]]) -> int:
+    """Length of the token prefix common to all ``rows`` that is encoded once for the batch
+    (each row keeps at least its last token, whose logits give the first new token); 0 when
+    shorter than :data:`MIN_SHARED_PREFIX` or for a single row."""
+    if len(rows) < 2:
+        return 0
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for k in range(n):
+        if any(r[k] != first[k] for r in rows):
+            n = k
+            break
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
+                  device: torch.device) -> list[list[int]]:
+    """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
     A finished row leaves the batch: its cache rows, mask and position are dropped."""
-    step, cache, mask = _first_step(model, input_ids, attention_mask)
+    shared = _shared_prefix_len(rows)
+    input_ids, attention_mask = _left_pad([r[shared:] for r in rows], pad_id, device)
+    step, cache, mask = _first_step(model, rows[0][:shared], input_ids, attention_mask)
     logits = step.logits
-    rows = list(range(input_ids.shape[0]))  # batch row -> input row, shrinking as rows finish
+    batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     new: list[list[int]] = [[] for _ in rows]
     forward = _decoding_forward(model)
     for n in range(max_new_tokens):
@@ -196,15 +219,15 @@ def _greedy_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         keep = []
         for j, token in enumerate(next_ids.tolist()):
             if token not in stop:
-                new[rows[j]].append(token)
+                new[batch_rows[j]].append(token)
                 keep.append(j)
         if not keep or n + 1 == max_new_tokens:
             break
-        if len(keep) < len(rows):
+        if len(keep) < len(batch_rows):
             kept = torch.tensor(keep, device=mask.device)
             cache.batch_select_indices(kept)
-            mask, next_ids, rows = mask[kept], next_ids[kept], [rows[j] for j in keep]
-        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            mask, next_ids, batch_rows = mask[kept], next_ids[kept], [batch_rows[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones((len(batch_rows), 1))], dim=1)
         positions = mask.sum(dim=1, keepdim=True) - 1
         logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True).logits
@@ -216,31 +239,50 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
 
 
-def _first_step(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """The prompt's forward pass (last position's logits only): ``(output, cache, mask)`` where
-    ``mask`` covers everything in the cache (virtual tokens or prefix included)."""
+    ``mask`` covers everything in the cache.
+
+    The *head* -- a prompt-learning adapter's virtual tokens or prefix, then ``prefix`` (tokens
+    every row starts with) -- is encoded once at batch size 1 and its cache repeated for every
+    row; the left-padded rest of each row follows it, so the cache reads
+    ``[head, padding, row tokens]`` and positions count only unmasked entries."""
     cfg = _prompt_learning_config(model)
+    # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
+    # so whether logits_to_keep is understood is read from the model it forwards them to
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     keep = {"logits_to_keep": 1} if _accepts(base, "logits_to_keep") else {}
+    bs, device = input_ids.shape[0], input_ids.device
+    head_ids = torch.tensor([prefix], dtype=input_ids.dtype, device=device)
     if cfg is None:
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
-                    use_cache=True, **keep)  # the model creates its own cache type (DynamicCache)
-        return out, out.cache, attention_mask
-    from peft import PeftType
+        head_len, cache = len(prefix), None
+        if prefix:
+            cache = model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
+                          **keep).cache
+    else:
+        from peft import PeftType
 
-    bs, nvt = input_ids.shape[0], cfg.num_virtual_tokens
-    mask = torch.cat([attention_mask.new_ones((bs, nvt)), attention_mask], dim=1)
-    positions = _positions(mask)
-    if cfg.peft_type == PeftType.PREFIX_TUNING:
-        out = base(input_ids=input_ids, attention_mask=mask, position_ids=positions[:, nvt:],
-                   cache=model.get_prompt(batch_size=bs), use_cache=True, **keep)
-        return out, out.cache, mask
-    if cfg.peft_type not in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
-        raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
-    embeds = model.word_embeddings(input_ids)
-    prompts = model.get_prompt(batch_size=bs).to(embeds.dtype)
-    out = base(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, position_ids=positions,
-               use_cache=True, **keep)
+        nvt = cfg.num_virtual_tokens
+        head_len = nvt + len(prefix)
+        head_mask = torch.ones((1, head_len), dtype=attention_mask.dtype, device=device)
+        if cfg.peft_type == PeftType.PREFIX_TUNING:
+            cache = model.get_prompt(batch_size=1)
+            if prefix:
+                cache = base(input_ids=head_ids, attention_mask=head_mask,
+                             position_ids=torch.arange(nvt, head_len, device=device)[None], cache=cache,
+                             use_cache=True, **keep).cache
+        elif cfg.peft_type in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
+            tokens = model.word_embeddings(head_ids)
+            embeds = torch.cat([model.get_prompt(batch_size=1).to(tokens.dtype), tokens], dim=1)
+            cache = base(inputs_embeds=embeds, attention_mask=head_mask, use_cache=True, **keep).cache
+        else:
+            raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
+    if cache is not None:
+        cache.batch_repeat_interleave(bs)
+    mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
+    out = (model if cfg is None else base)(input_ids=input_ids, attention_mask=mask,
+                                           position_ids=_positions(mask)[:, head_len:], cache=cache,
+                                           use_cache=True, **keep)
     return out, out.cache, mask
 
 
@@ -262,10 +304,11 @@ def _prompt_learning_config(model):
     return cfg if cfg is not None and getattr(cfg, "is_prompt_learning", False) else None
 
 
-def _hf_generate_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, stop: set[int], pad_id: int,
-                       max_new_tokens: int) -> list[list[int]]:
+def _hf_generate_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
+                       device: torch.device) -> list[list[int]]:
     """:func:`_greedy_batch` through ``model.generate`` (for models whose generation config adds
     logits processing); rows are cut at their first stop token."""
+    input_ids, attention_mask = _left_pad(rows, pad_id, device)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(stop) or None,
                       pad_token_id=pad_id)
     cfg = _prompt_learning_config(model)
@@ -289,5 +332,4 @@ def _hf_generate_batch(model, input_ids: torch.Tensor, attention_mask: torch.Ten
             out = base.generate(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, **gen_kwargs)
         else:
             raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
-    rows = out.tolist()
-    return [row[:next((k for k, t in enumerate(row) if t in stop), len(row))] for row in rows]
+    return [row[:next((k for k, t in enumerate(row) if t in stop), len(row))] for row in out.tolist()]
