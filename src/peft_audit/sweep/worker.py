@@ -13,6 +13,8 @@ keeps training while a resumed run redoes the variant.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +53,11 @@ def subprocess_main(worker: Callable, run_one: Callable, cfg, run_dir: str, pv, 
     each claiming all of them; ``gpu`` (a CUDA device index) makes only that GPU visible.
     """
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    # The driver alone handles Ctrl-C (a terminal sends SIGINT to the whole process group) and
+    # stops workers with SIGTERM, which exits through Python's own shutdown, so the locks a
+    # library made (tqdm, datasets) are released and no "leaked semaphore" warning is printed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Both are read by torch when it is first imported (later, by the variant): no torch here.
     if threads:
