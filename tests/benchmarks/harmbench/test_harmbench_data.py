@@ -150,7 +150,7 @@ def test_hub_dataset_id_and_file(monkeypatch, tmp_path):
 def test_hub_repo_not_found_and_offline(monkeypatch, tmp_path):
     httpd, seen = _hub(monkeypatch, tmp_path, {}, status=401)
     try:
-        with pytest.raises(HarmBenchDataError, match="someone/missing not found .*local copy"):
+        with pytest.raises(HarmBenchDataError, match="someone/missing not found, or private.*local copy"):
             load_behaviors(HarmBenchConfig(source="someone/missing"))
     finally:
         httpd.shutdown()

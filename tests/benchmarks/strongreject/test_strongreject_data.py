@@ -133,14 +133,14 @@ def test_hub_dataset_id_and_filename(hub):
 
 
 @pytest.mark.parametrize("cfg, status, match", [
-    ({"source": "tester/strongreject"}, None, r"file strongreject_dataset.csv\): the dataset has no such file; set "
+    ({"source": "tester/strongreject"}, None, r"tester/strongreject has no file 'strongreject_dataset.csv'; set "
                                               r"strongreject.hub_filename"),
-    ({"source": "tester/other"}, None, "no such dataset on the Hub"),
+    ({"source": "tester/other"}, None, "tester/other not found, or private and HF_TOKEN has no access"),
     ({"source": "tester/strongreject", "hub_filename": "strongreject_small_dataset.csv", "hub_revision": "v9"}, None,
      "no revision 'v9'"),
-    ({"source": "tester/strongreject"}, 403, "no access: accept the dataset's terms"),
+    ({"source": "tester/strongreject"}, 403, r"no access \(HTTP 403\): accept its terms on the Hub and set HF_TOKEN"),
     ({"source": "tester/strongreject"}, 400,
-     "the Hub answered HTTP 400; retry later, or point strongreject.source at a local copy"),
+     "the Hub answered HTTP 400 for 'strongreject_dataset.csv'; retry later, or point strongreject.source at a local copy"),
 ])
 def test_hub_errors_say_what_to_do(hub, cfg, status, match):
     hub["status"] = status

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..hub import download_dataset_file
 from .config import HarmBenchConfig
 
 SEMANTIC_CATEGORIES: tuple[str, ...] = (
@@ -196,46 +196,8 @@ def _read_text(path: Path) -> str:
 
 def _download(repo: str, filename: str, revision: str | None) -> Path:
     """``filename`` of Hub dataset ``repo`` through huggingface_hub's cache."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    from ..safety.sources import _http_status
-
-    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now, not at import time
-    token = os.environ.get("HF_TOKEN") or None
-    local_copy = ("or point harmbench.source at a local copy of the CSV (HarmBench's "
-                  "data/behavior_datasets/harmbench_behaviors_text_all.csv)")
-    try:
-        return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=revision, endpoint=endpoint,
-                                    token=token))
-    except GatedRepoError:
-        why = "no access for this token" if token else "no HF_TOKEN set"
-        raise HarmBenchDataError(f"Hub dataset {repo} is gated ({why}): accept its terms on the Hub and set HF_TOKEN, "
-                                 f"{local_copy}") from None
-    except RemoteEntryNotFoundError:
-        raise HarmBenchDataError(f"Hub dataset {repo} has no file {filename!r}; set harmbench.file to the "
-                                 "behaviours CSV's path in that repository") from None
-    except RevisionNotFoundError:
-        raise HarmBenchDataError(f"Hub dataset {repo} has no revision {revision!r}; fix harmbench.revision") from None
-    except RepositoryNotFoundError:
-        raise HarmBenchDataError(f"Hub dataset {repo} not found (or private and HF_TOKEN has no access); check "
-                                 f"harmbench.source, {local_copy}") from None
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
-        status = _http_status(e)  # huggingface_hub wraps some HTTP errors (e.g. 403 on HEAD) in these
-        if status in (401, 403):
-            raise HarmBenchDataError(f"Hub dataset {repo}: HTTP {status} (no access); set HF_TOKEN, {local_copy}") from None
-        raise HarmBenchDataError(f"cannot reach the Hugging Face Hub for {repo} ({e.__class__.__name__}: "
-                                 f"HF_HUB_OFFLINE is set or there is no network); {local_copy}") from None
-    except HfHubHTTPError as e:
-        raise HarmBenchDataError(f"Hub dataset {repo}: download of {filename} failed (HTTP {_http_status(e)}); retry "
-                                 f"later, {local_copy}") from None
-    except OSError as e:  # connection errors
-        raise HarmBenchDataError(f"cannot reach the Hugging Face Hub for {repo} ({e}); {local_copy}") from None
+    return download_dataset_file(
+        repo, filename, revision=revision, file_key="harmbench.file", revision_key="harmbench.revision",
+        error=HarmBenchDataError,
+        local_copy=("or point harmbench.source at a local copy of the CSV (HarmBench's "
+                    "data/behavior_datasets/harmbench_behaviors_text_all.csv)"))

@@ -29,6 +29,7 @@ from pathlib import Path
 from .config import SafetyConfig
 from ...jsonl import JSONLineError, read_jsonl
 from ...textio import open_text
+from ..hub import http_status
 from ..categories import SAFETY_CATEGORIES
 from .prompts import SafetyPrompt, builtin_prompts
 
@@ -122,17 +123,6 @@ def _access_help(reason: str) -> str:
     )
 
 
-def _http_status(e: BaseException) -> int | None:
-    """HTTP status of ``e`` or of the first exception in its cause/context chain that has one."""
-    seen = 0
-    while e is not None and seen < 10:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status is not None:
-            return status
-        e, seen = e.__cause__ or e.__context__, seen + 1
-    return None
-
-
 def _offline_help(e: Exception) -> str:
     return (
         f"cannot reach the Hugging Face Hub for {HEXPHI_REPO} ({e.__class__.__name__}: HF_HUB_OFFLINE is set or "
@@ -161,7 +151,7 @@ def _load_hexphi_hub() -> list[SafetyPrompt]:
                 HEXPHI_REPO, f"category_{n}.csv", repo_type="dataset", endpoint=endpoint, token=token
             )
         except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
-            status = _http_status(e)  # huggingface_hub wraps some HTTP errors (e.g. 403 on HEAD) in this
+            status = http_status(e)  # huggingface_hub wraps some HTTP errors (e.g. 403 on HEAD) in this
             if status in (401, 403):
                 raise SafetyDataError(_access_help(f"HTTP {status}")) from None
             raise SafetyDataError(_offline_help(e)) from None
@@ -172,7 +162,7 @@ def _load_hexphi_hub() -> list[SafetyPrompt]:
         except RepositoryNotFoundError:
             raise SafetyDataError(_access_help("401/not found: not logged in or no access")) from None
         except HfHubHTTPError as e:
-            status = _http_status(e)
+            status = http_status(e)
             if status in (401, 403):
                 raise SafetyDataError(_access_help(f"HTTP {status}")) from None
             raise SafetyDataError(f"{HEXPHI_REPO}: download of category_{n}.csv failed (HTTP {status}); "

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..hub import download_dataset_file
 from ..safety.sources import limit_per_category
 from .config import StrongRejectConfig
 
@@ -119,47 +119,7 @@ def load_forbidden_prompts(cfg: StrongRejectConfig, *, seed: int = 0) -> list[Fo
 
 def download_from_hub(repo_id: str, filename: str, revision: str | None) -> Path:
     """``filename`` of dataset ``repo_id`` through the Hugging Face cache; errors say what to do."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
-
-    where = f"strongreject.source {repo_id} (file {filename})"
-    local_help = f"or point strongreject.source at a local copy of the CSV (columns {', '.join(COLUMNS)})"
-    access_help = "no access: accept the dataset's terms on the Hub if it is gated and set HF_TOKEN, "
-    try:
-        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
-                                    endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at import
-                                    token=os.environ.get("HF_TOKEN") or None))
-    except GatedRepoError:
-        raise StrongRejectDataError(f"{where}: {access_help}{local_help}") from None
-    except RepositoryNotFoundError:
-        raise StrongRejectDataError(f"{where}: no such dataset on the Hub, or a private one (set HF_TOKEN); "
-                                    + local_help) from None
-    except RevisionNotFoundError:
-        raise StrongRejectDataError(f"{where}: no revision {revision!r}; fix strongreject.hub_revision") from None
-    except RemoteEntryNotFoundError:
-        raise StrongRejectDataError(f"{where}: the dataset has no such file; set strongreject.hub_filename "
-                                    "(e.g. strongreject_dataset.csv)") from None
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError) as e:
-        # huggingface_hub wraps some HTTP errors (a 403 or 5xx on HEAD) in LocalEntryNotFoundError
-        status = _http_status(e)
-        if status in (401, 403):
-            raise StrongRejectDataError(f"{where}: {access_help}{local_help}") from None
-        if status is not None:
-            raise StrongRejectDataError(f"{where}: the Hub answered HTTP {status}; retry later, {local_help}") from None
-        raise StrongRejectDataError(f"{where}: cannot reach the Hub ({e.__class__.__name__}: offline mode or no "
-                                    f"network); {local_help}") from None
-    except OSError as e:  # connection errors
-        raise StrongRejectDataError(f"{where}: cannot reach the Hub ({e}); {local_help}") from None
-
-
-def _http_status(e: BaseException | None) -> int | None:
-    """HTTP status of ``e`` or of the first exception in its cause/context chain that has one."""
-    for _ in range(10):
-        if e is None:
-            return None
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status is not None:
-            return status
-        e = e.__cause__ or e.__context__
-    return None
+    return download_dataset_file(
+        repo_id, filename, revision=revision, file_key="strongreject.hub_filename",
+        revision_key="strongreject.hub_revision", error=StrongRejectDataError,
+        local_copy=f"or point strongreject.source at a local copy of the CSV (columns {', '.join(COLUMNS)})")

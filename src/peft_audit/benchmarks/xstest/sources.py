@@ -31,7 +31,6 @@ JSONL are read: Hub copies stored as parquet must be converted first (the error 
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +38,8 @@ from importlib import resources
 from pathlib import Path
 
 from ...jsonl import JSONLineError, parse_lines
-from ..safety.sources import _http_status, limit_per_category
+from ..hub import download_dataset_file
+from ..safety.sources import limit_per_category
 from .config import XSTestConfig
 
 SAFE, UNSAFE = "safe", "unsafe"
@@ -189,45 +189,8 @@ def download_from_hub(repo_id: str, filename: str, revision: str | None = None) 
     now). Raises :class:`XSTestDataError` saying what went wrong and what to do."""
     if not filename.lower().endswith(_READABLE):
         raise XSTestDataError(_unsupported(filename, f"xstest.filename of {repo_id}"))
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    token = os.environ.get("HF_TOKEN") or None
-    where = f"Hugging Face dataset {repo_id}"
-    local_copy = ("or point xstest.source at a local copy of xstest_prompts.csv (the official file is in the "
-                  "GitHub repository paul-rottger/xstest)")
-    access = (f"cannot download {filename!r} from {where}: {{}}. If it is gated or private, accept its terms on the "
-              f"Hub and set HF_TOKEN to a token of an account with access; {local_copy}")
-    try:
-        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
-                                    endpoint=os.environ.get("HF_ENDPOINT") or None, token=token))
-    except GatedRepoError:
-        raise XSTestDataError(access.format("gated, " + ("no access for this token" if token else "no HF_TOKEN set"))) from None
-    except RevisionNotFoundError:
-        raise XSTestDataError(f"{where} has no revision {revision!r}; fix xstest.revision") from None
-    except RemoteEntryNotFoundError:
-        raise XSTestDataError(f"{where} has no file {filename!r}; set xstest.filename to its prompts file "
-                              "(.csv or .jsonl; parquet copies must be converted first)") from None
-    except RepositoryNotFoundError:
-        raise XSTestDataError(access.format("not found, or private and no access")) from None
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
-        status = _http_status(e)  # huggingface_hub wraps some HTTP errors (e.g. 403 on HEAD) in this
-        if status in (401, 403):
-            raise XSTestDataError(access.format(f"HTTP {status}")) from None
-        raise XSTestDataError(f"cannot reach the Hugging Face Hub for {where} ({e.__class__.__name__}: HF_HUB_OFFLINE "
-                              f"is set or there is no network); {local_copy}") from None
-    except HfHubHTTPError as e:
-        status = _http_status(e)
-        if status in (401, 403):
-            raise XSTestDataError(access.format(f"HTTP {status}")) from None
-        raise XSTestDataError(f"{where}: download of {filename!r} failed (HTTP {status}); retry later, {local_copy}") from None
-    except OSError as e:  # connection errors
-        raise XSTestDataError(f"cannot reach the Hugging Face Hub for {where} ({e}); {local_copy}") from None
+    return download_dataset_file(
+        repo_id, filename, revision=revision, file_key="xstest.filename",
+        revision_key="xstest.revision", error=XSTestDataError,
+        local_copy=("or point xstest.source at a local copy of xstest_prompts.csv (the official file is in the "
+                    "GitHub repository paul-rottger/xstest)"))
