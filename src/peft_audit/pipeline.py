@@ -189,10 +189,9 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
     variants are then marked ``interrupted``. ``before(run_dir)`` runs under the lock, after the
     checks and before the run is prepared (``audit`` records its adapters' outcomes there).
     """
+    from .sweep.executors import get_executor
     from .sweep.interrupt import stop_signals
     from .sweep.lock import RunDirLock
-
-    from .sweep.executors import get_executor
 
     run_dir = Path(run_dir)
     with stop_signals():
@@ -210,15 +209,14 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
 
 
 def preflight(cfg: SweepConfig) -> None:
-    """Every check ``peft-audit plan`` makes (variant expansion, method arguments, cost), each base
-    model's name (a file that exists, an alias, a Hub id's form; nothing downloaded), the
-    training data of the variants that train, and each enabled benchmark's ``check`` (its data
-    loads, its judges build). Raises the first problem; reads nothing from the run directory."""
+    """Every check ``peft-audit plan`` makes (variant expansion, method arguments; the data its
+    cost estimate reads is loaded here in full), each base model's name (a file that exists, an
+    alias, a Hub id's form; nothing downloaded), the training data of the variants that train,
+    and each enabled benchmark's ``check`` (its data loads, its judges build). Raises the first
+    problem; reads nothing from the run directory."""
     from .models.resolve import check_model_name
-    from .sweep.cost import estimate_cost
 
     plan = expand(cfg)
-    estimate_cost(cfg, plan)
     for name in sorted({pv.spec.base_model for pv in plan}):
         check_model_name(name)
     trains = sorted({pv.spec.algo for pv in plan if not pv.spec.is_base() and not pv.spec.adapter})
