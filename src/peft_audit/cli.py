@@ -31,7 +31,7 @@ console = Console(stderr=True, soft_wrap=True)  # error messages keep paths on o
 #: problem (gate: a violation; run/audit: a variant failed); 2: it could not do its work (bad
 #: input, missing or damaged store, busy run directory, unexpected error); 130 / 143: stopped
 #: by SIGINT / SIGTERM (128 + signal number).
-EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+EXIT_FOUND, EXIT_ERROR = 1, 2
 _debug = False
 
 
@@ -152,7 +152,7 @@ def run(
         _interrupted(e, f"peft-audit run {config} --out {run_dir}")
     if result.failed:
         console.print(f"[yellow]{result.failed} variant(s) failed; see `peft-audit show {run_dir}`[/]")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FOUND)
 
 
 @command()
@@ -273,7 +273,7 @@ def gate(
         typer.echo(f"PASS: {n_var} variant(s), {len(result.checks)} checks within bounds")
         return
     typer.echo(f"FAIL: {len(result.violations)} violation(s) in {len({c.variant_id for c in result.violations})} of {n_var} variant(s)")
-    raise typer.Exit(1)
+    raise typer.Exit(EXIT_FOUND)
 
 
 def _parse_limits(items: list[str]) -> dict[str, float]:
@@ -393,7 +393,7 @@ def audit(
         console.print(f"[yellow]{len(bad)} adapter(s) not evaluable, {result.failed} variant(s) failed in all; "
                       f"see `peft-audit show {out}`[/]")
     if result.failed:  # skipped (gated, unknown type) alone does not fail the command
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FOUND)
 
 
 # ---------------------------------------------------------------------------------------------
