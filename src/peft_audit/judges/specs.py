@@ -78,6 +78,22 @@ LEGACY_FIELDS = {
 _warned = False
 
 
+def as_specs(judges: list) -> list:
+    """A section's raw ``judges`` list with bare names written as ``{name: ...}`` specs."""
+    return [{"name": j} if isinstance(j, str) else j for j in judges]
+
+
+def spec_names(specs: list) -> list[str | None]:
+    """The judge name of each raw (dict) or validated spec."""
+    return [sp.get("name") if isinstance(sp, dict) else getattr(sp, "name", None) for sp in specs]
+
+
+def require_distinct(names: list) -> None:
+    """ValueError when a section lists a judge twice (its verdicts would overwrite each other)."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"lists a judge twice: {names}")
+
+
 def fold_legacy_judge_fields(data: Any, where: str = "safety") -> Any:
     """``data`` (a section's raw mapping) with the flat judge fields moved into the specs of
     ``judges``; names become ``{name: ...}``. Says once per process that the flat fields are
@@ -90,7 +106,7 @@ def fold_legacy_judge_fields(data: Any, where: str = "safety") -> Any:
     judges = data.get("judges", ["refusal"])
     if not isinstance(judges, list):
         return data
-    specs = [{"name": j} if isinstance(j, str) else j for j in judges]
+    specs = as_specs(judges)
     unknown = [sp.get("name") for sp in specs if isinstance(sp, dict) and sp.get("name") not in JUDGE_NAMES]
     if unknown:
         raise ValueError(f"unknown judge {unknown[0]!r}; valid: {', '.join(JUDGE_NAMES)}")

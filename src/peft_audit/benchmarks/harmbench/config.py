@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ...judges.specs import JudgeSpec, RefusalSpec
+from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, require_distinct, spec_names
 from ..base import BenchmarkSection
 
 FunctionalCategory = Literal["standard", "contextual", "copyright"]
@@ -53,14 +53,12 @@ class HarmBenchConfig(BenchmarkSection):
     @field_validator("judges", mode="before")
     @classmethod
     def _names_as_specs(cls, v: Any) -> Any:
-        return [{"name": j} if isinstance(j, str) else j for j in v] if isinstance(v, list) else v
+        return as_specs(v) if isinstance(v, list) else v
 
     @field_validator("judges")
     @classmethod
     def _each_judge_once(cls, v: list) -> list:
-        names = [j.name for j in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"lists a judge twice: {names}")
+        require_distinct(spec_names(v))
         return v
 
     @field_validator("functional_categories")

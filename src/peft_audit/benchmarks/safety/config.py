@@ -6,7 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ...judges.specs import LEGACY_FIELDS, JudgeSpec, RefusalSpec, fold_legacy_judge_fields, legacy_judge_fields
+from ...judges.specs import (LEGACY_FIELDS, JudgeSpec, RefusalSpec, fold_legacy_judge_fields, legacy_judge_fields,
+                              require_distinct, spec_names)
 from ..base import BenchmarkSection
 
 
@@ -54,9 +55,7 @@ class SafetyConfig(BenchmarkSection):
     @field_validator("judges")
     @classmethod
     def _each_judge_once(cls, v: list) -> list:
-        names = [j.name for j in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"lists a judge twice: {names}")
+        require_distinct(spec_names(v))
         return v
 
     def protocol_v1_dump(self) -> dict[str, Any]:

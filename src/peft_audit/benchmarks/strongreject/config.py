@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from ...judges.specs import JudgeSpec, LLMSpec, RefusalSpec
+from ...judges.specs import JudgeSpec, LLMSpec, RefusalSpec, as_specs, require_distinct, spec_names
 from ..base import BenchmarkSection
 
 #: Judges that label a response refusal / compliance / incoherent (what the refusal rate counts).
@@ -48,12 +48,11 @@ class StrongRejectConfig(BenchmarkSection):
     def _refusal_judges_only(cls, v):
         if not isinstance(v, list):
             return v
-        specs = [{"name": j} if isinstance(j, str) else j for j in v]
-        names = [sp.get("name") if isinstance(sp, dict) else getattr(sp, "name", None) for sp in specs]
+        specs = as_specs(v)
+        names = spec_names(specs)
         other = [n for n in names if n not in REFUSAL_JUDGES]
         if other:
             raise ValueError(f"judge {other[0]!r} does not label refusals; list {' or '.join(REFUSAL_JUDGES)} here and "
                              "put a chat-model grader in strongreject.rubric_judge: {name: llm, url: ..., model: ...}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"lists a judge twice: {names}")
+        require_distinct(names)
         return specs

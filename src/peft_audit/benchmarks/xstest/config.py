@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from ...judges.specs import JudgeSpec, RefusalSpec
+from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, require_distinct, spec_names
 from ..base import BenchmarkSection
 
 #: The benchmark's registry key, config section key and ``benchmark`` value of its stored rows.
@@ -50,10 +50,9 @@ class XSTestConfig(BenchmarkSection):
         # url is told it is not used here rather than that its url is missing.
         if not isinstance(v, list):
             return v
-        specs = [{"name": j} if isinstance(j, str) else j for j in v]
-        names = [sp.get("name") if isinstance(sp, dict) else getattr(sp, "name", None) for sp in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"lists a judge twice: {names}")
+        specs = as_specs(v)
+        names = spec_names(specs)
+        require_distinct(names)
         other = [n for n in names if n not in (CLASS_JUDGE, *EXTRA_JUDGES)]
         if other:
             raise ValueError(
