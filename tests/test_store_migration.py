@@ -243,7 +243,7 @@ def test_a_version_1_run_directory_resumes_without_retraining(tiny_model_dir, tm
     import peft_audit.report
     import peft_audit.training
 
-    monkeypatch.setattr(peft_audit.report, "write_reports", lambda *a, **k: [])
+    monkeypatch.setattr(peft_audit.report, "finish_run", lambda *a, **k: [])
     cfg = parse_config(tiny_config(tiny_model_dir))
     reference = tmp_path / "reference"
     run_sweep(cfg, reference, RunOptions(in_process=True))

@@ -120,6 +120,8 @@ def run(
     mlflow: bool = typer.Option(False, "--mlflow", help="Log each variant's config and metrics to MLflow."),
     safety: Optional[str] = typer.Option(None, "--safety", help="Override safety.source."),
     fairness: Optional[str] = typer.Option(None, "--fairness", help="Override fairness.source."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream other libraries' output (progress bars, "
+                                 "training logs, warnings) here instead of into RUN_DIR/logs/."),
 ) -> None:
     """Train, evaluate and report every variant of a sweep; resumes an interrupted run.
 
@@ -143,7 +145,7 @@ def run(
         run_dir = out or Path("runs") / cfg.name
         opts = RunOptions(
             retry_failed=retry_failed, executor=executor, jobs=jobs, ray_address=ray_address,
-            max_hours=max_hours, mlflow=mlflow,
+            max_hours=max_hours, mlflow=mlflow, verbose=verbose,
         )
         result = run_sweep(cfg, run_dir, opts, config_path=config)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as e:
@@ -342,6 +344,8 @@ def audit(
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run variants recorded as failed."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream other libraries' output here instead of "
+                                 "into RUN_DIR/logs/."),
 ) -> None:
     """Evaluate existing adapters (local or Hub) against their base model; report as for a sweep.
 
@@ -383,7 +387,8 @@ def audit(
                           + (f": {o.reason}" if o.reason else ""), highlight=False)
             for w in o.warnings:
                 console.print(f"      warning: {w}", highlight=False)
-        result = run_audit(plan, out, RunOptions(retry_failed=retry_failed, executor=executor, jobs=jobs))
+        result = run_audit(plan, out, RunOptions(retry_failed=retry_failed, executor=executor, jobs=jobs,
+                                                         verbose=verbose))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(user_message(e))
     except KeyboardInterrupt as e:

@@ -30,6 +30,12 @@ LOG_ENV = "PEFT_AUDIT_FAULT_LOG"
 _reached: dict[str, int] = {}  # point -> times reached in this process (only while armed)
 
 
+def new_unit() -> None:
+    """Start counting afresh: a worker process calls this before each variant it runs, so
+    ``NAME#K`` means the K-th time within one variant, as when each variant had its own process."""
+    _reached.clear()
+
+
 def point(name: str) -> None:
     """A named fault point: kill this process with SIGKILL if ``PEFT_AUDIT_FAULT`` names this
     point (and, with ``#K``, this is the K-th time it is reached); otherwise return at once."""

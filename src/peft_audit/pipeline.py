@@ -23,6 +23,7 @@ from rich.console import Console
 from .benchmarks.base import ProgressFactory, StageSink, VariantRun
 from .config import SweepConfig, benchmark_sections
 from .store import Store, results_path
+from .sweep.logs import LOGS_DIR, forget_notices, route_notices, show_once
 from .sweep.options import RunOptions
 from .sweep.plan import PlannedVariant, eval_protocol_hash, expand, legacy_protocol_hash
 
@@ -42,7 +43,7 @@ class RunResult:
     wall_seconds: float = 0.0
 
 
-def _no_progress(description: str, total: int) -> Callable[[int], None]:
+def _no_progress(description: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
@@ -97,11 +98,12 @@ def evaluate_variant(
         if not (adapter_path / PROVENANCE_FILE).is_file():
             from .training import train_adapter
 
+            progress("train", None)
             with _timed(timings, "train"):
                 base = load_base(spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
                                  load_in=cfg.training.load_in)
                 result = train_adapter(
-                    base.model, base.tokenizer, spec=spec, training=cfg.training, out_dir=adapter_path,
+                    base.model, base.tokenizer, spec=spec, training=cfg.training_for(spec), out_dir=adapter_path,
                     base_fingerprint=base.resolved.fingerprint, device=base.device, show_progress=False,
                 )
                 del base
@@ -115,6 +117,7 @@ def evaluate_variant(
         return timings
 
     # -- load ---------------------------------------------------------------------------------
+    progress("load", None)
     with _timed(timings, "load"):
         loaded = load_base(spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
         if adapter_path is not None:
@@ -194,6 +197,8 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
     from .sweep.lock import RunDirLock
 
     run_dir = Path(run_dir)
+    forget_notices()
+    undo_notices = route_notices(lambda text: show_once(console, text))
     with stop_signals():
         # Optional extras (Ray, MLflow) and every input are checked before anything is written.
         executor = get_executor(opts)
@@ -201,11 +206,14 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
             from .tracking import require_mlflow
 
             require_mlflow()
-        preflight(cfg)
-        with RunDirLock(run_dir):
-            if before is not None:
-                before(run_dir)
-            return _run_locked(cfg, run_dir, opts, config_path, executor)
+        try:
+            preflight(cfg)
+            with RunDirLock(run_dir):
+                if before is not None:
+                    before(run_dir)
+                return _run_locked(cfg, run_dir, opts, config_path, executor)
+        finally:
+            undo_notices()
 
 
 def preflight(cfg: SweepConfig) -> None:
@@ -219,12 +227,18 @@ def preflight(cfg: SweepConfig) -> None:
     plan = expand(cfg)
     for name in sorted({pv.spec.base_model for pv in plan}):
         check_model_name(name)
-    trains = sorted({pv.spec.algo for pv in plan if not pv.spec.is_base() and not pv.spec.adapter})
+    trains = {(pv.spec.algo, cfg.training_for(pv.spec).model_dump_json()): pv for pv in plan
+              if not pv.spec.is_base() and not pv.spec.adapter}
     if trains:
         from .training.data import load_training_data
 
-        for algo in trains:
-            load_training_data(cfg.training, algo, seed=0)
+        for pv in trains.values():
+            try:
+                load_training_data(cfg.training_for(pv.spec), pv.spec.algo, seed=0)
+            except (ValueError, FileNotFoundError) as e:
+                if not pv.spec.training:
+                    raise
+                raise type(e)(f"variant {pv.id} ({pv.display}): {e}") from None
     for benchmark, section in benchmark_sections(cfg):
         check = getattr(benchmark, "check", None)
         if check is not None:
@@ -232,7 +246,7 @@ def preflight(cfg: SweepConfig) -> None:
 
 
 def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: Path | None, executor) -> RunResult:
-    from .report import write_reports
+    from .report import finish_run
     from .summary import SUMMARY_FILE, write_summary
 
     t_start = time.perf_counter()
@@ -259,14 +273,14 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
 
     t_report = time.perf_counter()
     write_summary(store, run_dir / SUMMARY_FILE)
-    write_reports(run_dir, formats=["md", "html"])
+    verdict = finish_run(run_dir)
     stage_seconds["report"] = time.perf_counter() - t_report
     counts = store.status_counts()
     result = RunResult(
         run_dir, done=counts.get("done", 0), failed=counts.get("failed", 0), skipped=counts.get("skipped", 0),
         stage_seconds=stage_seconds, wall_seconds=time.perf_counter() - t_start,
     )
-    _print_times(result)
+    _print_end(result, verdict)
     store.close()
     return result
 
@@ -283,20 +297,18 @@ def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink
         raise
     except Exception as e:  # isolation by design: record and continue with the next variant
         sink.update_variant(pv.id, status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-        console.print(f"[red]variant {pv.id} ({pv.display}) failed:[/] {type(e).__name__}: {e}")
+        # The driver says it failed on the terminal; the traceback goes with the stage's log.
+        traceback.print_exc()
         return "failed", {}
     sink.update_variant(pv.id, status="done", timings=timings)
     return "done", timings
 
 
-def _print_times(result: RunResult) -> None:
-    from rich.table import Table
-
-    t = Table(title=f"Wall time per stage ({result.run_dir})")
-    t.add_column("stage")
-    t.add_column("seconds", justify="right")
-    for stage, s in result.stage_seconds.items():
-        t.add_row(stage, f"{s:.1f}")
-    t.add_row("[bold]total[/]", f"[bold]{result.wall_seconds:.1f}[/]")
-    console.print(t)
-    console.print(f"done={result.done} failed={result.failed} skipped={result.skipped}")
+def _print_end(result: RunResult, verdict: list[str]) -> None:
+    """The run's last lines: counts and time per stage on one line, then the verdict."""
+    times = " · ".join(f"{stage} {s:.0f} s" for stage, s in result.stage_seconds.items() if s >= 0.5)
+    console.print(f"done {result.done} · failed {result.failed} · skipped {result.skipped} variants in "
+                  f"{result.wall_seconds:.0f} s ({times}); other libraries' output: {result.run_dir / LOGS_DIR}/",
+                  soft_wrap=True)
+    for line in verdict:
+        console.print(line, soft_wrap=True)

@@ -44,3 +44,27 @@ def test_a_plug_in_benchmark_with_results_adds_its_column(run):
     cols = overview_columns(pd.concat([a.paired, plug], ignore_index=True))
     assert [c.title for c in cols[len(BUILTIN_COLUMNS):]] == [f"{xs.title}: {xs.metrics[0]} Δ"]
     assert cols[-1].benchmark == "xstest" and cols[-1].lower_is_better == (xs.metrics[0] in xs.lower_is_better)
+
+
+def test_the_terminal_verdict_is_the_overview_one_line_per_variant(run):
+    from rich.console import Console
+
+    from peft_audit.report.verdict import verdict_lines
+
+    d, a = run
+    ov = overview(a)
+    lines = verdict_lines(a, d / "report.html")
+    assert lines[0].startswith("Changes vs base") and "Holm" in lines[0]
+    assert lines[-1] == f"Report: {d / 'report.html'}"
+    body = lines[1:-1]
+    assert len(body) == len(ov["rows"])
+    for line, r in zip(body, ov["rows"]):
+        assert r["label"] in line and r["gate"] in line
+        for title, cell in zip(ov["columns"], r["cells"]):
+            if cell is not None:
+                assert cell["delta_text"] in line
+    # printed as the run prints them: one terminal line each, however narrow the terminal
+    console = Console(width=60, record=True, force_terminal=False)
+    for line in lines:
+        console.print(line, soft_wrap=True)
+    assert len(console.export_text().splitlines()) == len(lines)

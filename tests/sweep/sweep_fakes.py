@@ -10,8 +10,11 @@ halfway through sending a large stage, anything else commits a
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from pathlib import Path
+
+from peft_audit.sweep.logs import notice
 
 
 def fake_value(vid: str) -> float:
@@ -43,6 +46,14 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
         import time
 
         time.sleep(120)  # long enough to be killed mid-variant
+    # What libraries do in a real worker: print to stdout, stderr and from C (file descriptor 2),
+    # and the tool warns the user once in its own words.
+    advance = progress("generate", 3) if progress is not None else (lambda n: None)
+    print(f"library chatter on stdout from {pv.id}", flush=True)
+    print(f"library chatter on stderr from {pv.id}", file=sys.stderr, flush=True)
+    os.write(2, f"C-level chatter from {pv.id}\n".encode())
+    notice("3 training examples were longer than max_seq_len and were cut")
+    advance(3)
     if "generated" not in done_stages:
         sink.commit_stage(pv.id, "generated", 0.01, safety=[
             {"prompt_id": f"p{i}", "benchmark": "safety", "category": "illegal_activity", "prompt": f"q{i}",
@@ -53,10 +64,10 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
     return {"generate": 0.01}
 
 
-def fake_worker(cfg, run_dir, pv, done_stages, stored_rows, put, run_one):
+def fake_worker(cfg, run_dir, pv, done_stages, stored_rows, put, run_one, quiet=True):
     """``run_variant`` with the fake evaluation patched in (this runs in a fresh process)."""
     import peft_audit.pipeline as pipeline
     from peft_audit.sweep.worker import run_variant
 
     pipeline.evaluate_variant = fake_evaluate
-    return run_variant(cfg, run_dir, pv, done_stages, stored_rows, put, run_one)
+    return run_variant(cfg, run_dir, pv, done_stages, stored_rows, put, run_one, quiet)

@@ -343,7 +343,9 @@ def snapshot(run_dir: Path) -> dict:
     out.update({t: sorted(rows, key=repr) for t, rows in result_rows(run_dir).items()})
     out["summary"] = json.loads((run_dir / "summary.json").read_text())
     out["report.md"] = (run_dir / "report.md").read_text().replace(run_dir.name, "RUN")
-    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+    # logs/ holds other libraries' output of worker processes (the uninterrupted run is in-process)
+    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+                   if p.is_file() and p.relative_to(run_dir).parts[0] != "logs")
     out["files"] = files
     for f in files:
         if f.startswith("adapters/"):

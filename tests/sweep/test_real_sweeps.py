@@ -134,7 +134,7 @@ def test_adapter_trained_with_the_same_id_is_reused_not_retrained(config_file, r
 
     monkeypatch.setattr(peft_audit.training, "train_adapter", no_training)
     # no benchmark runs here, so no report to write (the report module is tested elsewhere)
-    monkeypatch.setattr(peft_audit.report, "write_reports", lambda *a, **k: [])
+    monkeypatch.setattr(peft_audit.report, "finish_run", lambda *a, **k: [])
     shutil.copytree(reference["run_dir"] / "adapters", tmp_path / "adapters")
     cfg = load_config(config_file)
     # a different evaluation protocol (new run dir), same trained variants: same ids

@@ -33,7 +33,7 @@ CFG = {
 @pytest.fixture(autouse=True)
 def _fake_worker(monkeypatch):
     # Reports are another module's job; the fake worker replaces evaluation in each subprocess.
-    monkeypatch.setattr(peft_audit.report, "write_reports", lambda *a, **k: [], raising=False)
+    monkeypatch.setattr(peft_audit.report, "finish_run", lambda *a, **k: [], raising=False)
     monkeypatch.setattr(local_mod, "run_variant", sweep_fakes.fake_worker)
     monkeypatch.setattr(local_mod.LocalExecutor.__init__, "__defaults__", (sweep_fakes.fake_worker,))
 
@@ -63,9 +63,15 @@ def test_subprocesses_isolate_failures_and_crashes(tmp_path):
             metrics = s.rows("metrics", v["id"])
             assert [m["value"] for m in metrics] == [pytest.approx(sweep_fakes.fake_value(v["id"]))]
             assert len(s.rows("safety_samples", v["id"])) == 3
-        # each variant in its own process
-        pids = [line.split()[1] for line in (tmp_path / "calls.txt").read_text().splitlines()]
-        assert len(set(pids)) == 5
+        # two workers serve the five variants, one after another; the crash took down only its
+        # own worker, and a fresh one took that slot's next variant if there was one
+        lines = [line.split() for line in (tmp_path / "calls.txt").read_text().splitlines()]
+        pids = [pid for _, pid in lines]
+        assert len(pids) == 5 and len(set(pids)) < 5 and len(set(pids)) <= 2 + 1
+        crash_id = by_label["crash"]["id"]
+        crash_pid = next(pid for vid, pid in lines if vid == crash_id)
+        after_crash = lines[[vid for vid, _ in lines].index(crash_id) + 1:]
+        assert all(pid != crash_pid for _, pid in after_crash)
     st = read_status(tmp_path)
     assert (st.counts["done"], st.counts["failed"], st.counts["running"]) == (3, 2, 0)
     assert st.mean_variant_s is not None and st.eta_s == 0 and st.driver_finished
@@ -185,7 +191,7 @@ from peft_audit.pipeline import run_sweep
 from peft_audit.sweep.options import RunOptions
 from peft_audit.sweep.executors import local
 local.LocalExecutor.__init__.__defaults__ = (sweep_fakes.fake_worker,)
-peft_audit.report.write_reports = lambda *a, **k: []
+peft_audit.report.finish_run = lambda *a, **k: []
 run_sweep(parse_config({cfg!r}), {run_dir!r}, RunOptions())
 """
 
@@ -225,3 +231,32 @@ def _alive(pid: int) -> bool:
     # a zombie (exited, not yet reaped by init) counts as ended
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_library_output_goes_to_stage_logs_and_a_notice_is_shown_once(tmp_path, capfd):
+    cfg = parse_config({**CFG, "variants": []})
+    run_sweep(cfg, tmp_path, RunOptions(jobs=1))
+    out, err = capfd.readouterr()
+    terminal = out + err
+    assert "chatter" not in terminal
+    logs = sorted((tmp_path / "logs").glob("*/generate.log"))
+    assert len(logs) == 3  # base and two learning rates, a folder each, named by label then id
+    with Store(tmp_path / "results.sqlite") as s:
+        ids = [v["id"] for v in s.variants()]
+    assert sorted(p.parent.name.rsplit("-", 1)[1] for p in logs) == sorted(ids)
+    assert any(p.parent.name.startswith("lora-sft-lr-1e-4-1-ep") for p in logs)
+    for p in logs:
+        text = p.read_text()
+        vid = p.parent.name.rsplit("-", 1)[1]
+        for line in ("library chatter on stdout", "library chatter on stderr", "C-level chatter"):
+            assert f"{line} from {vid}" in text
+    assert terminal.count("were longer than max_seq_len") == 1
+    assert terminal.count("done ") >= 3  # a line per finished variant
+
+
+def test_verbose_leaves_library_output_on_the_terminal(tmp_path, capfd):
+    cfg = parse_config({**CFG, "variants": []})
+    run_sweep(cfg, tmp_path, RunOptions(jobs=1, verbose=True))
+    out, err = capfd.readouterr()
+    assert (out + err).count("C-level chatter") == 3
+    assert not (tmp_path / "logs").exists()

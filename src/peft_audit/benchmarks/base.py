@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 
     from ..store import Store
 
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
+#: ``progress(stage, total)`` announces that a stage starts (``total`` units of work, None when
+#: unknown) and returns ``advance(n)``; the executor shows it and starts the stage's log file.
+ProgressFactory = Callable[[str, "int | None"], Callable[[int], None]]
 
 #: (benchmark, category, metric) -> a metrics-table row (dict with value, ci_low, ci_high, n).
 MetricsLookup = Mapping[tuple[str, str, str], Mapping[str, Any]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import faults
-from ..analysis import analyze
+from ..analysis import Analysis, analyze
 from ..store import open_existing
 from ..summary import SUMMARY_FILE, write_summary
 from ..textio import write_text_atomic
@@ -18,15 +18,29 @@ from .markdown import render_markdown
 
 FORMATS = ("md", "html", "json", "csv", "parquet")
 
-__all__ = ["FORMATS", "write_reports"]
+__all__ = ["FORMATS", "finish_run", "write_reports"]
+
+
+def finish_run(run_dir: str | Path) -> list[str]:
+    """What the end of ``peft-audit run`` writes and says: report.md and report.html from one
+    analysis of the run, and the verdict lines for the terminal (:mod:`peft_audit.report.verdict`)."""
+    from .verdict import verdict_lines
+
+    run_dir = Path(run_dir)
+    a = analyze(run_dir)
+    write_reports(run_dir, formats=["md", "html"], analysis=a)
+    return verdict_lines(a, run_dir / "report.html")
 
 
 def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("md", "html", "json"),
-                  correction: str = "holm", *, n_boot: int = 2000, seed: int = 0) -> list[Path]:
+                  correction: str = "holm", *, n_boot: int = 2000, seed: int = 0,
+                  analysis: Analysis | None = None) -> list[Path]:
     """Analyse ``RUN_DIR/results.sqlite`` and write the requested formats into ``RUN_DIR``.
 
     md -> report.md; html -> report.html; json -> analysis.json and summary.json
     (:func:`peft_audit.summary.write_summary`); csv/parquet -> analysis/<table>.<ext>.
+    ``analysis`` is the run's analysis when the caller already made it (same ``correction``);
+    it is made here otherwise.
     Raises ValueError for an unknown format or correction, FileNotFoundError without a store.
     """
     bad = [f for f in formats if f not in FORMATS]
@@ -35,7 +49,7 @@ def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("
     if correction not in ("holm", "bh"):
         raise ValueError(f"unknown --correction {correction!r}; choose holm or bh")
     run_dir = Path(run_dir)
-    a = analyze(run_dir, correction=correction, n_boot=n_boot, seed=seed)
+    a = analysis if analysis is not None else analyze(run_dir, correction=correction, n_boot=n_boot, seed=seed)
     title = run_dir.resolve().name
     out: list[Path] = []
     if "md" in formats:

@@ -6,6 +6,11 @@ finished stages and redoes only the missing ones), applies worker messages to th
 worker that died without reporting as ``failed``, enforces the ``--max-hours`` budget (no new
 variant starts after it; running ones finish), keeps a heartbeat in the store for
 ``peft-audit status``, shows live progress, and logs finished variants to MLflow.
+
+The terminal is the driver's alone: one bar for the sweep and one per running variant (its
+readable label, the stage it is in, that stage's progress and ETA), a line per finished
+variant, and each notice a worker sends (:func:`peft_audit.sweep.logs.notice`) once. Other
+libraries' output is in ``RUN_DIR/logs/`` (:mod:`peft_audit.sweep.logs`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import faults
 from ..store import Store
+from .logs import show_once, variant_log_dir
 from .messages import Message, apply_message, stored_rows_for
-from .plan import PlannedVariant
+from .plan import PlannedVariant, variant_labels
 
 HEARTBEAT_S = 5.0
 console = Console(stderr=True)
@@ -33,6 +39,7 @@ class Driver:
         self.cfg, self.run_dir, self.store, self.opts = cfg, Path(run_dir), store, opts
         self.todo = list(todo)
         self.by_id = {pv.id: pv for pv in todo}
+        self.labels = variant_labels([{**pv.spec.model_dump(), "id": pv.id} for pv in todo])
         self.deadline = time.time() + opts.max_hours * 3600 if opts.max_hours else None
         self.budget_reported = False
         self.started: dict[str, float] = {}
@@ -47,6 +54,7 @@ class Driver:
         self.store.set_meta("executor", {"name": executor, "jobs": opts.jobs if executor == "local" else None})
         self._progress: Progress | None = None
         self._task = None
+        self._stage_task: dict[str, Any] = {}  # variant id -> its bar while it runs
 
     # ----- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> "Driver":
@@ -98,11 +106,26 @@ class Driver:
 
     # ----- messages -------------------------------------------------------------------------
     def handle(self, msg: Message) -> None:
-        apply_message(self.store, msg)
-        if msg[0] == "finished":
+        kind = msg[0]
+        if kind == "progress":
+            self.stage_started(msg[1], msg[2], msg[3])
+        elif kind == "advance":
+            self.stage_advanced(msg[1], msg[2])
+        elif kind == "notice":
+            self.notice(msg[1], msg[2])
+        else:
+            apply_message(self.store, msg)
+        if kind == "finished":
             _, vid, status, timings = msg
             self.finish(vid, status, timings)
         self.heartbeat()
+
+    def progress_for(self, vid: str):
+        """A :data:`~peft_audit.benchmarks.base.ProgressFactory` for a variant run in this process."""
+        def progress(stage: str, total: int | None):
+            self.stage_started(vid, stage, total)
+            return lambda n: self.stage_advanced(vid, n)
+        return progress
 
     def finish(self, vid: str, status: str, timings: dict[str, float]) -> None:
         if vid in self.finished:
@@ -115,6 +138,14 @@ class Driver:
         self.store.set_meta("variant_wall_seconds", walls)
         if status == "done" and self.tracker is not None:
             self.tracker.log_variant(self.store.variant(vid), self.store.rows("metrics", vid))
+        self._end_stage(vid)
+        if status == "done":
+            console.print(f"[green]done[/]   {self.label(vid)} in {_seconds(walls[vid])}  ({_stage_text(timings)})",
+                          soft_wrap=True, highlight=False)
+        else:
+            error = self.store.variant(vid).get("error") or "no error recorded"
+            console.print(f"[red]failed[/] {self.label(vid)}: {error}\n       log: {self.log_dir(vid)}",
+                          soft_wrap=True, highlight=False)
         if self._progress is not None:
             self._progress.advance(self._task)
         self._refresh()
@@ -124,7 +155,6 @@ class Driver:
         if vid in self.finished:
             return
         self.store.update_variant(vid, status="failed", error=reason, traceback=None)
-        console.print(f"[red]variant {vid} ({self.by_id[vid].display}) failed:[/] {reason}")
         self.finish(vid, "failed", {})
 
     def interrupted(self, running: list[str]) -> None:
@@ -135,6 +165,32 @@ class Driver:
                 self.store.update_variant(vid, status="interrupted")
 
     # ----- display --------------------------------------------------------------------------
+    def label(self, vid: str) -> str:
+        return self.labels.get(vid, vid)
+
+    def log_dir(self, vid: str) -> Path:
+        return variant_log_dir(self.run_dir, vid, self.by_id[vid].display)
+
+    def stage_started(self, vid: str, stage: str, total: int | None) -> None:
+        if self._progress is None:
+            return
+        self._end_stage(vid)
+        self._stage_task[vid] = self._progress.add_task(f"  {self.label(vid)}: {stage}", total=total)
+
+    def stage_advanced(self, vid: str, n: int) -> None:
+        if self._progress is not None and vid in self._stage_task:
+            self._progress.advance(self._stage_task[vid], n)
+
+    def _end_stage(self, vid: str) -> None:
+        task = self._stage_task.pop(vid, None)
+        if task is not None and self._progress is not None:
+            self._progress.remove_task(task)
+
+    def notice(self, vid: str, text: str) -> None:
+        """A worker's warning for the user: shown once per text, whichever variant sends it (and
+        not again if the preflight already said it)."""
+        show_once(console, text, self.label(vid))
+
     def _describe(self) -> str:
         done = sum(1 for s in self.finished.values() if s == "done")
         failed = sum(1 for s in self.finished.values() if s == "failed")
@@ -144,3 +200,13 @@ class Driver:
     def _refresh(self) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=self._describe())
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {s % 60:02.0f} s"
+
+
+def _stage_text(timings: dict[str, float]) -> str:
+    """``train 41 s · generate 67 s · BBQ 20 s``: the stages that took half a second or more."""
+    shown = [f"{k} {v:.0f} s" for k, v in timings.items() if v >= 0.5]
+    return " · ".join(shown) or "nothing left to do"

@@ -11,6 +11,9 @@ Message shapes (all picklable builtins)::
     ("update_variant", vid, fields)            fields: dict for Store.update_variant
     ("commit_stage", vid, stage, seconds, rows) rows: dict table-keyword -> list of dicts
     ("finished", vid, status, timings)          last message of a worker: 'done' | 'failed'
+    ("progress", vid, stage, total)             a stage starts (total units, or None); display only
+    ("advance", vid, n)                         n more units of that stage done; display only
+    ("notice", vid, text)                       a warning for the user, in the tool's words
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 from ..store import Store
 
 Message = tuple
+
+#: Message kinds the driver shows and never writes to the store.
+DISPLAY_ONLY = ("progress", "advance", "notice")
 
 
 class MessageSink:
@@ -51,7 +57,8 @@ class MessageSink:
 
 
 def apply_message(store: Store, msg: Message) -> None:
-    """Write one worker message into ``store`` (one transaction). 'finished' writes nothing."""
+    """Write one worker message into ``store`` (one transaction). 'finished' and the display-only
+    kinds write nothing."""
     kind = msg[0]
     if kind == "commit_stage":
         _, vid, stage, seconds, rows = msg
@@ -59,7 +66,7 @@ def apply_message(store: Store, msg: Message) -> None:
     elif kind == "update_variant":
         _, vid, fields = msg
         store.update_variant(vid, **fields)
-    elif kind != "finished":
+    elif kind not in ("finished", *DISPLAY_ONLY):
         raise ValueError(f"unknown worker message kind {kind!r}")
 
 

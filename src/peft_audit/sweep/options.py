@@ -19,6 +19,7 @@ class RunOptions:
     max_hours: float | None = None
     mlflow: bool = False
     in_process: bool = False  # local executor: run variants in this process (tests, debugging)
+    verbose: bool = False  # stream other libraries' output to the terminal instead of RUN_DIR/logs/
 
 
 #: ``run_one(cfg, run_dir, pv, sink, done_stages) -> (status, timings)``: evaluates one variant

@@ -5,7 +5,9 @@
 :mod:`peft_audit.sweep.messages`); its last message is ``("finished", vid, status, timings)``.
 It never opens the store.
 
-:func:`subprocess_main` is the entry point of the local executor's spawned process. A watchdog
+:func:`subprocess_main` is the entry point of the local executor's worker process, which
+serves one variant after another on one job slot: Python, torch, transformers, peft and trl are
+imported once per worker, not once per variant, and the judges are built once. A watchdog
 thread ends the process when its driver disappears (``kill -9`` of the driver), so no orphan
 keeps training while a resumed run redoes the variant.
 """
@@ -20,16 +22,40 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import faults
+from .logs import StageLogs, route_notices, variant_log_dir
 from .messages import Message, MessageSink
 
 WATCHDOG_INTERVAL_S = 1.0
 
 
 def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows: dict[str, list[dict]],
-                put: Callable[[Message], None], run_one: Callable) -> str:
-    """Run one variant with ``run_one``, streaming its stages through ``put``; returns 'done' or 'failed'."""
-    sink = MessageSink(put, stored_rows)
-    status, timings = run_one(cfg, Path(run_dir), pv, sink, set(done_stages))
+                put: Callable[[Message], None], run_one: Callable, quiet: bool = True) -> str:
+    """Run one variant with ``run_one``, streaming its stages through ``put``; returns 'done' or 'failed'.
+
+    Each stage that starts is announced to the driver (``("progress", vid, stage, total)``, then
+    ``("advance", vid, n)``) and, when ``quiet``, gets its own log file for everything printed
+    meanwhile (:class:`~peft_audit.sweep.logs.StageLogs`). Notices
+    (:func:`peft_audit.sweep.logs.notice`) go to the driver as ``("notice", vid, text)``.
+    """
+    logs = StageLogs(variant_log_dir(run_dir, pv.id, pv.display)) if quiet else None
+
+    def progress(stage: str, total: int | None) -> Callable[[int], None]:
+        if logs is not None:
+            logs.switch(stage)
+        put(("progress", pv.id, stage, total))
+        return lambda n: put(("advance", pv.id, int(n)))
+
+    if logs is not None:
+        logs.switch("variant")  # what is printed before the first stage starts (or instead of it)
+    undo = route_notices(lambda text: put(("notice", pv.id, text)))
+    try:
+        sink = MessageSink(put, stored_rows)
+        status, timings = run_one(cfg, Path(run_dir), pv, sink, set(done_stages), progress)
+    finally:
+        undo()
+        if logs is not None:
+            logs.close()
     put(("finished", pv.id, status, timings))
     return status
 
@@ -41,14 +67,18 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(WATCHDOG_INTERVAL_S)
 
 
-def subprocess_main(worker: Callable, run_one: Callable, cfg, run_dir: str, pv, done_stages: set[str], stored_rows,
-                    conn, parent_pid: int, threads: int | None = None, gpu: str | None = None) -> None:
-    """Entry point of a spawned worker process: watchdog, then ``worker(..., send, run_one)``.
+def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, threads: int | None = None,
+                    gpu: str | None = None, quiet: bool = True) -> None:
+    """Entry point of a spawned worker process: watchdog, then one variant after another.
 
-    ``conn`` is the write end of this worker's own pipe to the driver; ``send`` pickles and
-    writes one message synchronously (under a lock, in case a stage is ever sent from a thread),
-    so when this returns every message has left the process.
+    ``conn`` is this worker's own duplex pipe to the driver. The driver sends a job,
+    ``(cfg, run_dir, pv, done_stages, stored_rows)``, and this process runs
+    ``worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one, quiet)``, whose last
+    message is ``finished``; then it waits for the next job. ``None`` or a closed pipe ends it.
+    ``send`` pickles and writes one message synchronously (under a lock, in case a stage is
+    ever sent from a thread), so when the worker returns every message has left the process.
 
+    ``quiet`` sends other libraries' output to the variant's stage logs (not ``--verbose``).
     ``threads`` caps torch's intra-op threads so ``--jobs N`` workers share the cores instead of
     each claiming all of them; ``gpu`` (a CUDA device index) makes only that GPU visible.
     """
@@ -71,6 +101,26 @@ def subprocess_main(worker: Callable, run_one: Callable, cfg, run_dir: str, pv, 
             conn.send(msg)
 
     try:
-        worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one)
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:
+                return
+            if job is None:
+                return
+            cfg, run_dir, pv, done_stages, stored_rows = job
+            faults.new_unit()  # a fault point counts per variant, whichever worker runs it
+            worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one, quiet)
+            _release_memory()
     finally:
         conn.close()
+
+
+def _release_memory() -> None:
+    """Between variants: collect the last variant's model and hand cached GPU memory back."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -39,11 +39,18 @@ class BBQBenchmark:
     )
 
     def check(self, cfg: FairnessConfig) -> None:
-        """Preflight: the BBQ items load (files, Hub dataset, metadata CSV)."""
+        """Preflight: the BBQ items load (files, Hub dataset, metadata CSV); skipped rows and
+        items whose biased answer cannot be resolved are said once, before any model work."""
+        from ...sweep.logs import notice
         from . import load_bbq
 
-        load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
-                 skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv)
+        loaded = load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
+                          skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv)
+        if loaded.bad_lines:
+            notice(f"BBQ: {len(loaded.bad_lines)} bad row(s) skipped (skip_bad_items), first: {loaded.bad_lines[0]}")
+        if loaded.n_unresolved:
+            notice(f"BBQ: {loaded.n_unresolved} of {len(loaded.items)} items have no resolvable biased answer; "
+                   "they count for accuracy but not for the bias scores (set fairness.metadata_csv to resolve them)")
 
     def evaluate(self, cfg: FairnessConfig, run: VariantRun) -> list[dict]:
         from . import fairness_metrics, load_bbq, score_bbq

@@ -158,7 +158,11 @@ def _load_hexphi_hub() -> list[SafetyPrompt]:
         except GatedRepoError:
             raise SafetyDataError(_access_help("gated: no access for this token" if token else "gated, no HF_TOKEN set")) from None
         except RemoteEntryNotFoundError:
-            continue  # withheld from the public release; the category is absent
+            from ...sweep.logs import notice
+
+            notice(f"HEx-PHI category_{n}.csv ({key}) is not in {HEXPHI_REPO}'s public release: "
+                   "that category is absent from the results")
+            continue
         except RepositoryNotFoundError:
             raise SafetyDataError(_access_help("401/not found: not logged in or no access")) from None
         except HfHubHTTPError as e:

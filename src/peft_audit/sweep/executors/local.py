@@ -1,9 +1,11 @@
-"""The local executor: each variant in a fresh subprocess on this machine, ``--jobs N`` at once.
+"""The local executor: variants run in worker processes on this machine, ``--jobs N`` at once.
 
-A fresh (``spawn``) process per variant returns all its memory to the system when the variant
-ends, and a crash (segfault, out-of-memory kill) takes only that variant down: the driver
-records it as failed and goes on. Each worker streams its finished stages over its own pipe;
-only the driver (this process) writes the store. One pipe per worker, not one shared
+Each job slot has one worker (a ``spawn`` process) that runs one variant after another, so the
+libraries are imported and the judges built once per worker, not once per variant (in the
+quickstart that was ~5 s of each variant's wall time). A crash (segfault, out-of-memory kill)
+takes down only the variant that worker was running: the driver records it as failed, and a
+fresh worker takes the slot's next variant. Each worker streams its finished stages over its
+own pipe; only the driver (this process) writes the store. One pipe per worker, not one shared
 ``multiprocessing.Queue``: a shared queue has one write lock for all workers, and a worker
 killed while its feeder thread holds that lock (``kill -9``, out-of-memory kill, ``os._exit``)
 leaves every other worker blocked forever on its last message, and the sweep with them.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Callable
-from multiprocessing.connection import wait
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..driver import Driver
@@ -76,7 +79,8 @@ class LocalExecutor:
                 break
             done, _ = driver.prepare(pv)
             try:
-                status, timings = run_one(cfg, Path(run_dir), pv, store, done)
+                # In this process: the driver's own terminal, so no descriptor is redirected.
+                status, timings = run_one(cfg, Path(run_dir), pv, store, done, driver.progress_for(pv.id))
             except KeyboardInterrupt:
                 driver.interrupted([pv.id])
                 raise
@@ -85,71 +89,111 @@ class LocalExecutor:
     def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo, run_one) -> None:
         ctx = mp.get_context("spawn")
         pending = list(todo)
-        running: dict[str, mp.process.BaseProcess] = {}
-        pipes: dict[str, object] = {}  # variant id -> read end of its worker's pipe (until EOF)
-        slots: dict[str, int] = {}  # variant id -> job slot, so each GPU serves one job at a time
+        slots: dict[int, _Slot] = {}  # job slot -> its worker (each GPU serves one slot at a time)
         jobs = max(1, self.opts.jobs)
         threads = threads_per_job(jobs)
         gpus = visible_gpus(cfg.device) if jobs > 1 else []
+
+        def start_worker(k: int) -> _Slot:
+            conn, child = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=subprocess_main, name=f"peft-audit-worker-{k}",
+                               args=(self.worker, run_one, child, os.getpid(), threads, gpu_for_slot(k, gpus),
+                                     not self.opts.verbose))
+            proc.start()
+            child.close()  # the worker holds the only other end: EOF when it exits
+            return _Slot(proc, conn)
+
         try:
-            while pending or running:
-                while pending and len(running) < jobs and driver.may_start():
-                    pv = pending.pop(0)
-                    done, rows = driver.prepare(pv)
-                    slot = min(set(range(jobs)) - set(slots.values()))
-                    reader, writer = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(
-                        target=subprocess_main, name=f"peft-audit-{pv.id}",
-                        args=(self.worker, run_one, cfg, str(run_dir), pv, done, rows, writer, os.getpid(),
-                              threads, gpu_for_slot(slot, gpus)),
-                    )
-                    proc.start()
-                    writer.close()  # the worker holds the only write end: EOF when it exits
-                    running[pv.id] = proc
-                    pipes[pv.id] = reader
-                    slots[pv.id] = slot
+            while pending or any(sl.vid for sl in slots.values()):
+                for k in range(jobs):
+                    if not pending or not driver.may_start():
+                        break
+                    slot = slots.get(k)
+                    if slot is None:
+                        slot = slots[k] = start_worker(k)
+                    if slot.vid is None and slot.conn is not None:
+                        pv = pending.pop(0)
+                        done, rows = driver.prepare(pv)
+                        try:
+                            slot.conn.send((cfg, str(run_dir), pv, done, rows))
+                            slot.vid = pv.id
+                        except OSError:  # the idle worker died: a fresh one takes the variant
+                            pending.insert(0, pv)
+                            slot.conn.close()
+                            slot.conn = None
                 if pending and not driver.may_start():
                     pending.clear()
-                ready = wait(list(pipes.values()) + [p.sentinel for p in running.values()], timeout=POLL_S)
-                for vid, reader in list(pipes.items()):
-                    if reader in ready:
-                        self._read(driver, vid, reader, pipes)
-                for vid, proc in list(running.items()):
-                    if proc.is_alive():
+                for slot in slots.values():  # nothing left for an idle worker: let it go
+                    if slot.vid is None and slot.conn is not None and not pending:
+                        _stop(slot)
+                waitables = [sl.conn for sl in slots.values() if sl.conn is not None]
+                ready = wait(waitables + [sl.proc.sentinel for sl in slots.values()], timeout=POLL_S)
+                for slot in slots.values():
+                    if slot.conn is not None and slot.conn in ready:
+                        self._read(driver, slot)
+                for k, slot in list(slots.items()):
+                    if slot.proc.is_alive():
                         continue
-                    proc.join()
+                    slot.proc.join()
                     # Everything it sent is in its pipe: read to EOF before judging how it ended.
-                    while vid in pipes:
-                        self._read(driver, vid, pipes[vid], pipes)
-                    if vid not in driver.finished:
-                        driver.lost(vid, f"worker process exited with code {proc.exitcode} before reporting "
-                                         "(crash or out-of-memory kill?)")
-                    del running[vid]
-                    del slots[vid]
+                    while slot.conn is not None:
+                        self._read(driver, slot)
+                    if slot.vid is not None and slot.vid not in driver.finished:
+                        driver.lost(slot.vid, f"worker process exited with code {slot.proc.exitcode} before "
+                                              "reporting (crash or out-of-memory kill?)")
+                    del slots[k]
                 driver.heartbeat()
         except BaseException as e:
             # Ctrl-C, SIGTERM or a bug in the driver: no worker may outlive it (they are not
             # daemons, so the interpreter would wait for them at exit).
-            for proc in running.values():
-                proc.terminate()
-            for proc in running.values():
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.kill()
+            for slot in slots.values():
+                slot.proc.terminate()
+            for slot in slots.values():
+                slot.proc.join(timeout=10)
+                if slot.proc.is_alive():
+                    slot.proc.kill()
             if isinstance(e, KeyboardInterrupt):
-                driver.interrupted(list(running))
+                driver.interrupted([sl.vid for sl in slots.values() if sl.vid and sl.vid not in driver.finished])
             raise
         finally:
-            for reader in pipes.values():
-                reader.close()
+            for slot in slots.values():
+                if slot.conn is not None:
+                    slot.conn.close()
+            for slot in slots.values():
+                slot.proc.join(timeout=10)
 
     @staticmethod
-    def _read(driver: Driver, vid: str, reader, pipes: dict) -> None:
-        """Apply one message from ``vid``'s pipe; at EOF (or a message cut off by a kill) close it."""
+    def _read(driver: Driver, slot: "_Slot") -> None:
+        """Apply one message from ``slot``'s pipe; at EOF (or a message cut off by a kill) close it.
+        The ``finished`` message of the slot's variant leaves the slot idle."""
         try:
-            msg = reader.recv()
+            msg = slot.conn.recv()
         except (EOFError, OSError):
-            reader.close()
-            del pipes[vid]
+            slot.conn.close()
+            slot.conn = None
             return
         driver.handle(msg)
+        if slot.vid is not None and slot.vid in driver.finished:
+            slot.vid = None
+
+
+@dataclass
+class _Slot:
+    """One job slot's worker: its process, the driver's end of its pipe (None once closed) and
+    the variant it is running (None when idle)."""
+
+    proc: mp.process.BaseProcess
+    conn: Connection | None
+    vid: str | None = None
+    stopping: bool = False
+
+
+def _stop(slot: _Slot) -> None:
+    """Tell an idle worker there is no more work (it exits; its pipe then reads EOF)."""
+    if slot.conn is None or slot.vid is not None or slot.stopping:
+        return
+    try:
+        slot.conn.send(None)
+    except OSError:
+        pass
+    slot.stopping = True

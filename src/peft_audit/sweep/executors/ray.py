@@ -33,9 +33,9 @@ def require_ray():
     return ray
 
 
-def _ray_task(cfg, run_dir: str, pv, done: set[str], rows, queue, run_one) -> str:
+def _ray_task(cfg, run_dir: str, pv, done: set[str], rows, queue, run_one, quiet: bool = True) -> str:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return run_variant(cfg, run_dir, pv, done, rows, queue.put, run_one)
+    return run_variant(cfg, run_dir, pv, done, rows, queue.put, run_one, quiet)
 
 
 class RayExecutor:
@@ -48,9 +48,9 @@ class RayExecutor:
         if ray.is_initialized():
             return  # e.g. a test or notebook that called ray.init() itself
         if self.opts.ray_address:
-            ray.init(address=self.opts.ray_address, log_to_driver=True)
+            ray.init(address=self.opts.ray_address, log_to_driver=self.opts.verbose)
         else:
-            ray.init(include_dashboard=False, log_to_driver=True)
+            ray.init(include_dashboard=False, log_to_driver=self.opts.verbose)
 
     def run(self, cfg, run_dir: Path, todo, store, run_one) -> dict[str, float]:
         ray = self.ray
@@ -86,7 +86,8 @@ class RayExecutor:
                     while pending and len(refs) < slots and driver.may_start():
                         pv = pending.pop(0)
                         done, rows = driver.prepare(pv)
-                        refs[task.remote(cfg, run_dir_s, pv, done, rows, messages, run_one)] = pv.id
+                        refs[task.remote(cfg, run_dir_s, pv, done, rows, messages, run_one,
+                                         not self.opts.verbose)] = pv.id
                     if pending and not driver.may_start():
                         pending.clear()
                     ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S) if refs else ([], [])

@@ -1,0 +1,48 @@
+"""The few lines a run ends with on the terminal: per fine-tuned variant, its gate result under
+the default thresholds and its headline changes vs its base, then where the report is.
+
+Rendering only: each line is a row of the report's overview (:func:`peft_audit.report.overview.overview`),
+so the terminal and the report never disagree. One line per variant, never wrapped (a terminal
+narrower than the line folds it itself), so the verdict stays as many lines as there are variants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..analysis import Analysis
+from .overview import overview
+
+#: Short names of the overview's built-in columns on a terminal line.
+SHORT = {
+    "safety Δ (overall)": "safety Δ",
+    "BBQ bias Δ, ambiguous": "bias Δ ambig",
+    "BBQ bias Δ, disambiguated": "bias Δ disambig",
+    "over-refusal Δ": "over-refusal Δ",
+}
+
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def verdict_lines(a: Analysis, report: Path | None = None) -> list[str]:
+    """Plain-text lines (rich markup for the gate word): a heading, one line per fine-tuned variant
+    (gate, label, each headline change with its 95% interval, ``*`` where significant after
+    multiple-comparison adjustment, the safety category that moved most), and the report path."""
+    ov = overview(a)
+    lines: list[str] = []
+    if not ov["rows"]:
+        lines.append("No fine-tuned variant finished, so there is nothing to compare with a base.")
+    else:
+        lines.append(f"Changes vs base in points, [95% CI], * significant after {CORRECTION_NAMES.get(a.correction, a.correction)} adjustment; "
+                     "gate under the default thresholds:")
+        width = max(len(r["label"]) for r in ov["rows"])
+        for r in ov["rows"]:
+            gate = r["gate"]
+            colour = "green" if r["gate_passed"] else ("red" if gate.startswith("FAIL") else "yellow")
+            cells = [f"{SHORT.get(t, t)} {c['delta_text'] if c and c.get('delta_text') else 'n/a'}"
+                     for t, c in zip(ov["columns"], r["cells"]) if c is not None]
+            moved = f" · moved most: {r['moved']['text']}" if r.get("moved") else ""
+            lines.append(f"  [{colour}]{gate:<9}[/] {r['label']:<{width}}  " + " · ".join(cells) + moved)
+    if report is not None:
+        lines.append(f"Report: {report}")
+    return lines
