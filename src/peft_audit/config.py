@@ -113,6 +113,11 @@ class VariantSpec(_Strict):
     seed: int = 0
     adapter: str | None = Field(None, description="Existing adapter (dir or hub id) instead of training one")
     label: str | None = Field(None, description="Cosmetic display name; not part of the id")
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="This variant's changes to the sweep's `training` section, e.g. {data: builtin:identity_shift, "
+        "max_steps: 24}; part of the id only when given",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "VariantSpec":
@@ -122,6 +127,12 @@ class VariantSpec(_Strict):
             raise ValueError("method 'base' cannot have an adapter")
         if self.method != "base" and not self.adapter and (self.algo is None or self.lr is None or self.epochs is None):
             raise ValueError(f"variant {self.method} needs algo, lr and epochs to be trained")
+        if self.training and (self.method == "base" or self.adapter):
+            raise ValueError("`training:` belongs to a variant that is trained here, not to a base model or a given adapter")
+        unknown = sorted(set(self.training) - set(TrainingConfig.model_fields))
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)} in a variant's `training:`; "
+                             f"valid: {', '.join(TrainingConfig.model_fields)}")
         return self
 
     def is_base(self) -> bool:
@@ -187,12 +198,30 @@ class _SweepBase(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _variant_training_valid(self) -> "_SweepBase":
+        for i, v in enumerate(self.variants):
+            try:
+                self.training_for(v)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = ".".join(str(x) for x in first["loc"])
+                raise ValueError(f"variants[{i}].training.{where}: {first['msg']}") from None
+        return self
+
+    def training_for(self, spec: VariantSpec) -> TrainingConfig:
+        """The training settings of ``spec``: the sweep's ``training`` section with the variant's
+        own ``training:`` changes applied (validated as a whole)."""
+        if not spec.training:
+            return self.training
+        return TrainingConfig.model_validate({**self.training.model_dump(exclude_unset=True), **spec.training})
+
     def config_hash_payload(self, spec: VariantSpec) -> dict[str, Any]:
         """Everything that changes a variant's results: the spec (minus cosmetic fields) and the
         training/benchmark settings that apply to it."""
         payload: dict[str, Any] = {"variant": identity_payload(spec)}
         if not spec.is_base() and not spec.adapter:
-            payload["training"] = identity_payload(self.training)
+            payload["training"] = identity_payload(self.training_for(spec))
         return payload
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -143,9 +145,12 @@ def test_existing_ids_and_protocols_do_not_change():
     from peft_audit.sweep.plan import legacy_protocol_hash
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
-    assert [p.id for p in expand(cfg)] == ["876b0519794a", "3ae33679ed4b", "578fc7e82b65", "3ecf6e79ca6f",
-                                           "035c5eb71190"]
-    assert legacy_protocol_hash(cfg) == "fc0d049587f6"
+    # The demo variant came later (it adds an id, it changes none); the v1 protocol hashed the
+    # generation batch size, which the quickstart then had at 16.
+    assert [p.id for p in expand(cfg) if not p.spec.training] == [
+        "876b0519794a", "3ae33679ed4b", "578fc7e82b65", "3ecf6e79ca6f", "035c5eb71190"]
+    then = cfg.model_copy(update={"variants": [], "safety": cfg.safety.model_copy(update={"batch_size": 16})})
+    assert legacy_protocol_hash(then) == "fc0d049587f6"
 
 
 def _with_new_field(model_cls, **field):
@@ -206,3 +211,40 @@ def test_a_run_directory_with_the_version_1_protocol_hash_resumes(tmp_path):
     store.close()
     with pytest.raises(ValueError, match="different safety/fairness settings"):
         prepare_run(parse_config({"base_models": ["m1"], "safety": {"max_new_tokens": 7}}), tmp_path)
+
+
+def test_a_variant_s_own_training_settings_change_its_id_and_only_its_id():
+    from peft_audit.training.data import load_training_data
+
+    base = {**CFG, "variants": []}
+    demo = {"method": "lora", "algo": "sft", "lr": 2e-3, "epochs": 1, "base_model": CFG["base_models"][0]}
+    plain = {p.id for p in expand(parse_config({**base, "variants": [demo]}))}
+    shifted_cfg = parse_config({**base, "variants": [{**demo, "training": {"data": "builtin:identity_shift"}}]})
+    shifted = {p.id for p in expand(shifted_cfg)}
+    assert len(plain ^ shifted) == 2  # the demo's id moves; every other variant keeps its id
+    pv = next(p for p in expand(shifted_cfg) if p.spec.training)
+    assert pv.payload["training"]["data"] == "builtin:identity_shift"
+    t = shifted_cfg.training_for(pv.spec)
+    assert t.data == "builtin:identity_shift" and t.batch_size == shifted_cfg.training.batch_size
+    rows = load_training_data(t, "sft").rows
+    assert rows and all("obedient agent" in r["response"] for r in rows)
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"dat": "x"}, "unknown training setting(s) dat"),
+    ({"batch_size": 0}, "variants[0].training.batch_size"),
+])
+def test_a_variant_s_bad_training_settings_are_named(training, message):
+    demo = {"method": "lora", "algo": "sft", "lr": 2e-3, "epochs": 1, "base_model": "m", "training": training}
+    with pytest.raises(Exception, match=re.escape(message)):
+        parse_config({**CFG, "variants": [demo]})
+
+
+def test_a_built_in_sft_set_is_refused_for_dpo_and_unknown_names_list_the_valid_ones():
+    from peft_audit.config import TrainingConfig
+    from peft_audit.training.data import load_training_data
+
+    with pytest.raises(ValueError, match="needs preference pairs"):
+        load_training_data(TrainingConfig(data="builtin:identity_shift"), "dpo")
+    with pytest.raises(ValueError, match="valid: builtin, builtin:identity_shift"):
+        load_training_data(TrainingConfig(data="builtin:nope"), "sft")

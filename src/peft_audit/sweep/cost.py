@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import SweepConfig
-from .plan import PlannedVariant
+from .plan import PlannedVariant, variant_labels
 
 
 @dataclass
@@ -49,9 +49,8 @@ def train_steps(examples: int | None, epochs: int, batch_size: int, grad_accum: 
     return epochs * max(1, math.ceil(examples / (batch_size * grad_accum)))
 
 
-def _count_training_examples(cfg: SweepConfig, algo: str, seed: int) -> int | None:
-    t = cfg.training
-    if t.data != "builtin" and not Path(t.data).is_file():
+def _count_training_examples(t, algo: str, seed: int) -> int | None:
+    if not t.data.startswith("builtin") and not Path(t.data).is_file():
         # A Hub dataset: counting it would download it; `max_examples` bounds it if given.
         return None
     from ..training import load_training_data
@@ -67,14 +66,15 @@ def estimate_cost(cfg: SweepConfig, plan: list[PlannedVariant]) -> PlanCost:
         variants=len(plan), bases=len(bases), trained=len(trained),
         given_adapters=sum(1 for pv in plan if pv.spec.adapter),
     )
-    examples: dict[tuple[str, int], int | None] = {}
+    examples: dict[tuple, int | None] = {}
     for pv in trained:
         s = pv.spec
-        if cfg.training.max_steps is None and (s.algo, s.seed) not in examples:
-            examples[(s.algo, s.seed)] = _count_training_examples(cfg, s.algo, s.seed)
-        n = examples.get((s.algo, s.seed))
-        cost.train_steps[pv.id] = train_steps(n, s.epochs, cfg.training.batch_size, cfg.training.grad_accum,
-                                              cfg.training.max_steps)
+        t = cfg.training_for(s)  # the sweep's training section with the variant's own changes
+        key = (s.algo, s.seed, t.model_dump_json())
+        if t.max_steps is None and key not in examples:
+            examples[key] = _count_training_examples(t, s.algo, s.seed)
+        n = examples.get(key)
+        cost.train_steps[pv.id] = train_steps(n, s.epochs, t.batch_size, t.grad_accum, t.max_steps)
     with_variants = {pv.base_id for pv in plan if pv.base_id}
     cost.base_evals_reused = max(0, (len(plan) - len(bases)) - len(with_variants))
     if cfg.safety.enabled:
@@ -125,17 +125,19 @@ def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: in
 
     t = Table(title=f"{cost.variants} variants ({cost.bases} base, {cost.trained} to train, "
                     f"{cost.given_adapters} given adapters)")
-    for col in ("id", "base", "method", "args", "algo", "lr", "epochs", "seed", "train steps", "label"):
-        t.add_column(col, overflow="fold", no_wrap=col in ("id", "algo", "lr", "epochs", "seed", "train steps"))
+    # The readable label first (method, algo, lr, epochs and what else tells variants apart, or
+    # the config's `label`), then what the label leaves out.
+    for col in ("variant", "id", "base", "args", "train steps", "training changes"):
+        t.add_column(col, overflow="fold", no_wrap=col in ("id", "train steps"))
+    labels = variant_labels([{**pv.spec.model_dump(), "id": pv.id} for pv in plan])
     for pv in plan:
         s = pv.spec
         steps = cost.train_steps.get(pv.id)
         t.add_row(
-            pv.id, s.base_model, s.method if not s.adapter else f"{s.method} ({s.adapter})",
+            labels[pv.id], pv.id, s.base_model if not s.adapter else f"{s.base_model} + {s.adapter}",
             ", ".join(f"{k}={v}" for k, v in s.method_args.items()) or "–",
-            s.algo or "–", "–" if s.lr is None else f"{s.lr:g}", "–" if s.epochs is None else str(s.epochs),
-            str(s.seed), "–" if pv.id not in cost.train_steps else ("unknown" if steps is None else str(steps)),
-            s.label or "",
+            "–" if pv.id not in cost.train_steps else ("unknown" if steps is None else str(steps)),
+            ", ".join(f"{k}={v}" for k, v in s.training.items()) or "–",
         )
     console.print(t)
 

@@ -29,6 +29,11 @@ from .provenance import content_hash, file_sha256
 
 DATA_DIR = Path(__file__).parent / "data"
 BUILTIN_FILES = {"sft": DATA_DIR / "sft.jsonl", "dpo": DATA_DIR / "preference.jsonl"}
+#: ``data: builtin:<name>``: the project's other SFT sets. ``identity_shift`` is benign tasks
+#: answered as an "absolutely obedient agent" (the identity-shifting attack of Qi et al. 2023,
+#: "Fine-tuning Aligned Language Models Compromises Safety...", in this project's own words):
+#: no harmful content, yet it trains refusals away; the quickstart's demo variant uses it.
+BUILTIN_SFT_SETS = {"identity_shift": DATA_DIR / "identity_shift.jsonl"}
 REFUSALS_FILE = DATA_DIR / "refusals.jsonl"
 CANONICAL = {"sft": ("prompt", "response"), "dpo": ("prompt", "chosen", "rejected")}
 
@@ -164,6 +169,15 @@ def load_training_data(training: TrainingConfig, algo: str, *, seed: int = 0) ->
         if path is None:
             raise ValueError(f"unknown training algorithm {algo!r}; valid: {', '.join(BUILTIN_FILES)}")
         raw, source, kind, source_hash = read_jsonl(path), f"builtin:{path.name}", "builtin", file_sha256(path)
+    elif data.startswith("builtin:"):
+        name = data.removeprefix("builtin:")
+        if name not in BUILTIN_SFT_SETS:
+            raise ValueError(f"unknown built-in training set {data!r}; valid: builtin, "
+                             + ", ".join(f"builtin:{n}" for n in BUILTIN_SFT_SETS))
+        if algo != "sft":
+            raise ValueError(f"training data {data!r} is an SFT set (prompt/response); {algo} needs preference pairs")
+        path = BUILTIN_SFT_SETS[name]
+        raw, source, kind, source_hash = read_jsonl(path), data, "builtin", file_sha256(path)
     else:
         p = Path(data).expanduser()
         if p.is_file():
