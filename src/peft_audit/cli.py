@@ -406,15 +406,20 @@ def audit(
 # ---------------------------------------------------------------------------------------------
 @command()
 def plan(config: Path = typer.Argument(..., help="Sweep YAML file."),
-         jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor).")) -> None:
-    """Print a sweep's variant table and estimated cost without loading any model.
+         jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor)."),
+         estimate: bool = typer.Option(False, "--estimate", help="Also estimate the wall time on this machine from "
+                                       "measured rates (loads each base model for a short calibration, cached)."),
+         recalibrate: bool = typer.Option(False, "--recalibrate", help="With --estimate: measure again."),
+         study: Optional[str] = typer.Option(None, "--study", help="Also estimate the original study (235 variants "
+                                             "of 7-8B models) on one GPU: h100 | a100 | l40s.")) -> None:
+    """Print a sweep's variant table and estimated cost; no model is loaded unless --estimate.
 
     Invalid combinations (unknown method arguments, duplicate labels, ...) are reported with
     the variant named.
 
     Example:
 
-        peft-audit plan configs/sweep12.yaml
+        peft-audit plan configs/sweep12.yaml --estimate --study h100
     """
     from .config import load_config
     from .sweep.cost import estimate_cost, render_plan
@@ -426,7 +431,22 @@ def plan(config: Path = typer.Argument(..., help="Sweep YAML file."),
         cost = estimate_cost(cfg, variants)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(user_message(e))
-    render_plan(variants, cost, Console(), jobs=jobs)
+    out = Console()
+    render_plan(variants, cost, out, jobs=jobs)
+    try:
+        if estimate:
+            from .sweep.estimate import render_estimate
+
+            render_estimate(cfg, variants, cost, out, jobs=jobs, use_cache=not recalibrate)
+        else:
+            out.print("wall time: add --estimate (loads each base model once for a short calibration, then cached)",
+                      highlight=False)
+        if study:
+            from .sweep.estimate import render_study
+
+            render_study(study.lower(), out)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        _fail(user_message(e))
 
 
 @command()

@@ -31,7 +31,10 @@ METRIC_TITLES = {
 def num(x, scale: float = 100.0, fmt: str = "{:.1f}", signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
-    return (("{:+.1f}" if signed else fmt)).format(scale * x)
+    v = scale * x
+    if v == 0 or abs(v) < 0.05 and fmt == "{:.1f}":
+        v = 0.0  # a change that rounds to zero reads +0.0, never -0.0
+    return (("{:+.1f}" if signed else fmt)).format(v)
 
 
 def ordered_categories(cats, metric: str) -> list[str]:

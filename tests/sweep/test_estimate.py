@@ -1,0 +1,98 @@
+"""Wall-time estimates: calibration on a tiny model (cached), the arithmetic of the estimate, and
+the study-scale roofline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from peft_audit.config import parse_config
+from peft_audit.sweep.cost import PlanCost
+from peft_audit.sweep.estimate import (
+    CALIBRATION_FILE, GPUS, Rates, StudyWorkload, calibrate, estimate_wall, study_estimate,
+)
+from peft_audit.sweep.plan import expand
+
+
+def _cfg(model_dir, **extra):
+    return parse_config({
+        "name": "est", "base_models": [str(model_dir)], "methods": ["lora", "ia3"], "device": "cpu",
+        "training": {"max_steps": 3, "batch_size": 2, "max_seq_len": 64},
+        "safety": {"batch_size": 4, "max_new_tokens": 8},
+        "fairness": {"per_cell": 1, "categories": ["age"]}, **extra,
+    })
+
+
+def test_calibration_measures_each_unit_once_then_comes_from_the_cache(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFT_AUDIT_CACHE", str(tmp_path))
+    cfg = _cfg(tiny_model_dir)
+    rates, cached = calibrate(cfg, str(tiny_model_dir))
+    assert not cached and rates.batch == 4 and rates.device == "cpu"
+    assert rates.generate_s_per_prompt_token > 0 and rates.score_s_per_item > 0 and rates.train_s_per_step > 0
+    again, cached = calibrate(cfg, str(tiny_model_dir))
+    assert cached and again == rates
+    (key,) = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    assert "gen_batch=4" in key and "train=2x64" in key
+    # a setting that changes a unit's cost is measured anew; one that does not reuses the rates
+    wider = _cfg(tiny_model_dir, safety={"batch_size": 8, "max_new_tokens": 8})
+    assert calibrate(wider, str(tiny_model_dir))[1] is False
+    assert calibrate(_cfg(tiny_model_dir, name="other"), str(tiny_model_dir))[1] is True
+
+
+def test_the_estimate_is_the_plan_s_counts_times_the_rates():
+    cfg = parse_config({"base_models": ["m"], "methods": ["lora"], "lr": [1e-4, 2e-4],
+                        "safety": {"max_new_tokens": 10}})
+    plan = expand(cfg)  # base + 2 trained
+    cost = PlanCost(variants=3, bases=1, trained=2, given_adapters=0,
+                    train_steps={pv.id: 5 for pv in plan if not pv.spec.is_base()},
+                    safety_prompts=20, over_refusal_prompts=4, bbq_items=30)
+    rates = Rates(generate_s_per_prompt_token=0.01, score_s_per_item=0.5, train_s_per_step=2.0, load_s=1.0,
+                  batch=8, device="cpu", threads=2)
+    est = estimate_wall(cfg, plan, cost, rates)
+    assert est["train"] == pytest.approx(2 * 5 * 2.0)
+    assert est["generate"] == pytest.approx(3 * 24 * 10 * 0.01)
+    assert est["BBQ"] == pytest.approx(3 * 30 * 0.5)
+    assert est["load"] == pytest.approx((3 + 2) * 1.0)
+    assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"))
+    off = cfg.model_copy(update={"fairness": cfg.fairness.model_copy(update={"enabled": False})})
+    assert estimate_wall(off, plan, cost, rates)["BBQ"] == 0
+
+
+def test_the_study_estimate_follows_the_roofline_and_states_its_assumptions():
+    gpu, w = GPUS["h100"], StudyWorkload()
+    est = study_estimate(gpu, w)
+    # decoding at batch 64 on an H100 is bandwidth-bound: a step reads the 16 GB of weights once
+    step = w.params * 2 / (gpu.bandwidth * w.bandwidth_use)
+    assert step > 2 * w.params * w.decode_batch / (gpu.bf16_flops * w.mfu)
+    evals = w.variants + w.base_evaluations
+    decode_h = evals * w.hexphi_prompts / w.decode_batch * w.new_tokens * step / 3600
+    assert est["hours"]["generate"] > decode_h
+    assert est["hours"]["BBQ"] == pytest.approx(evals * w.bbq_items * w.bbq_tokens * 2 * w.params
+                                                 / (gpu.bf16_flops * w.mfu) / 3600)
+    assert est["hours"]["total"] == pytest.approx(sum(v for k, v in est["hours"].items() if k != "total"))
+    text = " ".join(est["assumptions"])
+    assert "989 TFLOP/s" in text and "235 variants" in text and "58,492" in text and "Kaplan" in text
+    # a slower GPU takes longer
+    assert study_estimate(GPUS["a100"], w)["hours"]["total"] > est["hours"]["total"]
+
+
+def test_plan_estimate_and_study_on_the_command_line(tiny_model_dir, tmp_path, monkeypatch):
+    from peft_audit.cli import app
+
+    monkeypatch.setenv("PEFT_AUDIT_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"base_models: ['{tiny_model_dir}']\nmethods: [lora]\ndevice: cpu\n"
+                   "training: {max_steps: 2, batch_size: 2, max_seq_len: 64}\nsafety: {batch_size: 4, max_new_tokens: 8}\n"
+                   "fairness: {per_cell: 1, categories: [age]}\n")
+    res = CliRunner().invoke(app, ["plan", str(cfg), "--estimate", "--study", "a100"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "calibration of" in res.output and "estimated wall time:" in res.output
+    assert "NVIDIA A100" in res.output and "GPU-hours" in res.output
+    assert "Loading weights" not in res.output  # library output is not this command's
+    res = CliRunner().invoke(app, ["plan", str(cfg), "--study", "tpu"])
+    assert res.exit_code == 2 and "valid: h100, a100, l40s" in res.output
+    # without --estimate no model is loaded: the estimate is not printed
+    res = CliRunner().invoke(app, ["plan", str(cfg)], env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "estimated wall time" not in res.output and "--estimate" in res.output
