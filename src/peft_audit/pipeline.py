@@ -273,7 +273,7 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
 
     t_report = time.perf_counter()
     write_summary(store, run_dir / SUMMARY_FILE)
-    verdict = finish_run(run_dir)
+    verdict = finish_run(run_dir) if opts.verbose else _quietly(run_dir, "report", lambda: finish_run(run_dir))
     stage_seconds["report"] = time.perf_counter() - t_report
     counts = store.status_counts()
     result = RunResult(
@@ -302,6 +302,30 @@ def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink
         return "failed", {}
     sink.update_variant(pv.id, status="done", timings=timings)
     return "done", timings
+
+
+def _quietly(run_dir: Path, stage: str, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in the driver with library warnings (statsmodels on a tiny sweep, ...) written
+    to ``RUN_DIR/logs/<stage>.log`` instead of the terminal; the tool's own notices still show."""
+    import warnings
+
+    from .sweep.logs import Notice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        warnings.simplefilter("always", Notice)
+        result = work()
+    others = [w for w in caught if not issubclass(w.category, Notice)]
+    for w in caught:
+        if issubclass(w.category, Notice):
+            show_once(console, str(w.message))
+    if others:
+        log = Path(run_dir) / LOGS_DIR / f"{stage}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            for w in others:
+                f.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
+    return result
 
 
 def _print_end(result: RunResult, verdict: list[str]) -> None:

@@ -260,3 +260,21 @@ def test_verbose_leaves_library_output_on_the_terminal(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert (out + err).count("C-level chatter") == 3
     assert not (tmp_path / "logs").exists()
+
+
+def test_library_warnings_of_the_report_go_to_its_log(tmp_path, capfd, monkeypatch):
+    import warnings
+
+    from peft_audit.sweep.logs import notice
+
+    def noisy_report(run_dir):
+        warnings.warn("invalid value encountered in divide", RuntimeWarning)
+        notice("a category had no prompts left")
+        return ["Report: here"]
+
+    monkeypatch.setattr(peft_audit.report, "finish_run", noisy_report)
+    run_sweep(parse_config({**CFG, "variants": []}), tmp_path, RunOptions(jobs=1))
+    out, err = capfd.readouterr()
+    assert "invalid value encountered" not in out + err
+    assert "invalid value encountered" in (tmp_path / "logs" / "report.log").read_text()
+    assert (out + err).count("a category had no prompts left") == 1 and "Report: here" in out + err

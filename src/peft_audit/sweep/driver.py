@@ -39,7 +39,8 @@ class Driver:
         self.cfg, self.run_dir, self.store, self.opts = cfg, Path(run_dir), store, opts
         self.todo = list(todo)
         self.by_id = {pv.id: pv for pv in todo}
-        self.labels = variant_labels([{**pv.spec.model_dump(), "id": pv.id} for pv in todo])
+        # named as in the report: among every variant of the run, not only those left to do
+        self.labels = variant_labels(store.variants())
         self.deadline = time.time() + opts.max_hours * 3600 if opts.max_hours else None
         self.budget_reported = False
         self.started: dict[str, float] = {}
