@@ -2,7 +2,7 @@
 before it, and both against the machine's compute bound, measured in one run.
 
 On the bundled SmolLM2-135M-Instruct (fp32) with the built-in safety and over-refusal prompts
-(``configs/quickstart.yaml``: max_new_tokens 32, batch size 16), it runs
+(``configs/quickstart.yaml``: max_new_tokens 32, batch size 128), it runs
 
 * ``before``: ``peft_audit.models.generate`` as of commit ``74c42f0`` (``--baseline``;
   ``model.generate`` per batch), read from git, so the comparison needs no copy of the old code;
@@ -49,9 +49,9 @@ def baseline_module(commit: str) -> types.ModuleType:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=None, help="first N prompts only (default: all 135)")
-    ap.add_argument("--batch-size", type=int, default=16, help="the quickstart's safety.batch_size")
+    ap.add_argument("--batch-size", type=int, default=128, help="the quickstart's safety.batch_size")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="the quickstart's safety.max_new_tokens")
-    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[64, 256], help="also run 'after' at these")
+    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[16, 256], help="also run 'after' at these")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="74c42f0", help="git commit of the 'before' implementation")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

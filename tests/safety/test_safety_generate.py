@@ -236,3 +236,40 @@ def test_shared_prefix_leaves_every_row_a_token_of_its_own():
     assert _shared_prefix_len([head + [5], head + [5]]) == MIN_SHARED_PREFIX  # identical rows keep their last token
     assert _shared_prefix_len([head + [1]]) == 0  # a single row has nothing to share with
     assert _shared_prefix_len([head[:-1] + [7, 1], head + [1]]) == 0  # too short to be worth it
+
+
+#: Prompts of very different lengths, so one batch of them is prefilled in several length buckets.
+VARIED = [("word " * n).strip() + f" {i}?" for i, n in enumerate([1, 2, 3, 4, 6, 8, 10, 12, 15, 18, 22, 26,
+                                                                  30, 35, 40, 1, 3, 5, 9, 14])]
+
+
+@pytest.mark.parametrize("system", [None, "The quick brown fox jumps over the lazy dog. Answer the question."])
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_length_bucketed_prefill_equals_one_row_at_a_time(method, system):
+    """A batch whose prompts differ a lot in length is prefilled bucket by bucket and decoded as
+    one batch (the inserted padding masked): every row still equals the cache-free greedy loop."""
+    from peft_audit.models.generate import _shared_prefix_len, prefill_buckets
+
+    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 2)
+    tok = make_tiny_model()[1]
+    encoded = [chat_input_ids(tok, p, system) for p in VARIED]
+    shared = _shared_prefix_len(encoded)
+    assert len(prefill_buckets(sorted((len(e) - shared for e in encoded), reverse=True))) >= 2
+    out = generate(model, tok, VARIED, system_prompt=system, max_new_tokens=5, batch_size=len(VARIED))
+    assert [g.text for g in out] == [_greedy_reference(model, tok, p, 5, system_prompt=system) for p in VARIED]
+
+
+def test_prefill_buckets_bound_the_padding_and_keep_small_batches_together():
+    from peft_audit.models.generate import BUCKET_WASTE, MIN_BUCKET_ROWS, prefill_buckets
+
+    lengths = sorted([29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 20, 19, 19, 18, 18, 17, 17, 16, 16, 15, 15, 14] * 3,
+                     reverse=True)
+    buckets = prefill_buckets(lengths)
+    assert buckets[0][0] == 0 and buckets[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(buckets, buckets[1:]))  # contiguous, nothing left out
+    for start, stop in buckets:
+        assert stop - start >= MIN_BUCKET_ROWS
+    padded = sum((stop - start) * lengths[start] for start, stop in buckets)
+    assert 1 - sum(lengths) / padded < 1 - sum(lengths) / (len(lengths) * lengths[0])  # less padding than one batch
+    assert prefill_buckets([9, 9, 9]) == [(0, 3)] and prefill_buckets([5]) == [(0, 1)]
+    assert BUCKET_WASTE < 0.5

@@ -15,7 +15,10 @@ Decoding is a hand-written greedy loop over the model's ``forward`` with a ``Dyn
 the prompt is encoded once (only the last position's logits are computed), then one token per
 step. Tokens every row of a batch starts with (the chat template's system turn, at least
 :data:`MIN_SHARED_PREFIX` of them) are encoded once at batch size 1 and their cache repeated
-for every row, the left-padded rest of each row following them. A row
+for every row, the left-padded rest of each row following them. The rows' own tokens are
+prefilled in length buckets (:func:`prefill_buckets`: short prompts are not padded to the
+longest; on the quickstart's safety prompts one batch padded 29% of its prefill tokens) and
+the buckets' caches are merged into one decoding batch, masked padding inserted. A row
 that reaches a stop token **leaves the batch** (its cache rows are dropped), so long answers do
 not drag finished rows through every remaining step. Mathematically each row is independent of
 the others, so this gives ``model.generate``'s tokens; only float summation can differ where
@@ -208,9 +211,7 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
     """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
     A finished row leaves the batch: its cache rows, mask and position are dropped."""
     shared = _shared_prefix_len(rows)
-    input_ids, attention_mask = _left_pad([r[shared:] for r in rows], pad_id, device)
-    step, cache, mask = _first_step(model, rows[0][:shared], input_ids, attention_mask)
-    logits = step.logits
+    logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device)
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     new: list[list[int]] = [[] for _ in rows]
     forward = _decoding_forward(model)
@@ -232,6 +233,75 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
         logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True).logits
     return new
+
+
+#: A prefill bucket closes when the next (shorter) row would waste more than this share of the
+#: bucket's padded tokens, and holds at least :data:`MIN_BUCKET_ROWS` rows.
+BUCKET_WASTE = 0.15
+MIN_BUCKET_ROWS = 8
+
+
+def prefill_buckets(lengths: list[int]) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` index ranges of ``lengths`` (sorted longest first) encoded as
+    one prefill batch each: a row joins the open bucket while the bucket's padding stays within
+    :data:`BUCKET_WASTE` of its tokens, or while the bucket has fewer than
+    :data:`MIN_BUCKET_ROWS` rows (a tiny batch costs more in overhead than padding saves)."""
+    buckets: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(lengths)):
+        width, n = lengths[start], i + 1 - start
+        waste = 1 - sum(lengths[start:i + 1]) / (width * n)
+        if waste > BUCKET_WASTE and i - start >= MIN_BUCKET_ROWS:
+            buckets.append((start, i))
+            start = i
+    if buckets and len(lengths) - start < MIN_BUCKET_ROWS:  # a short tail joins the bucket before it
+        start = buckets.pop()[0]
+    buckets.append((start, len(lengths)))
+    return buckets
+
+
+def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device):
+    """:func:`_first_step` for ``rests`` (sorted longest first) in length buckets
+    (:func:`prefill_buckets`), so short prompts are not padded to the longest one, then merged
+    into one decoding batch: ``(last logits [B, 1, V], cache, mask)`` with the cache laid out
+    ``[head, padding, row tokens]`` for every row, exactly as one left-padded batch would be
+    (the inserted padding is masked). Falls back to one batch when the cache is not a plain
+    :class:`~transformers.DynamicCache` (sliding-window or quantised layers)."""
+    buckets = prefill_buckets([len(r) for r in rests])
+    parts = []
+    for start, stop in buckets:
+        ids, mask = _left_pad(rests[start:stop], pad_id, device)
+        step, cache, full_mask = _first_step(model, prefix, ids, mask)
+        parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
+    if len(parts) == 1 or not all(_plain_dynamic(c) for _, c, _, _ in parts):
+        if len(parts) > 1:  # not mergeable: redo as one batch
+            ids, mask = _left_pad(rests, pad_id, device)
+            step, cache, full_mask = _first_step(model, prefix, ids, mask)
+            return step.logits[:, -1:], cache, full_mask
+        return parts[0][0], parts[0][1], parts[0][2]
+    width = max(m.shape[1] for _, _, m, _ in parts)
+    head = parts[0][3]
+    cache = parts[0][1]
+    for li, layer in enumerate(cache.layers):
+        keys, values = [], []
+        for _, c, m, _ in parts:
+            k, v = c.layers[li].keys, c.layers[li].values
+            extra = width - m.shape[1]
+            if extra:  # masked zeros between the head and the row's own (left-padded) tokens
+                k = torch.cat([k[:, :, :head], k.new_zeros(k.shape[0], k.shape[1], extra, k.shape[3]), k[:, :, head:]], dim=2)
+                v = torch.cat([v[:, :, :head], v.new_zeros(v.shape[0], v.shape[1], extra, v.shape[3]), v[:, :, head:]], dim=2)
+            keys.append(k)
+            values.append(v)
+        layer.keys, layer.values = torch.cat(keys), torch.cat(values)
+    masks = [torch.cat([m[:, :head], m.new_zeros(m.shape[0], width - m.shape[1]), m[:, head:]], dim=1) for _, _, m, _ in parts]
+    return torch.cat([lg for lg, _, _, _ in parts]), cache, torch.cat(masks)
+
+
+def _plain_dynamic(cache) -> bool:
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
