@@ -273,3 +273,20 @@ def test_prefill_buckets_bound_the_padding_and_keep_small_batches_together():
     assert 1 - sum(lengths) / padded < 1 - sum(lengths) / (len(lengths) * lengths[0])  # less padding than one batch
     assert prefill_buckets([9, 9, 9]) == [(0, 3)] and prefill_buckets([5]) == [(0, 1)]
     assert BUCKET_WASTE < 0.5
+
+
+def test_the_preallocated_cache_layer_writes_in_place_grows_and_selects_rows():
+    from peft_audit.models.generate import _preallocated_layer_class
+
+    g = torch.Generator().manual_seed(0)
+    k, v = torch.randn(3, 2, 4, 5, generator=g), torch.randn(3, 2, 4, 5, generator=g)
+    layer = _preallocated_layer_class()(k, v, capacity=5)
+    assert layer.get_seq_length() == 4 and torch.equal(layer.keys, k)
+    k1, v1 = torch.randn(3, 2, 1, 5, generator=g), torch.randn(3, 2, 1, 5, generator=g)
+    keys, values = layer.update(k1, v1)
+    assert torch.equal(keys, torch.cat([k, k1], dim=2)) and torch.equal(values, torch.cat([v, v1], dim=2))
+    k3, v3 = torch.randn(3, 2, 3, 5, generator=g), torch.randn(3, 2, 3, 5, generator=g)
+    keys, _ = layer.update(k3, v3)  # past the planned capacity: it grows
+    assert layer.get_seq_length() == 8 and torch.equal(keys, torch.cat([k, k1, k3], dim=2))
+    layer.batch_select_indices(torch.tensor([2, 0]))
+    assert torch.equal(layer.keys, torch.cat([k, k1, k3], dim=2)[[2, 0]])

@@ -18,7 +18,9 @@ step. Tokens every row of a batch starts with (the chat template's system turn, 
 for every row, the left-padded rest of each row following them. The rows' own tokens are
 prefilled in length buckets (:func:`prefill_buckets`: short prompts are not padded to the
 longest; on the quickstart's safety prompts one batch padded 29% of its prefill tokens) and
-the buckets' caches are merged into one decoding batch, masked padding inserted. A row
+the buckets' caches are merged into one decoding batch, masked padding inserted. Decoding
+then writes each step's keys and values into buffers sized for ``max_new_tokens`` more
+positions (a ``DynamicLayer`` concatenates its whole cache at every step). A row
 that reaches a stop token **leaves the batch** (its cache rows are dropped), so long answers do
 not drag finished rows through every remaining step. Mathematically each row is independent of
 the others, so this gives ``model.generate``'s tokens; only float summation can differ where
@@ -48,6 +50,7 @@ the PEFT model's own ``forward``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -212,6 +215,7 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
     A finished row leaves the batch: its cache rows, mask and position are dropped."""
     shared = _shared_prefix_len(rows)
     logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device)
+    _preallocate(cache, max_new_tokens)
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     new: list[list[int]] = [[] for _ in rows]
     forward = _decoding_forward(model)
@@ -295,6 +299,59 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
         layer.keys, layer.values = torch.cat(keys), torch.cat(values)
     masks = [torch.cat([m[:, :head], m.new_zeros(m.shape[0], width - m.shape[1]), m[:, head:]], dim=1) for _, _, m, _ in parts]
     return torch.cat([lg for lg, _, _, _ in parts]), cache, torch.cat(masks)
+
+
+@functools.cache
+def _preallocated_layer_class() -> type:
+    """``DynamicLayer`` with preallocated buffers (transformers is imported lazily, hence a
+    class built on first use): each decoding step writes its key and value in place instead of
+    concatenating the whole cache (``DynamicLayer.update`` copies every cached position at
+    every step: 18% of a batch-128 decode here). ``keys``/``values`` are views of the buffers."""
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+            super().__init__()
+            b, h, n, d = keys.shape
+            self._k = keys.new_empty((b, h, capacity, d))
+            self._v = values.new_empty((b, values.shape[1], capacity, values.shape[3]))
+            self._k[:, :, :n] = keys
+            self._v[:, :, :n] = values
+            self._n = n
+            self.device, self.is_initialized = keys.device, True
+            self._views()
+
+        def _views(self) -> None:
+            self.keys, self.values = self._k[:, :, :self._n], self._v[:, :, :self._n]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            m = key_states.shape[-2]
+            if self._n + m > self._k.shape[2]:  # more than planned: grow by half at once
+                grow = max(m, self._k.shape[2] // 2)
+                self._k = torch.cat([self._k, self._k.new_empty(self._k.shape[:2] + (grow, self._k.shape[3]))], dim=2)
+                self._v = torch.cat([self._v, self._v.new_empty(self._v.shape[:2] + (grow, self._v.shape[3]))], dim=2)
+            self._k[:, :, self._n:self._n + m] = key_states
+            self._v[:, :, self._n:self._n + m] = value_states
+            self._n += m
+            self._views()
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self._n
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._views()
+
+    return PreallocatedLayer
+
+
+def _preallocate(cache, extra: int) -> None:
+    """Give every layer of a plain ``DynamicCache`` room for ``extra`` more positions."""
+    if not _plain_dynamic(cache):
+        return
+    layer_class = _preallocated_layer_class()
+    cache.layers = [layer_class(layer.keys, layer.values, layer.keys.shape[2] + extra) for layer in cache.layers]
 
 
 def _plain_dynamic(cache) -> bool:
