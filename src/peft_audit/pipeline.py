@@ -227,14 +227,17 @@ def preflight(cfg: SweepConfig) -> None:
     plan = expand(cfg)
     for name in sorted({pv.spec.base_model for pv in plan}):
         check_model_name(name)
-    trains = {(pv.spec.algo, cfg.training_for(pv.spec).model_dump_json()): pv for pv in plan
-              if not pv.spec.is_base() and not pv.spec.adapter}
+    trains: dict[tuple[str, str], tuple] = {}  # (algo, settings) -> (a variant, its training settings)
+    for pv in plan:
+        if not pv.spec.is_base() and not pv.spec.adapter:
+            training = cfg.training_for(pv.spec)
+            trains.setdefault((pv.spec.algo, training.model_dump_json()), (pv, training))
     if trains:
         from .training.data import load_training_data
 
-        for pv in trains.values():
+        for pv, training in trains.values():
             try:
-                load_training_data(cfg.training_for(pv.spec), pv.spec.algo, seed=0)
+                load_training_data(training, pv.spec.algo, seed=0)
             except (ValueError, FileNotFoundError) as e:
                 if not pv.spec.training:
                     raise
@@ -280,7 +283,7 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
         run_dir, done=counts.get("done", 0), failed=counts.get("failed", 0), skipped=counts.get("skipped", 0),
         stage_seconds=stage_seconds, wall_seconds=time.perf_counter() - t_start,
     )
-    _print_end(result, verdict)
+    _print_end(result, verdict, logs=not opts.verbose)
     store.close()
     return result
 
@@ -328,11 +331,12 @@ def _quietly(run_dir: Path, stage: str, work: Callable[[], Any]) -> Any:
     return result
 
 
-def _print_end(result: RunResult, verdict: list[str]) -> None:
-    """The run's last lines: counts and time per stage on one line, then the verdict."""
+def _print_end(result: RunResult, verdict: list[str], *, logs: bool = True) -> None:
+    """The run's last lines: counts and time per stage on one line (and where other libraries'
+    output went, unless ``--verbose`` showed it), then the verdict."""
     times = " · ".join(f"{stage} {s:.0f} s" for stage, s in result.stage_seconds.items() if s >= 0.5)
+    where = f"; other libraries' output: {result.run_dir / LOGS_DIR}/" if logs else ""
     console.print(f"done {result.done} · failed {result.failed} · skipped {result.skipped} variants in "
-                  f"{result.wall_seconds:.0f} s ({times}); other libraries' output: {result.run_dir / LOGS_DIR}/",
-                  soft_wrap=True)
+                  f"{result.wall_seconds:.0f} s ({times}){where}", soft_wrap=True)
     for line in verdict:
         console.print(line, soft_wrap=True)
