@@ -276,12 +276,13 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
     for start, stop in buckets:
         ids, mask = _left_pad(rests[start:stop], pad_id, device)
         step, cache, full_mask = _first_step(model, prefix, ids, mask)
-        parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
-    if len(parts) == 1 or not all(_plain_dynamic(c) for _, c, _, _ in parts):
-        if len(parts) > 1:  # not mergeable: redo as one batch
+        if len(buckets) > 1 and not _plain_dynamic(cache):
+            # not mergeable: known after the first bucket, so only that one is encoded twice
             ids, mask = _left_pad(rests, pad_id, device)
             step, cache, full_mask = _first_step(model, prefix, ids, mask)
             return step.logits[:, -1:], cache, full_mask
+        parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
+    if len(parts) == 1:
         return parts[0][0], parts[0][1], parts[0][2]
     width = max(m.shape[1] for _, _, m, _ in parts)
     head = parts[0][3]
@@ -423,12 +424,6 @@ def _accepts(module, argument: str) -> bool:
     import inspect
 
     return argument in inspect.signature(module.forward).parameters
-
-
-def _prompt_learning_config(model):
-    """The active PEFT config if ``model`` is a PeftModel with a prompt-learning adapter."""
-    cfg = getattr(model, "active_peft_config", None)
-    return cfg if cfg is not None and getattr(cfg, "is_prompt_learning", False) else None
 
 
 def _hf_generate_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
