@@ -100,11 +100,10 @@ def calibrate(cfg, base_model: str, *, use_cache: bool = True) -> tuple[Rates, b
     import torch
 
     from ..models import load_base
+    from ..models.device import select_device
     from ..models.resolve import resolve_model
 
     resolved = resolve_model(base_model)
-    from ..models.device import select_device
-
     device = select_device(cfg.device)
     threads = torch.get_num_threads()
     key = calibration_key(resolved.fingerprint, str(device), threads, cfg)
@@ -163,6 +162,7 @@ def _time_training(cfg, loaded) -> float | None:
 
     from ..methods import build_peft_config
     from ..training.data import load_training_data
+    from ..training.sft import to_trl_rows
 
     t = cfg.training
     try:
@@ -170,11 +170,10 @@ def _time_training(cfg, loaded) -> float | None:
     except (ValueError, FileNotFoundError, OSError):
         return None
     tok = loaded.tokenizer
-    # as the trainer sees them: the conversation in the chat template, cut at max_seq_len
-    convs = [r["messages"] if "messages" in r else
-             [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["response"]}] for r in rows]
-    texts = ([tok.apply_chat_template(c, tokenize=False) for c in convs] if getattr(tok, "chat_template", None)
-             else ["\n".join(m["content"] for m in c) for c in convs])
+    # as the SFT trainer sees them (training.sft.to_trl_rows), cut at max_seq_len
+    conversational = bool(getattr(tok, "chat_template", None))
+    texts = [tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) if conversational
+             else r["prompt"] + r["completion"] for r in to_trl_rows(rows, conversational)]
     enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=t.max_seq_len).to(loaded.device)
     model = get_peft_model(copy.deepcopy(loaded.model), build_peft_config("lora", loaded.model, {}, tokenizer=tok))
     model.train()
