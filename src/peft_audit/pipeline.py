@@ -310,25 +310,18 @@ def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink
 def _quietly(run_dir: Path, stage: str, work: Callable[[], Any]) -> Any:
     """Run ``work`` in the driver with library warnings (statsmodels on a tiny sweep, ...) written
     to ``RUN_DIR/logs/<stage>.log`` instead of the terminal; the tool's own notices still show."""
-    import warnings
+    log = Path(run_dir) / LOGS_DIR / f"{stage}.log"
 
-    from .sweep.logs import Notice
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        warnings.simplefilter("always", Notice)
-        result = work()
-    others = [w for w in caught if not issubclass(w.category, Notice)]
-    for w in caught:
-        if issubclass(w.category, Notice):
-            show_once(console, str(w.message))
-    if others:
-        log = Path(run_dir) / LOGS_DIR / f"{stage}.log"
+    def to_log(text: str) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as f:
-            for w in others:
-                f.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
-    return result
+            f.write(text)
+
+    undo = route_notices(lambda text: show_once(console, text), other=to_log)
+    try:
+        return work()
+    finally:
+        undo()
 
 
 def _print_end(result: RunResult, verdict: list[str], *, logs: bool = True) -> None:

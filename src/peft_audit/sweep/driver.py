@@ -121,13 +121,6 @@ class Driver:
             self.finish(vid, status, timings)
         self.heartbeat()
 
-    def progress_for(self, vid: str):
-        """A :data:`~peft_audit.benchmarks.base.ProgressFactory` for a variant run in this process."""
-        def progress(stage: str, total: int | None):
-            self.stage_started(vid, stage, total)
-            return lambda n: self.stage_advanced(vid, n)
-        return progress
-
     def finish(self, vid: str, status: str, timings: dict[str, float]) -> None:
         if vid in self.finished:
             return

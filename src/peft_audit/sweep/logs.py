@@ -120,14 +120,17 @@ def show_once(console, text: str, who: str | None = None) -> None:
         console.print(f"[yellow]note[/]   {who + ': ' if who else ''}{text}", soft_wrap=True, highlight=False)
 
 
-def route_notices(send: Callable[[str], None]) -> Callable[[], None]:
-    """Send every :class:`Notice` raised in this process to ``send`` (the driver prints it); other
-    warnings keep Python's handling (into the stage log). Returns the function that undoes it."""
+def route_notices(send: Callable[[str], None], other: Callable[[str], None] | None = None) -> Callable[[], None]:
+    """Send every :class:`Notice` raised in this process to ``send`` (the driver prints it). Other
+    warnings go to ``other`` as the text Python would print, or keep Python's handling (into the
+    stage log of a worker) without it. Returns the function that undoes it."""
     previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, Notice):
             send(str(message))
+        elif other is not None:
+            other(warnings.formatwarning(message, category, filename, lineno, line))
         else:
             previous(message, category, filename, lineno, file, line)
 

@@ -39,13 +39,7 @@ def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows
     (:func:`peft_audit.sweep.logs.notice`) go to the driver as ``("notice", vid, text)``.
     """
     logs = StageLogs(variant_log_dir(run_dir, pv.id, pv.display)) if quiet else None
-
-    def progress(stage: str, total: int | None) -> Callable[[int], None]:
-        if logs is not None:
-            logs.switch(stage)
-        put(("progress", pv.id, stage, total))
-        return lambda n: put(("advance", pv.id, int(n)))
-
+    progress = stage_progress(put, pv.id, logs)
     if logs is not None:
         logs.switch("variant")  # what is printed before the first stage starts (or instead of it)
     undo = route_notices(lambda text: put(("notice", pv.id, text)))
@@ -58,6 +52,20 @@ def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows
             logs.close()
     put(("finished", pv.id, status, timings))
     return status
+
+
+def stage_progress(put: Callable[[Message], None], vid: str, logs: StageLogs | None = None):
+    """The :data:`~peft_audit.benchmarks.base.ProgressFactory` of variant ``vid``: a stage that
+    starts is announced through ``put`` (``("progress", vid, stage, total)``, then
+    ``("advance", vid, n)``) and, with ``logs``, gets its own log file. ``put`` is a worker's
+    pipe, or the driver's own ``handle`` for a variant run in the driver's process."""
+    def progress(stage: str, total: int | None) -> Callable[[int], None]:
+        if logs is not None:
+            logs.switch(stage)
+        put(("progress", vid, stage, total))
+        return lambda n: put(("advance", vid, int(n)))
+
+    return progress
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..driver import Driver
-from ..worker import run_variant, subprocess_main
+from ..worker import run_variant, stage_progress, subprocess_main
 
 POLL_S = 0.5
 
@@ -80,7 +80,7 @@ class LocalExecutor:
             done, _ = driver.prepare(pv)
             try:
                 # In this process: the driver's own terminal, so no descriptor is redirected.
-                status, timings = run_one(cfg, Path(run_dir), pv, store, done, driver.progress_for(pv.id))
+                status, timings = run_one(cfg, Path(run_dir), pv, store, done, stage_progress(driver.handle, pv.id))
             except KeyboardInterrupt:
                 driver.interrupted([pv.id])
                 raise
