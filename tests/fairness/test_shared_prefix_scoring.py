@@ -28,7 +28,7 @@ def _max_diff(a, b):
     return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "gemma"])
 def test_equal_to_naive_and_batch_invariant(family):
     model, tok = make_tiny_model(family)
     naive = score_continuations_naive(model, tok, PROMPTS, CONTS, batch_size=4)
@@ -52,17 +52,18 @@ def test_naive_matches_unbatched_reference():
 
 
 def _peft_configs():
-    from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
 
     return {
         "prompt-tuning": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
         "p-tuning": PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16),
         "prefix-tuning": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
         "lora": LoraConfig(task_type="CAUSAL_LM", r=4, init_lora_weights=False),
+        "ia3": IA3Config(task_type="CAUSAL_LM", init_ia3_weights=False),
     }
 
 
-@pytest.mark.parametrize("method", ["prompt-tuning", "p-tuning", "prefix-tuning", "lora"])
+@pytest.mark.parametrize("method", ["prompt-tuning", "p-tuning", "prefix-tuning", "lora", "ia3"])
 def test_equal_to_naive_for_peft_models(method):
     from peft import get_peft_model
 
@@ -74,6 +75,43 @@ def test_equal_to_naive_for_peft_models(method):
     shared = score_continuations(model, tok, PROMPTS, CONTS, batch_size=2)
     assert _max_diff(shared, naive) < 1e-4
     assert _max_diff(naive, plain) > 1e-3  # the adapter really changes the scores
+
+
+def test_final_logit_softcapping_is_applied():
+    # Gemma 2 soft-caps its logits in forward(); the shared scorer applies its own head, so it
+    # must cap too (a large cap-sensitive spread: weights scaled up so logits reach the cap).
+    import transformers as tf
+
+    from tiny_models import make_config, make_tokenizer
+
+    tok = make_tokenizer()
+    common = make_config("gemma", len(tok)).to_dict()
+    cfg = tf.Gemma2Config(**{k: common[k] for k in ("vocab_size", "hidden_size", "intermediate_size",
+                                                   "num_hidden_layers", "num_attention_heads",
+                                                   "num_key_value_heads", "head_dim")},
+                          final_logit_softcapping=2.0, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(30)
+    naive = score_continuations_naive(model, tok, PROMPTS, CONTS, batch_size=4)
+    shared = score_continuations(model, tok, PROMPTS, CONTS, batch_size=2)
+    assert _max_diff(shared, naive) < 1e-4
+
+
+def test_shared_scorer_never_relies_on_tensor_logits_to_keep(monkeypatch):
+    # transformers 5.17 sliced a [B, 1] logits_to_keep into [B, B, 1, V] logits (an
+    # out-of-bounds index on CUDA). The scorer gathers positions itself: the causal-LM forward,
+    # where that slicing lives, is never called by it.
+    model, tok = make_tiny_model("llama")
+    naive = score_continuations_naive(model, tok, PROMPTS, CONTS, batch_size=4)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shared-prefix scorer called the causal-LM forward")
+
+    monkeypatch.setattr(type(model), "forward", refuse)
+    shared = score_continuations(model, tok, PROMPTS, CONTS, batch_size=3)
+    assert _max_diff(shared, naive) < 1e-4
 
 
 def test_boundary_tokenisation_uses_the_joint_text():

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import faults
+from .forward import base_model, cache_kwargs, output_cache
 
 
 @dataclass(frozen=True)
@@ -234,8 +235,8 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
             mask, next_ids, batch_rows = mask[kept], next_ids[kept], [batch_rows[j] for j in keep]
         mask = torch.cat([mask, mask.new_ones((len(batch_rows), 1))], dim=1)
         positions = mask.sum(dim=1, keepdim=True) - 1
-        logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, cache=cache,
-                         use_cache=True).logits
+        logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                         **cache_kwargs(forward, cache)).logits
     return new
 
 
@@ -378,15 +379,15 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     cfg = _prompt_learning_config(model)
     # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
     # so whether logits_to_keep is understood is read from the model it forwards them to
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     keep = {"logits_to_keep": 1} if _accepts(base, "logits_to_keep") else {}
     bs, device = input_ids.shape[0], input_ids.device
     head_ids = torch.tensor([prefix], dtype=input_ids.dtype, device=device)
     if cfg is None:
         head_len, cache = len(prefix), None
         if prefix:
-            cache = model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
-                          **keep).cache
+            cache = output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
+                                       **keep))
     else:
         from peft import PeftType
 
@@ -396,22 +397,22 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
         if cfg.peft_type == PeftType.PREFIX_TUNING:
             cache = model.get_prompt(batch_size=1)
             if prefix:
-                cache = base(input_ids=head_ids, attention_mask=head_mask,
-                             position_ids=torch.arange(nvt, head_len, device=device)[None], cache=cache,
-                             use_cache=True, **keep).cache
+                cache = output_cache(base(input_ids=head_ids, attention_mask=head_mask,
+                                          position_ids=torch.arange(nvt, head_len, device=device)[None],
+                                          use_cache=True, **keep, **cache_kwargs(base, cache)))
         elif cfg.peft_type in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
             tokens = model.word_embeddings(head_ids)
             embeds = torch.cat([model.get_prompt(batch_size=1).to(tokens.dtype), tokens], dim=1)
-            cache = base(inputs_embeds=embeds, attention_mask=head_mask, use_cache=True, **keep).cache
+            cache = output_cache(base(inputs_embeds=embeds, attention_mask=head_mask, use_cache=True, **keep))
         else:
             raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
     if cache is not None:
         cache.batch_repeat_interleave(bs)
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
     out = (model if cfg is None else base)(input_ids=input_ids, attention_mask=mask,
-                                           position_ids=_positions(mask)[:, head_len:], cache=cache,
-                                           use_cache=True, **keep)
-    return out, out.cache, mask
+                                           position_ids=_positions(mask)[:, head_len:], use_cache=True,
+                                           **keep, **cache_kwargs(base, cache))
+    return out, output_cache(out), mask
 
 
 def _decoding_forward(model):
@@ -445,7 +446,7 @@ def _hf_generate_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: 
         if cfg.peft_type == PeftType.PREFIX_TUNING:
             # placeholders stand for the positions the prefix cache covers, which generate skips
             ids = torch.cat([input_ids.new_full((bs, nvt), pad_id), input_ids], dim=1)
-            out = base.generate(input_ids=ids, attention_mask=mask, cache=model.get_prompt(batch_size=bs),
+            out = base.generate(input_ids=ids, attention_mask=mask, **cache_kwargs(base, model.get_prompt(batch_size=bs)),
                                 **gen_kwargs)[:, ids.shape[1]:]
         elif cfg.peft_type in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
             embeds = model.word_embeddings(input_ids)

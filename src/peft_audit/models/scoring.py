@@ -10,23 +10,27 @@ natural-log probabilities of the continuation's tokens given the prompt:
 long prompt. Instead of one full forward pass per (prompt, continuation) row (what general
 harnesses do, :func:`score_continuations_naive`), we
 
-1. run each prompt once (batched, right-padded) and keep its KV cache; only the logits of the
-   last prompt token are projected onto the vocabulary (``logits_to_keep``), they score each
-   continuation's first token;
+1. run each prompt once (batched, right-padded) through the decoder stack and keep its KV
+   cache; only the hidden state of the last prompt token is projected onto the vocabulary, it
+   scores each continuation's first token;
 2. run only the continuation tokens on top of that cache: a prompt's continuations are packed
    into one row, a 4D block-diagonal causal mask lets each see the prompt and its own earlier
    tokens only (so the cache is never copied per continuation), explicit position ids restart
    every continuation right after its prompt (right padding never shifts a position), and
-   vocabulary logits are computed only at scored positions (a boolean ``logits_to_keep`` mask
-   slices the hidden states before ``lm_head``).
+   vocabulary logits are computed only at scored positions.
+
+Both passes gather the scored positions from the decoder's hidden states themselves and apply
+the output head (:mod:`.forward`), instead of passing a tensor ``logits_to_keep``, whose
+slicing changed within the transformers versions the project supports.
 
 PEFT models: LoRA/IA3 layers live inside the base model, so the continuation pass through the
 base model sees them. Prompt tuning and P-tuning prepend ``num_virtual_tokens`` embeddings in
 ``PeftModel.forward`` and prefix tuning puts them in the cache; both end up in the prompt's
-cache, so the continuation pass runs on ``model.get_base_model()`` with the cache and an
-attention mask/positions that account for the virtual tokens (PeftModel itself would prepend
-the virtual tokens again and drops ``position_ids``). Other prompt-learning methods (e.g. CPT)
-fall back to naive scoring.
+cache: the prompt pass builds them as ``PeftModel.forward`` would (virtual embeddings, or the
+prefix cache, with explicit positions), and the continuation pass runs on the base model's
+decoder with the cache and an attention mask/positions that account for the virtual tokens
+(PeftModel itself would prepend the virtual tokens again and drops ``position_ids``). Other
+prompt-learning methods (multitask prompt tuning, CPT) fall back to naive scoring.
 
 Tokenisation: the prompt and prompt+continuation are tokenised jointly and the continuation
 tokens are what follows the prompt's tokens, so a leading space merges exactly as in the full
@@ -44,12 +48,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import faults
+from .forward import base_model, cache_kwargs, decoder, output_cache, vocab_logits
 
 Progress = Callable[[int], None] | None
 
 # Prompt-learning PEFT types whose virtual tokens are prepended as input embeddings (they
 # appear in the model's outputs) or stored as a cache prefix (they do not).
-_EMBEDDING_PROMPT_TYPES = {"PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING"}
+_EMBEDDING_PROMPT_TYPES = {"PROMPT_TUNING", "P_TUNING"}
 _CACHE_PROMPT_TYPES = {"PREFIX_TUNING"}
 
 
@@ -134,6 +139,36 @@ def _length_order(encoded) -> list[int]:
     return sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + max(map(len, encoded[i][1]))))
 
 
+def _prompt_pass(model, p_ids: torch.Tensor, p_mask: torch.Tensor):
+    """The prompts' pass through the decoder stack: ``(hidden states, cache)``, the hidden
+    states covering a prompt-tuning adapter's virtual tokens first (what ``PeftModel.forward``
+    feeds the base model, written out so positions are explicit and no logits are computed).
+
+    * no prompt-learning adapter: the prompts themselves;
+    * prompt tuning / P-tuning: the virtual token embeddings, then the prompts' embeddings,
+      positions ``0 .. nvt + L - 1``;
+    * prefix tuning: the adapter's key/value prefix as the initial cache, positions after it.
+    """
+    body = decoder(model)
+    t = _peft_type(model)
+    if t is None:
+        out = body(input_ids=p_ids, attention_mask=p_mask, use_cache=True)
+        return out.last_hidden_state, output_cache(out)
+    bs, width = p_ids.shape
+    nvt = _virtual_tokens(model)
+    mask = torch.cat([p_mask.new_ones((bs, nvt)), p_mask], dim=1)
+    if t in _EMBEDDING_PROMPT_TYPES:
+        tokens = model.word_embeddings(p_ids)
+        embeds = torch.cat([model.get_prompt(batch_size=bs).to(tokens.dtype), tokens], dim=1)
+        positions = torch.arange(nvt + width, device=p_ids.device).expand(bs, -1)
+        out = body(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+    else:  # prefix tuning
+        positions = torch.arange(nvt, nvt + width, device=p_ids.device).expand(bs, -1)
+        out = body(input_ids=p_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   **cache_kwargs(body, model.get_prompt(batch_size=bs)))
+    return out.last_hidden_state, output_cache(out)
+
+
 @torch.no_grad()
 def score_continuations(
     model,
@@ -160,7 +195,7 @@ def score_continuations(
     encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
     results: list[list[float]] = [[] for _ in encoded]
     device, pad = _device(model), _pad_id(tokenizer)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     out_off = _output_offset(model)
     order = _length_order(encoded)
     for start in range(0, len(order), batch_size):
@@ -168,11 +203,10 @@ def score_continuations(
         batch = [encoded[i] for i in idx]
         p_ids, p_mask = _pad_right([b[0] for b in batch], pad, device)
         p_len = torch.tensor([len(b[0]) for b in batch], device=device)
-        # 1. prompt pass: logits only at each prompt's last real token (+ virtual tokens).
-        last = (p_len - 1 + out_off).unsqueeze(1)
-        out = model(input_ids=p_ids, attention_mask=p_mask, use_cache=True, logits_to_keep=last)
-        first_lp = torch.log_softmax(out.logits[:, 0, :].float(), dim=-1)  # (B, V)
-        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        # 1. prompt pass: vocabulary logits only at each prompt's last real token (+ virtual tokens).
+        hidden, cache = _prompt_pass(model, p_ids, p_mask)
+        last = hidden[torch.arange(len(batch), device=device), p_len - 1 + out_off]  # (B, H)
+        first_lp = torch.log_softmax(vocab_logits(model, last).float(), dim=-1)  # (B, V)
         n_virtual = cache.get_seq_length() - p_ids.shape[1]  # prefix/prompt-tuning tokens in the cache
         # 2. continuation pass: a prompt's continuations packed into one row on top of its
         # cache; a block-diagonal causal mask keeps them from seeing each other, so the cache
@@ -207,11 +241,11 @@ def score_continuations(
                 ~allowed, torch.finfo(dtype).min
             )
             positions = (n_virtual + p_len).unsqueeze(1) + off
-            out2 = base(
-                input_ids=c_ids, attention_mask=mask4d[:, None], position_ids=positions, cache=cache,
-                use_cache=True, logits_to_keep=keep,
-            )
-            lp = torch.log_softmax(out2.logits.float(), dim=-1)  # (n_kept, V), row-major over keep
+            body = decoder(model)
+            out2 = body(input_ids=c_ids, attention_mask=mask4d[:, None], position_ids=positions, use_cache=True,
+                        **cache_kwargs(body, cache))
+            # (n_kept, V), row-major over keep
+            lp = torch.log_softmax(vocab_logits(model, out2.last_hidden_state[keep]).float(), dim=-1)
             rk, ck = keep.nonzero(as_tuple=True)
             tok_lp = lp.gather(1, tgt[rk, ck].unsqueeze(1)).squeeze(1)
             total.index_add_(0, row_base[rk] + seg[rk, ck], tok_lp)
