@@ -66,6 +66,18 @@ def _device(device) -> torch.device:
     return device if isinstance(device, torch.device) else select_device(device or "auto")
 
 
+def _checkpointing_argument() -> str:
+    """``TrainingArguments``' name for gradient checkpointing: ``activation_checkpointing`` in
+    recent transformers (``gradient_checkpointing`` is deprecated there), the old name before
+    (transformers 5.16, the lowest version the project declares, has only that one)."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    params = inspect.signature(TrainingArguments.__init__).parameters
+    return "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
+
+
 def _common_args(spec: VariantSpec, training: TrainingConfig, dev: torch.device, work_dir: Path, show_progress: bool) -> dict[str, Any]:
     use_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     return dict(
@@ -85,7 +97,7 @@ def _common_args(spec: VariantSpec, training: TrainingConfig, dev: torch.device,
         data_seed=spec.seed,
         bf16=use_bf16,
         use_cpu=dev.type == "cpu",
-        activation_checkpointing=training.gradient_checkpointing,
+        **{_checkpointing_argument(): training.gradient_checkpointing},
         disable_tqdm=not show_progress,
         dataloader_num_workers=0,
     )
