@@ -36,7 +36,10 @@ _debug = False
 
 
 def _fail(msg: str, code: int = EXIT_ERROR) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True)
+    from rich.markup import escape
+
+    # the message is plain text: "peft-audit[vllm]" or a path with brackets must not read as markup
+    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 
@@ -122,6 +125,8 @@ def run(
     fairness: Optional[str] = typer.Option(None, "--fairness", help="Override fairness.source."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream other libraries' output (progress bars, "
                                  "training logs, warnings) here instead of into RUN_DIR/logs/."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="transformers | vllm: override the config's "
+                                          "backend (safety generation)."),
 ) -> None:
     """Train, evaluate and report every variant of a sweep; resumes an interrupted run.
 
@@ -140,6 +145,10 @@ def run(
             overrides["safety"] = cfg.safety.model_copy(update={"source": safety})
         if fairness:
             overrides["fairness"] = cfg.fairness.model_copy(update={"source": fairness})
+        if backend:
+            if backend not in ("transformers", "vllm"):
+                raise ValueError(f"--backend must be transformers or vllm, got {backend!r}")
+            overrides["backend"] = backend
         if overrides:
             cfg = cfg.model_copy(update=overrides)
         run_dir = out or Path("runs") / cfg.name

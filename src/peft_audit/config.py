@@ -152,6 +152,9 @@ class _SweepBase(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     variants: list[VariantSpec] = Field(default_factory=list)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Safety generation backend: transformers, or vllm (base models and LoRA "
+                                    "variants through one vLLM engine per base; other methods fall back)")
     trust_remote_code: bool = False
     force_adapters: bool = Field(
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"

@@ -125,7 +125,8 @@ def evaluate_variant(
 
     # -- benchmarks: each runs its missing stages on the loaded model ---------------------------
     run = VariantRun(pv.id, Path(run_dir), loaded.model, loaded.tokenizer, done_stages, sink,
-                     judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings)
+                     judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings,
+                     backend=cfg.backend)
     metric_rows: list[dict] = []
     for benchmark, section in benchmarks:
         metric_rows += benchmark.evaluate(section, run)
@@ -214,6 +215,9 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
                 return _run_locked(cfg, run_dir, opts, config_path, executor)
         finally:
             undo_notices()
+            from .sweep.worker import stop_engines
+
+            stop_engines()  # engines of variants run in this process (in-process executor)
 
 
 def preflight(cfg: SweepConfig) -> None:
@@ -227,6 +231,10 @@ def preflight(cfg: SweepConfig) -> None:
     plan = expand(cfg)
     for name in sorted({pv.spec.base_model for pv in plan}):
         check_model_name(name)
+    if cfg.backend == "vllm":
+        from .models.vllm_backend import require_vllm
+
+        require_vllm()
     trains: dict[tuple[str, str], tuple] = {}  # (algo, settings) -> (a variant, its training settings)
     for pv in plan:
         if not pv.spec.is_base() and not pv.spec.adapter:

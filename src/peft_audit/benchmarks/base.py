@@ -153,10 +153,33 @@ class VariantRun:
     judges: Callable[[BenchmarkSection], list[Any]]
     progress: ProgressFactory
     timings: dict[str, float] = field(default_factory=dict)
+    #: generation backend of the run (``transformers`` or ``vllm``; see :meth:`generate`)
+    backend: str = "transformers"
     _made: dict[str, list[dict]] = field(default_factory=dict)
 
     def needs(self, stage: str) -> bool:
         return stage not in self.done_stages
+
+    def generate(self, prompts: list[str], *, system_prompt: str | None = None, max_new_tokens: int = 256,
+                 batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list:
+        """Greedy chat completions of this variant (:func:`peft_audit.models.generate.generate`'s
+        contract) through the run's backend. With ``vllm``, the base model and LoRA variants go
+        through the engine of their base (:mod:`peft_audit.models.vllm_backend`); other methods
+        fall back to the transformers path, said once in the run's log."""
+        from ..models.generate import generate
+
+        if self.backend == "vllm":
+            from ..models.vllm_backend import generate_vllm, unservable_reason
+
+            reason = unservable_reason(self.model)
+            if reason is None:
+                return generate_vllm(self.model, self.tokenizer, prompts, system_prompt=system_prompt,
+                                     max_new_tokens=max_new_tokens, progress=progress)
+            from ..sweep.logs import notice
+
+            notice(f"{reason}: those variants generate with the transformers backend")
+        return generate(self.model, self.tokenizer, prompts, system_prompt=system_prompt,
+                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:

@@ -121,7 +121,15 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
             worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one, quiet)
             _release_memory()
     finally:
+        stop_engines()
         conn.close()
+
+
+def stop_engines() -> None:
+    """Stop the vLLM engines this worker built (their processes would keep it from exiting)."""
+    backend = sys.modules.get("peft_audit.models.vllm_backend")
+    if backend is not None:
+        backend.shutdown_engines()
 
 
 def _release_memory() -> None:

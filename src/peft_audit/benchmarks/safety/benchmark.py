@@ -49,7 +49,7 @@ class SafetyBenchmark:
         if run.needs("generated"):
             with run.timed("generate"):
                 samples = generate_responses(run.model, run.tokenizer, prompts, cfg=cfg,
-                                             progress=run.progress("generate", len(prompts)))
+                                             progress=run.progress("generate", len(prompts)), generator=run.generate)
             run.commit("generated", run.timings["generate"], safety=samples)
         if not run.needs("judged") and not run.needs("metrics"):
             return []

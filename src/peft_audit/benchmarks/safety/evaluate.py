@@ -41,18 +41,18 @@ class SafetyResult:
 
 def generate_responses(
     model, tokenizer, prompts: Sequence[SafetyPrompt], *, cfg: SafetyConfig,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, generator: Callable[..., list] | None = None,
 ) -> list[dict]:
     """Greedy answers (``cfg.system_prompt``, ``cfg.max_new_tokens``, ``cfg.batch_size``) as
-    ``safety_samples`` rows, in prompt order."""
+    ``safety_samples`` rows, in prompt order. ``generator`` (the run's backend,
+    :meth:`~peft_audit.benchmarks.base.VariantRun.generate`) replaces the transformers path."""
     ids = [p.prompt_id for p in prompts]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"duplicate safety prompt_id {dup!r}: prompt ids must be unique within a run")
-    gens = generate(
-        model, tokenizer, [p.prompt for p in prompts], system_prompt=cfg.system_prompt,
-        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress,
-    )
+    generator = generator or (lambda texts, **kw: generate(model, tokenizer, texts, **kw))
+    gens = generator([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
+                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     return [
         {"prompt_id": p.prompt_id, "benchmark": p.benchmark, "category": p.category, "prompt": p.prompt,
          "response": g.text, "n_new_tokens": g.n_new_tokens}

