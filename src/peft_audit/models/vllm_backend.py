@@ -39,9 +39,10 @@ DEFAULT_MEMORY_FRACTION = {"cuda": 0.55, "cpu": 0.3}
 #: KV cache the CPU backend reserves, in GiB, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
 CPU_KV_CACHE_GIB = "1"
 #: Largest LoRA rank the engine is built for, and how many adapters it holds at once (vLLM sizes
-#: its LoRA buffers by both; on the CPU backend 8 slots of rank 64 made a step ~50x slower than
-#: 1 slot of rank 16 on a 2-core machine, so a CPU engine holds one adapter at a time). An
-#: adapter of a higher rank falls back to the transformers backend.
+#: its LoRA buffers by both. On a 2-core CPU with 8 slots of rank 64, 40 prompts x 16 tokens on
+#: a LoRA had not finished after 9 minutes of worker CPU; with 1 slot the same test took ~2.5
+#: minutes, engine start included, so a CPU engine holds one adapter at a time). An adapter of a
+#: higher rank falls back to the transformers backend.
 MAX_LORA_RANK = {"cuda": 64, "cpu": 16}
 MAX_LORAS = {"cuda": 8, "cpu": 1}
 
