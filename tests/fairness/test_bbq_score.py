@@ -125,7 +125,9 @@ def test_prompts_carry_exactly_one_bos(prompt_format):
     model, tok = _bos_tokenizer_and_model()
     assert tok("x")["input_ids"][0] == tok.bos_token_id  # encoding adds it ...
     seen = []
-    model.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True)
+    # the decoder stack: the shared-prefix scorer runs it directly (models/forward.py)
+    model.get_decoder().register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].clone()),
+                                                  with_kwargs=True)
     items = load_bbq("builtin", per_cell=1, categories=["age"]).items
     score_bbq(model, tok, items, prompt_format=prompt_format, batch_size=4)
     prompt_pass = seen[0]  # shared-prefix scoring: the first forward runs the prompts
