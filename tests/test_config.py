@@ -31,6 +31,8 @@ def test_valid_minimal_config_has_defaults(tmp_path):
         ("methods: [loraa]\n", "methods.0.name", "unknown PEFT method 'loraa'"),
         ("training: {batch_size: many}\n", "training.batch_size", "integer"),
         ("training: {max_steps: 0}\n", "training.max_steps", "greater than or equal to 1"),
+        ("safety: {batch_size: big}\n", "safety.batch_size", "batch_size must be a positive integer or 'auto', got 'big'"),
+        ("fairness: {batch_size: 0}\n", "fairness.batch_size", "batch_size must be a positive integer or 'auto', got 0"),
         ("fairness: {mode: vibes}\n", "fairness.mode", "'loglik' or 'generate'"),
         ("methods: [{name: lora, lr: [0]}]\n", "methods.0.lr", "learning rate must be a finite number > 0"),
         ("variants: [{base_model: m, method: lora}]\n", "variants.0", "needs algo, lr and epochs"),

@@ -153,8 +153,13 @@ class _SweepBase(_Strict):
     variants: list[VariantSpec] = Field(default_factory=list)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="Safety generation backend: transformers, or vllm (base models and LoRA "
+        "transformers", description="Generation backend of the safety, XSTest, HarmBench and StrongREJECT "
+                                    "benchmarks: transformers, or vllm (base models and LoRA "
                                     "variants through one vLLM engine per base; other methods fall back)")
+    compile: bool = Field(
+        False, description="transformers backend on CUDA: decode base, LoRA and IA3 variants with a static KV cache "
+                           "and torch.compile'd steps (each new batch shape compiles first; perf/gpu_check.py "
+                           "measures whether it pays on your GPU); ignored elsewhere, with a notice")
     trust_remote_code: bool = False
     force_adapters: bool = Field(
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"

@@ -126,7 +126,7 @@ def evaluate_variant(
     # -- benchmarks: each runs its missing stages on the loaded model ---------------------------
     run = VariantRun(pv.id, Path(run_dir), loaded.model, loaded.tokenizer, done_stages, sink,
                      judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings,
-                     backend=cfg.backend)
+                     backend=cfg.backend, compile=cfg.compile)
     metric_rows: list[dict] = []
     for benchmark, section in benchmarks:
         metric_rows += benchmark.evaluate(section, run)

@@ -290,3 +290,41 @@ def test_the_preallocated_cache_layer_writes_in_place_grows_and_selects_rows():
     assert layer.get_seq_length() == 8 and torch.equal(keys, torch.cat([k, k1, k3], dim=2))
     layer.batch_select_indices(torch.tensor([2, 0]))
     assert torch.equal(layer.keys, torch.cat([k, k1, k3], dim=2)[[2, 0]])
+
+
+@pytest.mark.parametrize("method", [None, "lora", "ia3"])
+def test_static_cache_decoding_equals_the_greedy_loop(method):
+    """Compiled decoding's path (``model.generate`` with a static KV cache, prompts padded to a
+    multiple of STATIC_WIDTH; transformers compiles its step on CUDA only, so here it runs
+    eagerly) gives the cache-free greedy loop's tokens, stop tokens and row lengths included."""
+    from peft_audit.models.generate import STATIC_WIDTH, _static_batch, _stop_ids
+
+    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    tok = make_tiny_model()[1]
+    rows = [chat_input_ids(tok, p) for p in VARIED]
+    assert max(map(len, rows)) % STATIC_WIDTH  # the padding to the static width is exercised
+    with torch.inference_mode():
+        got = _static_batch(model, rows, stop=set(_stop_ids(model, tok)), pad_id=tok.pad_token_id,
+                            max_new_tokens=6, device=torch.device("cpu"))
+    assert got == [_greedy_reference_ids(model, tok, p, 6) for p in VARIED]
+
+
+@pytest.mark.parametrize("method", [None, "prompt-tuning"])
+def test_compiled_decoding_off_cuda_says_so_and_answers_as_without(method, recwarn):
+    from peft_audit.sweep.logs import Notice
+
+    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    tok = make_tiny_model()[1]
+    assert generate(model, tok, PROMPTS, max_new_tokens=5, compiled=True) == generate(model, tok, PROMPTS,
+                                                                                     max_new_tokens=5)
+    notes = [str(w.message) for w in recwarn if issubclass(w.category, Notice)]
+    assert notes == ["compiled decoding: it applies on CUDA GPUs only, not on cpu; generating without it"]
+
+
+def test_compiled_decoding_applies_on_cuda_to_models_without_virtual_tokens():
+    from peft_audit.models.generate import _not_compilable
+
+    cuda = torch.device("cuda")  # only named
+    assert _not_compilable(_lively_tiny_model()[0], cuda) is None
+    assert _not_compilable(_random_adapter("lora", 1), cuda) is None
+    assert "prompt-learning" in _not_compilable(_random_adapter("prefix-tuning", 1), cuda)

@@ -153,6 +153,18 @@ def test_existing_ids_and_protocols_do_not_change():
     assert legacy_protocol_hash(then) == "fc0d049587f6"
 
 
+def test_batch_size_auto_stands_for_the_old_defaults_in_version_1_hashes():
+    # version-1 directories hashed batch_size with its value; the defaults were 8 and 16 then
+    from peft_audit.config import parse_config
+    from peft_audit.sweep.plan import legacy_protocol_hash
+
+    default = parse_config({"name": "x"})
+    assert (default.safety.batch_size, default.fairness.batch_size) == ("auto", "auto")
+    assert legacy_protocol_hash(default) == legacy_protocol_hash(
+        parse_config({"name": "x", "safety": {"batch_size": 8}, "fairness": {"batch_size": 16}}))
+    assert legacy_protocol_hash(default) != legacy_protocol_hash(parse_config({"name": "x", "safety": {"batch_size": 9}}))
+
+
 def _with_new_field(model_cls, **field):
     from pydantic import create_model
 

@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +71,20 @@ def metric_ci(m: MetricsLookup, benchmark: str, category: str, metric: str) -> l
 def delta(a: float | None, b: float | None) -> float | None:
     """Variant minus base; None when either is undefined."""
     return None if a is None or b is None else a - b
+
+
+#: A benchmark's ``batch_size``: rows per forward pass, or ``"auto"``: sized from the device's
+#: free memory (:mod:`peft_audit.models.batching`). Never part of a result's identity.
+def _batch_size(value: Any) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"batch_size must be a positive integer or 'auto', got {value!r}")
+
+
+BatchSizeSetting = Annotated[int | Literal["auto"], BeforeValidator(_batch_size)]
+BATCH_SIZE_HELP = ("Rows per batch, or 'auto': as many as the device's free memory holds (at most 512 generation / "
+                   "256 scoring rows on a GPU, 128 / 16 on the CPU); a batch that runs out of memory is retried "
+                   "at half the size")
 
 
 class BenchmarkSection(BaseModel):
@@ -155,13 +169,15 @@ class VariantRun:
     timings: dict[str, float] = field(default_factory=dict)
     #: generation backend of the run (``transformers`` or ``vllm``; see :meth:`generate`)
     backend: str = "transformers"
+    #: compiled decoding on CUDA (the sweep's ``compile``; see :func:`peft_audit.models.generate.generate`)
+    compile: bool = False
     _made: dict[str, list[dict]] = field(default_factory=dict)
 
     def needs(self, stage: str) -> bool:
         return stage not in self.done_stages
 
     def generate(self, prompts: list[str], *, system_prompt: str | None = None, max_new_tokens: int = 256,
-                 batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list:
+                 batch_size: int | str = "auto", progress: Callable[[int], None] | None = None) -> list:
         """Greedy chat completions of this variant (:func:`peft_audit.models.generate.generate`'s
         contract) through the run's backend. With ``vllm``, the base model and LoRA variants go
         through the engine of their base (:mod:`peft_audit.models.vllm_backend`); other methods
@@ -179,7 +195,8 @@ class VariantRun:
 
             notice(f"{reason}: those variants generate with the transformers backend")
         return generate(self.model, self.tokenizer, prompts, system_prompt=system_prompt,
-                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                        compiled=self.compile)
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:

@@ -122,7 +122,8 @@ def fold_legacy_judge_fields(data: Any, where: str = "safety") -> Any:
             if isinstance(spec, dict):
                 extra = {s: v for k, v in flat.items() if LEGACY_FIELDS[k][0] == spec.get("name")
                          for s in [LEGACY_FIELDS[k][1]] if v is not None}
-                if spec.get("name") == "guard" and "batch_size" in data and "batch_size" not in spec:
+                if (spec.get("name") == "guard" and isinstance(data.get("batch_size"), int)
+                        and "batch_size" not in spec):
                     extra["batch_size"] = data["batch_size"]  # the guard used the section's batch size
                 specs[i] = {**extra, **spec}
         listed = {spec.get("name") if isinstance(spec, dict) else None for spec in specs}

@@ -25,8 +25,30 @@ def base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def peft_type(model) -> str | None:
+    """The PEFT type of ``model``'s active adapter (``"LORA"``, ``"PROMPT_TUNING"``, ...), None
+    for a model without one. The one reader of it for scoring, generation and vLLM."""
+    config = getattr(model, "active_peft_config", None)
+    return None if config is None else getattr(config.peft_type, "value", str(config.peft_type))
+
+
+def prompt_learning_config(model):
+    """The active PEFT config when it is a prompt-learning one (virtual tokens or a prefix); None
+    otherwise."""
+    config = getattr(model, "active_peft_config", None)
+    return config if config is not None and getattr(config, "is_prompt_learning", False) else None
+
+
+def virtual_tokens(model) -> int:
+    """Positions a prompt-learning adapter puts in front of every row (0 for other models)."""
+    config = prompt_learning_config(model)
+    return int(config.num_virtual_tokens) if config is not None else 0
+
+
 @functools.cache
-def _forward_params(cls: type) -> frozenset[str]:
+def forward_params(cls: type) -> frozenset[str]:
+    """The argument names of ``cls.forward`` (read once per class: ``inspect.signature`` is slow
+    enough to show in a decoding loop)."""
     return frozenset(inspect.signature(cls.forward).parameters)
 
 
@@ -34,7 +56,7 @@ def cache_kwargs(module, cache) -> dict:
     """``{name: cache}`` under the name ``module.forward`` takes it (``cache`` on recent
     transformers, ``past_key_values`` before the rename); for a PEFT wrapper, whose forward
     takes ``**kwargs``, the name the model under it takes."""
-    name = "cache" if "cache" in _forward_params(type(base_model(module))) else "past_key_values"
+    name = "cache" if "cache" in forward_params(type(base_model(module))) else "past_key_values"
     return {name: cache}
 
 

@@ -27,6 +27,16 @@ the others, so this gives ``model.generate``'s tokens; only float summation can 
 the batch shape differs (``perf/generation_throughput.py`` counts such responses). Positions
 follow ``generate``: ``cumsum(attention_mask) - 1``, so left padding does not shift them.
 
+Batches: ``batch_size="auto"`` sizes them from the device's free memory, and a batch that runs
+out of memory is retried at half the size (:mod:`.batching`).
+
+Compiled decoding (``compiled=True``, the sweep's ``compile: true``): on CUDA, base models and
+LoRA/IA3 adapters go through ``model.generate`` with a static KV cache, whose decoding step
+transformers compiles with ``torch.compile`` (:func:`_static_batch`): fixed shapes, so finished
+rows stay in the batch, and prompts padded to :data:`STATIC_WIDTH` so shapes repeat. It is off
+by default: it pays only when the compiled steps outweigh the compilation and the rows kept
+past their stop token, which ``perf/gpu_check.py`` measures on the GPU at hand.
+
 A model whose generation config asks for logits processing that greedy decoding would apply
 (``repetition_penalty``, ``no_repeat_ngram_size``, ``min_new_tokens``, ...) goes through
 ``model.generate`` instead, so its answers do not change.
@@ -57,7 +67,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import faults
-from .forward import base_model, cache_kwargs, output_cache
+from .batching import BatchSize, generation_batch_size, in_batches
+from .forward import forward_params, base_model, cache_kwargs, output_cache, prompt_learning_config, virtual_tokens
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,9 @@ def _stop_ids(model, tokenizer) -> list[int]:
     return sorted(set(int(i) for i in ids))
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
+def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device,
+              width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max([len(r) for r in rows] + [width or 0])
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
@@ -115,18 +127,22 @@ def generate(
     *,
     system_prompt: str | None = None,
     max_new_tokens: int = 256,
-    batch_size: int = 8,
+    batch_size: BatchSize = 8,
     progress: Callable[[int], None] | None = None,
+    compiled: bool = False,
 ) -> list[Generation]:
     """Greedy chat completions for ``prompts`` (see module docstring), in input order.
 
-    ``progress`` is called with the number of prompts finished after each batch. An empty
-    ``prompts`` list returns ``[]`` without touching the model.
+    ``batch_size``: rows per batch, or ``"auto"`` to size batches from the device's free memory
+    (:mod:`.batching`); a batch that runs out of memory is retried at half the size.
+    ``compiled``: on CUDA, decode base/LoRA/IA3 models with a static KV cache and compiled
+    steps (:func:`_static_batch`); elsewhere, and for prompt-learning adapters, it is ignored
+    with a notice. ``progress`` is called with the number of prompts finished after each batch.
+    An empty ``prompts`` list returns ``[]`` without touching the model.
     """
     encoded = [chat_input_ids(tokenizer, p, system_prompt) for p in prompts]
-    return generate_from_ids(
-        model, tokenizer, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
-    )
+    return generate_from_ids(model, tokenizer, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             progress=progress, compiled=compiled)
 
 
 def generate_from_ids(
@@ -135,12 +151,13 @@ def generate_from_ids(
     encoded: list[list[int]],
     *,
     max_new_tokens: int = 256,
-    batch_size: int = 8,
+    batch_size: BatchSize = 8,
     progress: Callable[[int], None] | None = None,
+    compiled: bool = False,
 ) -> list[Generation]:
     """:func:`generate` for already tokenised inputs (e.g. a guard model's own chat format)."""
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size}, {max_new_tokens}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not encoded:
         return []
     if any(not row for row in encoded):
@@ -149,13 +166,25 @@ def generate_from_ids(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     device = next(model.parameters()).device
     decode = _hf_generate_batch if _needs_logits_processing(model) else _greedy_batch
+    if compiled:
+        reason = _not_compilable(model, device)
+        if reason is None:
+            decode = _static_batch
+        else:
+            from ..sweep.logs import notice
+
+            notice(f"compiled decoding: {reason}; generating without it")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    size = generation_batch_size(model, batch_size, prompt_tokens=len(encoded[order[0]]) + virtual_tokens(model),
+                                 max_new_tokens=max_new_tokens, rows=len(encoded), device=device)
     results: list[Generation | None] = [None] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+
+    def run(idx: list[int]) -> list[list[int]]:
         with torch.inference_mode():
-            new_tokens = decode(model, [encoded[i] for i in idx], stop=set(stop), pad_id=pad_id,
-                                max_new_tokens=max_new_tokens, device=device)
+            return decode(model, [encoded[i] for i in idx], stop=set(stop), pad_id=pad_id,
+                          max_new_tokens=max_new_tokens, device=device)
+
+    for idx, new_tokens in in_batches(order, size, run, what="generation"):
         for row, i in zip(new_tokens, idx):
             results[i] = Generation(tokenizer.decode(row, skip_special_tokens=True).strip(), len(row))
         if progress is not None:
@@ -182,12 +211,6 @@ def _needs_logits_processing(model) -> bool:
 
     default = GenerationConfig()
     return any(getattr(config, f, None) != getattr(default, f, None) for f in _LOGITS_PROCESSING_FIELDS)
-
-
-def _prompt_learning_config(model):
-    """The active PEFT config if ``model`` is a PeftModel with a prompt-learning adapter."""
-    cfg = getattr(model, "active_peft_config", None)
-    return cfg if cfg is not None and getattr(cfg, "is_prompt_learning", False) else None
 
 
 # Fewest prompt tokens shared by every row of a batch worth encoding once (a chat template's
@@ -376,7 +399,7 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     every row starts with) -- is encoded once at batch size 1 and its cache repeated for every
     row; the left-padded rest of each row follows it, so the cache reads
     ``[head, padding, row tokens]`` and positions count only unmasked entries."""
-    cfg = _prompt_learning_config(model)
+    cfg = prompt_learning_config(model)
     # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
     # so whether logits_to_keep is understood is read from the model it forwards them to
     base = base_model(model)
@@ -418,23 +441,51 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
 def _decoding_forward(model):
     """What one decoding step calls: the base model for prompt-learning adapters (their virtual
     tokens are already in the cache), the model itself otherwise."""
-    return model.get_base_model() if _prompt_learning_config(model) is not None else model
+    return model.get_base_model() if prompt_learning_config(model) is not None else model
 
 
 def _accepts(module, argument: str) -> bool:
-    import inspect
+    return argument in forward_params(type(module))
 
-    return argument in inspect.signature(module.forward).parameters
+
+#: Compiled decoding pads prompts to a multiple of this many tokens, so that batches of
+#: similar prompts share one static cache shape and one compiled graph.
+STATIC_WIDTH = 64
+
+
+def _not_compilable(model, device: torch.device) -> str | None:
+    """Why compiled decoding does not apply to ``model`` on ``device``; None when it does."""
+    if device.type != "cuda":
+        return f"it applies on CUDA GPUs only, not on {device.type}"
+    if prompt_learning_config(model) is not None:
+        return "prompt-learning adapters decode through this module's own loop"
+    return None
+
+
+def _static_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
+                  device: torch.device) -> list[list[int]]:
+    """:func:`_greedy_batch` through ``model.generate`` with a static KV cache, which
+    transformers decodes with ``torch.compile`` (``CompileConfig``: inductor, CUDA graphs) on
+    CUDA. Every row stays in the batch until the last one stops (a fixed shape is what lets
+    the compiled step be replayed); prompts are left-padded to a multiple of
+    :data:`STATIC_WIDTH` tokens, so a new graph is compiled only for a new width or batch size.
+    The first batch of each shape pays the compilation (tens of seconds on a 7-8B model)."""
+    return _hf_generate_batch(model, rows, stop=stop, pad_id=pad_id, max_new_tokens=max_new_tokens, device=device,
+                              static=True)
 
 
 def _hf_generate_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
-                       device: torch.device) -> list[list[int]]:
+                       device: torch.device, static: bool = False) -> list[list[int]]:
     """:func:`_greedy_batch` through ``model.generate`` (for models whose generation config adds
-    logits processing); rows are cut at their first stop token."""
-    input_ids, attention_mask = _left_pad(rows, pad_id, device)
+    logits processing; with ``static``, see :func:`_static_batch`); rows are cut at their first
+    stop token."""
+    width = -(-max(len(r) for r in rows) // STATIC_WIDTH) * STATIC_WIDTH if static else None
+    input_ids, attention_mask = _left_pad(rows, pad_id, device, width)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(stop) or None,
                       pad_token_id=pad_id)
-    cfg = _prompt_learning_config(model)
+    if static:
+        gen_kwargs["cache_implementation"] = "static"
+    cfg = prompt_learning_config(model)
     if cfg is None:
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)[:, input_ids.shape[1]:]
     else:

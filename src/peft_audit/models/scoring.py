@@ -48,7 +48,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import faults
-from .forward import base_model, cache_kwargs, decoder, output_cache, vocab_logits
+from .batching import BatchSize, in_batches, scoring_batch_size
+from .forward import (base_model, cache_kwargs, decoder, output_cache, peft_type, prompt_learning_config,
+                      virtual_tokens, vocab_logits)
 
 Progress = Callable[[int], None] | None
 
@@ -90,21 +92,13 @@ def encode_pairs(
 
 
 def _peft_type(model) -> str | None:
-    cfg = getattr(model, "active_peft_config", None)
-    if cfg is None or not getattr(cfg, "is_prompt_learning", False):
-        return None
-    t = cfg.peft_type
-    return getattr(t, "value", str(t))
-
-
-def _virtual_tokens(model) -> int:
-    cfg = getattr(model, "active_peft_config", None)
-    return int(cfg.num_virtual_tokens) if cfg is not None and getattr(cfg, "is_prompt_learning", False) else 0
+    """The active adapter's PEFT type when it is a prompt-learning one, else None."""
+    return peft_type(model) if prompt_learning_config(model) is not None else None
 
 
 def _output_offset(model) -> int:
     """Positions the model's logits carry before the first input token (prompt/p-tuning)."""
-    return _virtual_tokens(model) if _peft_type(model) in _EMBEDDING_PROMPT_TYPES else 0
+    return virtual_tokens(model) if _peft_type(model) in _EMBEDDING_PROMPT_TYPES else 0
 
 
 def supports_shared_prefix(model) -> bool:
@@ -133,6 +127,13 @@ def _pad_id(tokenizer) -> int:
     return int(pid) if pid is not None else 0
 
 
+def _extent(model, encoded, order: list[int]) -> dict[str, int]:
+    """The largest row's token counts, for :func:`~.batching.scoring_batch_size`: the longest
+    prompt (virtual tokens included) and the most continuation tokens of one prompt."""
+    return {"prompt_tokens": virtual_tokens(model) + max((len(encoded[i][0]) for i in order), default=0),
+            "continuation_tokens": max((sum(map(len, encoded[i][1])) for i in order), default=0)}
+
+
 def _length_order(encoded) -> list[int]:
     # Longest first, like lm-evaluation-harness: similar lengths share a batch (less padding)
     # and an out-of-memory error shows up on the first batch.
@@ -155,7 +156,7 @@ def _prompt_pass(model, p_ids: torch.Tensor, p_mask: torch.Tensor):
         out = body(input_ids=p_ids, attention_mask=p_mask, use_cache=True)
         return out.last_hidden_state, output_cache(out)
     bs, width = p_ids.shape
-    nvt = _virtual_tokens(model)
+    nvt = virtual_tokens(model)
     mask = torch.cat([p_mask.new_ones((bs, nvt)), p_mask], dim=1)
     if t in _EMBEDDING_PROMPT_TYPES:
         tokens = model.word_embeddings(p_ids)
@@ -176,7 +177,7 @@ def score_continuations(
     prompts: list[str],
     continuations: list[list[str]],
     *,
-    batch_size: int = 16,
+    batch_size: BatchSize = 16,
     progress: Progress = None,
     add_special_tokens: bool = True,
 ) -> list[list[float]]:
@@ -198,8 +199,9 @@ def score_continuations(
     base = base_model(model)
     out_off = _output_offset(model)
     order = _length_order(encoded)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    size = scoring_batch_size(model, batch_size, rows=len(encoded), device=device, **_extent(model, encoded, order))
+
+    def run(idx: list[int]) -> torch.Tensor:
         batch = [encoded[i] for i in idx]
         p_ids, p_mask = _pad_right([b[0] for b in batch], pad, device)
         p_len = torch.tensor([len(b[0]) for b in batch], device=device)
@@ -249,11 +251,14 @@ def score_continuations(
             rk, ck = keep.nonzero(as_tuple=True)
             tok_lp = lp.gather(1, tgt[rk, ck].unsqueeze(1)).squeeze(1)
             total.index_add_(0, row_base[rk] + seg[rk, ck], tok_lp)
-        del cache
+        return total
+
+    for idx, total in in_batches(order, size, run, what="log-likelihood scoring"):
         k = 0
-        for i, b in zip(idx, batch):
-            results[i] = total[k : k + len(b[1])].tolist()
-            k += len(b[1])
+        for i in idx:
+            n = len(encoded[i][1])
+            results[i] = total[k : k + n].tolist()
+            k += n
         if progress:
             progress(len(idx))
         faults.point("score.batch")
@@ -267,7 +272,7 @@ def score_continuations_naive(
     prompts: list[str],
     continuations: list[list[str]],
     *,
-    batch_size: int = 16,
+    batch_size: BatchSize = 16,
     progress: Progress = None,
     add_special_tokens: bool = True,
 ) -> list[list[float]]:
@@ -284,16 +289,23 @@ def score_continuations_naive(
     remaining = [len(cs) for _, cs in encoded]
     device, pad = _device(model), _pad_id(tokenizer)
     off = _output_offset(model)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
+    size = scoring_batch_size(model, batch_size, rows=len(rows), device=device, full_logits=True,
+                              **_extent(model, encoded, _length_order(encoded)))
+
+    def run(chunk: list) -> list[float]:
         ids, mask = _pad_right([r[2] for r in chunk], pad, device)
         logits = model(input_ids=ids, attention_mask=mask).logits
         lp = torch.log_softmax(logits.float(), dim=-1)
-        done = 0
-        for k, (i, j, seq, n_prompt) in enumerate(chunk):
+        sums = []
+        for k, (_, _, seq, n_prompt) in enumerate(chunk):
             pos = torch.arange(n_prompt - 1, len(seq) - 1, device=device) + off
-            tgt = ids[k, n_prompt : len(seq)]
-            results[i][j] = float(lp[k, pos, tgt].sum())
+            sums.append(float(lp[k, pos, ids[k, n_prompt : len(seq)]].sum()))
+        return sums
+
+    for chunk, sums in in_batches(rows, size, run, what="log-likelihood scoring"):
+        done = 0
+        for (i, j, _, _), value in zip(chunk, sums):
+            results[i][j] = value
             remaining[i] -= 1
             done += remaining[i] == 0
         if progress and done:

@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .forward import peft_type
 from .generate import Generation, _stop_ids, chat_input_ids
 
 #: Fraction of the device's memory the engine may take for weights and KV cache. On a GPU the
@@ -69,13 +70,12 @@ def require_vllm() -> None:
 def unservable_reason(model) -> str | None:
     """Why vLLM cannot generate for ``model`` (None when it can): it serves a plain base model and
     a LoRA adapter (not DoRA) of a rank the engine on its device is built for (:data:`MAX_LORA_RANK`)."""
-    config = getattr(model, "active_peft_config", None)
-    if config is None:
+    kind = peft_type(model)
+    if kind is None:
         return None
-    peft_type = getattr(config.peft_type, "value", str(config.peft_type))
-    if peft_type != "LORA":
-        return f"vLLM cannot serve {peft_type} adapters"
-    if getattr(config, "use_dora", False):
+    if kind != "LORA":
+        return f"vLLM cannot serve {kind} adapters"
+    if getattr(model.active_peft_config, "use_dora", False):
         return "vLLM cannot serve DoRA adapters"
     limit = MAX_LORA_RANK[_kind(next(model.parameters()).device)]
     if _lora_rank(model) > limit:

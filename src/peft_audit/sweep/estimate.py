@@ -126,10 +126,17 @@ def calibrate(cfg, base_model: str, *, use_cache: bool = True) -> tuple[Rates, b
 def _time_generation(cfg, loaded) -> tuple[float, int]:
     from ..benchmarks.safety import load_safety_prompts
     from ..benchmarks.safety.prompts import over_refusal_prompts
-    from ..models.generate import generate
+    from ..models.batching import generation_batch_size
+    from ..models.generate import chat_input_ids, generate
 
     prompts = [p.prompt for p in load_safety_prompts(cfg.safety, seed=0)] if cfg.safety.enabled else []
-    prompts = (prompts + [p.prompt for p in over_refusal_prompts()])[:min(GEN_PROMPTS, cfg.safety.batch_size)]
+    prompts = prompts + [p.prompt for p in over_refusal_prompts()]
+    batch = cfg.safety.batch_size
+    if batch == "auto":  # the batch the sweep will run, sized for these prompts on this device
+        longest = max(len(chat_input_ids(loaded.tokenizer, p, cfg.safety.system_prompt)) for p in prompts)
+        batch = generation_batch_size(loaded.model, batch, prompt_tokens=longest,
+                                      max_new_tokens=cfg.safety.max_new_tokens, rows=GEN_PROMPTS)
+    prompts = prompts[:min(GEN_PROMPTS, batch)]
     generate(loaded.model, loaded.tokenizer, prompts[:2], max_new_tokens=2, batch_size=2)  # warm-up
     t0 = time.perf_counter()
     out = generate(loaded.model, loaded.tokenizer, prompts, system_prompt=cfg.safety.system_prompt,

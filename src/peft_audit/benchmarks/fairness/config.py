@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ..base import BenchmarkSection
+from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 
 class FairnessConfig(BenchmarkSection):
@@ -23,11 +23,14 @@ class FairnessConfig(BenchmarkSection):
     mode: Literal["loglik", "generate"] = "loglik"
     prompt_format: Literal["plain", "chat"] = "plain"
     length_normalise: bool = False
-    batch_size: int = Field(16, ge=1)
+    batch_size: BatchSizeSetting = Field("auto", description=BATCH_SIZE_HELP)
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for 95% intervals (0 disables)")
     skip_bad_items: bool = False
     metadata_csv: str | None = Field(None, description="BBQ additional_metadata.csv (target_loc), preferred if given")
 
     def protocol_v1_dump(self) -> dict:
         """This section as run directories of schema version 1 hashed it (every field then)."""
-        return self.model_dump(include=set(self.PROTOCOL_V1_FIELDS))
+        dump = self.model_dump(include=set(self.PROTOCOL_V1_FIELDS))
+        if dump["batch_size"] == "auto":  # the default was then 16
+            dump["batch_size"] = 16
+        return dump

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, require_distinct, spec_names
-from ..base import BenchmarkSection
+from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 FunctionalCategory = Literal["standard", "contextual", "copyright"]
 #: The HarmBench file a Hub dataset or a local directory is read from unless ``file`` says otherwise.
@@ -48,7 +48,7 @@ class HarmBenchConfig(BenchmarkSection):
     system_prompt: str | None = None
     max_new_tokens: int = Field(512, ge=1, description="Answer length; HarmBench's classifier reads up to 512 tokens "
                                                         "of each answer (evaluate_completions.py --num_tokens)")
-    batch_size: int = Field(8, ge=1)
+    batch_size: BatchSizeSetting = Field("auto", description=BATCH_SIZE_HELP)
 
     @field_validator("judges", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ...judges.specs import (LEGACY_FIELDS, JudgeSpec, RefusalSpec, fold_legacy_judge_fields, legacy_judge_fields,
                               require_distinct, spec_names)
-from ..base import BenchmarkSection
+from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 
 class SafetyConfig(BenchmarkSection):
@@ -44,7 +44,7 @@ class SafetyConfig(BenchmarkSection):
                     "configure nothing; kept to recognise run directories written with them)")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: BatchSizeSetting = Field("auto", description=BATCH_SIZE_HELP)
     over_refusal: bool = Field(True, description="Also measure refusal of benign-but-risky-looking prompts")
 
     @model_validator(mode="before")
@@ -62,5 +62,7 @@ class SafetyConfig(BenchmarkSection):
         """This section as run directories of schema version 1 hashed it (judges as names, the
         llm/guard settings as flat fields), to recognise their protocol hash."""
         dump = self.model_dump(include=set(self.PROTOCOL_V1_FIELDS) - set(LEGACY_FIELDS) - {"judges"})
+        if dump["batch_size"] == "auto":  # the default was then 8
+            dump["batch_size"] = 8
         return {**dump, "judges": [j.name for j in self.judges],
                 **legacy_judge_fields(self.judges, self.unused_judge_settings)}

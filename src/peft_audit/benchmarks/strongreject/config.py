@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from ...judges.specs import JudgeSpec, LLMSpec, RefusalSpec, as_specs, require_distinct, spec_names
-from ..base import BenchmarkSection
+from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 #: Judges that label a response refusal / compliance / incoherent (what the refusal rate counts).
 REFUSAL_JUDGES = ("refusal", "keyword")
@@ -41,7 +41,7 @@ class StrongRejectConfig(BenchmarkSection):
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for the score's 95% intervals")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: BatchSizeSetting = Field("auto", description=BATCH_SIZE_HELP)
 
     @field_validator("judges", mode="before")
     @classmethod

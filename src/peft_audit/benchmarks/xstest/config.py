@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, require_distinct, spec_names
-from ..base import BenchmarkSection
+from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 #: The benchmark's registry key, config section key and ``benchmark`` value of its stored rows.
 NAME = "xstest"
@@ -41,7 +41,7 @@ class XSTestConfig(BenchmarkSection):
                     "optionally 'keyword' (stored and exported only)")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: BatchSizeSetting = Field("auto", description=BATCH_SIZE_HELP)
 
     @field_validator("judges", mode="before")
     @classmethod
