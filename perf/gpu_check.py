@@ -7,7 +7,9 @@ text) with random bf16 weights, and runs the project's own code paths on it:
 1. BBQ log-likelihood scoring, shared-prefix vs naive (the built-in BBQ sample, cycled): items/s,
    identical predictions and the largest log-prob difference between the two;
 2. greedy generation of the built-in safety prompts (chat template) with the transformers
-   backend at several batch sizes, and with vLLM where it is installed: new tokens/s;
+   backend at several batch sizes and at ``batch_size: auto`` (sized from free memory), with
+   compiled decoding (static KV cache + ``torch.compile``, the sweep's ``compile: true``) on
+   CUDA, and with vLLM where it is installed: new tokens/s;
 3. a LoRA (r 8) and a prompt-tuning (20 virtual tokens) variant: BBQ items/s and generation;
 4. one LoRA training step (AdamW) on 8 x 512 tokens: seconds and peak memory;
 
@@ -78,14 +80,19 @@ def build_model(tokenizer, dims: dict, device, dtype):
     return model
 
 
-def bbq_rates(model, tok, n_items: int, batch_size: int, device, naive: bool):
+def bbq_rates(model, tok, n_items: int, batch_size, device, naive: bool):
     from peft_audit.benchmarks.fairness import load_bbq
     from peft_audit.benchmarks.fairness.score import plain_prompt
     from peft_audit.models.scoring import score_continuations, score_continuations_naive
 
+    from peft_audit.models.batching import scoring_batch_size
+    from peft_audit.models.scoring import _extent, _length_order, encode_pairs
+
     items = list(itertools.islice(itertools.cycle(load_bbq("builtin").items), n_items))
     prompts = [plain_prompt(it) for it in items]
     conts = [[f" {a}" for a in it.answers] for it in items]
+    encoded = encode_pairs(tok, prompts, conts)
+    batch_size = scoring_batch_size(model, batch_size, rows=n_items, **_extent(model, encoded, _length_order(encoded)))
     score_continuations(model, tok, prompts[:batch_size], conts[:batch_size], batch_size=batch_size)  # warm-up
     shared, s_shared = timed(device, lambda: score_continuations(model, tok, prompts, conts, batch_size=batch_size))
     out = {"items": n_items, "batch_size": batch_size, "shared_items_per_s": n_items / s_shared}
@@ -99,14 +106,23 @@ def bbq_rates(model, tok, n_items: int, batch_size: int, device, naive: bool):
     return out
 
 
-def generation_rate(model, tok, prompts, batch_size: int, max_new_tokens: int, device):
-    from peft_audit.models.generate import generate
+def generation_rate(model, tok, prompts, batch_size, max_new_tokens: int, device, compiled: bool = False):
+    """New tokens/s of one timed run after a warm-up; with ``compiled``, the warm-up is a full
+    batch of the same shape (it compiles the graphs the timed run replays) and its time is
+    reported as ``warmup_s``."""
+    from peft_audit.models.batching import generation_batch_size
+    from peft_audit.models.generate import chat_input_ids, generate
 
-    generate(model, tok, prompts[:2], max_new_tokens=2, batch_size=2)  # warm-up
+    size = generation_batch_size(model, batch_size, prompt_tokens=max(len(chat_input_ids(tok, p)) for p in prompts),
+                                 max_new_tokens=max_new_tokens, rows=len(prompts))
+    warm = prompts[:size] if compiled else prompts[:2]
+    _, warmup = timed(device, lambda: generate(model, tok, warm, max_new_tokens=max_new_tokens if compiled else 2,
+                                                batch_size=size, compiled=compiled))
     out, secs = timed(device, lambda: generate(model, tok, prompts, max_new_tokens=max_new_tokens,
-                                               batch_size=batch_size))
+                                               batch_size=size, compiled=compiled))
     tokens = sum(g.n_new_tokens for g in out)
-    return {"batch_size": batch_size, "prompts": len(prompts), "new_tokens": tokens, "tokens_per_s": tokens / secs}
+    return {"batch_size": size, "requested": batch_size, "compiled": compiled, "prompts": len(prompts),
+            "new_tokens": tokens, "tokens_per_s": tokens / secs, "warmup_s": warmup}
 
 
 def vllm_rate(model, tok, prompts, max_new_tokens: int, device):
@@ -163,8 +179,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--small", action="store_true", help="small dimensions (CPU smoke run)")
     ap.add_argument("--bbq-items", type=int, default=None)
-    ap.add_argument("--bbq-batch", type=int, default=None)
-    ap.add_argument("--gen-batches", type=int, nargs="*", default=None)
+    ap.add_argument("--bbq-batch", default="auto", help="a number, or auto (from free memory)")
+    ap.add_argument("--gen-batches", nargs="*", default=None, help="numbers, or auto (from free memory)")
     ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--peak-tflops", type=float, default=None, help="datasheet dense bf16 TFLOP/s")
     ap.add_argument("--bandwidth-tbs", type=float, default=None, help="datasheet memory TB/s")
@@ -182,8 +198,9 @@ def main() -> None:
     small = args.small or device.type != "cuda"
     dims = SMALL if small else EIGHT_B
     n_items = args.bbq_items or (60 if small else 2000)
-    bbq_batch = args.bbq_batch or (16 if small else 128)
-    gen_batches = args.gen_batches or ([16, 64] if small else [16, 128, 512])
+    as_batch = lambda v: v if v == "auto" else int(v)  # noqa: E731
+    bbq_batch = as_batch(args.bbq_batch)
+    gen_batches = [as_batch(b) for b in args.gen_batches or ([16, 64, "auto"] if small else [16, 128, "auto"])]
     max_new = args.max_new_tokens or (16 if small else 256)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     sheet = next((v for k, v in DATASHEETS.items() if k in name), None)
@@ -213,19 +230,27 @@ def main() -> None:
 
     results["bbq_base"] = bbq_rates(model, tok, n_items, bbq_batch, device, naive=True)
     b = results["bbq_base"]
-    print(f"BBQ {n_items} items, batch {bbq_batch}: shared-prefix {b['shared_items_per_s']:.1f} items/s, naive "
+    print(f"BBQ {n_items} items, batch {b['batch_size']} ({bbq_batch}): shared-prefix {b['shared_items_per_s']:.1f} items/s, naive "
           f"{b['naive_items_per_s']:.1f} items/s; same prediction {b['same_predictions']}/{n_items}, max |dlogp| "
           f"{b['max_logprob_diff']:.2e}; full BBQ (58,492 items) ~{58492 / b['shared_items_per_s'] / 60:.1f} min", flush=True)
 
     prompts = [p.prompt for p in builtin_prompts() + over_refusal_prompts()]
     results["generation_base"] = []
-    for bs in gen_batches:
-        batch_prompts = list(itertools.islice(itertools.cycle(prompts), max(bs, len(prompts))))
-        r = generation_rate(model, tok, batch_prompts, bs, max_new, device)
-        results["generation_base"].append(r)
-        print(f"generation (transformers) batch {bs}: {r['tokens_per_s']:,.0f} new tokens/s "
-              f"({r['new_tokens']} tokens); {against_limits(r['tokens_per_s'], bs)}", flush=True)
-    vllm_prompts = list(itertools.islice(itertools.cycle(prompts), gen_batches[-1]))
+    n_gen = max(512 if device.type == "cuda" else 128, *[b for b in gen_batches if b != "auto"])
+    gen_prompts = list(itertools.islice(itertools.cycle(prompts), n_gen))
+    modes = [(bs, False) for bs in gen_batches] + ([("auto", True)] if device.type == "cuda" else [])
+    for bs, compiled in modes:
+        batch_prompts = gen_prompts if bs == "auto" else list(itertools.islice(itertools.cycle(prompts), max(bs, len(prompts))))
+        r = generation_rate(model, tok, batch_prompts, bs, max_new, device, compiled=compiled)
+        if compiled:
+            results["generation_compiled"] = r
+        else:
+            results["generation_base"].append(r)
+        how = f"batch {r['batch_size']}" + (" (auto)" if bs == "auto" else "") + (
+            f", compiled (warm-up and compilation {r['warmup_s']:.0f} s)" if compiled else "")
+        print(f"generation (transformers) {how}: {r['tokens_per_s']:,.0f} new tokens/s "
+              f"({r['new_tokens']} tokens); {against_limits(r['tokens_per_s'], r['batch_size'])}", flush=True)
+    vllm_prompts = gen_prompts
     results["generation_vllm"] = r = vllm_rate(model, tok, vllm_prompts, max_new, device)
     if "tokens_per_s" in r:
         print(f"generation (vllm) {r['prompts']} prompts: {r['tokens_per_s']:,.0f} new tokens/s "
@@ -244,8 +269,7 @@ def main() -> None:
                        ("prompt-tuning", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20))):
         variant = get_peft_model(model, cfg).eval()
         bbq = bbq_rates(variant, tok, n_items // 2, bbq_batch, device, naive=False)
-        gen = generation_rate(variant, tok, list(itertools.islice(itertools.cycle(prompts), gen_batches[-1])),
-                              gen_batches[-1], max_new, device)
+        gen = generation_rate(variant, tok, gen_prompts, "auto", max_new, device)
         results[f"variant_{label}"] = {"bbq": bbq, "generation": gen}
         print(f"{label} variant: BBQ {bbq['shared_items_per_s']:.1f} items/s; generation batch {gen['batch_size']}: "
               f"{gen['tokens_per_s']:,.0f} new tokens/s", flush=True)

@@ -126,7 +126,7 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream other libraries' output (progress bars, "
                                  "training logs, warnings) here instead of into RUN_DIR/logs/."),
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers | vllm: override the config's "
-                                          "backend (safety generation)."),
+                                          "backend (generation of the safety, XSTest, HarmBench and StrongREJECT benchmarks)."),
 ) -> None:
     """Train, evaluate and report every variant of a sweep; resumes an interrupted run.
 

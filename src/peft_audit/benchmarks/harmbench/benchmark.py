@@ -70,7 +70,7 @@ class HarmBenchBenchmark:
             behaviors = load_behaviors(cfg, seed=0)
             with run.timed("harmbench.generate"):
                 rows = generate_samples(run.model, run.tokenizer, behaviors, cfg=cfg,
-                                        progress=run.progress("HarmBench generate", len(behaviors)))
+                                        progress=run.progress("HarmBench generate", len(behaviors)), generator=run.generate)
             run.commit(GENERATED, run.timings["harmbench.generate"], samples=rows)
         if not run.needs(JUDGED) and not run.needs("metrics"):
             return []

@@ -36,10 +36,12 @@ def flat(row: Mapping) -> dict:
 
 
 def generate_samples(model, tokenizer, behaviors: Sequence[Behavior], *, cfg: HarmBenchConfig,
-                     progress: Callable[[int], None] | None = None) -> list[dict]:
+                     progress: Callable[[int], None] | None = None,
+                     generator: Callable[..., list] | None = None) -> list[dict]:
     """One ``samples`` row per behaviour (in order) with the prompt sent and the answer."""
-    gens = generate(model, tokenizer, [b.prompt for b in behaviors], system_prompt=cfg.system_prompt,
-                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    generator = generator or (lambda texts, **kw: generate(model, tokenizer, texts, **kw))
+    gens = generator([b.prompt for b in behaviors], system_prompt=cfg.system_prompt,
+                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     return [
         sample_row(b.behavior_id, b.semantic_category, {
             "functional_category": b.functional_category, "behavior": b.behavior, "context": b.context,

@@ -71,16 +71,15 @@ class StrongRejectBenchmark:
             check_judges([cfg.rubric_judge])
 
     def evaluate(self, cfg: StrongRejectConfig, run: VariantRun) -> list[dict]:
-        from ...models.generate import generate
         from .metrics import strongreject_metrics
         from .prompts import load_forbidden_prompts
 
         if run.needs("strongreject.generated"):
             prompts = load_forbidden_prompts(cfg, seed=0)
             with run.timed("strongreject.generate"):
-                gens = generate(run.model, run.tokenizer, [p.prompt for p in prompts], system_prompt=cfg.system_prompt,
-                                max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                                progress=run.progress("generate", len(prompts)))
+                gens = run.generate([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
+                                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                                    progress=run.progress("generate", len(prompts)))
             samples = [{"benchmark": NAME, "sample_id": p.sample_id, "category": p.category,
                         "payload": {"prompt": p.prompt, "source": p.source, "response": g.text,
                                     "n_new_tokens": g.n_new_tokens}} for p, g in zip(prompts, gens)]

@@ -79,7 +79,7 @@ class XSTestBenchmark:
             prompts = load_xstest_prompts(cfg, seed=0)
             with run.timed("generate"):
                 rows = generate_samples(run.model, run.tokenizer, prompts, cfg=cfg,
-                                        progress=run.progress("generate", len(prompts)))
+                                        progress=run.progress("generate", len(prompts)), generator=run.generate)
             run.commit(GENERATED, run.timings["generate"], samples=rows)
         if not run.needs(JUDGED) and not run.needs("metrics"):
             return []

@@ -22,11 +22,13 @@ JUDGE_CHUNK = 32  # responses judged per progress update
 
 
 def generate_samples(model, tokenizer, prompts: Sequence[XSTestPrompt], *, cfg: XSTestConfig,
-                     progress: Callable[[int], None] | None = None) -> list[dict]:
+                     progress: Callable[[int], None] | None = None,
+                     generator: Callable[..., list] | None = None) -> list[dict]:
     """Sample rows with the model's answer to each prompt (``cfg.system_prompt``,
     ``cfg.max_new_tokens``, ``cfg.batch_size``), in prompt order."""
-    gens = generate(model, tokenizer, [p.prompt for p in prompts], system_prompt=cfg.system_prompt,
-                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    generator = generator or (lambda texts, **kw: generate(model, tokenizer, texts, **kw))
+    gens = generator([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
+                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     return [
         {"benchmark": NAME, "sample_id": p.id, "category": p.type,
          "payload": {"prompt": p.prompt, "label": p.label, "focus": p.focus, "note": p.note,
