@@ -272,3 +272,65 @@ def test_a_version_1_run_directory_resumes_without_retraining(tiny_model_dir, tm
         assert s.stages_done(lora)["trained"] > 0  # from the old store, not a new training
         got = {t: sorted(map(tuple, map(dict.values, s.rows(t))), key=repr) for t in expected}
     assert got == expected
+
+
+def test_reading_commands_never_write_a_version_1_store(tmp_path):
+    """``open_existing`` (report, gate, show, status, export, analyze, card) upgrades an old
+    store in memory only: the file keeps its bytes and its version; a run migrates it later."""
+    import hashlib
+
+    from peft_audit.analysis import load_run_frames
+    from peft_audit.store import open_existing
+
+    p = tmp_path / "results.sqlite"
+    con = make_v1(p)
+    fill_v1(con)
+    con.execute("PRAGMA journal_mode=DELETE")  # a finished run's file, no WAL beside it
+    con.close()
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    with open_existing(tmp_path) as s:
+        assert s.read_only and s.get_meta("schema_version") == 2
+        assert [r["sample_id"] for r in s.samples("safety", "v1")] == ["malware-1", "or-3"]
+        with pytest.raises(sqlite3.OperationalError):
+            s.set_meta("touched", True)
+    frames = load_run_frames(tmp_path)
+    assert list(frames.safety["prompt_id"]) == ["malware-1"]  # (the over-refusal probe is read apart)
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == digest
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["results.sqlite"]
+    assert sqlite3.connect(p).execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    with Store(p) as s:  # a run (read-write) migrates it
+        assert s.get_meta("migrated_from") == 1
+
+
+def test_a_current_store_is_read_without_writing_while_a_run_holds_it(tmp_path):
+    from peft_audit.store import open_existing
+
+    writer = Store(tmp_path / "results.sqlite")
+    writer.set_meta("driver", {"pid": 1})
+    with open_existing(tmp_path) as reader:
+        assert reader.get_meta("driver") == {"pid": 1}
+        writer.set_meta("driver", {"pid": 2})  # a sweep writes on (WAL): the reader sees the commit
+        assert reader.get_meta("driver") == {"pid": 2}
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.set_meta("driver", None)
+    writer.close()
+
+
+def test_where_sqlite_cannot_keep_its_wal_index_the_store_is_read_as_immutable(tmp_path, monkeypatch):
+    # (a read-only directory: tests run as root here, so SQLite's refusal is simulated)
+    from peft_audit.store import open_existing
+
+    with Store(tmp_path / "results.sqlite") as s:
+        s.set_meta("driver", {"pid": 7})
+    real, uris = sqlite3.connect, []
+
+    def connect(database, *args, **kwargs):
+        uris.append(str(database))
+        if "immutable=1" not in str(database):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with open_existing(tmp_path) as s:
+        assert s.get_meta("driver") == {"pid": 7}
+    assert [u.split("?")[1] for u in uris] == ["mode=ro", "mode=ro&immutable=1"]

@@ -5,8 +5,14 @@ error and traceback), per-item records of every benchmark in one generic ``sampl
 (benchmark, variant, sample id, category, JSON payload: e.g. safety prompts with raw responses,
 BBQ items with chosen option and log-likelihoods), every judge verdict, and computed metrics.
 ``safety_samples`` and ``fairness_samples`` are read-only views of ``samples`` with the columns
-those tables had in schema version 1; a version-1 store is migrated in place when opened
-(:func:`migrate`).
+those tables had in schema version 1; a version-1 store is migrated in place when a run
+opens it (:func:`migrate`).
+
+Commands that only read a run directory (``report``, ``gate``, ``show``, ``status``, ``export``,
+``card``, the analysis) open the store read-only (:func:`open_existing`): they never write to it,
+so an archived or shared run directory, a read-only mount or another user's files can be audited
+as they are, and reading is never what changed the evidence. An older schema is upgraded in a
+copy in memory for them; the file keeps its version until a run resumes it.
 
 Design:
 
@@ -48,14 +54,30 @@ def results_path(run_dir: str | Path) -> Path:
 
 
 def open_existing(run_dir: str | Path) -> "Store":
-    """Open the store of an existing run directory. FileNotFoundError naming the directory when
-    there is none (never creates one: a typo in a path must not look like an empty run)."""
+    """Open the store of an existing run directory **read-only** (see the module docstring).
+    FileNotFoundError naming the directory when there is none (never creates one: a typo in a
+    path must not look like an empty run)."""
     db = results_path(run_dir)
     if not db.is_file():
         raise FileNotFoundError(
             f"{run_dir}: no results store here (no {RESULTS_FILE}); is this a run directory written by `peft-audit run CONFIG "
             f"--out {run_dir}`?")
-    return Store(db)
+    return Store(db, read_only=True)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write ``path``. It reads a store a sweep is writing (WAL) like any
+    reader; where SQLite cannot keep its WAL index beside the file (a read-only directory, where no
+    writer can be either), the file is opened as immutable."""
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as e:
+        if "unable to open" not in str(e):
+            raise
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60, isolation_level=None)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -198,10 +220,18 @@ def _dumps(obj: Any) -> str:
 
 
 class Store:
-    """Open (and create if needed) ``results.sqlite``. Use one Store per process."""
+    """Open (and create if needed) ``results.sqlite``. Use one Store per process.
 
-    def __init__(self, path: str | Path):
+    ``read_only``: open an existing store without ever writing to it (:func:`open_existing`);
+    a store of an older schema, or one without tables yet, is brought up to date in a copy in
+    memory. Writing through such a Store raises ``sqlite3.OperationalError``."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
+        if read_only:
+            self._open_read_only()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -225,6 +255,34 @@ class Store:
             with self.transaction() as c:
                 _create_samples(c)
                 c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _open_read_only(self) -> None:
+        try:
+            self.conn = _connect_read_only(self.path)
+            self.conn.row_factory = sqlite3.Row
+            found = self._stored_version()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: not a usable peft-audit results store (SQLite: {e}); it was left untouched. "
+                             "Restore it from a copy") from None
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {found} is newer than this peft-audit understands "
+                             f"({SCHEMA_VERSION}); upgrade peft-audit to read it")
+        if found == SCHEMA_VERSION:
+            return
+        # an older (or empty) store: upgraded in memory, the file left as it is
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        memory.row_factory = sqlite3.Row
+        self.conn.backup(memory)
+        self.conn.close()
+        self.conn = memory
+        if found is None:
+            self.conn.executescript(SCHEMA)
+            with self.transaction() as c:
+                _create_samples(c)
+                c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        else:
+            migrate(self.conn, self.path, found)
+        self.conn.execute("PRAGMA query_only=ON")  # the copy is as read-only as the file
 
     def _stored_version(self) -> int | None:
         """The schema version of an existing store; None for a new (empty) file."""
