@@ -246,9 +246,17 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: not a usable peft-audit results store (SQLite: {e}); it was left untouched. "
                              "Restore it from a copy, or use a new --out directory") from None
+        self._refuse_newer(found)
+        self._bring_up_to_date(found)
+
+    def _refuse_newer(self, found: int | None) -> None:
         if found is not None and found > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {found} is newer than this peft-audit understands "
                              f"({SCHEMA_VERSION}); upgrade peft-audit to read it")
+
+    def _bring_up_to_date(self, found: int | None) -> None:
+        """Migrate a store of an older schema, or lay out the samples table, its views and the
+        version of a new one (its tables already created)."""
         if found is not None and found < SCHEMA_VERSION:
             migrate(self.conn, self.path, found)
         else:
@@ -264,9 +272,7 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: not a usable peft-audit results store (SQLite: {e}); it was left untouched. "
                              "Restore it from a copy") from None
-        if found is not None and found > SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: schema version {found} is newer than this peft-audit understands "
-                             f"({SCHEMA_VERSION}); upgrade peft-audit to read it")
+        self._refuse_newer(found)
         if found == SCHEMA_VERSION:
             return
         # an older (or empty) store: upgraded in memory, the file left as it is
@@ -277,11 +283,7 @@ class Store:
         self.conn = memory
         if found is None:
             self.conn.executescript(SCHEMA)
-            with self.transaction() as c:
-                _create_samples(c)
-                c.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        else:
-            migrate(self.conn, self.path, found)
+        self._bring_up_to_date(found)
         self.conn.execute("PRAGMA query_only=ON")  # the copy is as read-only as the file
 
     def _stored_version(self) -> int | None:
