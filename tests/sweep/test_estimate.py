@@ -96,3 +96,11 @@ def test_plan_estimate_and_study_on_the_command_line(tiny_model_dir, tmp_path, m
     # without --estimate no model is loaded: the estimate is not printed
     res = CliRunner().invoke(app, ["plan", str(cfg)], env={"COLUMNS": "300"})
     assert res.exit_code == 0 and "estimated wall time" not in res.output and "--estimate" in res.output
+
+
+def test_durations_read_the_same_everywhere():
+    from peft_audit.sweep.logs import describe_seconds
+
+    assert [describe_seconds(s) for s in (None, 0.4, 89, 95, 3725, 5400, 7530)] == [
+        "unknown", "0 s", "89 s", "1 min 35 s", "62 min 05 s", "1 h 30 min", "2 h 05 min"]
+    assert [describe_seconds(s, estimate=True) for s in (89, 95, 3725, 7530)] == ["89 s", "2 min", "62 min", "2.1 h"]

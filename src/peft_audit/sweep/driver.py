@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import faults
 from ..store import Store
-from .logs import show_once, variant_log_dir
+from .logs import describe_seconds, show_once, variant_log_dir
 from .messages import Message, apply_message, stored_rows_for
 from .plan import PlannedVariant, variant_labels
 
@@ -134,7 +134,7 @@ class Driver:
             self.tracker.log_variant(self.store.variant(vid), self.store.rows("metrics", vid))
         self._end_stage(vid)
         if status == "done":
-            console.print(f"[green]done[/]   {self.label(vid)} in {_seconds(walls[vid])}  ({_stage_text(timings)})",
+            console.print(f"[green]done[/]   {self.label(vid)} in {describe_seconds(walls[vid])}  ({_stage_text(timings)})",
                           soft_wrap=True, highlight=False)
         else:
             error = self.store.variant(vid).get("error") or "no error recorded"
@@ -194,10 +194,6 @@ class Driver:
     def _refresh(self) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=self._describe())
-
-
-def _seconds(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {s % 60:02.0f} s"
 
 
 def _stage_text(timings: dict[str, float]) -> str:

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .logs import describe_seconds
+
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_VERSION = 1
 GEN_TOKENS = 16  # new tokens per prompt while calibrating
@@ -235,8 +237,9 @@ def render_estimate(cfg, plan, cost, console, *, jobs: int = 1, use_cache: bool 
 
         gpus = torch.cuda.device_count()
     parallel = min(jobs, gpus) if gpus > 1 else 1
-    stages = " · ".join(f"{k} {describe_seconds(v)}" for k, v in total.items() if k != "total" and v >= 0.5)
-    console.print(f"estimated wall time: {describe_seconds(total['total'] / parallel)} ({stages}"
+    stages = " · ".join(f"{k} {describe_seconds(v, estimate=True)}" for k, v in total.items()
+                        if k != "total" and v >= 0.5)
+    console.print(f"estimated wall time: {describe_seconds(total['total'] / parallel, estimate=True)} ({stages}"
                   + (f"; over {parallel} GPUs" if parallel > 1 else "") + "); generation counted at max_new_tokens "
                   "for every answer (an upper bound); on CPU, --jobs splits the cores and saves little",
                   soft_wrap=True, highlight=False)
@@ -332,10 +335,4 @@ def study_estimate(gpu: Gpu, w: StudyWorkload = StudyWorkload()) -> dict[str, An
     return {"gpu": gpu.name, "hours": hours, "assumptions": assumptions}
 
 
-def describe_seconds(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
 

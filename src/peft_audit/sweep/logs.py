@@ -27,6 +27,20 @@ from pathlib import Path
 LOGS_DIR = "logs"
 
 
+def describe_seconds(s: float | None, *, estimate: bool = False) -> str:
+    """A duration as the terminal shows it: ``45 s``, ``12 min 05 s``, ``2 h 05 min``; with
+    ``estimate``, no more precision than an estimate has (``45 s``, ``12 min``, ``2.1 h``).
+    ``unknown`` for None. The one formatter of the driver, ``status`` and ``plan --estimate``."""
+    if s is None:
+        return "unknown"
+    if s < 90:
+        return f"{s:.0f} s"
+    if estimate:
+        return f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s < 5400 else f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.").lower()[:80]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..store import open_existing
 from .driver import HEARTBEAT_S
+from .logs import describe_seconds
 from .plan import variant_display
 
 STAGE_ORDER = ("trained", "generated", "judged", "scored", "metrics")
@@ -79,13 +80,6 @@ def read_status(run_dir: str | Path, now: float | None = None) -> SweepStatus:
     return st
 
 
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "unknown"
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def render_status(st: SweepStatus, console) -> None:
     """Print ``st`` with rich: counts, running variants and their stage, failures, ETA."""
     from rich.table import Table
@@ -106,5 +100,5 @@ def render_status(st: SweepStatus, console) -> None:
         console.print(t)
     for vid, name, err in st.failed:
         console.print(f"[red]failed[/] {vid} {name}: {err[:200]}")
-    console.print(f"mean variant time {_fmt_s(st.mean_variant_s)}; ETA {_fmt_s(st.eta_s)}"
+    console.print(f"mean variant time {describe_seconds(st.mean_variant_s)}; ETA {describe_seconds(st.eta_s)}"
                   + (f" at {st.jobs} jobs" if st.jobs > 1 else ""))
