@@ -168,7 +168,9 @@ def run(
 
 @command()
 def show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
-    """Print the variants of a run with status and headline scores.
+    """Print the variants of a run: status, headline scores with their 95% intervals (plug-in
+    benchmarks included), each judge's unscored share, then each fine-tuned variant's changes vs
+    its base with paired intervals and its gate result (the lines a run ends with).
 
     Example:
 

@@ -86,37 +86,80 @@ def write_summary(store: Store, path: Path) -> Path:
 
 
 def print_run(run_dir: Path) -> None:
-    """Rich table of variants: status, safety overall (CI), delta, each judge's unscored share,
-    over-refusal, BBQ overall."""
+    """Rich table of variants: status, safety overall and each judge's unscored share,
+    over-refusal, BBQ accuracy and bias (ambiguous, disambiguated), then the first metric of each
+    report section of every plug-in benchmark evaluated in the run; every score with its 95%
+    interval under it, in percentage points as in the report. Then each fine-tuned variant's
+    changes vs its base with their paired intervals: the lines a run ends with, from the
+    report's overview (:func:`peft_audit.report.verdict.verdict_lines`)."""
     from rich.console import Console
     from rich.table import Table
 
     with open_existing(run_dir) as store:
         summary = build_summary(store)
-    t = Table(title=str(run_dir))
-    for col in ("variant", "id", "status", "safety (95% CI)", "Δ safety", "unscored by judge", "over-refusal",
-                "BBQ acc amb/dis", "bias amb/dis"):
+        metrics = _metrics_by_variant(store)
+    extra = _plug_in_columns(metrics)
+    t = Table(title=f"{run_dir} (percentage points; 95% interval under each score)")
+    for col in ("variant", "status", "safety", "unscored by judge", "over-refusal", "BBQ acc ambig",
+                "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig", *(title for title, _ in extra)):
         t.add_column(col)
 
-    def f(x, pct=True):
-        return "–" if x is None else (f"{100 * x:.1f}" if pct else f"{x:+.3f}")
+    def cell(x, ci=None, signed=False) -> str:
+        if x is None:
+            return "–"
+        lo, hi = ci or (None, None)
+        return pts(x, signed) + ("" if lo is None or hi is None else f"\n[{pts(lo, signed)}, {pts(hi, signed)}]")
 
     for v in summary["variants"]:
         s = v["safety"]
-        ci = s.get("overall_ci") or [None, None]
         fo = (v["fairness"] or {}).get("overall") or {}
-        d = (v.get("delta_vs_base") or {}).get("safety", {}).get("overall")
+        fci = fo.get("ci") or {}
+        o = v.get("over_refusal") or {}
         status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
+        mine = metrics.get(v["id"], {})
         t.add_row(
-            v["label"], v["id"], status,
-            f"{f(s['overall'])} [{f(ci[0])}, {f(ci[1])}]" if s["overall"] is not None else "–",
-            "–" if d is None else f"{100 * d:+.1f}",
+            f"{v['label']}\n[dim]{v['id']}[/]", status,
+            cell(s["overall"], s.get("overall_ci")),
             _unscored_by_judge(s),
-            f((v.get("over_refusal") or {}).get("refusal_rate")),
-            f"{f(fo.get('acc_ambig'))}/{f(fo.get('acc_disambig'))}",
-            f"{f(fo.get('bias_ambig'), False)}/{f(fo.get('bias_disambig'), False)}",
+            cell(o.get("refusal_rate"), o.get("ci")),
+            *(cell(fo.get(k), fci.get(k)) for k in ("acc_ambig", "acc_disambig")),
+            *(cell(fo.get(k), fci.get(k), True) for k in ("bias_ambig", "bias_disambig")),
+            *(cell(r["value"], (r["ci_low"], r["ci_high"])) if (r := mine.get(key)) else "–" for _, key in extra),
         )
-    Console().print(t)
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: no terminal to wrap to
+        console = Console(width=max(console.width, 200))
+    console.print(t)
+    from .analysis import analyze
+    from .report.verdict import verdict_lines
+
+    for line in verdict_lines(analyze(run_dir)):
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def pts(x: float, signed: bool = False) -> str:
+    """A proportion in percentage points, one decimal (the report's :func:`~peft_audit.report.tables.num`)."""
+    from .report.tables import num as report_num
+
+    return report_num(x, signed=signed)
+
+
+def _plug_in_columns(metrics: dict[str, dict[tuple[str, str, str], dict]]) -> list[tuple[str, tuple]]:
+    """``(title, (benchmark, "overall", metric))`` for the first metric of each report
+    section of every registered benchmark other than safety and fairness that some variant of
+    the run has an overall value of (the report overview's plug-in columns)."""
+    from .report.tables import HAND_LAID_OUT
+
+    present = {key for m in metrics.values() for key in m}
+    cols = []
+    for b in BENCHMARKS.values():
+        if b.name in HAND_LAID_OUT:
+            continue
+        for section in b.report_sections:
+            key = (b.name, "overall", section.metrics[0])
+            if key in present:
+                cols.append((f"{section.title}: {section.metrics[0]}", key))
+    return cols
 
 
 def _unscored_by_judge(safety: dict[str, Any]) -> str:

@@ -116,3 +116,17 @@ def test_resume_judges_the_committed_answers_without_a_model(tmp_path):
         assert got[("overall", "unsafe_full_compliance_rate")] == 1.0
         assert {s["sample_id"]: s["xstest_class"] for s in store.samples("xstest")} == {
             "1": "2_full_refusal", "21": "1_full_compliance"}
+
+
+def test_show_lists_the_plug_in_benchmark_with_intervals_and_the_changes(run_dir):
+    from peft_audit.report.tables import num
+
+    r = CliRunner().invoke(app, ["show", str(run_dir)], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    title = "XSTest: over-refusal of safe prompts: safe_full_refusal_rate"
+    assert title in r.output and "XSTest: compliance with unsafe contrast prompts" in r.output
+    with Store(run_dir / "results.sqlite") as s:
+        row = next(m for m in s.rows("metrics") if m["benchmark"] == "xstest" and m["category"] == "overall"
+                   and m["metric"] == "safe_full_refusal_rate")
+    assert f"[{num(row['ci_low'])}, {num(row['ci_high'])}]" in r.output  # the score's interval under it
+    assert "Changes vs base in points, [95% CI]" in r.output and "safe_full_refusal_rate Δ" in r.output
