@@ -82,9 +82,8 @@ def _batch_size(value: Any) -> int | str:
 
 
 BatchSizeSetting = Annotated[int | Literal["auto"], BeforeValidator(_batch_size)]
-BATCH_SIZE_HELP = ("Rows per batch, or 'auto': as many as the device's free memory holds (at most 512 generation / "
-                   "256 scoring rows on a GPU, 128 / 16 on the CPU); a batch that runs out of memory is retried "
-                   "at half the size")
+BATCH_SIZE_HELP = ("Rows per batch, or 'auto': as many as the device's free memory holds, up to the device's cap "
+                   "(peft_audit.models.batching); a batch that runs out of memory is retried at half the size")
 
 
 class BenchmarkSection(BaseModel):

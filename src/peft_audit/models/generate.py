@@ -68,7 +68,7 @@ import torch
 
 from .. import faults
 from .batching import BatchSize, generation_batch_size, in_batches
-from .forward import forward_params, base_model, cache_kwargs, output_cache, prompt_learning_config, virtual_tokens
+from .forward import base_model, cache_kwargs, forward_params, output_cache, prompt_learning_config, virtual_tokens
 
 
 @dataclass(frozen=True)

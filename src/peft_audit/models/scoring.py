@@ -184,7 +184,8 @@ def score_continuations(
     """Sum of log-probabilities (nats, <= 0) of each continuation's tokens after its prompt.
 
     ``batch_size`` counts prompts per forward pass (a prompt's continuations share one row in
-    the second pass). Returns one list per prompt, in input order. ``progress(n)`` is called with
+    the second pass), or is ``"auto"`` (sized from free memory, :mod:`.batching`); a batch that
+    runs out of memory is retried at half the size. Returns one list per prompt, in input order. ``progress(n)`` is called with
     the number of prompts just finished. Falls back to :func:`score_continuations_naive` for
     prompt-learning PEFT methods other than prompt tuning, P-tuning and prefix tuning.
     """
@@ -280,7 +281,7 @@ def score_continuations_naive(
     forward pass with full vocabulary logits (what general-purpose harnesses do).
 
     Same token ids and return shape as :func:`score_continuations`; ``batch_size`` counts
-    rows. ``progress(n)`` reports prompts whose continuations are all finished.
+    rows (or ``"auto"``). ``progress(n)`` reports prompts whose continuations are all finished.
     """
     encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
     rows = [(i, j, p + c, len(p)) for i, (p, cs) in enumerate(encoded) for j, c in enumerate(cs)]

@@ -106,7 +106,7 @@ def score_bbq(
     *,
     mode: str = "loglik",
     prompt_format: str = "plain",
-    batch_size: int = 16,
+    batch_size: int | str = 16,
     length_normalise: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
