@@ -95,6 +95,10 @@ def print_run(run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from .analysis import analyze
+    from .report.tables import num as pts  # the report's percentage points
+    from .report.verdict import verdict_lines
+
     with open_existing(run_dir) as store:
         summary = build_summary(store)
         metrics = _metrics_by_variant(store)
@@ -108,7 +112,8 @@ def print_run(run_dir: Path) -> None:
         if x is None:
             return "–"
         lo, hi = ci or (None, None)
-        return pts(x, signed) + ("" if lo is None or hi is None else f"\n[{pts(lo, signed)}, {pts(hi, signed)}]")
+        interval = "" if lo is None or hi is None else f"\n[{pts(lo, signed=signed)}, {pts(hi, signed=signed)}]"
+        return pts(x, signed=signed) + interval
 
     for v in summary["variants"]:
         s = v["safety"]
@@ -130,36 +135,19 @@ def print_run(run_dir: Path) -> None:
     if not console.is_terminal:  # piped or redirected: no terminal to wrap to
         console = Console(width=max(console.width, 200))
     console.print(t)
-    from .analysis import analyze
-    from .report.verdict import verdict_lines
-
     for line in verdict_lines(analyze(run_dir)):
         console.print(line, soft_wrap=True, highlight=False)
 
 
-def pts(x: float, signed: bool = False) -> str:
-    """A proportion in percentage points, one decimal (the report's :func:`~peft_audit.report.tables.num`)."""
-    from .report.tables import num as report_num
-
-    return report_num(x, signed=signed)
-
-
 def _plug_in_columns(metrics: dict[str, dict[tuple[str, str, str], dict]]) -> list[tuple[str, tuple]]:
-    """``(title, (benchmark, "overall", metric))`` for the first metric of each report
-    section of every registered benchmark other than safety and fairness that some variant of
-    the run has an overall value of (the report overview's plug-in columns)."""
-    from .report.tables import HAND_LAID_OUT
+    """``(title, (benchmark, "overall", metric))`` of each plug-in headline
+    (:func:`peft_audit.report.overview.plug_in_headlines`) some variant of the run has an overall
+    value of."""
+    from .report.overview import plug_in_headlines
 
     present = {key for m in metrics.values() for key in m}
-    cols = []
-    for b in BENCHMARKS.values():
-        if b.name in HAND_LAID_OUT:
-            continue
-        for section in b.report_sections:
-            key = (b.name, "overall", section.metrics[0])
-            if key in present:
-                cols.append((f"{section.title}: {section.metrics[0]}", key))
-    return cols
+    return [(f"{title}: {m}", (bench, "overall", m)) for bench, title, m, _ in plug_in_headlines()
+            if (bench, "overall", m) in present]
 
 
 def _unscored_by_judge(safety: dict[str, Any]) -> str:

@@ -38,22 +38,22 @@ BUILTIN_COLUMNS = (
 )
 
 
-def overview_columns(paired: pd.DataFrame) -> list[OverviewColumn]:
-    """The built-in columns, then the first metric of each report section of every registered
-    plug-in benchmark that has an overall comparison in ``paired`` (so a benchmark left off adds
-    no empty column)."""
+def plug_in_headlines() -> list[tuple[str, str, str, bool]]:
+    """``(benchmark, section title, metric, lower is better)`` of the first metric of each report
+    section of every registered plug-in benchmark (all but the hand-laid-out safety and
+    fairness), in registry order: their headline numbers here and in ``peft-audit show``."""
     from ..benchmarks.registry import BENCHMARKS
 
+    return [(b.name, section.title, section.metrics[0], section.metrics[0] in section.lower_is_better)
+            for b in BENCHMARKS.values() if b.name not in HAND_LAID_OUT for section in b.report_sections]
+
+
+def overview_columns(paired: pd.DataFrame) -> list[OverviewColumn]:
+    """The built-in columns, then each plug-in headline (:func:`plug_in_headlines`) that has an
+    overall comparison in ``paired`` (so a benchmark left off adds no empty column)."""
     overall = set(zip(paired["benchmark"], paired["metric"])) if not paired.empty else set()
-    cols = list(BUILTIN_COLUMNS)
-    for b in BENCHMARKS.values():
-        if b.name in HAND_LAID_OUT:
-            continue
-        for section in b.report_sections:
-            m = section.metrics[0]
-            if (b.name, m) in overall:
-                cols.append(OverviewColumn(f"{section.title}: {m} Δ", m, b.name, m in section.lower_is_better))
-    return cols
+    return list(BUILTIN_COLUMNS) + [OverviewColumn(f"{title}: {m} Δ", m, bench, lower)
+                                    for bench, title, m, lower in plug_in_headlines() if (bench, m) in overall]
 
 
 def _moved_most(paired: pd.DataFrame, variant_id: str) -> dict | None:

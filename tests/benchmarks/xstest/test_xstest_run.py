@@ -128,5 +128,5 @@ def test_show_lists_the_plug_in_benchmark_with_intervals_and_the_changes(run_dir
     with Store(run_dir / "results.sqlite") as s:
         row = next(m for m in s.rows("metrics") if m["benchmark"] == "xstest" and m["category"] == "overall"
                    and m["metric"] == "safe_full_refusal_rate")
-    assert f"[{num(row['ci_low'])}, {num(row['ci_high'])}]" in r.output  # the score's interval under it
+    assert f"[{num(row['ci_low'])}, {num(row['ci_high'])}]" in r.output, r.output  # the score's interval under it
     assert "Changes vs base in points, [95% CI]" in r.output and "safe_full_refusal_rate Δ" in r.output
