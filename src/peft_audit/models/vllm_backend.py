@@ -12,7 +12,8 @@ vLLM as token ids (vLLM never applies a template of its own), decoding is greedy
 (``temperature=0``) up to ``max_new_tokens``, a row stops at the same stop ids
 (:func:`_stop_ids`), and the text is the new tokens decoded by the same tokenizer with special
 tokens skipped, stripped. On the bundled SmolLM2 (fp32, CPU) 135/135 quickstart responses are
-identical to the transformers backend's (``tests/models/test_vllm_backend.py``).
+identical to the transformers backend's, for the base model and a LoRA adapter
+(``perf/vllm_agreement.py``; ``tests/models/test_vllm_backend.py`` checks 40 of them).
 
 Only the base model and LoRA adapters are served (vLLM has no IA3, prompt tuning, P-tuning or
 prefix tuning); :func:`servable` says which, and the caller falls back to the transformers
@@ -30,7 +31,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .forward import peft_type
+from .forward import base_model, peft_type
 from .generate import Generation, _stop_ids, chat_input_ids
 
 #: Fraction of the device's memory the engine may take for weights and KV cache. On a GPU the
@@ -149,7 +150,6 @@ class VllmEngine:
             new.append(ids[:next((k for k, t in enumerate(ids) if t in stops), len(ids))])
         return new
 
-
     def shutdown(self) -> None:
         """Stop the engine's processes (a process that still holds them does not exit)."""
         engine = getattr(self._llm, "llm_engine", None)
@@ -172,8 +172,6 @@ def shutdown_engines() -> None:
 def engine_for(model, *, device: str = "cpu") -> VllmEngine:
     """The engine of ``model``'s base (built once per process and base directory, sized for its
     dtype), shared by every variant on that base."""
-    from .forward import base_model
-
     base = base_model(model)
     model_dir = str(Path(base.config._name_or_path).resolve())
     dtype = str(next(base.parameters()).dtype).removeprefix("torch.")
@@ -198,13 +196,14 @@ def generate_vllm(model, tokenizer, prompts: list[str], *, system_prompt: str | 
         return []
     device = str(next(model.parameters()).device)
     engine = engine or engine_for(model, device=device)
-    if getattr(model, "active_peft_config", None) is not None and _lora_rank(model) > engine.max_lora_rank:
+    is_lora = peft_type(model) is not None  # servable: the base model or a LoRA adapter
+    if is_lora and _lora_rank(model) > engine.max_lora_rank:
         raise ValueError(f"LoRA rank {_lora_rank(model)} is above the vLLM engine's {engine.max_lora_rank}; "
                          "generate with the transformers backend")
     stop = _stop_ids(model, tokenizer)
     with tempfile.TemporaryDirectory(prefix="peft-audit-lora-") as tmp:
         adapter = None
-        if getattr(model, "active_peft_config", None) is not None:
+        if is_lora:
             model.save_pretrained(tmp)  # the adapter as loaded, wherever it came from
             adapter = str(Path(tmp) / model.active_adapter) if (Path(tmp) / model.active_adapter).is_dir() else tmp
         new = engine.generate(encoded, max_new_tokens=max_new_tokens, stop=stop, adapter=adapter)

@@ -333,6 +333,3 @@ def study_estimate(gpu: Gpu, w: StudyWorkload = StudyWorkload()) -> dict[str, An
         "roofline model: FLOP per token 2N forward, 6N forward+backward (Kaplan et al. 2020)",
     ]
     return {"gpu": gpu.name, "hours": hours, "assumptions": assumptions}
-
-
-
