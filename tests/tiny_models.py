@@ -84,6 +84,18 @@ def make_tiny_model(family: str = "llama", seed: int = 0):
     return model, tok
 
 
+def make_lively_tiny_model(seed: int = 0):
+    """A tiny random model with larger weights, so its greedy output depends on the prompt."""
+    import torch
+
+    model, tok = make_tiny_model(seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model, tok
+
+
 def save_tiny_model(path: Path, family: str = "llama", seed: int = 0) -> Path:
     """Save a tiny model + tokenizer as a local checkpoint directory (loadable by name)."""
     model, tok = make_tiny_model(family, seed)

@@ -7,24 +7,14 @@ import torch
 
 from peft_audit.config import METHODS
 from peft_audit.models.generate import Generation, chat_input_ids, generate
-from tiny_models import make_tiny_model
+from tiny_models import make_lively_tiny_model, make_tiny_model
 
 PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was forgetful in the story?", "sky"]
 
 
-def _lively_tiny_model(seed=0):
-    """A tiny random model with larger weights, so its greedy output depends on the prompt."""
-    model, tok = make_tiny_model(seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model, tok
-
-
 @pytest.fixture(scope="module")
 def lively():
-    return _lively_tiny_model()
+    return make_lively_tiny_model()
 
 
 def test_batched_equals_one_by_one_in_input_order(lively):
@@ -144,7 +134,7 @@ def _greedy_reference_ids(model, tok, prompt, max_new_tokens, stop=None, system_
 def _random_adapter(method, seed):
     from peft import get_peft_model
 
-    model, _ = _lively_tiny_model()
+    model, _ = make_lively_tiny_model()
     peft_model = get_peft_model(model, _peft_config(method))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -173,7 +163,7 @@ def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(method
     """With a stop token that ends rows at different steps (and not at all for others), every
     row still equals the cache-free greedy loop: dropping finished rows (and their cache, or
     their prefix) keeps the remaining rows aligned."""
-    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
     tok = make_tiny_model()[1]
     free = [_greedy_reference_ids(model, tok, p, 8, stop=set()) for p in PROMPTS]
     first_step = {}
@@ -198,7 +188,7 @@ def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(method
 def test_generation_config_with_logits_processing_goes_through_generate(lively):
     """A repetition penalty in the model's generation config changes greedy answers; the
     hand-written loop does not apply it, so such a model is decoded by ``model.generate``."""
-    model, tok = _lively_tiny_model()
+    model, tok = make_lively_tiny_model()
     model.generation_config.repetition_penalty = 5.0
     out = generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=3)
     ids = [chat_input_ids(tok, p) for p in PROMPTS]
@@ -218,7 +208,7 @@ def test_a_prefix_shared_by_every_row_is_encoded_once_with_the_same_tokens(metho
     the cache-free greedy loop."""
     from peft_audit.models.generate import MIN_SHARED_PREFIX, _shared_prefix_len
 
-    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
     tok = make_tiny_model()[1]
     system = "The quick brown fox jumps over the lazy dog. Answer the question."
     assert _shared_prefix_len([chat_input_ids(tok, p, system) for p in PROMPTS]) >= MIN_SHARED_PREFIX
@@ -250,7 +240,7 @@ def test_length_bucketed_prefill_equals_one_row_at_a_time(method, system):
     one batch (the inserted padding masked): every row still equals the cache-free greedy loop."""
     from peft_audit.models.generate import _shared_prefix_len, prefill_buckets
 
-    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 2)
+    model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 2)
     tok = make_tiny_model()[1]
     encoded = [chat_input_ids(tok, p, system) for p in VARIED]
     shared = _shared_prefix_len(encoded)
@@ -299,7 +289,7 @@ def test_static_cache_decoding_equals_the_greedy_loop(method):
     eagerly) gives the cache-free greedy loop's tokens, stop tokens and row lengths included."""
     from peft_audit.models.generate import STATIC_WIDTH, _static_batch, _stop_ids
 
-    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
     tok = make_tiny_model()[1]
     rows = [chat_input_ids(tok, p) for p in VARIED]
     assert max(map(len, rows)) % STATIC_WIDTH  # the padding to the static width is exercised
@@ -313,7 +303,7 @@ def test_static_cache_decoding_equals_the_greedy_loop(method):
 def test_compiled_decoding_off_cuda_says_so_and_answers_as_without(method, recwarn):
     from peft_audit.sweep.logs import Notice
 
-    model = _lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
+    model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
     tok = make_tiny_model()[1]
     assert generate(model, tok, PROMPTS, max_new_tokens=5, compiled=True) == generate(model, tok, PROMPTS,
                                                                                      max_new_tokens=5)
@@ -325,6 +315,6 @@ def test_compiled_decoding_applies_on_cuda_to_models_without_virtual_tokens():
     from peft_audit.models.generate import _not_compilable
 
     cuda = torch.device("cuda")  # only named
-    assert _not_compilable(_lively_tiny_model()[0], cuda) is None
+    assert _not_compilable(make_lively_tiny_model()[0], cuda) is None
     assert _not_compilable(_random_adapter("lora", 1), cuda) is None
     assert "prompt-learning" in _not_compilable(_random_adapter("prefix-tuning", 1), cuda)

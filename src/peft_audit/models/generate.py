@@ -68,7 +68,9 @@ import torch
 
 from .. import faults
 from .batching import BatchSize, generation_batch_size, in_batches
-from .forward import base_model, cache_kwargs, forward_params, output_cache, prompt_learning_config, virtual_tokens
+from .forward import (
+    base_model, cache_kwargs, forward_params, output_cache, peft_type, prompt_learning_config, virtual_tokens,
+)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def generate(
     batch_size: BatchSize = 8,
     progress: Callable[[int], None] | None = None,
     compiled: bool = False,
+    adapter_names: list[str] | None = None,
 ) -> list[Generation]:
     """Greedy chat completions for ``prompts`` (see module docstring), in input order.
 
@@ -138,11 +141,14 @@ def generate(
     ``compiled``: on CUDA, decode base/LoRA/IA3 models with a static KV cache and compiled
     steps (:func:`_static_batch`); elsewhere, and for prompt-learning adapters, it is ignored
     with a notice. ``progress`` is called with the number of prompts finished after each batch.
-    An empty ``prompts`` list returns ``[]`` without touching the model.
+    ``adapter_names``: one LoRA adapter name per prompt (``"__base__"`` for the base model) on a
+    PEFT model holding several LoRA adapters, so that several variants share every batch
+    (:func:`mixed_batch_reason` says which models allow it). An empty ``prompts`` list returns
+    ``[]`` without touching the model.
     """
     encoded = [chat_input_ids(tokenizer, p, system_prompt) for p in prompts]
     return generate_from_ids(model, tokenizer, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             progress=progress, compiled=compiled)
+                             progress=progress, compiled=compiled, adapter_names=adapter_names)
 
 
 def generate_from_ids(
@@ -154,6 +160,7 @@ def generate_from_ids(
     batch_size: BatchSize = 8,
     progress: Callable[[int], None] | None = None,
     compiled: bool = False,
+    adapter_names: list[str] | None = None,
 ) -> list[Generation]:
     """:func:`generate` for already tokenised inputs (e.g. a guard model's own chat format)."""
     if max_new_tokens < 1:
@@ -162,10 +169,18 @@ def generate_from_ids(
         return []
     if any(not row for row in encoded):
         raise ValueError("cannot generate from an empty input (0 prompt tokens)")
+    if adapter_names is not None:
+        if len(adapter_names) != len(encoded):
+            raise ValueError(f"adapter_names has {len(adapter_names)} names for {len(encoded)} prompts")
+        reason = mixed_batch_reason(model, set(adapter_names))
+        if reason is not None:
+            raise ValueError(f"cannot mix adapters in one batch: {reason}")
     stop = _stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     device = next(model.parameters()).device
     decode = _hf_generate_batch if _needs_logits_processing(model) else _greedy_batch
+    if adapter_names is not None:
+        compiled = False  # mixed batches decode through this module's loop (mixed_batch_reason)
     if compiled:
         reason = _not_compilable(model, device)
         if reason is None:
@@ -180,9 +195,10 @@ def generate_from_ids(
     results: list[Generation | None] = [None] * len(encoded)
 
     def run(idx: list[int]) -> list[list[int]]:
+        names = None if adapter_names is None else {"adapters": [adapter_names[i] for i in idx]}
         with torch.inference_mode():
             return decode(model, [encoded[i] for i in idx], stop=set(stop), pad_id=pad_id,
-                          max_new_tokens=max_new_tokens, device=device)
+                          max_new_tokens=max_new_tokens, device=device, **(names or {}))
 
     for idx, new_tokens in in_batches(order, size, run, what="generation"):
         for row, i in zip(new_tokens, idx):
@@ -191,6 +207,30 @@ def generate_from_ids(
             progress(len(idx))
         faults.point("generate.batch")
     return results  # type: ignore[return-value]
+
+
+#: The row name PEFT's mixed batches read as "no adapter": the base model's own answer.
+BASE_ROWS = "__base__"
+
+
+def mixed_batch_reason(model, names: set[str]) -> str | None:
+    """Why the rows of ``names`` (adapter names of ``model``, or :data:`BASE_ROWS`) cannot share
+    batches on ``model``; None when they can. Mixed batches are PEFT's ``adapter_names``
+    forward, which this project uses for plain LoRA adapters only (no DoRA or other LoRA
+    variants, whose mixed forward it does not test), decoded by this module's greedy loop."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or peft_type(model) != "LORA":
+        return "mixed batches need a PEFT model with LoRA adapters"
+    for name in sorted(names - {BASE_ROWS}):
+        config = configs.get(name)
+        if config is None:
+            return f"the model has no adapter named {name!r}"
+        kind = getattr(config.peft_type, "value", str(config.peft_type))
+        if kind != "LORA" or getattr(config, "use_dora", False) or getattr(config, "alora_invocation_tokens", None):
+            return f"adapter {name!r} is not a plain LoRA adapter"
+    if _needs_logits_processing(model):
+        return "the model's generation config adds logits processing (it generates through model.generate)"
+    return None
 
 
 # GenerationConfig fields that add a logits processor to greedy decoding; with any of them set
@@ -234,11 +274,13 @@ def _shared_prefix_len(rows: list[list[int]]) -> int:
 
 
 def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
-                  device: torch.device) -> list[list[int]]:
+                  device: torch.device, adapters: list[str] | None = None) -> list[list[int]]:
     """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
-    A finished row leaves the batch: its cache rows, mask and position are dropped."""
+    A finished row leaves the batch: its cache rows, mask and position are dropped.
+    ``adapters``: each row's LoRA adapter in a mixed batch (:func:`generate`'s ``adapter_names``)."""
     shared = _shared_prefix_len(rows)
-    logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device)
+    logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
+                                               adapters)
     _preallocate(cache, max_new_tokens)
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     new: list[list[int]] = [[] for _ in rows]
@@ -259,8 +301,14 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
         mask = torch.cat([mask, mask.new_ones((len(batch_rows), 1))], dim=1)
         positions = mask.sum(dim=1, keepdim=True) - 1
         logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
-                         **cache_kwargs(forward, cache)).logits
+                         **_mixing(adapters, batch_rows), **cache_kwargs(forward, cache)).logits
     return new
+
+
+def _mixing(adapters: list[str] | None, rows) -> dict:
+    """The forward keyword that gives each row of a mixed batch its own adapter (PEFT's
+    ``adapter_names``); nothing outside mixed batches."""
+    return {} if adapters is None else {"adapter_names": [adapters[i] for i in rows]}
 
 
 #: A prefill bucket closes when the next (shorter) row would waste more than this share of the
@@ -288,7 +336,8 @@ def prefill_buckets(lengths: list[int]) -> list[tuple[int, int]]:
     return buckets
 
 
-def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device):
+def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device,
+                         adapters: list[str] | None = None):
     """:func:`_first_step` for ``rests`` (sorted longest first) in length buckets
     (:func:`prefill_buckets`), so short prompts are not padded to the longest one, then merged
     into one decoding batch: ``(last logits [B, 1, V], cache, mask)`` with the cache laid out
@@ -299,11 +348,11 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
     parts = []
     for start, stop in buckets:
         ids, mask = _left_pad(rests[start:stop], pad_id, device)
-        step, cache, full_mask = _first_step(model, prefix, ids, mask)
+        step, cache, full_mask = _first_step(model, prefix, ids, mask, None if adapters is None else adapters[start:stop])
         if len(buckets) > 1 and not _plain_dynamic(cache):
             # not mergeable: known after the first bucket, so only that one is encoded twice
             ids, mask = _left_pad(rests, pad_id, device)
-            step, cache, full_mask = _first_step(model, prefix, ids, mask)
+            step, cache, full_mask = _first_step(model, prefix, ids, mask, adapters)
             return step.logits[:, -1:], cache, full_mask
         parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
     if len(parts) == 1:
@@ -391,14 +440,17 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
 
 
-def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor):
+def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                adapters: list[str] | None = None):
     """The prompt's forward pass (last position's logits only): ``(output, cache, mask)`` where
     ``mask`` covers everything in the cache.
 
     The *head* -- a prompt-learning adapter's virtual tokens or prefix, then ``prefix`` (tokens
     every row starts with) -- is encoded once at batch size 1 and its cache repeated for every
     row; the left-padded rest of each row follows it, so the cache reads
-    ``[head, padding, row tokens]`` and positions count only unmasked entries."""
+    ``[head, padding, row tokens]`` and positions count only unmasked entries. In a mixed batch
+    (``adapters``: each row's LoRA adapter) the head is encoded once per adapter, and each row
+    gets its own adapter's."""
     cfg = prompt_learning_config(model)
     # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
     # so whether logits_to_keep is understood is read from the model it forwards them to
@@ -408,7 +460,9 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     head_ids = torch.tensor([prefix], dtype=input_ids.dtype, device=device)
     if cfg is None:
         head_len, cache = len(prefix), None
-        if prefix:
+        if prefix and adapters is not None:
+            cache = _mixed_heads(model, head_ids, adapters, keep)
+        elif prefix:
             cache = output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
                                        **keep))
     else:
@@ -429,13 +483,31 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
             cache = output_cache(base(inputs_embeds=embeds, attention_mask=head_mask, use_cache=True, **keep))
         else:
             raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
-    if cache is not None:
+    if cache is not None and not (adapters is not None and prefix):
         cache.batch_repeat_interleave(bs)
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
     out = (model if cfg is None else base)(input_ids=input_ids, attention_mask=mask,
                                            position_ids=_positions(mask)[:, head_len:], use_cache=True,
-                                           **keep, **cache_kwargs(base, cache))
+                                           **keep, **_mixing(adapters, range(bs)), **cache_kwargs(base, cache))
     return out, output_cache(out), mask
+
+
+def _mixed_heads(model, head_ids: torch.Tensor, adapters: list[str], keep: dict):
+    """The shared head's cache for a mixed batch: encoded at batch size 1 under each distinct
+    adapter of ``adapters`` (as a one-adapter batch encodes it), then laid out one row per entry
+    of ``adapters``."""
+    names = sorted(set(adapters))
+    heads = [output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
+                                adapter_names=[name], **keep)) for name in names]
+    if not all(_plain_dynamic(h) for h in heads):
+        raise ValueError("cannot mix adapters in one batch: the model's cache is not a plain DynamicCache "
+                         "(sliding-window or quantised layers)")
+    index = torch.tensor([names.index(a) for a in adapters], device=head_ids.device)
+    cache = heads[0]
+    for li, layer in enumerate(cache.layers):
+        layer.keys = torch.cat([h.layers[li].keys for h in heads])[index]
+        layer.values = torch.cat([h.layers[li].values for h in heads])[index]
+    return cache
 
 
 def _decoding_forward(model):

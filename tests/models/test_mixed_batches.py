@@ -1,0 +1,95 @@
+"""Several LoRA variants (and the base model) in one generation batch: PEFT's ``adapter_names``
+through the project's own greedy loop must give each row the tokens its own variant gives
+when it generates alone."""
+
+import pytest
+import torch
+
+from peft_audit.models.generate import BASE_ROWS, chat_input_ids, generate, mixed_batch_reason
+from tiny_models import make_lively_tiny_model, make_tiny_model
+
+PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was forgetful in the story?", "sky",
+           "Name a colour.", "Tell me about the moon and the sun."]
+SYSTEM = "You are a careful assistant. Answer briefly and politely, in one sentence."
+
+
+def _lora(rank: int, targets: list[str], seed: int):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=rank, lora_alpha=2 * rank, target_modules=targets,
+                      init_lora_weights=False), seed
+
+
+@pytest.fixture(scope="module")
+def multi():
+    """One base with three LoRA adapters of different ranks and targets, all with random
+    (non-zero) weights, so each changes the answers."""
+    from peft import get_peft_model
+
+    model, tok = make_lively_tiny_model()
+    specs = {"first": _lora(4, ["q_proj", "v_proj"], 1), "second": _lora(2, ["k_proj", "o_proj", "up_proj"], 2),
+             "third": _lora(8, ["q_proj", "down_proj"], 3)}
+    peft_model = None
+    for name, (config, seed) in specs.items():
+        torch.manual_seed(seed)
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_" in n:
+                p.mul_(8.0)
+    peft_model.eval()
+    return peft_model, tok
+
+
+def _alone(model, tok, name, **kw):
+    if name == BASE_ROWS:
+        with model.disable_adapter():
+            return generate(model, tok, PROMPTS, **kw)
+    model.set_adapter(name)
+    return generate(model, tok, PROMPTS, **kw)
+
+
+@pytest.mark.parametrize("system_prompt", [None, SYSTEM])
+def test_mixed_batch_gives_each_row_its_own_variants_answer(multi, system_prompt):
+    model, tok = multi
+    names = ["first", BASE_ROWS, "second", "third"]
+    kw = dict(system_prompt=system_prompt, max_new_tokens=8, batch_size=64)
+    alone = {n: _alone(model, tok, n, **kw) for n in names}
+    assert len({tuple(g.text for g in gens) for gens in alone.values()}) == len(names)  # each adapter matters
+    model.set_adapter("first")
+    mixed = generate(model, tok, PROMPTS * len(names), adapter_names=[n for n in names for _ in PROMPTS], **kw)
+    for k, n in enumerate(names):
+        assert mixed[k * len(PROMPTS):(k + 1) * len(PROMPTS)] == alone[n], n
+
+
+def test_mixed_rows_share_the_system_turn_per_adapter(multi):
+    """With a system turn every row shares, the head is encoded once per adapter (not per row,
+    and not under the wrong adapter): small batches that split the rows agree too."""
+    model, tok = multi
+    assert len(chat_input_ids(tok, PROMPTS[0], SYSTEM)) > 16
+    names = [n for n in ["third", "first", BASE_ROWS] for _ in PROMPTS]
+    kw = dict(system_prompt=SYSTEM, max_new_tokens=6)
+    assert (generate(model, tok, PROMPTS * 3, adapter_names=names, batch_size=5, **kw)
+            == generate(model, tok, PROMPTS * 3, adapter_names=names, batch_size=64, **kw))
+
+
+def test_mixed_batches_refuse_what_they_cannot_mix(multi):
+    model, tok = multi
+    with pytest.raises(ValueError, match="no adapter named 'zz'"):
+        generate(model, tok, PROMPTS[:1], adapter_names=["zz"])
+    with pytest.raises(ValueError, match="2 names for 1 prompts"):
+        generate(model, tok, PROMPTS[:1], adapter_names=["first", "second"])
+    base, _ = make_tiny_model()
+    assert "LoRA adapters" in mixed_batch_reason(base, {BASE_ROWS})
+    assert mixed_batch_reason(model, {"first", "second", BASE_ROWS}) is None
+
+
+def test_dora_is_not_mixed():
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = make_tiny_model()
+    peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"], use_dora=True))
+    assert "not a plain LoRA" in mixed_batch_reason(peft_model, {"default"})
