@@ -38,12 +38,15 @@ def num(x, scale: float = 100.0, fmt: str = "{:.1f}", signed: bool = False) -> s
 
 
 def ordered_categories(cats, metric: str) -> list[str]:
-    cats = [c for c in pd.unique(cats) if c != "overall"]
+    """``cats`` in display order: the taxonomy's order for safety, else sorted, then ``overall``
+    where it is among them (a metric with too few items for an overall row has none)."""
+    present = list(pd.unique(cats))
+    cats = [c for c in present if c != "overall"]
     if metric == "safety_score":
         cats = [c for c in SAFETY_CATEGORIES if c in cats] + sorted(c for c in cats if c not in SAFETY_CATEGORIES)
     else:
         cats = sorted(cats)
-    return cats + ["overall"]
+    return cats + (["overall"] if "overall" in present else [])
 
 
 def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alpha: float = 0.05,
