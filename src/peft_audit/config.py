@@ -160,6 +160,11 @@ class _SweepBase(_Strict):
         False, description="transformers backend on CUDA: decode base, LoRA and IA3 variants with a static KV cache "
                            "and torch.compile'd steps (each new batch shape compiles first; perf/gpu_check.py "
                            "measures whether it pays on your GPU); ignored elsewhere, with a notice")
+    share_base: bool = Field(
+        True, description="Evaluate a base model and the LoRA variants this run trains on it as groups on one loaded "
+                          "base (up to 8 variants per group, per job slot), their generation batches shared "
+                          "through PEFT's mixed-adapter batches (transformers backend, without compile); other "
+                          "variants load their own")
     trust_remote_code: bool = False
     force_adapters: bool = Field(
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from .benchmarks.base import ProgressFactory, StageSink, VariantRun
 from .config import SweepConfig, benchmark_sections
-from .store import Store, results_path
+from .store import Store, adapter_dir_for, results_path
 from .sweep.logs import LOGS_DIR, forget_notices, route_notices, show_once
 from .sweep.options import RunOptions
 from .sweep.plan import PlannedVariant, eval_protocol_hash, expand, legacy_protocol_hash
@@ -57,10 +57,6 @@ def _timed(timings: dict[str, float], stage: str):
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def adapter_dir_for(run_dir: Path, vid: str) -> Path:
-    return Path(run_dir) / "adapters" / vid
-
-
 def evaluate_variant(
     cfg: SweepConfig,
     run_dir: Path,
@@ -68,16 +64,25 @@ def evaluate_variant(
     done_stages: set[str],
     sink: StageSink,
     progress: ProgressFactory = _no_progress,
+    *,
+    shared: Any = None,
+    train_only: bool = False,
+    earlier: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Run the missing stages of one variant, committing each to ``sink``. Returns stage seconds.
 
-    Raises whatever a stage raises; the caller records the failure.
+    ``train_only`` stops after the adapter is trained (the first half of a group's work, see
+    :mod:`peft_audit.sweep.groups`); ``shared`` is the group's loaded base
+    (:class:`~peft_audit.models.shared_base.SharedBase`) the variant is evaluated on, instead
+    of loading its own; ``earlier`` holds stage seconds the variant already spent (its training
+    in a group), which the returned seconds include. Raises whatever a stage raises; the caller
+    records the failure.
     """
     from .models import attach_adapter, load_base
     from .training.provenance import PROVENANCE_FILE, read_provenance
 
     spec = pv.spec
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = dict(earlier or {})
     benchmarks = benchmark_sections(cfg)
     # 'trained', then each enabled benchmark's stages, then the variant's shared 'metrics' stage.
     needs_eval = not {"metrics", *(st for b, _ in benchmarks for st in b.stages)} <= done_stages
@@ -113,26 +118,33 @@ def evaluate_variant(
             prov = read_provenance(adapter_path)
             sink.update_variant(pv.id, adapter_path=str(adapter_path), metadata={"provenance": prov})
             sink.commit_stage(pv.id, "trained", 0.0)
-    if not needs_eval:
+    if not needs_eval or train_only:
         return timings
 
     # -- load ---------------------------------------------------------------------------------
     progress("load", None)
     with _timed(timings, "load"):
-        loaded = load_base(spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
-        if adapter_path is not None:
-            loaded = attach_adapter(loaded, adapter_path)
+        if shared is not None:
+            model, tokenizer = shared.model_for(pv.id), shared.loaded.tokenizer
+        else:
+            loaded = load_base(spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+            if adapter_path is not None:
+                loaded = attach_adapter(loaded, adapter_path)
+            model, tokenizer = loaded.model, loaded.tokenizer
+            del loaded
+    if shared is not None:
+        timings["load"] += shared.bill_load()  # the group's one load, counted for its first member
 
     # -- benchmarks: each runs its missing stages on the loaded model ---------------------------
-    run = VariantRun(pv.id, Path(run_dir), loaded.model, loaded.tokenizer, done_stages, sink,
+    run = VariantRun(pv.id, Path(run_dir), model, tokenizer, done_stages, sink,
                      judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings,
-                     backend=cfg.backend, compile=cfg.compile)
+                     backend=cfg.backend, compile=cfg.compile, shared=shared)
     metric_rows: list[dict] = []
     for benchmark, section in benchmarks:
         metric_rows += benchmark.evaluate(section, run)
     if "metrics" not in done_stages:
         sink.commit_stage(pv.id, "metrics", 0.0, metrics=metric_rows)
-    del run, loaded
+    del run, model
     return timings
 
 
@@ -297,12 +309,16 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
 
 
 def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink, done_stages: set[str],
-            progress: ProgressFactory = _no_progress) -> tuple[str, dict[str, float]]:
+            progress: ProgressFactory = _no_progress, *, shared: Any = None, train_only: bool = False,
+            earlier: dict[str, float] | None = None) -> tuple[str, dict[str, float]]:
     """Evaluate one variant with failure isolation: any exception is recorded on the variant
-    (status ``failed``, error, traceback) and does not propagate. Returns (status, timings)."""
+    (status ``failed``, error, traceback) and does not propagate. Returns (status, timings);
+    with ``train_only`` (see :func:`evaluate_variant`, also for ``shared`` and ``earlier``) the
+    status is ``trained`` on success and the variant stays ``running``."""
     sink.update_variant(pv.id, status="running", error=None, traceback=None)
     try:
-        timings = evaluate_variant(cfg, run_dir, pv, done_stages, sink, progress)
+        timings = evaluate_variant(cfg, run_dir, pv, done_stages, sink, progress, shared=shared, train_only=train_only,
+                                   earlier=earlier)
     except KeyboardInterrupt:
         sink.update_variant(pv.id, status="interrupted")
         raise
@@ -311,6 +327,8 @@ def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink
         # The driver says it failed on the terminal; the traceback goes with the stage's log.
         traceback.print_exc()
         return "failed", {}
+    if train_only:
+        return "trained", timings
     sink.update_variant(pv.id, status="done", timings=timings)
     return "done", timings
 

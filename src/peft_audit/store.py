@@ -53,6 +53,11 @@ def results_path(run_dir: str | Path) -> Path:
     return p if p.suffix == ".sqlite" else p / RESULTS_FILE
 
 
+def adapter_dir_for(run_dir: str | Path, vid: str) -> Path:
+    """``RUN_DIR/adapters/<variant id>``: where a variant the run trains keeps its adapter."""
+    return Path(run_dir) / "adapters" / vid
+
+
 def open_existing(run_dir: str | Path) -> "Store":
     """Open the store of an existing run directory **read-only** (see the module docstring).
     FileNotFoundError naming the directory when there is none (never creates one: a typo in a

@@ -21,7 +21,7 @@ def fake_value(vid: str) -> float:
     return zlib.crc32(vid.encode()) / 2**32
 
 
-def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
+def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None, **_):
     with open(Path(run_dir) / "calls.txt", "a") as f:
         f.write(f"{pv.id} {os.getpid()}\n")
     label = pv.spec.label or ""
@@ -64,10 +64,10 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None):
     return {"generate": 0.01}
 
 
-def fake_worker(cfg, run_dir, pv, done_stages, stored_rows, put, run_one, quiet=True):
-    """``run_variant`` with the fake evaluation patched in (this runs in a fresh process)."""
+def fake_worker(cfg, run_dir, pvs, done_by, rows_by, put, run_one, quiet=True):
+    """``run_group`` with the fake evaluation patched in (this runs in a fresh process)."""
     import peft_audit.pipeline as pipeline
-    from peft_audit.sweep.worker import run_variant
+    from peft_audit.sweep.worker import run_group
 
     pipeline.evaluate_variant = fake_evaluate
-    return run_variant(cfg, run_dir, pv, done_stages, stored_rows, put, run_one, quiet)
+    return run_group(cfg, run_dir, pvs, done_by, rows_by, put, run_one, quiet)

@@ -71,6 +71,10 @@ def sweep_config(model_dir: Path) -> dict:
         "algos": ["sft"],
         "lr": [1e-3],
         "device": "cpu",
+        # The trace model below is one variant's stages in order; a group sharing one base
+        # (tests/sweep/test_shared_base.py, and the kill -9 resume of test_real_sweeps.py)
+        # trains every member before evaluating any.
+        "share_base": False,
         "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 48, "max_examples": 4},
         "safety": {"limit_per_category": 1, "max_new_tokens": 4, "batch_size": 12},
         "fairness": {"per_cell": 1, "bootstrap": 20, "categories": ["age", "gender_identity"], "batch_size": 3},

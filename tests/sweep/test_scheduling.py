@@ -27,6 +27,9 @@ CFG = {
     "variants": [{**V, "label": "boom"}, {**V, "seed": 1, "label": "crash"}],
     "safety": {"enabled": False},
     "fairness": {"enabled": False},
+    # one variant per job: these tests count workers and crashes per variant (groups sharing
+    # one base: tests/sweep/test_shared_base.py and the kill -9 resume in test_real_sweeps.py)
+    "share_base": False,
 }
 
 
@@ -34,7 +37,7 @@ CFG = {
 def _fake_worker(monkeypatch):
     # Reports are another module's job; the fake worker replaces evaluation in each subprocess.
     monkeypatch.setattr(peft_audit.report, "finish_run", lambda *a, **k: [], raising=False)
-    monkeypatch.setattr(local_mod, "run_variant", sweep_fakes.fake_worker)
+    monkeypatch.setattr(local_mod, "run_group", sweep_fakes.fake_worker)
     monkeypatch.setattr(local_mod.LocalExecutor.__init__, "__defaults__", (sweep_fakes.fake_worker,))
 
 

@@ -170,6 +170,9 @@ class VariantRun:
     backend: str = "transformers"
     #: compiled decoding on CUDA (the sweep's ``compile``; see :func:`peft_audit.models.generate.generate`)
     compile: bool = False
+    #: the :class:`~peft_audit.models.shared_base.SharedBase` this variant is a member of, whose
+    #: generation batches it shares with the group's other variants; None when it runs alone
+    shared: Any = None
     _made: dict[str, list[dict]] = field(default_factory=dict)
 
     def needs(self, stage: str) -> bool:
@@ -180,9 +183,13 @@ class VariantRun:
         """Greedy chat completions of this variant (:func:`peft_audit.models.generate.generate`'s
         contract) through the run's backend. With ``vllm``, the base model and LoRA variants go
         through the engine of their base (:mod:`peft_audit.models.vllm_backend`); other methods
-        fall back to the transformers path, said once in the run's log."""
+        fall back to the transformers path, said once in the run's log. A member of a group
+        (``shared``) gets the answers of batches it shares with the group's other variants."""
         from ..models.generate import generate
 
+        if self.shared is not None:
+            return self.shared.generate(self.variant_id, prompts, system_prompt=system_prompt,
+                                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
         if self.backend == "vllm":
             from ..models.vllm_backend import generate_vllm, unservable_reason
 

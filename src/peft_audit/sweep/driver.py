@@ -93,6 +93,10 @@ class Driver:
             return False
         return True
 
+    def stages_done(self, pv: PlannedVariant) -> set[str]:
+        """The stages of ``pv`` already in the store."""
+        return set(self.store.stages_done(pv.id))
+
     def prepare(self, pv: PlannedVariant) -> tuple[set[str], dict[str, list[dict]]]:
         """Mark ``pv`` running and return (stages already done, rows of those stages)."""
         # A failed variant retried with --retry-failed keeps its committed stages: each was

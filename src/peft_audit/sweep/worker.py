@@ -6,8 +6,9 @@
 It never opens the store.
 
 :func:`subprocess_main` is the entry point of the local executor's worker process, which
-serves one variant after another on one job slot: Python, torch, transformers, peft and trl are
-imported once per worker, not once per variant, and the judges are built once. A watchdog
+serves one job after another on one job slot: Python, torch, transformers, peft and trl are
+imported once per worker, not once per variant, and the judges are built once. A job is one
+variant, or a group of variants of one base evaluated on one loaded base (:func:`run_group`). A watchdog
 thread ends the process when its driver disappears (``kill -9`` of the driver), so no orphan
 keeps training while a resumed run redoes the variant.
 """
@@ -31,7 +32,9 @@ WATCHDOG_INTERVAL_S = 1.0
 
 def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows: dict[str, list[dict]],
                 put: Callable[[Message], None], run_one: Callable, quiet: bool = True) -> str:
-    """Run one variant with ``run_one``, streaming its stages through ``put``; returns 'done' or 'failed'.
+    """Run one variant with ``run_one``, streaming its stages through ``put``; returns its status
+    ('done' or 'failed'; 'trained' after the training half of a group's work, which sends no
+    ``finished``).
 
     Each stage that starts is announced to the driver (``("progress", vid, stage, total)``, then
     ``("advance", vid, n)``) and, when ``quiet``, gets its own log file for everything printed
@@ -50,8 +53,60 @@ def run_variant(cfg, run_dir: str | Path, pv, done_stages: set[str], stored_rows
         undo()
         if logs is not None:
             logs.close()
-    put(("finished", pv.id, status, timings))
+    if status != "trained":
+        put(("finished", pv.id, status, timings))
     return status
+
+
+def run_group(cfg, run_dir: str | Path, pvs: list, done_by: dict[str, set[str]],
+              rows_by: dict[str, dict[str, list[dict]]], put: Callable[[Message], None], run_one: Callable,
+              quiet: bool = True) -> None:
+    """Run variants of one base that share one loaded base model
+    (:func:`peft_audit.pipeline.share_base`): each trains first, then the base loads once with
+    every adapter attached, then each is evaluated on it, its generation batches shared with
+    the members still to come. Every variant still gets its own stages, logs, notices and
+    ``finished`` message, and a failure ends only its own variant. A group of one is
+    :func:`run_variant`."""
+    from functools import partial
+
+    from .groups import share_base
+
+    if len(pvs) == 1:
+        pv = pvs[0]
+        run_variant(cfg, run_dir, pv, done_by[pv.id], rows_by[pv.id], put, run_one, quiet)
+        return
+    trained, ready = {}, []
+    for pv in pvs:
+        if pv.spec.is_base():
+            ready.append(pv)
+            continue
+
+        def train(*args, _pv=pv, **kw):
+            status, timings = run_one(*args, train_only=True, **kw)
+            trained[_pv.id] = timings
+            return status, timings
+
+        if run_variant(cfg, run_dir, pv, done_by[pv.id], rows_by[pv.id], put, train, quiet) == "trained":
+            done_by[pv.id] = done_by[pv.id] | {"trained"}
+            ready.append(pv)
+    # the one base load, logged with the first member's 'load' stage
+    logs = StageLogs(variant_log_dir(run_dir, ready[0].id, ready[0].display)) if quiet and ready else None
+    if logs is not None:
+        logs.switch("load")
+    undo = route_notices(lambda text: put(("notice", pvs[0].id, text)))
+    try:
+        shared, members = share_base(cfg, Path(run_dir), ready)
+    finally:
+        undo()
+        if logs is not None:
+            logs.close()
+    for pv in ready:
+        member = shared if pv.id in members else None
+        run_variant(cfg, run_dir, pv, done_by[pv.id], rows_by[pv.id], put,
+                    partial(run_one, shared=member, earlier=trained.get(pv.id)), quiet)
+        if member is not None:
+            member.release(pv.id)
+    del shared
 
 
 def stage_progress(put: Callable[[Message], None], vid: str, logs: StageLogs | None = None):
@@ -80,9 +135,11 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
     """Entry point of a spawned worker process: watchdog, then one variant after another.
 
     ``conn`` is this worker's own duplex pipe to the driver. The driver sends a job,
-    ``(cfg, run_dir, pv, done_stages, stored_rows)``, and this process runs
-    ``worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one, quiet)``, whose last
-    message is ``finished``; then it waits for the next job. ``None`` or a closed pipe ends it.
+    ``(cfg, run_dir, pvs, done_by, rows_by)``: one variant, or a group that shares one loaded
+    base (:func:`run_group`), with each one's stages done and their rows by variant id; this
+    process runs ``worker(cfg, run_dir, pvs, done_by, rows_by, send, run_one, quiet)``, which
+    ends with a ``finished`` message per variant; then it waits for the next job. ``None`` or a
+    closed pipe ends it.
     ``send`` pickles and writes one message synchronously (under a lock, in case a stage is
     ever sent from a thread), so when the worker returns every message has left the process.
 
@@ -116,9 +173,9 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
                 return
             if job is None:
                 return
-            cfg, run_dir, pv, done_stages, stored_rows = job
-            faults.new_unit()  # a fault point counts per variant, whichever worker runs it
-            worker(cfg, run_dir, pv, done_stages, stored_rows, send, run_one, quiet)
+            cfg, run_dir, pvs, done_by, rows_by = job
+            faults.new_unit()  # a fault point counts per job (one variant, or a group), whichever worker runs it
+            worker(cfg, run_dir, pvs, done_by, rows_by, send, run_one, quiet)
             _release_memory()
     finally:
         stop_engines()

@@ -1,8 +1,9 @@
 """The local executor: variants run in worker processes on this machine, ``--jobs N`` at once.
 
-Each job slot has one worker (a ``spawn`` process) that runs one variant after another, so the
+Each job slot has one worker (a ``spawn`` process) that runs one job after another, so the
 libraries are imported and the judges built once per worker, not once per variant (in the
-quickstart that was ~5 s of each variant's wall time). A crash (segfault, out-of-memory kill)
+quickstart that was ~5 s of each variant's wall time). A job is one variant, or a base model and
+LoRA variants of it that share one loaded base (:mod:`peft_audit.sweep.groups`). A crash (segfault, out-of-memory kill)
 takes down only the variant that worker was running: the driver records it as failed, and a
 fresh worker takes the slot's next variant. Each worker streams its finished stages over its
 own pipe; only the driver (this process) writes the store. One pipe per worker, not one shared
@@ -22,12 +23,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..driver import Driver
-from ..worker import run_variant, stage_progress, subprocess_main
+from ..worker import run_group, stage_progress, subprocess_main
 
 POLL_S = 0.5
 
@@ -61,7 +62,7 @@ def gpu_for_slot(slot: int, gpus: list[str]) -> str | None:
 
 
 class LocalExecutor:
-    def __init__(self, opts, worker: Callable = run_variant):
+    def __init__(self, opts, worker: Callable = run_group):
         self.opts = opts
         self.worker = worker  # a module-level function (picklable by name for spawn)
 
@@ -74,19 +75,29 @@ class LocalExecutor:
             return driver.stage_seconds
 
     def _run_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store, run_one) -> None:
-        for pv in todo:
-            if not driver.may_start():
-                break
-            done, _ = driver.prepare(pv)
+        from ..groups import take_group
+
+        pending = list(todo)
+        while pending and driver.may_start():
+            group = take_group(cfg, pending, driver.stages_done)
+            prepared = {pv.id: driver.prepare(pv) for pv in group}
             try:
+                if len(group) > 1:  # messages to the driver's own handler, as from a worker
+                    self.worker(cfg, str(run_dir), group, {v: p[0] for v, p in prepared.items()},
+                                {v: p[1] for v, p in prepared.items()}, driver.handle, run_one, False)
+                    continue
+                pv = group[0]
                 # In this process: the driver's own terminal, so no descriptor is redirected.
-                status, timings = run_one(cfg, Path(run_dir), pv, store, done, stage_progress(driver.handle, pv.id))
+                status, timings = run_one(cfg, Path(run_dir), pv, store, prepared[pv.id][0],
+                                          stage_progress(driver.handle, pv.id))
             except KeyboardInterrupt:
-                driver.interrupted([pv.id])
+                driver.interrupted([pv.id for pv in group])
                 raise
             driver.finish(pv.id, status, timings)
 
     def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo, run_one) -> None:
+        from ..groups import take_group
+
         ctx = mp.get_context("spawn")
         pending = list(todo)
         slots: dict[int, _Slot] = {}  # job slot -> its worker (each GPU serves one slot at a time)
@@ -104,27 +115,28 @@ class LocalExecutor:
             return _Slot(proc, conn)
 
         try:
-            while pending or any(sl.vid for sl in slots.values()):
+            while pending or any(sl.vids for sl in slots.values()):
                 for k in range(jobs):
                     if not pending or not driver.may_start():
                         break
                     slot = slots.get(k)
                     if slot is None:
                         slot = slots[k] = start_worker(k)
-                    if slot.vid is None and slot.conn is not None:
-                        pv = pending.pop(0)
-                        done, rows = driver.prepare(pv)
+                    if not slot.vids and slot.conn is not None:
+                        group = take_group(cfg, pending, driver.stages_done, jobs)
+                        prepared = {pv.id: driver.prepare(pv) for pv in group}
                         try:
-                            slot.conn.send((cfg, str(run_dir), pv, done, rows))
-                            slot.vid = pv.id
-                        except OSError:  # the idle worker died: a fresh one takes the variant
-                            pending.insert(0, pv)
+                            slot.conn.send((cfg, str(run_dir), group, {v: p[0] for v, p in prepared.items()},
+                                            {v: p[1] for v, p in prepared.items()}))
+                            slot.vids = [pv.id for pv in group]
+                        except OSError:  # the idle worker died: a fresh one takes the variants
+                            pending[:0] = group
                             slot.conn.close()
                             slot.conn = None
                 if pending and not driver.may_start():
                     pending.clear()
                 for slot in slots.values():  # nothing left for an idle worker: let it go
-                    if slot.vid is None and slot.conn is not None and not pending:
+                    if not slot.vids and slot.conn is not None and not pending:
                         _stop(slot)
                 waitables = [sl.conn for sl in slots.values() if sl.conn is not None]
                 ready = wait(waitables + [sl.proc.sentinel for sl in slots.values()], timeout=POLL_S)
@@ -138,9 +150,10 @@ class LocalExecutor:
                     # Everything it sent is in its pipe: read to EOF before judging how it ended.
                     while slot.conn is not None:
                         self._read(driver, slot)
-                    if slot.vid is not None and slot.vid not in driver.finished:
-                        driver.lost(slot.vid, f"worker process exited with code {slot.proc.exitcode} before "
-                                              "reporting (crash or out-of-memory kill?)")
+                    for vid in slot.vids:
+                        if vid not in driver.finished:
+                            driver.lost(vid, f"worker process exited with code {slot.proc.exitcode} before "
+                                             "reporting (crash or out-of-memory kill?)")
                     del slots[k]
                 driver.heartbeat()
         except BaseException as e:
@@ -153,7 +166,7 @@ class LocalExecutor:
                 if slot.proc.is_alive():
                     slot.proc.kill()
             if isinstance(e, KeyboardInterrupt):
-                driver.interrupted([sl.vid for sl in slots.values() if sl.vid and sl.vid not in driver.finished])
+                driver.interrupted([v for sl in slots.values() for v in sl.vids if v not in driver.finished])
             raise
         finally:
             for slot in slots.values():
@@ -165,7 +178,7 @@ class LocalExecutor:
     @staticmethod
     def _read(driver: Driver, slot: "_Slot") -> None:
         """Apply one message from ``slot``'s pipe; at EOF (or a message cut off by a kill) close it.
-        The ``finished`` message of the slot's variant leaves the slot idle."""
+        The ``finished`` message of the last of the slot's variants leaves the slot idle."""
         try:
             msg = slot.conn.recv()
         except (EOFError, OSError):
@@ -173,24 +186,24 @@ class LocalExecutor:
             slot.conn = None
             return
         driver.handle(msg)
-        if slot.vid is not None and slot.vid in driver.finished:
-            slot.vid = None
+        if slot.vids and all(v in driver.finished for v in slot.vids):
+            slot.vids = []
 
 
 @dataclass
 class _Slot:
     """One job slot's worker: its process, the driver's end of its pipe (None once closed) and
-    the variant it is running (None when idle)."""
+    the variants of the job it is running (a group sharing one base, or one; empty when idle)."""
 
     proc: mp.process.BaseProcess
     conn: Connection | None
-    vid: str | None = None
+    vids: list[str] = field(default_factory=list)
     stopping: bool = False
 
 
 def _stop(slot: _Slot) -> None:
     """Tell an idle worker there is no more work (it exits; its pipe then reads EOF)."""
-    if slot.conn is None or slot.vid is not None or slot.stopping:
+    if slot.conn is None or slot.vids or slot.stopping:
         return
     try:
         slot.conn.send(None)

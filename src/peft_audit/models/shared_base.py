@@ -1,0 +1,150 @@
+"""One loaded base model serving a group of variants: the base itself and LoRA adapters
+attached to it by name, whose generation requests share batches.
+
+Why: in a sweep every variant of a base asks the same prompts with the same settings. Run one
+after another, each variant decodes its own small batch, and on hardware where a decoding step
+is bound by reading the weights (every GPU, and this project's CPUs below ~100 rows), a batch
+of 11 rows costs almost what a batch of 55 does. Here the base is loaded once, every member's
+adapter is attached to it under the member's name, and the first member to ask for a set of
+prompts gets them generated for every member still to be evaluated, in mixed batches (PEFT's
+``adapter_names``, through :func:`~peft_audit.models.generate.generate`); the others find
+their answers waiting when they ask for the same prompts. Everything else a member does (BBQ
+scoring, judging) runs on the same loaded model with only that member's adapter active.
+
+Each row is computed as its variant alone would compute it: the base layer's output plus that
+row's own adapter's update, and a shared system turn is encoded once per adapter
+(``tests/models/test_mixed_batches.py`` checks the tokens against one-variant-at-a-time
+generation). Only float summation can differ where the batch shape differs, as with any
+change of batch size.
+
+The member whose call runs a mixed batch is timed for the whole of it; the others' generation
+stage then takes only the time to find their answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .generate import BASE_ROWS, Generation, generate, mixed_batch_reason
+from .load import LoadedModel, load_base
+
+
+class SharedBase:
+    """A base model loaded once, with the LoRA adapters of a group's members attached.
+
+    ``add(vid, adapter_dir)`` attaches a member (``adapter_dir`` None for the base model itself)
+    and returns None, or the reason it cannot join (then the member runs on its own).
+    ``model_for(vid)`` is the model a member's benchmarks run on: only its adapter active (the
+    base member: every adapter off). ``generate(vid, ...)`` is the member's
+    :meth:`~peft_audit.benchmarks.base.VariantRun.generate`. ``release(vid)`` ends a member's
+    evaluation (finished or failed): later mixed batches leave it out.
+    """
+
+    def __init__(self, loaded: LoadedModel, load_seconds: float = 0.0):
+        self.loaded = loaded
+        self._unbilled = load_seconds
+        self.peft_model = None  # the PeftModel, once the first adapter is attached
+        self.members: dict[str, str] = {}  # variant id -> its row name in mixed batches
+        self.live: list[str] = []  # members still to be evaluated, in order
+        self._answers: dict[tuple, dict[str, list[Generation]]] = {}
+
+    @classmethod
+    def load(cls, name: str, *, device: str, trust_remote_code: bool = False) -> "SharedBase":
+        t0 = time.perf_counter()
+        loaded = load_base(name, device=device, trust_remote_code=trust_remote_code)
+        return cls(loaded, time.perf_counter() - t0)
+
+    def bill_load(self) -> float:
+        """The seconds loading the base took, once (to the first member that asks), then 0."""
+        seconds, self._unbilled = self._unbilled, 0.0
+        return seconds
+
+    def add(self, vid: str, adapter_dir: str | Path | None) -> str | None:
+        if adapter_dir is None:
+            self.members[vid] = BASE_ROWS
+            self.live.append(vid)
+            return None
+        name = f"variant-{vid}"
+        from peft import PeftModel
+
+        try:
+            if self.peft_model is None:
+                model = PeftModel.from_pretrained(self.loaded.model, str(adapter_dir), adapter_name=name,
+                                                  is_trainable=False)
+            else:
+                self.peft_model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
+                model = self.peft_model
+        except (ValueError, TypeError, KeyError) as e:  # a config the loaded ones cannot sit beside
+            return f"its adapter does not load beside the group's: {e}"
+        reason = mixed_batch_reason(model, {name})
+        if reason is not None:
+            if self.peft_model is None:
+                model.unload()  # takes the adapter's layers out of the base again
+            else:
+                model.delete_adapter(name)
+            return reason
+        model.eval()
+        self.peft_model = model
+        self.members[vid] = name
+        self.live.append(vid)
+        return None
+
+    def model_for(self, vid: str):
+        """The model member ``vid`` is evaluated on: the PEFT model with only its adapter
+        active, or for the base member the transformer with every adapter layer switched off."""
+        name = self.members[vid]
+        if self.peft_model is None:
+            return self.loaded.model
+        if name == BASE_ROWS:
+            self.peft_model.base_model.disable_adapter_layers()
+            return self.peft_model.get_base_model()
+        self.peft_model.base_model.enable_adapter_layers()
+        self.peft_model.set_adapter(name, inference_mode=True)
+        return self.peft_model
+
+    def generate(self, vid: str, prompts: list[str], *, system_prompt: str | None = None, max_new_tokens: int = 256,
+                 batch_size: int | str = "auto", progress: Callable[[int], None] | None = None,
+                 **_: object) -> list[Generation]:
+        """Member ``vid``'s answers to ``prompts``: generated now for every live member in mixed
+        batches, or taken from such a batch an earlier member ran."""
+        key = (tuple(prompts), system_prompt, max_new_tokens)
+        waiting = self._answers.get(key, {})
+        if vid in waiting:
+            answers = waiting.pop(vid)
+            if progress is not None and prompts:
+                progress(len(prompts))
+            return answers
+        group = [vid] + [m for m in self.live if m != vid]
+        if self.peft_model is None or len(group) == 1:
+            model = self.model_for(vid)
+            return generate(model, self.loaded.tokenizer, prompts, system_prompt=system_prompt,
+                            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        names = [self.members[m] for m in group for _ in prompts]
+        # a number fixes the rows of one variant's batch: the group's batches hold that many per member
+        rows = batch_size * len(group) if isinstance(batch_size, int) else batch_size
+        done = [0]
+
+        def own_share(n: int) -> None:  # the caller's progress bar counts its own prompts
+            before = done[0] // len(group)
+            done[0] += n
+            if progress is not None and done[0] // len(group) > before:
+                progress(done[0] // len(group) - before)
+
+        self.peft_model.base_model.enable_adapter_layers()
+        try:
+            out = generate(self.peft_model, self.loaded.tokenizer, list(prompts) * len(group),
+                           system_prompt=system_prompt, max_new_tokens=max_new_tokens, batch_size=rows,
+                           progress=own_share, adapter_names=names)
+        finally:
+            self.model_for(vid)  # the caller's adapter state, as before the call
+        n = len(prompts)
+        self._answers.setdefault(key, {}).update({m: out[k * n:(k + 1) * n] for k, m in enumerate(group) if k})
+        return out[:n]
+
+    def release(self, vid: str) -> None:
+        if vid in self.live:
+            self.live.remove(vid)
+        for waiting in self._answers.values():
+            waiting.pop(vid, None)
