@@ -76,8 +76,9 @@ class SharedBase:
             else:
                 self.peft_model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
                 model = self.peft_model
-        except (ValueError, TypeError, KeyError) as e:  # a config the loaded ones cannot sit beside
-            return f"its adapter does not load beside the group's: {e}"
+        except Exception as e:  # a config the loaded ones cannot sit beside, a damaged file, ...:
+            # the member then loads on its own, and a real error is recorded on it there
+            return f"its adapter does not load beside the group's ({type(e).__name__}: {e})"
         reason = mixed_batch_reason(model, {name})
         if reason is not None:
             if self.peft_model is None:
