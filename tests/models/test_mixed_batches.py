@@ -83,7 +83,7 @@ def test_mixed_batches_refuse_what_they_cannot_mix(multi):
     with pytest.raises(ValueError, match="2 names for 1 prompts"):
         generate(model, tok, PROMPTS[:1], adapter_names=["first", "second"])
     base, _ = make_tiny_model()
-    assert "LoRA adapters" in mixed_batch_reason(base, {BASE_ROWS})
+    assert "LoRA or prompt-learning" in mixed_batch_reason(base, {BASE_ROWS})
     assert mixed_batch_reason(model, {"first", "second", BASE_ROWS}) is None
 
 
@@ -93,3 +93,66 @@ def test_dora_is_not_mixed():
     model, _ = make_tiny_model()
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"], use_dora=True))
     assert "not a plain LoRA" in mixed_batch_reason(peft_model, {"default"})
+
+
+def _prompt_learning(kind: str, seed: int, tokens: int = 6):
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+
+    torch.manual_seed(seed)
+    if kind == "prompt-tuning":
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=tokens)
+    if kind == "p-tuning":
+        return PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=tokens, encoder_hidden_size=16)
+    return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=tokens)
+
+
+def _multi_prompt(kinds: list[str]):
+    """One base with a prompt-learning adapter per entry of ``kinds`` (random, scaled up so each
+    changes the answers), named ``p0``, ``p1``, ..."""
+    from peft import get_peft_model
+
+    model, tok = make_lively_tiny_model()
+    peft_model = None
+    for k, kind in enumerate(kinds):
+        config = _prompt_learning(kind, seed=10 + k)
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=f"p{k}")
+        else:
+            peft_model.add_adapter(f"p{k}", config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "prompt_encoder" in n:
+                p.mul_(4.0)
+    peft_model.eval()
+    return peft_model, tok
+
+
+@pytest.mark.parametrize("kinds", [["prompt-tuning"] * 3, ["p-tuning"] * 2, ["prefix-tuning"] * 2])
+@pytest.mark.parametrize("system_prompt", [None, SYSTEM])
+def test_prompt_learning_rows_mix_with_their_own_virtual_tokens(kinds, system_prompt):
+    model, tok = _multi_prompt(kinds)
+    names = [f"p{k}" for k in range(len(kinds))]
+    kw = dict(system_prompt=system_prompt, max_new_tokens=6, batch_size=64)
+    alone = {n: _alone(model, tok, n, **kw) for n in names}
+    assert len({tuple(g.text for g in gens) for gens in alone.values()}) == len(names)
+    model.set_adapter("p0")
+    mixed = generate(model, tok, PROMPTS * len(names), adapter_names=[n for n in names for _ in PROMPTS], **kw)
+    for k, n in enumerate(names):
+        assert mixed[k * len(PROMPTS):(k + 1) * len(PROMPTS)] == alone[n], n
+    assert model.active_adapter == "p0"  # the caller's adapter is active again
+
+
+def test_prompt_learning_mixes_refused_where_heads_differ():
+    from peft import get_peft_model
+
+    model, tok = _multi_prompt(["prompt-tuning", "prompt-tuning"])
+    assert mixed_batch_reason(model, {"p0", "p1"}) is None
+    assert "base-model rows" in mixed_batch_reason(model, {"p0", BASE_ROWS})
+    model.add_adapter("p2", _prompt_learning("prompt-tuning", seed=3, tokens=4))
+    assert "different numbers of virtual tokens" in mixed_batch_reason(model, {"p0", "p2"})
+    base, _ = make_tiny_model()
+    from peft import IA3Config
+
+    ia3 = get_peft_model(base, IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
+                                         feedforward_modules=["down_proj"]))
+    assert "IA3 adapters cannot share a batch" in mixed_batch_reason(ia3, {"default"})

@@ -1,6 +1,7 @@
-"""A base model and the LoRA variants a run trains on it are evaluated as one group on one
-loaded base (``share_base``, the default), their generation batches mixed: the stored rows
-must equal those of a run where every variant loads its own model."""
+"""Variants of one base are evaluated in groups on one loaded base (``share_base``, the
+default): the base model with its LoRA variants, and the prompt-tuning, P-tuning and IA3
+variants each in their own group, generation batches mixed where the method allows. The
+stored rows must equal those of a run where every variant loads its own model."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _config(model_dir: Path, **extra) -> SweepConfig:
     return SweepConfig.model_validate({
         "name": "shared",
         "base_models": [base],
-        "methods": [{"name": "lora", "lr": [5e-2, 1e-1]}, "ia3"],
+        "methods": [{"name": m, "lr": [5e-2, 1e-1]} for m in ("lora", "ia3", "prompt-tuning", "p-tuning")],
         "algos": ["sft"],
         "device": "cpu",
         "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 48, "max_examples": 4},
@@ -57,24 +58,27 @@ def test_grouped_run_equals_one_variant_at_a_time(tiny_model_dir, tmp_path, monk
     run_sweep(_config(tiny_model_dir), tmp_path / "grouped", RunOptions(in_process=True))
     run_sweep(_config(tiny_model_dir, share_base=False), tmp_path / "alone", RunOptions(in_process=True))
 
-    # one mixed batch served the base and both LoRA variants (the IA3 variant ran alone)
-    assert len(mixed_calls) == 1 and len(mixed_calls[0]) == 3 and "__base__" in mixed_calls[0]
+    # one mixed call per mixing group: the base with both LoRA variants, both prompt-tuning
+    # variants, both P-tuning variants; the IA3 variants shared the loaded base one at a time
+    assert sorted(len(names) for names in mixed_calls) == [2, 2, 3]
+    assert any("__base__" in names for names in mixed_calls)
     grouped, alone = _rows(tmp_path / "grouped"), _rows(tmp_path / "alone")
-    assert [s for _, _, s, _ in grouped["variants"]] == ["done"] * 4
+    assert [s for _, _, s, _ in grouped["variants"]] == ["done"] * 9
     # a trained member's stage times include its training, done before the group's evaluation
     assert all("train" in t for (_, method, _, t) in grouped["variants"] if method != "base")
     assert grouped == alone
 
 
-def test_groups_take_the_base_and_its_lora_variants_only(tiny_model_dir):
+def test_groups_are_one_base_and_one_family(tiny_model_dir):
     cfg = _config(tiny_model_dir)
     pending = expand(cfg)
     kinds = {pv.id: pv.spec.method for pv in pending}
-    first = take_group(cfg, pending, lambda pv: set())
-    assert sorted(kinds[pv.id] for pv in first) == ["base", "lora", "lora"]
-    assert [kinds[pv.id] for pv in pending] == ["ia3"]
-    assert take_group(cfg, pending, lambda pv: set()) and not pending
-    # two job slots: the candidates are split so that both get work
+    groups = []
+    while pending:
+        groups.append(sorted(kinds[pv.id] for pv in take_group(cfg, pending, lambda pv: set())))
+    assert sorted(groups) == [["base", "lora", "lora"], ["ia3", "ia3"], ["p-tuning", "p-tuning"],
+                              ["prompt-tuning", "prompt-tuning"]]
+    # two job slots: a family's candidates are split so that both get work
     pending = expand(cfg)
     assert len(take_group(cfg, pending, lambda pv: set(), jobs=2)) == 2
 

@@ -56,6 +56,12 @@ re-injects its virtual tokens at every decoding step). So:
 
 ``tests/safety/test_safety_generate.py`` checks each path against a cache-free greedy loop over
 the PEFT model's own ``forward``.
+
+Mixed batches (``adapter_names``, one adapter per row; :func:`mixed_batch_reason`): rows of
+several variants of one base share each batch. LoRA rows go through PEFT's ``adapter_names``
+forward; prompt-learning rows differ only in their head, which is encoded per adapter and
+gathered per row. ``tests/models/test_mixed_batches.py`` checks every row against its variant
+generating alone.
 """
 
 from __future__ import annotations
@@ -141,9 +147,10 @@ def generate(
     ``compiled``: on CUDA, decode base/LoRA/IA3 models with a static KV cache and compiled
     steps (:func:`_static_batch`); elsewhere, and for prompt-learning adapters, it is ignored
     with a notice. ``progress`` is called with the number of prompts finished after each batch.
-    ``adapter_names``: one LoRA adapter name per prompt (``"__base__"`` for the base model) on a
-    PEFT model holding several LoRA adapters, so that several variants share every batch
-    (:func:`mixed_batch_reason` says which models allow it). An empty ``prompts`` list returns
+    ``adapter_names``: one adapter name per prompt (``"__base__"`` for the base model's own
+    answer) on a PEFT model holding several adapters, so that several variants share every
+    batch: LoRA adapters, or prompt-learning adapters with the same number of virtual tokens
+    (:func:`mixed_batch_reason`). An empty ``prompts`` list returns
     ``[]`` without touching the model.
     """
     encoded = [chat_input_ids(tokenizer, p, system_prompt) for p in prompts]
@@ -215,19 +222,44 @@ BASE_ROWS = "__base__"
 
 def mixed_batch_reason(model, names: set[str]) -> str | None:
     """Why the rows of ``names`` (adapter names of ``model``, or :data:`BASE_ROWS`) cannot share
-    batches on ``model``; None when they can. Mixed batches are PEFT's ``adapter_names``
-    forward, which this project uses for plain LoRA adapters only (no DoRA or other LoRA
-    variants, whose mixed forward it does not test), decoded by this module's greedy loop."""
+    batches on ``model``; None when they can.
+
+    * LoRA adapters (and base rows): PEFT's ``adapter_names`` forward gives each row its own
+      adapter's update inside the layers. Plain LoRA only: this project does not test the mixed
+      forward of DoRA or other LoRA variants.
+    * Prompt-tuning adapters with the same number of virtual tokens: each row's head (its
+      adapter's virtual tokens, then the shared system turn) is encoded under its own adapter;
+      everything after it runs through the base model, the same for every row. Likewise
+      P-tuning adapters, and prefix-tuning adapters with the same prefix length. No base rows:
+      their head would be shorter.
+
+    Mixed batches decode through this module's greedy loop, so models whose generation config
+    asks for logits processing are refused too."""
     configs = getattr(model, "peft_config", None)
-    if not isinstance(configs, dict) or peft_type(model) != "LORA":
-        return "mixed batches need a PEFT model with LoRA adapters"
+    kind = peft_type(model)
+    if not isinstance(configs, dict) or kind is None:
+        return "mixed batches need a PEFT model with LoRA or prompt-learning adapters"
+    # (PEFT holds adapters of one type per model, so prompt tuning and P-tuning do not meet)
+    families = {"LORA": "LORA", "PROMPT_TUNING": "PROMPT_TUNING", "P_TUNING": "P_TUNING", "PREFIX_TUNING": "PREFIX_TUNING"}
+    family = families.get(kind)
+    if family is None:
+        return f"{kind} adapters cannot share a batch (PEFT mixes LoRA rows only; prompt-learning rows are mixed here)"
+    if family != "LORA" and BASE_ROWS in names:
+        return "base-model rows cannot share a batch with prompt-learning adapters (their heads differ in length)"
+    lengths = set()
     for name in sorted(names - {BASE_ROWS}):
         config = configs.get(name)
         if config is None:
             return f"the model has no adapter named {name!r}"
-        kind = getattr(config.peft_type, "value", str(config.peft_type))
-        if kind != "LORA" or getattr(config, "use_dora", False) or getattr(config, "alora_invocation_tokens", None):
+        this = getattr(config.peft_type, "value", str(config.peft_type))
+        if families.get(this) != family:
+            return f"adapter {name!r} ({this}) cannot share a batch with {kind} adapters"
+        if family == "LORA" and (getattr(config, "use_dora", False) or getattr(config, "alora_invocation_tokens", None)):
             return f"adapter {name!r} is not a plain LoRA adapter"
+        if family != "LORA":
+            lengths.add(int(config.num_virtual_tokens))
+    if len(lengths) > 1:
+        return f"the adapters have different numbers of virtual tokens ({sorted(lengths)})"
     if _needs_logits_processing(model):
         return "the model's generation config adds logits processing (it generates through model.generate)"
     return None
@@ -277,7 +309,7 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
                   device: torch.device, adapters: list[str] | None = None) -> list[list[int]]:
     """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
     A finished row leaves the batch: its cache rows, mask and position are dropped.
-    ``adapters``: each row's LoRA adapter in a mixed batch (:func:`generate`'s ``adapter_names``)."""
+    ``adapters``: each row's adapter in a mixed batch (:func:`generate`'s ``adapter_names``)."""
     shared = _shared_prefix_len(rows)
     logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
                                                adapters)
@@ -301,14 +333,17 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
         mask = torch.cat([mask, mask.new_ones((len(batch_rows), 1))], dim=1)
         positions = mask.sum(dim=1, keepdim=True) - 1
         logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
-                         **_mixing(adapters, batch_rows), **cache_kwargs(forward, cache)).logits
+                         **_mixing(model, adapters, batch_rows), **cache_kwargs(forward, cache)).logits
     return new
 
 
-def _mixing(adapters: list[str] | None, rows) -> dict:
-    """The forward keyword that gives each row of a mixed batch its own adapter (PEFT's
-    ``adapter_names``); nothing outside mixed batches."""
-    return {} if adapters is None else {"adapter_names": [adapters[i] for i in rows]}
+def _mixing(model, adapters: list[str] | None, rows) -> dict:
+    """The forward keyword that gives each row of a mixed LoRA batch its own adapter (PEFT's
+    ``adapter_names``); nothing outside mixed batches, and nothing for prompt-learning adapters,
+    whose rows differ only in the head (:func:`_first_step`)."""
+    if adapters is None or prompt_learning_config(model) is not None:
+        return {}
+    return {"adapter_names": [adapters[i] for i in rows]}
 
 
 #: A prefill bucket closes when the next (shorter) row would waste more than this share of the
@@ -449,8 +484,8 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     every row starts with) -- is encoded once at batch size 1 and its cache repeated for every
     row; the left-padded rest of each row follows it, so the cache reads
     ``[head, padding, row tokens]`` and positions count only unmasked entries. In a mixed batch
-    (``adapters``: each row's LoRA adapter) the head is encoded once per adapter, and each row
-    gets its own adapter's."""
+    (``adapters``: each row's adapter) the head is encoded once per adapter, and each row gets
+    its own adapter's (:func:`_per_row_heads`)."""
     cfg = prompt_learning_config(model)
     # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
     # so whether logits_to_keep is understood is read from the model it forwards them to
@@ -459,50 +494,70 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     bs, device = input_ids.shape[0], input_ids.device
     head_ids = torch.tensor([prefix], dtype=input_ids.dtype, device=device)
     if cfg is None:
-        head_len, cache = len(prefix), None
-        if prefix and adapters is not None:
-            cache = _mixed_heads(model, head_ids, adapters, keep)
-        elif prefix:
-            cache = output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
-                                       **keep))
-    else:
-        from peft import PeftType
+        head_len = len(prefix)
 
-        nvt = cfg.num_virtual_tokens
-        head_len = nvt + len(prefix)
-        head_mask = torch.ones((1, head_len), dtype=attention_mask.dtype, device=device)
-        if cfg.peft_type == PeftType.PREFIX_TUNING:
-            cache = model.get_prompt(batch_size=1)
-            if prefix:
-                cache = output_cache(base(input_ids=head_ids, attention_mask=head_mask,
-                                          position_ids=torch.arange(nvt, head_len, device=device)[None],
-                                          use_cache=True, **keep, **cache_kwargs(base, cache)))
-        elif cfg.peft_type in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
-            tokens = model.word_embeddings(head_ids)
-            embeds = torch.cat([model.get_prompt(batch_size=1).to(tokens.dtype), tokens], dim=1)
-            cache = output_cache(base(inputs_embeds=embeds, attention_mask=head_mask, use_cache=True, **keep))
-        else:
-            raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
-    if cache is not None and not (adapters is not None and prefix):
+        def head(name: str | None):
+            rows = {} if name is None else {"adapter_names": [name]}
+            return output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
+                                      **rows, **keep))
+    else:
+        head_len = cfg.num_virtual_tokens + len(prefix)
+
+        def head(name: str | None):
+            if name is None:
+                return _prompt_head(model, cfg, head_ids, keep)
+            active = model.active_adapter
+            model.set_adapter(name, inference_mode=True)
+            try:
+                return _prompt_head(model, cfg, head_ids, keep)
+            finally:
+                model.set_adapter(active, inference_mode=True)
+    cache = None
+    if adapters is not None and head_len:
+        cache = _per_row_heads(head, adapters, device)
+    elif head_len:
+        cache = head(None)
         cache.batch_repeat_interleave(bs)
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
     out = (model if cfg is None else base)(input_ids=input_ids, attention_mask=mask,
                                            position_ids=_positions(mask)[:, head_len:], use_cache=True,
-                                           **keep, **_mixing(adapters, range(bs)), **cache_kwargs(base, cache))
+                                           **keep, **_mixing(model, adapters, range(bs)), **cache_kwargs(base, cache))
     return out, output_cache(out), mask
 
 
-def _mixed_heads(model, head_ids: torch.Tensor, adapters: list[str], keep: dict):
-    """The shared head's cache for a mixed batch: encoded at batch size 1 under each distinct
-    adapter of ``adapters`` (as a one-adapter batch encodes it), then laid out one row per entry
-    of ``adapters``."""
+def _prompt_head(model, cfg, head_ids: torch.Tensor, keep: dict):
+    """The cache of a prompt-learning adapter's head at batch size 1: its virtual tokens or
+    prefix, then ``head_ids`` (the rows' shared tokens, possibly none) after them."""
+    from peft import PeftType
+
+    base, device = base_model(model), head_ids.device
+    nvt = cfg.num_virtual_tokens
+    head_len = nvt + head_ids.shape[1]
+    head_mask = torch.ones((1, head_len), dtype=torch.long, device=device)
+    if cfg.peft_type == PeftType.PREFIX_TUNING:
+        cache = model.get_prompt(batch_size=1)
+        if head_ids.shape[1]:
+            cache = output_cache(base(input_ids=head_ids, attention_mask=head_mask,
+                                      position_ids=torch.arange(nvt, head_len, device=device)[None],
+                                      use_cache=True, **keep, **cache_kwargs(base, cache)))
+        return cache
+    if cfg.peft_type in (PeftType.PROMPT_TUNING, PeftType.P_TUNING):
+        tokens = model.word_embeddings(head_ids)
+        embeds = torch.cat([model.get_prompt(batch_size=1).to(tokens.dtype), tokens], dim=1)
+        return output_cache(base(inputs_embeds=embeds, attention_mask=head_mask, use_cache=True, **keep))
+    raise NotImplementedError(f"generation with a {cfg.peft_type} adapter is not supported")
+
+
+def _per_row_heads(head: Callable, adapters: list[str], device: torch.device):
+    """The head's cache for a mixed batch: ``head(name)`` (batch size 1) under each distinct
+    adapter of ``adapters``, as a one-adapter batch encodes it, laid out one row per entry of
+    ``adapters``."""
     names = sorted(set(adapters))
-    heads = [output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
-                                adapter_names=[name], **keep)) for name in names]
+    heads = [head(name) for name in names]
     if not all(_plain_dynamic(h) for h in heads):
         raise ValueError("cannot mix adapters in one batch: the model's cache is not a plain DynamicCache "
                          "(sliding-window or quantised layers)")
-    index = torch.tensor([names.index(a) for a in adapters], device=head_ids.device)
+    index = torch.tensor([names.index(a) for a in adapters], device=device)
     cache = heads[0]
     for li, layer in enumerate(cache.layers):
         layer.keys = torch.cat([h.layers[li].keys for h in heads])[index]

@@ -1,21 +1,24 @@
-"""One loaded base model serving a group of variants: the base itself and LoRA adapters
-attached to it by name, whose generation requests share batches.
+"""One loaded base model serving a group of variants of one PEFT type: their adapters attached
+to it by name, and for LoRA the base model itself, whose generation requests share batches.
 
 Why: in a sweep every variant of a base asks the same prompts with the same settings. Run one
 after another, each variant decodes its own small batch, and on hardware where a decoding step
 is bound by reading the weights (every GPU, and this project's CPUs below ~100 rows), a batch
 of 11 rows costs almost what a batch of 55 does. Here the base is loaded once, every member's
 adapter is attached to it under the member's name, and the first member to ask for a set of
-prompts gets them generated for every member still to be evaluated, in mixed batches (PEFT's
-``adapter_names``, through :func:`~peft_audit.models.generate.generate`); the others find
-their answers waiting when they ask for the same prompts. Everything else a member does (BBQ
-scoring, judging) runs on the same loaded model with only that member's adapter active.
+prompts gets them generated for every member still to be evaluated, in mixed batches
+(:func:`~peft_audit.models.generate.generate` with ``adapter_names``: LoRA rows through PEFT's
+mixed-adapter forward, prompt-tuning, P-tuning and prefix-tuning rows each with its own
+adapter's head); the others find their answers waiting when they ask for the same prompts.
+IA3 adapters, which PEFT cannot mix, share the loaded base and generate one member at a time.
+Everything else a member does (BBQ scoring, judging) runs on the same loaded model with only
+that member's adapter active.
 
 Each row is computed as its variant alone would compute it: the base layer's output plus that
-row's own adapter's update, and a shared system turn is encoded once per adapter
-(``tests/models/test_mixed_batches.py`` checks the tokens against one-variant-at-a-time
-generation). Only float summation can differ where the batch shape differs, as with any
-change of batch size.
+row's own adapter's update, or the base model after that row's own virtual tokens or prefix;
+a shared system turn is encoded once per adapter (``tests/models/test_mixed_batches.py``
+checks the tokens against one-variant-at-a-time generation). Only float summation can differ
+where the batch shape differs, as with any change of batch size.
 
 The member whose call runs a mixed batch is timed for the whole of it; the others' generation
 stage then takes only the time to find their answers.
@@ -27,25 +30,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .forward import peft_type
 from .generate import BASE_ROWS, Generation, generate, mixed_batch_reason
 from .load import LoadedModel, load_base
 
 
 class SharedBase:
-    """A base model loaded once, with the LoRA adapters of a group's members attached.
+    """A base model loaded once, with the adapters of a group's members attached (one PEFT type).
 
-    ``add(vid, adapter_dir)`` attaches a member (``adapter_dir`` None for the base model itself)
-    and returns None, or the reason it cannot join (then the member runs on its own).
-    ``model_for(vid)`` is the model a member's benchmarks run on: only its adapter active (the
-    base member: every adapter off). ``generate(vid, ...)`` is the member's
-    :meth:`~peft_audit.benchmarks.base.VariantRun.generate`. ``release(vid)`` ends a member's
-    evaluation (finished or failed): later mixed batches leave it out.
+    ``add(vid, adapter_dir)`` attaches a member (``adapter_dir`` None for the base model itself,
+    which joins LoRA groups only) and returns None, or the reason it cannot join (then the
+    member runs on its own). ``model_for(vid)`` is the model a member's benchmarks run on: only
+    its adapter active (the base member: every adapter off). ``generate(vid, ...)`` is the
+    member's :meth:`~peft_audit.benchmarks.base.VariantRun.generate`. ``release(vid)`` ends a
+    member's evaluation (finished or failed): later mixed batches leave it out.
     """
+
+    #: PEFT types whose rows share batches (:func:`~peft_audit.models.generate.mixed_batch_reason`)
+    MIXED = frozenset({"LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
 
     def __init__(self, loaded: LoadedModel, load_seconds: float = 0.0):
         self.loaded = loaded
         self._unbilled = load_seconds
         self.peft_model = None  # the PeftModel, once the first adapter is attached
+        self.kind: str | None = None  # the PEFT type of the attached adapters
         self.members: dict[str, str] = {}  # variant id -> its row name in mixed batches
         self.live: list[str] = []  # members still to be evaluated, in order
         self._answers: dict[tuple, dict[str, list[Generation]]] = {}
@@ -61,16 +69,23 @@ class SharedBase:
         seconds, self._unbilled = self._unbilled, 0.0
         return seconds
 
+    @property
+    def mixing(self) -> bool:
+        return self.kind in self.MIXED
+
     def add(self, vid: str, adapter_dir: str | Path | None) -> str | None:
         if adapter_dir is None:
+            if self.kind not in (None, "LORA"):
+                return "the base model shares batches with LoRA variants only"
             self.members[vid] = BASE_ROWS
             self.live.append(vid)
             return None
         name = f"variant-{vid}"
         from peft import PeftModel
 
+        first = self.peft_model is None
         try:
-            if self.peft_model is None:
+            if first:
                 model = PeftModel.from_pretrained(self.loaded.model, str(adapter_dir), adapter_name=name,
                                                   is_trainable=False)
             else:
@@ -79,15 +94,20 @@ class SharedBase:
         except Exception as e:  # a config the loaded ones cannot sit beside, a damaged file, ...:
             # the member then loads on its own, and a real error is recorded on it there
             return f"its adapter does not load beside the group's ({type(e).__name__}: {e})"
-        reason = mixed_batch_reason(model, {name})
+        kind = peft_type(model) if first else self.kind
+        reason = None
+        if kind in self.MIXED:
+            reason = mixed_batch_reason(model, {*self.members.values(), name})
+        elif kind != "IA3":
+            reason = f"{kind} adapters are not evaluated on a shared base"
         if reason is not None:
-            if self.peft_model is None:
+            if first and kind in ("LORA", "IA3"):
                 model.unload()  # takes the adapter's layers out of the base again
-            else:
+            elif not first:
                 model.delete_adapter(name)
             return reason
         model.eval()
-        self.peft_model = model
+        self.peft_model, self.kind = model, kind
         self.members[vid] = name
         self.live.append(vid)
         return None
@@ -98,10 +118,12 @@ class SharedBase:
         name = self.members[vid]
         if self.peft_model is None:
             return self.loaded.model
+        tuner = self.kind in ("LORA", "IA3")  # adapters inside the layers, which can be switched off
         if name == BASE_ROWS:
             self.peft_model.base_model.disable_adapter_layers()
             return self.peft_model.get_base_model()
-        self.peft_model.base_model.enable_adapter_layers()
+        if tuner:
+            self.peft_model.base_model.enable_adapter_layers()
         self.peft_model.set_adapter(name, inference_mode=True)
         return self.peft_model
 
@@ -118,7 +140,7 @@ class SharedBase:
                 progress(len(prompts))
             return answers
         group = [vid] + [m for m in self.live if m != vid]
-        if self.peft_model is None or len(group) == 1:
+        if not self.mixing or len(group) == 1:
             model = self.model_for(vid)
             return generate(model, self.loaded.tokenizer, prompts, system_prompt=system_prompt,
                             max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
@@ -133,9 +155,10 @@ class SharedBase:
             if progress is not None and done[0] // len(group) > before:
                 progress(done[0] // len(group) - before)
 
-        self.peft_model.base_model.enable_adapter_layers()
+        # the PEFT model, with the adapters of a LoRA group switched on (the base member's are off)
+        model = self.model_for(next(m for m in group if self.members[m] != BASE_ROWS))
         try:
-            out = generate(self.peft_model, self.loaded.tokenizer, list(prompts) * len(group),
+            out = generate(model, self.loaded.tokenizer, list(prompts) * len(group),
                            system_prompt=system_prompt, max_new_tokens=max_new_tokens, batch_size=rows,
                            progress=own_share, adapter_names=names)
         finally:

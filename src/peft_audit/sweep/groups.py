@@ -1,11 +1,14 @@
 """Groups of variants that share one loaded base model (the sweep's ``share_base``).
 
-A group is a base model and the LoRA variants this run trains on it, at most
-:data:`MAX_GROUP` at once: a worker trains each member, loads the base once with every
-member's adapter attached (:func:`share_base`, :class:`~peft_audit.models.shared_base.SharedBase`),
-then evaluates the members one after another on it, their generation batches shared
+A group is variants of one base model and one family (:data:`FAMILIES`): the base model and
+the LoRA variants this run trains on it, or its prompt-tuning, P-tuning, prefix-tuning or IA3
+variants, at most :data:`MAX_GROUP` at once. A worker trains each member, loads the base once
+with every member's adapter attached (:func:`share_base`,
+:class:`~peft_audit.models.shared_base.SharedBase`), then evaluates the members one after
+another on it, their generation batches shared where the method allows
 (:func:`peft_audit.sweep.worker.run_group`). The executors take jobs with :func:`take_group`.
-Other variants, and every variant of a run without ``share_base``, are jobs of their own.
+Other variants (adapters from disk or the Hub, DoRA, other methods), and every variant of a
+run without ``share_base``, are jobs of their own.
 """
 
 from __future__ import annotations
@@ -23,16 +26,23 @@ from .plan import PlannedVariant
 MAX_GROUP = 8
 
 
+#: The methods whose variants share a loaded base, and the group each joins: the base model
+#: shares LoRA's batches; prompt tuning, P-tuning and prefix tuning each mix their own rows
+#: (PEFT holds one adapter type per model); IA3 shares the loaded base but not batches.
+FAMILIES = {"base": "lora", "lora": "lora", "prompt-tuning": "prompt-tuning", "p-tuning": "p-tuning",
+            "prefix-tuning": "prefix-tuning", "ia3": "ia3"}
+
+
 def groupable(cfg: SweepConfig, pv: PlannedVariant, done_stages: set[str]) -> bool:
     """Whether ``pv`` may be evaluated as a member of a group sharing one loaded base
-    (:func:`share_base`): the base model itself or a LoRA adapter this run trains, with the
-    transformers backend (vLLM shares its engine its own way; compiled decoding keeps rows in
-    fixed batches), and nothing evaluated yet (a resumed variant redoes only its missing
-    stages, which a group's batches would not line up with)."""
+    (:func:`share_base`): the base model, or an adapter this run trains with a method of
+    :data:`FAMILIES` (not DoRA), with the transformers backend (vLLM shares its engine its own
+    way; compiled decoding keeps rows in fixed batches), and nothing evaluated yet (a resumed
+    variant redoes only its missing stages, which a group's batches would not line up with)."""
     spec = pv.spec
     if not cfg.share_base or cfg.backend != "transformers" or cfg.compile or cfg.training.load_in or spec.adapter:
         return False
-    if not (spec.is_base() or spec.method == "lora") or (spec.method_args or {}).get("use_dora"):
+    if spec.method not in FAMILIES or (spec.method_args or {}).get("use_dora"):
         return False
     return done_stages <= {"trained"}
 
@@ -40,14 +50,15 @@ def groupable(cfg: SweepConfig, pv: PlannedVariant, done_stages: set[str]) -> bo
 def take_group(cfg: SweepConfig, pending: list[PlannedVariant], stages_done: Callable[[PlannedVariant], set[str]],
                jobs: int = 1) -> list[PlannedVariant]:
     """Take the next job off ``pending``: its first variant, with the later variants that may
-    share its loaded base (:func:`groupable`, same base model) when it may. A group holds at
-    most :data:`MAX_GROUP` variants, and with ``jobs`` slots at most its share of the candidates,
-    so every slot gets work."""
+    share its loaded base (:func:`groupable`, same base model and family of :data:`FAMILIES`)
+    when it may. A group holds at most :data:`MAX_GROUP` variants, and with ``jobs`` slots at
+    most its share of the candidates, so every slot gets work."""
     first = pending.pop(0)
     if not groupable(cfg, first, stages_done(first)):
         return [first]
+    family = FAMILIES[first.spec.method]
     candidates = [pv for pv in pending if pv.spec.base_model == first.spec.base_model
-                  and groupable(cfg, pv, stages_done(pv))]
+                  and FAMILIES.get(pv.spec.method) == family and groupable(cfg, pv, stages_done(pv))]
     cap = min(MAX_GROUP, max(2, -(-(len(candidates) + 1) // max(1, jobs))))
     group = [first] + candidates[:cap - 1]
     for pv in group[1:]:
