@@ -443,8 +443,13 @@ def plan(config: Path = typer.Argument(..., help="Sweep YAML file."),
         cost = estimate_cost(cfg, variants)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(user_message(e))
+    from .sweep.groups import take_group
+
+    pending, groups = list(variants), []
+    while pending:  # the local executor's jobs on a fresh run directory
+        groups.append(take_group(cfg, pending, lambda pv: set(), jobs))
     out = Console()
-    render_plan(variants, cost, out, jobs=jobs)
+    render_plan(variants, cost, out, jobs=jobs, groups=groups)
     try:
         if estimate:
             from .sweep.estimate import render_estimate

@@ -161,10 +161,11 @@ class _SweepBase(_Strict):
                            "and torch.compile'd steps (each new batch shape compiles first; perf/gpu_check.py "
                            "measures whether it pays on your GPU); ignored elsewhere, with a notice")
     share_base: bool = Field(
-        True, description="Evaluate a base model and the LoRA variants this run trains on it as groups on one loaded "
-                          "base (up to 8 variants per group, per job slot), their generation batches shared "
-                          "through PEFT's mixed-adapter batches (transformers backend, without compile); other "
-                          "variants load their own")
+        True, description="Evaluate the variants of one base in groups on one loaded base (up to 8 per group): the "
+                          "base model with the LoRA variants this run trains, or its prompt-tuning, P-tuning, "
+                          "prefix-tuning or IA3 variants; generation batches shared where the method allows "
+                          "(transformers backend, without compile; see sweep/groups.py); other variants load "
+                          "their own")
     trust_remote_code: bool = False
     force_adapters: bool = Field(
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"

@@ -133,6 +133,10 @@ def test_plan_command_says_how_many_threads_each_job_gets(tmp_path, monkeypatch)
     assert "jobs: 4 at once (local executor), 2 CPU thread(s) each" in res.output and "on 8 cores" in res.output
     res = CliRunner().invoke(app, ["plan", str(cfg)], env={"COLUMNS": "200"})
     assert "jobs: 1 at a time (local executor), using all 8 CPU cores" in res.output
+    # the base shares its loaded model with the LoRA variant; the IA3 variant is alone
+    assert "shared bases (share_base): 1 group(s)" in res.output and "1 base + 1 lora" in res.output
+    cfg.write_text(cfg.read_text() + "share_base: false\n")
+    assert "shared bases" not in CliRunner().invoke(app, ["plan", str(cfg)], env={"COLUMNS": "200"}).output
 
 
 # --- identities that last (peft_audit.identity) ------------------------------------------------

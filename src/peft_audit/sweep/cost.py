@@ -116,9 +116,11 @@ def _count_bbq(cfg: SweepConfig) -> int | None:
     return len(loaded.items)
 
 
-def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: int = 1) -> None:
+def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: int = 1,
+                groups: list[list[PlannedVariant]] | None = None) -> None:
     """Print the variant table, the cost summary and, for ``jobs`` variants at once on the local
-    executor, the threads each job gets, with rich."""
+    executor, the threads each job gets, with rich; ``groups`` (the local executor's jobs,
+    :func:`peft_audit.sweep.groups.take_group`) adds which variants share one loaded base."""
     from rich.table import Table
 
     from .executors.local import threads_per_job
@@ -162,3 +164,11 @@ def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: in
     else:
         console.print(f"jobs: {jobs} at once (local executor), {threads} CPU thread(s) each "
                       f"(OMP_NUM_THREADS/MKL_NUM_THREADS) on {cores} cores")
+    shared = [g for g in groups or [] if len(g) > 1]
+    if shared:
+        parts = []
+        for g in shared:
+            kinds = [pv.spec.method for pv in g]
+            parts.append(" + ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)))
+        console.print(f"shared bases (share_base): {len(shared)} group(s) of variants evaluated on one loaded base: "
+                      + "; ".join(parts), soft_wrap=True)
