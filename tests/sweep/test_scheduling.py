@@ -80,6 +80,26 @@ def test_subprocesses_isolate_failures_and_crashes(tmp_path):
     assert st.mean_variant_s is not None and st.eta_s == 0 and st.driver_finished
 
 
+def test_a_crash_in_a_group_fails_its_unfinished_members_only(tmp_path):
+    """A base and its LoRA variants are one job (share_base): a member that kills the worker
+    takes the group's members still to come with it, recorded as failed with the worker's exit;
+    those before it are done, and --retry-failed finishes the rest. Each member's wall time is
+    its own stages' (not the time since its group was handed out)."""
+    cfg = parse_config({**CFG, "share_base": True, "lr": [1e-4],
+                        "variants": [{**V, "seed": 1, "label": "crash"}, {**V, "seed": 2, "label": "after"}]})
+    run_sweep(cfg, tmp_path, RunOptions(jobs=1))
+    assert statuses(tmp_path) == {"base" + "None": "done", "lora0.0001": "done", "crash": "failed", "after": "failed"}
+    with Store(tmp_path / "results.sqlite") as s:
+        errors = {v["label"]: v["error"] for v in s.variants("failed")}
+        walls = s.get_meta("variant_wall_seconds")
+        assert all(walls[v["id"]] < 5 for v in s.variants("done"))
+    assert "exited with code 3" in errors["crash"] and "exited with code 3" in errors["after"]
+    lines = [line.split() for line in (tmp_path / "calls.txt").read_text().splitlines()]
+    assert len({pid for _, pid in lines}) == 1  # one worker served the group, until the crash
+    run_sweep(cfg, tmp_path, RunOptions(jobs=1, retry_failed=True))
+    assert statuses(tmp_path) == {"base" + "None": "done", "lora0.0001": "done", "crash": "failed", "after": "done"}
+
+
 def test_resume_skips_finished_and_retry_failed_reruns_only_failed(tmp_path):
     cfg = parse_config(CFG)
     run_sweep(cfg, tmp_path, RunOptions(jobs=2))

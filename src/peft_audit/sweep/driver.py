@@ -44,6 +44,7 @@ class Driver:
         self.deadline = time.time() + opts.max_hours * 3600 if opts.max_hours else None
         self.budget_reported = False
         self.started: dict[str, float] = {}
+        self.grouped: set[str] = set()  # variants handed out in a group (see prepare)
         self.finished: dict[str, str] = {}
         self.stage_seconds: dict[str, float] = {}
         self.tracker = None
@@ -97,8 +98,15 @@ class Driver:
         """The stages of ``pv`` already in the store."""
         return set(self.store.stages_done(pv.id))
 
-    def prepare(self, pv: PlannedVariant) -> tuple[set[str], dict[str, list[dict]]]:
-        """Mark ``pv`` running and return (stages already done, rows of those stages)."""
+    def failed_before(self, pv: PlannedVariant) -> bool:
+        """Whether ``pv`` is recorded as failed (a ``--retry-failed`` run retries it)."""
+        return self.store.variant(pv.id)["status"] == "failed"
+
+    def prepare(self, pv: PlannedVariant, *, grouped: bool = False) -> tuple[set[str], dict[str, list[dict]]]:
+        """Mark ``pv`` running and return (stages already done, rows of those stages).
+        ``grouped``: ``pv`` is one of a group of variants run one after another on one loaded
+        base (:mod:`peft_audit.sweep.groups`), all handed out now; its wall time is then the sum
+        of its own stages, not the time since now, which would count the others'."""
         # A failed variant retried with --retry-failed keeps its committed stages: each was
         # written whole in one transaction, so e.g. a judge outage redoes only the judging, on
         # the stored responses, without generating them again.
@@ -106,6 +114,8 @@ class Driver:
         self.store.update_variant(pv.id, status="running", error=None, traceback=None)
         faults.point("driver.variant_running")
         self.started[pv.id] = time.time()
+        if grouped:
+            self.grouped.add(pv.id)
         self._refresh()
         return done, stored_rows_for(self.store, pv.id, done)
 
@@ -132,7 +142,8 @@ class Driver:
         for k, v in timings.items():
             self.stage_seconds[k] = self.stage_seconds.get(k, 0.0) + v
         walls = self.store.get_meta("variant_wall_seconds", {})
-        walls[vid] = time.time() - self.started.get(vid, time.time())
+        walls[vid] = (sum(timings.values()) if vid in self.grouped
+                      else time.time() - self.started.get(vid, time.time()))
         self.store.set_meta("variant_wall_seconds", walls)
         if status == "done" and self.tracker is not None:
             self.tracker.log_variant(self.store.variant(vid), self.store.rows("metrics", vid))

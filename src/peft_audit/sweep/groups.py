@@ -48,17 +48,23 @@ def groupable(cfg: SweepConfig, pv: PlannedVariant, done_stages: set[str]) -> bo
 
 
 def take_group(cfg: SweepConfig, pending: list[PlannedVariant], stages_done: Callable[[PlannedVariant], set[str]],
-               jobs: int = 1) -> list[PlannedVariant]:
+               jobs: int = 1, failed: Callable[[PlannedVariant], bool] = lambda pv: False) -> list[PlannedVariant]:
     """Take the next job off ``pending``: its first variant, with the later variants that may
     share its loaded base (:func:`groupable`, same base model and family of :data:`FAMILIES`)
     when it may. A group holds at most :data:`MAX_GROUP` variants, and with ``jobs`` slots at
-    most its share of the candidates, so every slot gets work."""
+    most its share of the candidates, so every slot gets work. A variant that ``failed`` before
+    (retried with ``--retry-failed``) runs alone: if it killed its worker, it would take its
+    group with it again."""
+
+    def may_join(pv: PlannedVariant) -> bool:
+        return groupable(cfg, pv, stages_done(pv)) and not failed(pv)
+
     first = pending.pop(0)
-    if not groupable(cfg, first, stages_done(first)):
+    if not may_join(first):
         return [first]
     family = FAMILIES[first.spec.method]
     candidates = [pv for pv in pending if pv.spec.base_model == first.spec.base_model
-                  and FAMILIES.get(pv.spec.method) == family and groupable(cfg, pv, stages_done(pv))]
+                  and FAMILIES.get(pv.spec.method) == family and may_join(pv)]
     cap = min(MAX_GROUP, max(2, -(-(len(candidates) + 1) // max(1, jobs))))
     group = [first] + candidates[:cap - 1]
     for pv in group[1:]:

@@ -79,8 +79,8 @@ class LocalExecutor:
 
         pending = list(todo)
         while pending and driver.may_start():
-            group = take_group(cfg, pending, driver.stages_done)
-            prepared = {pv.id: driver.prepare(pv) for pv in group}
+            group = take_group(cfg, pending, driver.stages_done, failed=driver.failed_before)
+            prepared = {pv.id: driver.prepare(pv, grouped=len(group) > 1) for pv in group}
             try:
                 if len(group) > 1:  # messages to the driver's own handler, as from a worker
                     self.worker(cfg, str(run_dir), group, {v: p[0] for v, p in prepared.items()},
@@ -123,8 +123,8 @@ class LocalExecutor:
                     if slot is None:
                         slot = slots[k] = start_worker(k)
                     if not slot.vids and slot.conn is not None:
-                        group = take_group(cfg, pending, driver.stages_done, jobs)
-                        prepared = {pv.id: driver.prepare(pv) for pv in group}
+                        group = take_group(cfg, pending, driver.stages_done, jobs, driver.failed_before)
+                        prepared = {pv.id: driver.prepare(pv, grouped=len(group) > 1) for pv in group}
                         try:
                             slot.conn.send((cfg, str(run_dir), group, {v: p[0] for v, p in prepared.items()},
                                             {v: p[1] for v, p in prepared.items()}))
