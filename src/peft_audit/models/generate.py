@@ -310,13 +310,26 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
     """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
     A finished row leaves the batch: its cache rows, mask and position are dropped.
     ``adapters``: each row's adapter in a mixed batch (:func:`generate`'s ``adapter_names``)."""
+    lora_rows = _LoraRows(model) if adapters is not None and prompt_learning_config(model) is None else None
+    try:
+        return _decode(model, rows, stop=stop, pad_id=pad_id, max_new_tokens=max_new_tokens, device=device,
+                       adapters=adapters, lora_rows=lora_rows)
+    finally:
+        if lora_rows is not None:
+            lora_rows.close()
+
+
+def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int, device: torch.device,
+            adapters: list[str] | None, lora_rows: "_LoraRows | None") -> list[list[int]]:
+    """:func:`_greedy_batch`'s loop; ``lora_rows`` gives the rows of a mixed LoRA batch their
+    adapters (the model's transformer is then called directly)."""
     shared = _shared_prefix_len(rows)
     logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
-                                               adapters)
+                                               adapters, lora_rows)
     _preallocate(cache, max_new_tokens)
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     new: list[list[int]] = [[] for _ in rows]
-    forward = _decoding_forward(model)
+    forward = base_model(model) if lora_rows is not None else _decoding_forward(model)
     for n in range(max_new_tokens):
         next_ids = logits[:, -1].argmax(dim=-1)
         keep = []
@@ -332,18 +345,41 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
             mask, next_ids, batch_rows = mask[kept], next_ids[kept], [batch_rows[j] for j in keep]
         mask = torch.cat([mask, mask.new_ones((len(batch_rows), 1))], dim=1)
         positions = mask.sum(dim=1, keepdim=True) - 1
+        if lora_rows is not None:
+            lora_rows.set([adapters[i] for i in batch_rows])
         logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
-                         **_mixing(model, adapters, batch_rows), **cache_kwargs(forward, cache)).logits
+                         **cache_kwargs(forward, cache)).logits
     return new
 
 
-def _mixing(model, adapters: list[str] | None, rows) -> dict:
-    """The forward keyword that gives each row of a mixed LoRA batch its own adapter (PEFT's
-    ``adapter_names``); nothing outside mixed batches, and nothing for prompt-learning adapters,
-    whose rows differ only in the head (:func:`_first_step`)."""
-    if adapters is None or prompt_learning_config(model) is not None:
-        return {}
-    return {"adapter_names": [adapters[i] for i in rows]}
+class _LoraRows:
+    """Each row's adapter in a mixed LoRA batch, handed to every LoRA layer of ``model`` as PEFT's
+    ``adapter_names`` argument by forward pre-hooks registered once for the batch; ``set``
+    changes the names before a forward call (rows leave the batch as they finish).
+
+    Why not ``model(..., adapter_names=...)``: PEFT's ``_enable_peft_forward_hooks`` walks every
+    module twice and registers a hook on each LoRA layer at every forward call, 8% of a mixed
+    decode of the bundled model on this CPU and host time a GPU would wait for at every step.
+    The names are checked once, by :func:`mixed_batch_reason`."""
+
+    def __init__(self, model):
+        from peft.tuners.lora import LoraLayer
+        from peft.utils.other import AuxiliaryTrainingWrapper
+
+        self.names: list[str] | None = None
+        self._handles = [m.register_forward_pre_hook(self._inject, with_kwargs=True) for m in model.modules()
+                         if isinstance(m, (LoraLayer, AuxiliaryTrainingWrapper))]
+
+    def _inject(self, module, args, kwargs):
+        kwargs["adapter_names"] = self.names
+        return args, kwargs
+
+    def set(self, names: list[str]) -> None:
+        self.names = names
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 #: A prefill bucket closes when the next (shorter) row would waste more than this share of the
@@ -372,7 +408,7 @@ def prefill_buckets(lengths: list[int]) -> list[tuple[int, int]]:
 
 
 def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device,
-                         adapters: list[str] | None = None):
+                         adapters: list[str] | None = None, lora_rows: _LoraRows | None = None):
     """:func:`_first_step` for ``rests`` (sorted longest first) in length buckets
     (:func:`prefill_buckets`), so short prompts are not padded to the longest one, then merged
     into one decoding batch: ``(last logits [B, 1, V], cache, mask)`` with the cache laid out
@@ -383,11 +419,12 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
     parts = []
     for start, stop in buckets:
         ids, mask = _left_pad(rests[start:stop], pad_id, device)
-        step, cache, full_mask = _first_step(model, prefix, ids, mask, None if adapters is None else adapters[start:stop])
+        step, cache, full_mask = _first_step(model, prefix, ids, mask, None if adapters is None else adapters[start:stop],
+                                             lora_rows)
         if len(buckets) > 1 and not _plain_dynamic(cache):
             # not mergeable: known after the first bucket, so only that one is encoded twice
             ids, mask = _left_pad(rests, pad_id, device)
-            step, cache, full_mask = _first_step(model, prefix, ids, mask, adapters)
+            step, cache, full_mask = _first_step(model, prefix, ids, mask, adapters, lora_rows)
             return step.logits[:, -1:], cache, full_mask
         parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
     if len(parts) == 1:
@@ -476,7 +513,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                adapters: list[str] | None = None):
+                adapters: list[str] | None = None, lora_rows: _LoraRows | None = None):
     """The prompt's forward pass (last position's logits only): ``(output, cache, mask)`` where
     ``mask`` covers everything in the cache.
 
@@ -485,7 +522,8 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     row; the left-padded rest of each row follows it, so the cache reads
     ``[head, padding, row tokens]`` and positions count only unmasked entries. In a mixed batch
     (``adapters``: each row's adapter) the head is encoded once per adapter, and each row gets
-    its own adapter's (:func:`_per_row_heads`)."""
+    its own adapter's (:func:`_per_row_heads`); for LoRA, ``lora_rows`` passes each row's
+    adapter to the layers of the transformer, which is then called directly."""
     cfg = prompt_learning_config(model)
     # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
     # so whether logits_to_keep is understood is read from the model it forwards them to
@@ -497,9 +535,10 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
         head_len = len(prefix)
 
         def head(name: str | None):
-            rows = {} if name is None else {"adapter_names": [name]}
-            return output_cache(model(input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True,
-                                      **rows, **keep))
+            if name is not None and lora_rows is not None:
+                lora_rows.set([name])
+            return output_cache((model if lora_rows is None else base)(
+                input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True, **keep))
     else:
         head_len = cfg.num_virtual_tokens + len(prefix)
 
@@ -519,9 +558,11 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
         cache = head(None)
         cache.batch_repeat_interleave(bs)
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
-    out = (model if cfg is None else base)(input_ids=input_ids, attention_mask=mask,
-                                           position_ids=_positions(mask)[:, head_len:], use_cache=True,
-                                           **keep, **_mixing(model, adapters, range(bs)), **cache_kwargs(base, cache))
+    if lora_rows is not None:
+        lora_rows.set(adapters)
+    out = (model if cfg is None and lora_rows is None else base)(
+        input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask)[:, head_len:], use_cache=True,
+        **keep, **cache_kwargs(base, cache))
     return out, output_cache(out), mask
 
 
