@@ -1,0 +1,101 @@
+"""SharedBase on its own: attaching members (a damaged adapter runs alone, a base beside
+prompt-learning adapters is refused), answers handed to members that ask later, progress in
+each member's own prompts, and the adapter state each member is evaluated with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from peft_audit.models.generate import generate
+from peft_audit.models.shared_base import SharedBase
+
+PROMPTS = ["hello there", "fox", "Who was forgetful in the story?", "sky", "Name a colour."]
+
+
+def _save_adapter(model_dir: Path, out: Path, config, seed: int) -> Path:
+    from peft import get_peft_model
+
+    from peft_audit.models import load_base
+
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(load_base(str(model_dir), device="cpu").model, config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n or "prompt_embeddings" in n or "ia3_l" in n:
+                p.copy_(torch.randn_like(p))
+    peft_model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    from peft import IA3Config, LoraConfig, PromptTuningConfig
+
+    root = tmp_path_factory.mktemp("adapters")
+    lora = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    out = {f"lora{k}": _save_adapter(tiny_model_dir, root / f"lora{k}", lora, seed=k) for k in range(2)}
+    ia3 = IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
+                    feedforward_modules=["down_proj"])
+    out.update({f"ia3{k}": _save_adapter(tiny_model_dir, root / f"ia3{k}", ia3, seed=5 + k) for k in range(2)})
+    out["prompt"] = _save_adapter(tiny_model_dir, root / "prompt", PromptTuningConfig(task_type="CAUSAL_LM",
+                                                                                         num_virtual_tokens=4), seed=9)
+    bad = root / "damaged"
+    bad.mkdir()
+    (bad / "adapter_config.json").write_text((out["lora0"] / "adapter_config.json").read_text())
+    (bad / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    out["damaged"] = bad
+    return out
+
+
+def _alone(model_dir: Path, adapter: Path | None) -> list:
+    from peft_audit.models import attach_adapter, load_base
+
+    loaded = load_base(str(model_dir), device="cpu")
+    if adapter is not None:
+        loaded = attach_adapter(loaded, adapter)
+    return generate(loaded.model, loaded.tokenizer, PROMPTS, max_new_tokens=5, batch_size=4)
+
+
+def test_members_get_their_own_answers_and_a_damaged_adapter_runs_alone(tiny_model_dir, adapters):
+    shared = SharedBase.load(str(tiny_model_dir), device="cpu")
+    assert shared.add("v0", adapters["lora0"]) is None
+    assert "does not load beside the group's" in shared.add("bad", adapters["damaged"])
+    assert shared.add("base", None) is None
+    assert shared.add("v1", adapters["lora1"]) is None
+    assert shared.live == ["v0", "base", "v1"] and shared.mixing
+    seen: dict[str, list[int]] = {}
+    answers = {}
+    for vid in shared.live[:]:
+        model = shared.model_for(vid)
+        answers[vid] = shared.generate(vid, PROMPTS, max_new_tokens=5, batch_size=4,
+                                       progress=seen.setdefault(vid, []).append)
+        # the model a member's other benchmarks see is its own
+        assert generate(model, shared.loaded.tokenizer, PROMPTS, max_new_tokens=5, batch_size=4) == answers[vid]
+        shared.release(vid)
+    assert answers["v0"] == _alone(tiny_model_dir, adapters["lora0"])
+    assert answers["v1"] == _alone(tiny_model_dir, adapters["lora1"])
+    assert answers["base"] == _alone(tiny_model_dir, None)
+    assert len({tuple(g.text for g in a) for a in answers.values()}) == 3  # the adapters change the answers
+    assert all(sum(n) == len(PROMPTS) for n in seen.values())  # each bar counts its own prompts
+
+
+def test_ia3_members_share_the_base_one_at_a_time(tiny_model_dir, adapters):
+    shared = SharedBase.load(str(tiny_model_dir), device="cpu")
+    assert shared.add("a", adapters["ia30"]) is None
+    assert shared.add("b", adapters["ia31"]) is None
+    assert not shared.mixing and shared.kind == "IA3"
+    assert "LoRA variants only" in shared.add("base", None)
+    for vid, key in (("a", "ia30"), ("b", "ia31")):
+        shared.model_for(vid)
+        assert shared.generate(vid, PROMPTS, max_new_tokens=5, batch_size=4) == _alone(tiny_model_dir, adapters[key])
+
+
+def test_a_prompt_learning_group_takes_no_lora_and_no_base(tiny_model_dir, adapters):
+    shared = SharedBase.load(str(tiny_model_dir), device="cpu")
+    assert shared.add("p", adapters["prompt"]) is None
+    assert "LoRA variants only" in shared.add("base", None)
+    assert shared.add("l", adapters["lora0"]) is not None  # PEFT holds one adapter type per model
+    assert shared.live == ["p"]
