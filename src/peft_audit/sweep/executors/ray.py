@@ -1,10 +1,13 @@
-"""The Ray executor: one Ray task per variant, on a local Ray instance or a cluster.
+"""The Ray executor: one Ray task per job, on a local Ray instance or a cluster.
 
-Each task asks for ``num_gpus=1`` when the cluster has GPUs, else ``num_cpus=1``, and runs
-:func:`peft_audit.sweep.worker.run_variant`. Its stage messages stream to the driver through a
+A job is one variant, or a group of variants that share one loaded base
+(:mod:`peft_audit.sweep.groups`, the sweep's ``share_base``), as with the local executor. Each
+task asks for ``num_gpus=1`` when the cluster has GPUs, else ``num_cpus=1``, and runs
+:func:`peft_audit.sweep.worker.run_group`. Its stage messages stream to the driver through a
 ``ray.util.queue.Queue``; the driver alone writes the store, exactly as with the local
 executor, so results are the same. Ray retries a task whose node died (pre-emption) per its
-own ``max_retries`` rule; stage rows are keyed per sample, so a retried stage never duplicates.
+own ``max_retries`` rule; stage rows are keyed per sample, so a retried stage never duplicates
+(a retried group redoes its members from the stages they had when it was handed out).
 
 On a multi-node cluster, ``RUN_DIR`` must be on a filesystem all nodes share (trained
 adapters are written there), and every node needs peft-audit installed in the same version.
@@ -18,7 +21,8 @@ from pathlib import Path
 
 from .. import MissingDependencyError
 from ..driver import Driver, console
-from ..worker import run_variant
+from ..groups import take_group
+from ..worker import run_group
 
 POLL_S = 0.5
 INSTALL_HINT = "the ray executor needs Ray: pip install 'peft-audit[ray]'  (or: pip install 'ray[default]')"
@@ -33,9 +37,9 @@ def require_ray():
     return ray
 
 
-def _ray_task(cfg, run_dir: str, pv, done: set[str], rows, queue, run_one, quiet: bool = True) -> str:
+def _ray_task(cfg, run_dir: str, pvs, done_by, rows_by, queue, run_one, quiet: bool = True) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return run_variant(cfg, run_dir, pv, done, rows, queue.put, run_one, quiet)
+    run_group(cfg, run_dir, pvs, done_by, rows_by, queue.put, run_one, quiet)
 
 
 class RayExecutor:
@@ -58,12 +62,12 @@ class RayExecutor:
 
         self._connect()
         gpus = ray.cluster_resources().get("GPU", 0)
-        # max_calls=1: a fresh worker process per GPU variant, so its GPU memory is returned (Ray's own
+        # max_calls=1: a fresh worker process per GPU job, so its GPU memory is returned (Ray's own
         # default for GPU tasks, stated here because it matters). CPU workers are reused across
-        # variants, which saves the library imports each time.
+        # jobs, which saves the library imports each time.
         resources = {"num_gpus": 1, "max_calls": 1} if gpus else {"num_cpus": 1}
         console.print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {gpus:g} GPUs; one task per variant "
-                      f"with {resources}")
+                      f"or group sharing a base, with {resources}")
         task = ray.remote(**resources)(_ray_task)
         messages = Queue(actor_options={"num_cpus": 0})
         run_dir_s = str(Path(run_dir).resolve())
@@ -84,29 +88,32 @@ class RayExecutor:
                 slots = max(1, int(gpus) if gpus else int(ray.cluster_resources().get("CPU", 1)))
                 while pending or refs:
                     while pending and len(refs) < slots and driver.may_start():
-                        pv = pending.pop(0)
-                        done, rows = driver.prepare(pv)
-                        refs[task.remote(cfg, run_dir_s, pv, done, rows, messages, run_one,
-                                         not self.opts.verbose)] = pv.id
+                        group = take_group(cfg, pending, driver.stages_done, slots, driver.failed_before)
+                        prepared = {pv.id: driver.prepare(pv, grouped=len(group) > 1) for pv in group}
+                        refs[task.remote(cfg, run_dir_s, group, {v: p[0] for v, p in prepared.items()},
+                                         {v: p[1] for v, p in prepared.items()}, messages, run_one,
+                                         not self.opts.verbose)] = list(prepared)
                     if pending and not driver.may_start():
                         pending.clear()
                     ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S) if refs else ([], [])
                     drain()
                     for ref in ready:
-                        vid = refs.pop(ref)
+                        vids = refs.pop(ref)
                         try:
                             ray.get(ref)
                         except Exception as e:  # the task itself died (worker crash, lost node)
                             drain()
-                            driver.lost(vid, f"Ray task failed: {type(e).__name__}: {str(e)[:500]}")
+                            for vid in vids:
+                                driver.lost(vid, f"Ray task failed: {type(e).__name__}: {str(e)[:500]}")
                         drain()
-                        if vid not in driver.finished:
-                            driver.lost(vid, "Ray task ended without reporting")
+                        for vid in vids:
+                            if vid not in driver.finished:
+                                driver.lost(vid, "Ray task ended without reporting")
                     driver.heartbeat()
             except KeyboardInterrupt:
                 for ref in refs:
                     ray.cancel(ref, force=True)
-                driver.interrupted(list(refs.values()))
+                driver.interrupted([vid for vids in refs.values() for vid in vids])
                 raise
             finally:
                 ray.kill(messages.actor)
