@@ -62,7 +62,7 @@ def run_group(cfg, run_dir: str | Path, pvs: list, done_by: dict[str, set[str]],
               rows_by: dict[str, dict[str, list[dict]]], put: Callable[[Message], None], run_one: Callable,
               quiet: bool = True) -> None:
     """Run variants of one base that share one loaded base model
-    (:func:`peft_audit.pipeline.share_base`): each trains first, then the base loads once with
+    (:func:`peft_audit.sweep.groups.share_base`): each trains first, then the base loads once with
     every adapter attached, then each is evaluated on it, its generation batches shared with
     the members still to come. Every variant still gets its own stages, logs, notices and
     ``finished`` message, and a failure ends only its own variant. A group of one is
