@@ -219,6 +219,10 @@ def generate_from_ids(
 #: The row name PEFT's mixed batches read as "no adapter": the base model's own answer.
 BASE_ROWS = "__base__"
 
+#: PEFT types whose rows share batches, each with rows of its own type only (PEFT holds one
+#: adapter type per model, so prompt tuning and P-tuning never meet): see :func:`mixed_batch_reason`.
+MIXABLE_TYPES = frozenset({"LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
+
 
 def mixed_batch_reason(model, names: set[str]) -> str | None:
     """Why the rows of ``names`` (adapter names of ``model``, or :data:`BASE_ROWS`) cannot share
@@ -239,12 +243,9 @@ def mixed_batch_reason(model, names: set[str]) -> str | None:
     kind = peft_type(model)
     if not isinstance(configs, dict) or kind is None:
         return "mixed batches need a PEFT model with LoRA or prompt-learning adapters"
-    # (PEFT holds adapters of one type per model, so prompt tuning and P-tuning do not meet)
-    families = {"LORA": "LORA", "PROMPT_TUNING": "PROMPT_TUNING", "P_TUNING": "P_TUNING", "PREFIX_TUNING": "PREFIX_TUNING"}
-    family = families.get(kind)
-    if family is None:
+    if kind not in MIXABLE_TYPES:
         return f"{kind} adapters cannot share a batch (PEFT mixes LoRA rows only; prompt-learning rows are mixed here)"
-    if family != "LORA" and BASE_ROWS in names:
+    if kind != "LORA" and BASE_ROWS in names:
         return "base-model rows cannot share a batch with prompt-learning adapters (their heads differ in length)"
     lengths = set()
     for name in sorted(names - {BASE_ROWS}):
@@ -252,11 +253,11 @@ def mixed_batch_reason(model, names: set[str]) -> str | None:
         if config is None:
             return f"the model has no adapter named {name!r}"
         this = getattr(config.peft_type, "value", str(config.peft_type))
-        if families.get(this) != family:
+        if this != kind:
             return f"adapter {name!r} ({this}) cannot share a batch with {kind} adapters"
-        if family == "LORA" and (getattr(config, "use_dora", False) or getattr(config, "alora_invocation_tokens", None)):
+        if kind == "LORA" and (getattr(config, "use_dora", False) or getattr(config, "alora_invocation_tokens", None)):
             return f"adapter {name!r} is not a plain LoRA adapter"
-        if family != "LORA":
+        if kind != "LORA":
             lengths.add(int(config.num_virtual_tokens))
     if len(lengths) > 1:
         return f"the adapters have different numbers of virtual tokens ({sorted(lengths)})"

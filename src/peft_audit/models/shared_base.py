@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .forward import peft_type
-from .generate import BASE_ROWS, Generation, generate, mixed_batch_reason
+from .generate import BASE_ROWS, MIXABLE_TYPES, Generation, generate, mixed_batch_reason
 from .load import LoadedModel, load_base
 
 
@@ -45,9 +45,6 @@ class SharedBase:
     member's :meth:`~peft_audit.benchmarks.base.VariantRun.generate`. ``release(vid)`` ends a
     member's evaluation (finished or failed): later mixed batches leave it out.
     """
-
-    #: PEFT types whose rows share batches (:func:`~peft_audit.models.generate.mixed_batch_reason`)
-    MIXED = frozenset({"LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
 
     def __init__(self, loaded: LoadedModel, load_seconds: float = 0.0):
         self.loaded = loaded
@@ -71,7 +68,7 @@ class SharedBase:
 
     @property
     def mixing(self) -> bool:
-        return self.kind in self.MIXED
+        return self.kind in MIXABLE_TYPES
 
     def add(self, vid: str, adapter_dir: str | Path | None) -> str | None:
         if adapter_dir is None:
@@ -96,7 +93,7 @@ class SharedBase:
             return f"its adapter does not load beside the group's ({type(e).__name__}: {e})"
         kind = peft_type(model) if first else self.kind
         reason = None
-        if kind in self.MIXED:
+        if kind in MIXABLE_TYPES:
             reason = mixed_batch_reason(model, {*self.members.values(), name})
         elif kind != "IA3":
             reason = f"{kind} adapters are not evaluated on a shared base"
