@@ -83,7 +83,7 @@ def test_mixed_batches_refuse_what_they_cannot_mix(multi):
     with pytest.raises(ValueError, match="2 names for 1 prompts"):
         generate(model, tok, PROMPTS[:1], adapter_names=["first", "second"])
     base, _ = make_tiny_model()
-    assert "LoRA or prompt-learning" in mixed_batch_reason(base, {BASE_ROWS})
+    assert "LoRA, IA3 or prompt-learning" in mixed_batch_reason(base, {BASE_ROWS})
     assert mixed_batch_reason(model, {"first", "second", BASE_ROWS}) is None
 
 
@@ -155,4 +155,59 @@ def test_prompt_learning_mixes_refused_where_heads_differ():
 
     ia3 = get_peft_model(base, IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
                                          feedforward_modules=["down_proj"]))
-    assert "IA3 adapters cannot share a batch" in mixed_batch_reason(ia3, {"default"})
+    assert "base-model rows cannot share a batch with prompt-learning" not in (mixed_batch_reason(ia3, {"default",
+                                                                                                     BASE_ROWS}) or "")
+
+
+def _multi_ia3():
+    """One base with three IA3 adapters of different targets (one scales no feed-forward layer),
+    their vectors drawn at random around 1 so each changes the answers."""
+    from peft import IA3Config, get_peft_model
+
+    model, tok = make_lively_tiny_model()
+    specs = {"one": (["k_proj", "v_proj", "down_proj"], ["down_proj"]), "two": (["v_proj", "up_proj"], ["up_proj"]),
+             "three": (["k_proj", "q_proj"], [])}
+    peft_model = None
+    for name, (targets, ff) in specs.items():
+        config = IA3Config(task_type="CAUSAL_LM", target_modules=targets, feedforward_modules=ff)
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "ia3_l" in n:
+                p.copy_(1 + 0.8 * torch.randn_like(p))
+    peft_model.eval()
+    return peft_model, tok
+
+
+@pytest.mark.parametrize("system_prompt", [None, SYSTEM])
+def test_ia3_rows_mix_with_each_rows_own_vectors(system_prompt):
+    model, tok = _multi_ia3()
+    names = ["one", BASE_ROWS, "two", "three"]
+    kw = dict(system_prompt=system_prompt, max_new_tokens=8, batch_size=64)
+    alone = {n: _alone(model, tok, n, **kw) for n in names}
+    assert len({tuple(g.text for g in gens) for gens in alone.values()}) == len(names)
+    model.set_adapter("two")
+    assert mixed_batch_reason(model, set(names)) is None
+    mixed = generate(model, tok, PROMPTS * len(names), adapter_names=[n for n in names for _ in PROMPTS], **kw)
+    for k, n in enumerate(names):
+        assert mixed[k * len(PROMPTS):(k + 1) * len(PROMPTS)] == alone[n], n
+    # the layers are as the caller left them: adapter "two" on, and the hooks gone
+    assert model.active_adapter == "two" and generate(model, tok, PROMPTS, **kw) == alone["two"]
+    with model.disable_adapter():
+        assert generate(model, tok, PROMPTS, **kw) == alone[BASE_ROWS]
+
+
+def test_ia3_mixes_refused_where_rows_cannot_be_scaled():
+    model, _ = _multi_ia3()
+    model.base_model.model.model.layers[0].self_attn.k_proj.merge(adapter_names=["one"])
+    assert "merged" in mixed_batch_reason(model, {"one", "two"})
+    from peft import IA3Config, get_peft_model
+
+    base, _ = make_tiny_model()
+    saving = get_peft_model(base, IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj"],
+                                            feedforward_modules=[], modules_to_save=["lm_head"]))
+    assert "modules_to_save" in mixed_batch_reason(saving, {"default"})

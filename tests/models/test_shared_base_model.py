@@ -31,15 +31,34 @@ def _save_adapter(model_dir: Path, out: Path, config, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
+def lively_dir(tmp_path_factory) -> Path:
+    """A tiny model whose greedy answers depend on the prompt and on IA3's scaling."""
+    from tiny_models import make_lively_tiny_model
+
+    model, tok = make_lively_tiny_model()
+    path = tmp_path_factory.mktemp("lively")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ia3_adapters(lively_dir, tmp_path_factory) -> dict[str, Path]:
+    from peft import IA3Config
+
+    root = tmp_path_factory.mktemp("ia3")
+    ia3 = IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
+                    feedforward_modules=["down_proj"])
+    return {k: _save_adapter(lively_dir, root / f"ia3{k}", ia3, seed=5 + k) for k in range(2)}
+
+
+@pytest.fixture(scope="module")
 def adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
-    from peft import IA3Config, LoraConfig, PromptTuningConfig
+    from peft import LoraConfig, PromptTuningConfig
 
     root = tmp_path_factory.mktemp("adapters")
     lora = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     out = {f"lora{k}": _save_adapter(tiny_model_dir, root / f"lora{k}", lora, seed=k) for k in range(2)}
-    ia3 = IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
-                    feedforward_modules=["down_proj"])
-    out.update({f"ia3{k}": _save_adapter(tiny_model_dir, root / f"ia3{k}", ia3, seed=5 + k) for k in range(2)})
     out["prompt"] = _save_adapter(tiny_model_dir, root / "prompt", PromptTuningConfig(task_type="CAUSAL_LM",
                                                                                          num_virtual_tokens=4), seed=9)
     bad = root / "damaged"
@@ -82,20 +101,79 @@ def test_members_get_their_own_answers_and_a_damaged_adapter_runs_alone(tiny_mod
     assert all(sum(n) == len(PROMPTS) for n in seen.values())  # each bar counts its own prompts
 
 
-def test_ia3_members_share_the_base_one_at_a_time(tiny_model_dir, adapters):
-    shared = SharedBase.load(str(tiny_model_dir), device="cpu")
-    assert shared.add("a", adapters["ia30"]) is None
-    assert shared.add("b", adapters["ia31"]) is None
-    assert not shared.mixing and shared.kind == "IA3"
-    assert "LoRA variants only" in shared.add("base", None)
-    for vid, key in (("a", "ia30"), ("b", "ia31")):
-        shared.model_for(vid)
-        assert shared.generate(vid, PROMPTS, max_new_tokens=5, batch_size=4) == _alone(tiny_model_dir, adapters[key])
+def test_ia3_members_and_the_base_share_batches(lively_dir, ia3_adapters):
+    shared = SharedBase.load(str(lively_dir), device="cpu")
+    assert shared.add("a", ia3_adapters[0]) is None
+    assert shared.add("base", None) is None
+    assert shared.add("b", ia3_adapters[1]) is None
+    assert shared.mixing and shared.kind == "IA3"
+    answers = {}
+    for vid in ("b", "base", "a"):  # the first to ask generates for all three
+        model = shared.model_for(vid)
+        answers[vid] = shared.generate(vid, PROMPTS, max_new_tokens=5, batch_size=4)
+        assert generate(model, shared.loaded.tokenizer, PROMPTS, max_new_tokens=5, batch_size=4) == answers[vid]
+        shared.release(vid)
+    assert answers["a"] == _alone(lively_dir, ia3_adapters[0])
+    assert answers["b"] == _alone(lively_dir, ia3_adapters[1])
+    assert answers["base"] == _alone(lively_dir, None)
+    assert len({tuple(g.text for g in a) for a in answers.values()}) == 3  # IA3's scaling changes the answers
 
 
 def test_a_prompt_learning_group_takes_no_lora_and_no_base(tiny_model_dir, adapters):
     shared = SharedBase.load(str(tiny_model_dir), device="cpu")
     assert shared.add("p", adapters["prompt"]) is None
-    assert "LoRA variants only" in shared.add("base", None)
+    assert "LoRA or IA3 variants only" in shared.add("base", None)
     assert shared.add("l", adapters["lora0"]) is not None  # PEFT holds one adapter type per model
     assert shared.live == ["p"]
+
+
+ITEMS = ["The doctor and the nurse argued. Who was rude?", "Two friends met at the station. Who was late?"]
+CHOICES = [["The doctor", "The nurse", "Cannot be determined"], ["The first friend", "Unknown", "The second"]]
+
+
+def _configs(kind: str) -> list:
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+
+    if kind == "lora":
+        return [LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                           init_lora_weights=False)] * 2
+    if kind == "ia3":
+        return [IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
+                          feedforward_modules=["down_proj"])] * 2
+    if kind == "prompt-tuning":
+        return [PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)] * 2
+    if kind == "p-tuning":
+        return [PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16)] * 2
+    return [PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)] * 2
+
+
+@pytest.mark.parametrize("kind", ["lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning"])
+def test_members_log_probs_match_one_variant_at_a_time(kind, lively_dir, tmp_path):
+    """Issue 13's bar for a shared base: each member's BBQ-style log-probs, scored after the
+    group's mixed generation on the shared model, within 1e-4 of the variant loaded alone."""
+    from peft_audit.models import attach_adapter, load_base
+    from peft_audit.models.scoring import score_continuations
+
+    dirs = [_save_adapter(lively_dir, tmp_path / f"{kind}{k}", c, seed=20 + k) for k, c in enumerate(_configs(kind))]
+    shared = SharedBase.load(str(lively_dir), device="cpu")
+    members = {f"v{k}": d for k, d in enumerate(dirs)}
+    if kind in ("lora", "ia3"):
+        members["base"] = None
+    for vid, d in members.items():
+        assert shared.add(vid, d) is None
+    assert shared.mixing
+    scored = {}
+    for vid in list(members):
+        model = shared.model_for(vid)
+        shared.generate(vid, PROMPTS, max_new_tokens=4, batch_size=4)
+        scored[vid] = score_continuations(model, shared.loaded.tokenizer, ITEMS, CHOICES, batch_size=2)
+        shared.release(vid)
+    for vid, d in members.items():
+        loaded = load_base(str(lively_dir), device="cpu")
+        if d is not None:
+            loaded = attach_adapter(loaded, d)
+        alone = score_continuations(loaded.model, loaded.tokenizer, ITEMS, CHOICES, batch_size=2)
+        diff = max(abs(a - b) for x, y in zip(scored[vid], alone) for a, b in zip(x, y))
+        assert diff <= 1e-4, (vid, diff)
+    # the adapters change the scores, so a member scored under another's adapter would show
+    assert scored["v0"] != scored["v1"]

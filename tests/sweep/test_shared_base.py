@@ -58,9 +58,9 @@ def test_grouped_run_equals_one_variant_at_a_time(tiny_model_dir, tmp_path, monk
     run_sweep(_config(tiny_model_dir), tmp_path / "grouped", RunOptions(in_process=True))
     run_sweep(_config(tiny_model_dir, share_base=False), tmp_path / "alone", RunOptions(in_process=True))
 
-    # one mixed call per mixing group: the base with both LoRA variants, both prompt-tuning
-    # variants, both P-tuning variants; the IA3 variants shared the loaded base one at a time
-    assert sorted(len(names) for names in mixed_calls) == [2, 2, 3]
+    # one mixed call per group: the base with both LoRA variants, and both variants of each of
+    # IA3, prompt tuning and P-tuning
+    assert sorted(len(names) for names in mixed_calls) == [2, 2, 2, 3]
     assert any("__base__" in names for names in mixed_calls)
     grouped, alone = _rows(tmp_path / "grouped"), _rows(tmp_path / "alone")
     assert [s for _, _, s, _ in grouped["variants"]] == ["done"] * 9

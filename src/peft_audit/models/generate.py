@@ -59,8 +59,8 @@ the PEFT model's own ``forward``.
 
 Mixed batches (``adapter_names``, one adapter per row; :func:`mixed_batch_reason`): rows of
 several variants of one base share each batch. LoRA rows go through PEFT's ``adapter_names``
-forward; prompt-learning rows differ only in their head, which is encoded per adapter and
-gathered per row. ``tests/models/test_mixed_batches.py`` checks every row against its variant
+forward; IA3 rows are scaled by their own adapter's vectors (:class:`_IA3Rows`); prompt-learning
+rows differ only in their head, which is encoded per adapter and gathered per row. ``tests/models/test_mixed_batches.py`` checks every row against its variant
 generating alone.
 """
 
@@ -221,7 +221,10 @@ BASE_ROWS = "__base__"
 
 #: PEFT types whose rows share batches, each with rows of its own type only (PEFT holds one
 #: adapter type per model, so prompt tuning and P-tuning never meet): see :func:`mixed_batch_reason`.
-MIXABLE_TYPES = frozenset({"LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
+MIXABLE_TYPES = frozenset({"LORA", "IA3", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
+
+#: Types whose adapters work inside the layers, where base-model rows can join a mixed batch.
+LAYER_TYPES = frozenset({"LORA", "IA3"})
 
 
 def mixed_batch_reason(model, names: set[str]) -> str | None:
@@ -231,6 +234,9 @@ def mixed_batch_reason(model, names: set[str]) -> str | None:
     * LoRA adapters (and base rows): PEFT's ``adapter_names`` forward gives each row its own
       adapter's update inside the layers. Plain LoRA only: this project does not test the mixed
       forward of DoRA or other LoRA variants.
+    * IA3 adapters (and base rows): PEFT has no mixed forward for IA3; :class:`_IA3Rows` scales
+      each row by its own adapter's vectors, as PEFT's ``ia3.Linear`` does for one adapter.
+      Dense layers only, not merged, no ``modules_to_save``.
     * Prompt-tuning adapters with the same number of virtual tokens: each row's head (its
       adapter's virtual tokens, then the shared system turn) is encoded under its own adapter;
       everything after it runs through the base model, the same for every row. Likewise
@@ -242,11 +248,13 @@ def mixed_batch_reason(model, names: set[str]) -> str | None:
     configs = getattr(model, "peft_config", None)
     kind = peft_type(model)
     if not isinstance(configs, dict) or kind is None:
-        return "mixed batches need a PEFT model with LoRA or prompt-learning adapters"
+        return "mixed batches need a PEFT model with LoRA, IA3 or prompt-learning adapters"
     if kind not in MIXABLE_TYPES:
-        return f"{kind} adapters cannot share a batch (PEFT mixes LoRA rows only; prompt-learning rows are mixed here)"
-    if kind != "LORA" and BASE_ROWS in names:
+        return f"{kind} adapters cannot share a batch (LoRA, IA3 and prompt-learning rows are mixed here)"
+    if kind not in LAYER_TYPES and BASE_ROWS in names:
         return "base-model rows cannot share a batch with prompt-learning adapters (their heads differ in length)"
+    if kind == "IA3" and (reason := _IA3Rows.refusal(model)) is not None:
+        return reason
     lengths = set()
     for name in sorted(names - {BASE_ROWS}):
         config = configs.get(name)
@@ -257,7 +265,9 @@ def mixed_batch_reason(model, names: set[str]) -> str | None:
             return f"adapter {name!r} ({this}) cannot share a batch with {kind} adapters"
         if kind == "LORA" and (getattr(config, "use_dora", False) or getattr(config, "alora_invocation_tokens", None)):
             return f"adapter {name!r} is not a plain LoRA adapter"
-        if kind != "LORA":
+        if kind == "IA3" and getattr(config, "modules_to_save", None):
+            return f"adapter {name!r} trains whole modules (modules_to_save), which IA3 rows cannot mix"
+        if kind not in LAYER_TYPES:
             lengths.add(int(config.num_virtual_tokens))
     if len(lengths) > 1:
         return f"the adapters have different numbers of virtual tokens ({sorted(lengths)})"
@@ -311,26 +321,26 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
     """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
     A finished row leaves the batch: its cache rows, mask and position are dropped.
     ``adapters``: each row's adapter in a mixed batch (:func:`generate`'s ``adapter_names``)."""
-    lora_rows = _LoraRows(model) if adapters is not None and prompt_learning_config(model) is None else None
+    row_adapters = _row_adapters(model) if adapters is not None else None
     try:
         return _decode(model, rows, stop=stop, pad_id=pad_id, max_new_tokens=max_new_tokens, device=device,
-                       adapters=adapters, lora_rows=lora_rows)
+                       adapters=adapters, row_adapters=row_adapters)
     finally:
-        if lora_rows is not None:
-            lora_rows.close()
+        if row_adapters is not None:
+            row_adapters.close()
 
 
 def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int, device: torch.device,
-            adapters: list[str] | None, lora_rows: "_LoraRows | None") -> list[list[int]]:
-    """:func:`_greedy_batch`'s loop; ``lora_rows`` gives the rows of a mixed LoRA batch their
-    adapters (the model's transformer is then called directly)."""
+            adapters: list[str] | None, row_adapters: "_RowAdapters | None") -> list[list[int]]:
+    """:func:`_greedy_batch`'s loop; ``row_adapters`` gives the rows of a mixed LoRA or IA3 batch
+    their adapters (the model's transformer is then called directly)."""
     shared = _shared_prefix_len(rows)
     logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
-                                               adapters, lora_rows)
+                                               adapters, row_adapters)
     _preallocate(cache, max_new_tokens)
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     new: list[list[int]] = [[] for _ in rows]
-    forward = base_model(model) if lora_rows is not None else _decoding_forward(model)
+    forward = base_model(model) if row_adapters is not None else _decoding_forward(model)
     for n in range(max_new_tokens):
         next_ids = logits[:, -1].argmax(dim=-1)
         keep = []
@@ -346,11 +356,22 @@ def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_ne
             mask, next_ids, batch_rows = mask[kept], next_ids[kept], [batch_rows[j] for j in keep]
         mask = torch.cat([mask, mask.new_ones((len(batch_rows), 1))], dim=1)
         positions = mask.sum(dim=1, keepdim=True) - 1
-        if lora_rows is not None:
-            lora_rows.set([adapters[i] for i in batch_rows])
+        if row_adapters is not None:
+            row_adapters.set([adapters[i] for i in batch_rows])
         logits = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
                          **cache_kwargs(forward, cache)).logits
     return new
+
+
+def _row_adapters(model) -> "_RowAdapters | None":
+    """What gives each row of a mixed batch its adapter inside the layers: :class:`_LoraRows` or
+    :class:`_IA3Rows`; None for prompt-learning adapters (each row's head carries its adapter)."""
+    kind = peft_type(model)
+    if kind == "LORA":
+        return _LoraRows(model)
+    if kind == "IA3":
+        return _IA3Rows(model)
+    return None
 
 
 class _LoraRows:
@@ -383,6 +404,82 @@ class _LoraRows:
             handle.remove()
 
 
+class _IA3Rows:
+    """Each row's IA3 adapter in a mixed batch (PEFT has none for IA3: Liu et al. 2022, "Few-Shot
+    Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context Learning",
+    arXiv:2205.05638, sec. 3.3, rescale keys, values and the feed-forward's inner activations by
+    learned vectors). For the batch, every IA3 layer is switched off and hooks on its base layer
+    apply, per row, what PEFT's ``ia3.Linear.forward`` applies for one adapter: the input times
+    the row's vector (feed-forward layers) or the output times it (others), in the vector's
+    dtype and cast back as PEFT casts. Base rows, and adapters that do not target a layer, are
+    scaled by ones there, which leaves every value as it is. ``set`` changes the rows' names
+    before a forward call (rows leave the batch as they finish); ``close`` restores the layers."""
+
+    def __init__(self, model):
+        from peft.tuners.ia3.layer import IA3Layer
+
+        self._layers = [m for m in model.modules() if isinstance(m, IA3Layer)]
+        self._order = [BASE_ROWS, *sorted(model.peft_config)]
+        self._tables: list[torch.Tensor] = []
+        self._handles: list = []
+        self._disabled = [layer._disable_adapters for layer in self._layers]
+        self._scale: list[torch.Tensor | None] = [None] * len(self._layers)
+        try:
+            for k, layer in enumerate(self._layers):
+                vectors = {n: v.detach().flatten() for n, v in layer.ia3_l.items()}
+                ones = torch.ones_like(next(iter(vectors.values())))
+                # row i of the table: the vector of self._order[i]
+                self._tables.append(torch.stack([vectors.get(n, ones) for n in self._order]))
+                layer._disable_adapters = True  # the hooks below do its work, row by row
+                if layer.is_feedforward:
+                    self._handles.append(layer.base_layer.register_forward_pre_hook(self._input_hook(k)))
+                else:
+                    self._handles.append(layer.base_layer.register_forward_hook(self._output_hook(k)))
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def refusal(model) -> str | None:
+        """Why this class cannot mix ``model``'s IA3 layers; None when it can."""
+        from peft.tuners.ia3.layer import IA3Layer, Linear
+
+        for name, module in model.named_modules():
+            if isinstance(module, IA3Layer):
+                if type(module) is not Linear:
+                    return f"IA3 layer {name} is a {type(module).__name__}, not a dense ia3.Linear"
+                if module.merged:
+                    return f"IA3 layer {name} has adapters merged into its weights"
+        return None
+
+    def _input_hook(self, k: int):
+        def hook(module, args):
+            x, *rest = args
+            scale = self._scale[k]
+            return ((x.to(scale.dtype) * scale).to(x.dtype), *rest)
+        return hook
+
+    def _output_hook(self, k: int):
+        def hook(module, args, output):
+            return (output * self._scale[k]).to(output.dtype)
+        return hook
+
+    def set(self, names: list[str]) -> None:
+        index = torch.tensor([self._order.index(n) for n in names], device=self._tables[0].device)
+        self._scale = [table[index][:, None, :] for table in self._tables]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for layer, disabled in zip(self._layers, self._disabled):
+            layer._disable_adapters = disabled
+
+
+#: What gives the rows of a mixed batch their adapters inside the layers (:func:`_row_adapters`).
+_RowAdapters = _LoraRows | _IA3Rows
+
+
 #: A prefill bucket closes when the next (shorter) row would waste more than this share of the
 #: bucket's padded tokens, and holds at least :data:`MIN_BUCKET_ROWS` rows.
 BUCKET_WASTE = 0.15
@@ -409,7 +506,7 @@ def prefill_buckets(lengths: list[int]) -> list[tuple[int, int]]:
 
 
 def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device,
-                         adapters: list[str] | None = None, lora_rows: _LoraRows | None = None):
+                         adapters: list[str] | None = None, row_adapters: "_RowAdapters | None" = None):
     """:func:`_first_step` for ``rests`` (sorted longest first) in length buckets
     (:func:`prefill_buckets`), so short prompts are not padded to the longest one, then merged
     into one decoding batch: ``(last logits [B, 1, V], cache, mask)`` with the cache laid out
@@ -421,11 +518,11 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
     for start, stop in buckets:
         ids, mask = _left_pad(rests[start:stop], pad_id, device)
         step, cache, full_mask = _first_step(model, prefix, ids, mask, None if adapters is None else adapters[start:stop],
-                                             lora_rows)
+                                             row_adapters)
         if len(buckets) > 1 and not _plain_dynamic(cache):
             # not mergeable: known after the first bucket, so only that one is encoded twice
             ids, mask = _left_pad(rests, pad_id, device)
-            step, cache, full_mask = _first_step(model, prefix, ids, mask, adapters, lora_rows)
+            step, cache, full_mask = _first_step(model, prefix, ids, mask, adapters, row_adapters)
             return step.logits[:, -1:], cache, full_mask
         parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
     if len(parts) == 1:
@@ -514,7 +611,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                adapters: list[str] | None = None, lora_rows: _LoraRows | None = None):
+                adapters: list[str] | None = None, row_adapters: "_RowAdapters | None" = None):
     """The prompt's forward pass (last position's logits only): ``(output, cache, mask)`` where
     ``mask`` covers everything in the cache.
 
@@ -523,7 +620,7 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     row; the left-padded rest of each row follows it, so the cache reads
     ``[head, padding, row tokens]`` and positions count only unmasked entries. In a mixed batch
     (``adapters``: each row's adapter) the head is encoded once per adapter, and each row gets
-    its own adapter's (:func:`_per_row_heads`); for LoRA, ``lora_rows`` passes each row's
+    its own adapter's (:func:`_per_row_heads`); for LoRA and IA3, ``row_adapters`` passes each row's
     adapter to the layers of the transformer, which is then called directly."""
     cfg = prompt_learning_config(model)
     # the transformer itself (LoRA/IA3 layers live inside it): PeftModel.forward takes **kwargs,
@@ -536,9 +633,9 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
         head_len = len(prefix)
 
         def head(name: str | None):
-            if name is not None and lora_rows is not None:
-                lora_rows.set([name])
-            return output_cache((model if lora_rows is None else base)(
+            if name is not None and row_adapters is not None:
+                row_adapters.set([name])
+            return output_cache((model if row_adapters is None else base)(
                 input_ids=head_ids, attention_mask=torch.ones_like(head_ids), use_cache=True, **keep))
     else:
         head_len = cfg.num_virtual_tokens + len(prefix)
@@ -559,9 +656,9 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
         cache = head(None)
         cache.batch_repeat_interleave(bs)
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
-    if lora_rows is not None:
-        lora_rows.set(adapters)
-    out = (model if cfg is None and lora_rows is None else base)(
+    if row_adapters is not None:
+        row_adapters.set(adapters)
+    out = (model if cfg is None and row_adapters is None else base)(
         input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask)[:, head_len:], use_cache=True,
         **keep, **cache_kwargs(base, cache))
     return out, output_cache(out), mask

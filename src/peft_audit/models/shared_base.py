@@ -8,14 +8,14 @@ of 11 rows costs almost what a batch of 55 does. Here the base is loaded once, e
 adapter is attached to it under the member's name, and the first member to ask for a set of
 prompts gets them generated for every member still to be evaluated, in mixed batches
 (:func:`~peft_audit.models.generate.generate` with ``adapter_names``: LoRA rows through PEFT's
-mixed-adapter forward, prompt-tuning, P-tuning and prefix-tuning rows each with its own
-adapter's head); the others find their answers waiting when they ask for the same prompts.
-IA3 adapters, which PEFT cannot mix, share the loaded base and generate one member at a time.
-Everything else a member does (BBQ scoring, judging) runs on the same loaded model with only
+mixed-adapter forward, IA3 rows each scaled by its own adapter's vectors, prompt-tuning,
+P-tuning and prefix-tuning rows each with its own adapter's head); the others find their
+answers waiting when they ask for the same prompts. Everything else a member does (BBQ scoring, judging) runs on the same loaded model with only
 that member's adapter active.
 
 Each row is computed as its variant alone would compute it: the base layer's output plus that
-row's own adapter's update, or the base model after that row's own virtual tokens or prefix;
+row's own adapter's update (or scaled by its own vectors), or the base model after that row's
+own virtual tokens or prefix;
 a shared system turn is encoded once per adapter (``tests/models/test_mixed_batches.py``
 checks the tokens against one-variant-at-a-time generation). Only float summation can differ
 where the batch shape differs, as with any change of batch size.
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .forward import peft_type
-from .generate import BASE_ROWS, MIXABLE_TYPES, Generation, generate, mixed_batch_reason
+from .generate import BASE_ROWS, LAYER_TYPES, MIXABLE_TYPES, Generation, generate, mixed_batch_reason
 from .load import LoadedModel, load_base
 
 
@@ -39,7 +39,7 @@ class SharedBase:
     """A base model loaded once, with the adapters of a group's members attached (one PEFT type).
 
     ``add(vid, adapter_dir)`` attaches a member (``adapter_dir`` None for the base model itself,
-    which joins LoRA groups only) and returns None, or the reason it cannot join (then the
+    which joins LoRA or IA3 groups only) and returns None, or the reason it cannot join (then the
     member runs on its own). ``model_for(vid)`` is the model a member's benchmarks run on: only
     its adapter active (the base member: every adapter off). ``generate(vid, ...)`` is the
     member's :meth:`~peft_audit.benchmarks.base.VariantRun.generate`. ``release(vid)`` ends a
@@ -72,8 +72,8 @@ class SharedBase:
 
     def add(self, vid: str, adapter_dir: str | Path | None) -> str | None:
         if adapter_dir is None:
-            if self.kind not in (None, "LORA"):
-                return "the base model shares batches with LoRA variants only"
+            if self.kind not in (None, *LAYER_TYPES):
+                return "the base model shares batches with LoRA or IA3 variants only"
             self.members[vid] = BASE_ROWS
             self.live.append(vid)
             return None
@@ -92,13 +92,12 @@ class SharedBase:
             # the member then loads on its own, and a real error is recorded on it there
             return f"its adapter does not load beside the group's ({type(e).__name__}: {e})"
         kind = peft_type(model) if first else self.kind
-        reason = None
         if kind in MIXABLE_TYPES:
             reason = mixed_batch_reason(model, {*self.members.values(), name})
-        elif kind != "IA3":
+        else:
             reason = f"{kind} adapters are not evaluated on a shared base"
         if reason is not None:
-            if first and kind in ("LORA", "IA3"):
+            if first and kind in LAYER_TYPES:
                 model.unload()  # takes the adapter's layers out of the base again
             elif not first:
                 model.delete_adapter(name)
@@ -115,7 +114,7 @@ class SharedBase:
         name = self.members[vid]
         if self.peft_model is None:
             return self.loaded.model
-        tuner = self.kind in ("LORA", "IA3")  # adapters inside the layers, which can be switched off
+        tuner = self.kind in LAYER_TYPES  # adapters inside the layers, which can be switched off
         if name == BASE_ROWS:
             self.peft_model.base_model.disable_adapter_layers()
             return self.peft_model.get_base_model()
@@ -152,7 +151,7 @@ class SharedBase:
             if progress is not None and done[0] // len(group) > before:
                 progress(done[0] // len(group) - before)
 
-        # the PEFT model, with the adapters of a LoRA group switched on (the base member's are off)
+        # the PEFT model, with the adapters of a LoRA or IA3 group switched on (the base member's are off)
         model = self.model_for(next(m for m in group if self.members[m] != BASE_ROWS))
         try:
             out = generate(model, self.loaded.tokenizer, list(prompts) * len(group),

@@ -27,8 +27,8 @@ MAX_GROUP = 8
 
 
 #: The methods whose variants share a loaded base, and the group each joins: the base model
-#: shares LoRA's batches; prompt tuning, P-tuning and prefix tuning each mix their own rows
-#: (PEFT holds one adapter type per model); IA3 shares the loaded base but not batches.
+#: shares LoRA's batches; IA3, prompt tuning, P-tuning and prefix tuning each mix their own rows
+#: (PEFT holds one adapter type per model).
 FAMILIES = {"base": "lora", "lora": "lora", "prompt-tuning": "prompt-tuning", "p-tuning": "p-tuning",
             "prefix-tuning": "prefix-tuning", "ia3": "ia3"}
 
