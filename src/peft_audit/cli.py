@@ -454,7 +454,7 @@ def plan(config: Path = typer.Argument(..., help="Sweep YAML file."),
         if estimate:
             from .sweep.estimate import render_estimate
 
-            render_estimate(cfg, variants, cost, out, jobs=jobs, use_cache=not recalibrate)
+            render_estimate(cfg, variants, cost, out, jobs=jobs, use_cache=not recalibrate, groups=groups)
         else:
             out.print("wall time: add --estimate (loads each base model once for a short calibration, then cached)",
                       highlight=False)

@@ -13,6 +13,7 @@ from peft_audit.sweep.cost import PlanCost
 from peft_audit.sweep.estimate import (
     CALIBRATION_FILE, GPUS, Rates, StudyWorkload, calibrate, estimate_wall, study_estimate,
 )
+from peft_audit.sweep.groups import take_group
 from peft_audit.sweep.plan import expand
 
 
@@ -58,6 +59,12 @@ def test_the_estimate_is_the_plan_s_counts_times_the_rates():
     assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"))
     off = cfg.model_copy(update={"fairness": cfg.fairness.model_copy(update={"enabled": False})})
     assert estimate_wall(off, plan, cost, rates)["BBQ"] == 0
+    # a share_base group (the base with both LoRA variants) loads its base once to evaluate
+    pending = list(plan)
+    groups = [take_group(cfg, pending, lambda pv: set())]
+    assert [len(g) for g in groups] == [3] and not pending
+    assert estimate_wall(cfg, plan, cost, rates, groups)["load"] == pytest.approx((1 + 2) * 1.0)
+    assert estimate_wall(cfg, plan[:1], cost, rates, groups)["load"] == pytest.approx(1.0)
 
 
 def test_the_study_estimate_follows_the_roofline_and_states_its_assumptions():

@@ -200,25 +200,38 @@ def _time_training(cfg, loaded) -> float | None:
     return seconds
 
 
-def estimate_wall(cfg, plan, cost, rates: Rates) -> dict[str, float]:
+def estimate_wall(cfg, plan, cost, rates: Rates, groups: list[list] | None = None) -> dict[str, float]:
     """Seconds per stage (``total`` included) of the variants in ``plan`` (e.g. those of one base
-    model) from ``rates`` and the counts in ``cost``, one variant after another. Unknown counts
-    (a Hub dataset not downloaded) count as zero; the caller says so."""
+    model) from ``rates`` and the counts in ``cost``, one variant after another. ``groups``: the
+    run's jobs (:func:`~peft_audit.sweep.groups.take_group`); a group loads its base once for
+    evaluation (each trained member still loads one to train), and without them every variant
+    loads its own. Mixed generation batches are not counted: the estimate stays an upper bound.
+    Unknown counts (a Hub dataset not downloaded) count as zero; the caller says so."""
     steps = [cost.train_steps[pv.id] for pv in plan if pv.id in cost.train_steps]
     prompts = ((cost.safety_prompts or 0) + (cost.over_refusal_prompts or 0)) if cfg.safety.enabled else 0
     out = {
         "train": sum(s or 0 for s in steps) * (rates.train_s_per_step or 0.0),
         "generate": len(plan) * prompts * cfg.safety.max_new_tokens * rates.generate_s_per_prompt_token,
         "BBQ": len(plan) * (cost.bbq_items or 0) * rates.score_s_per_item if cfg.fairness.enabled else 0.0,
-        "load": (len(plan) + len(steps)) * rates.load_s,  # once to evaluate, once more to train
+        "load": (_evaluation_loads(plan, groups) + len(steps)) * rates.load_s,  # to evaluate, and to train
     }
     out["total"] = sum(out.values())
     return out
 
 
-def render_estimate(cfg, plan, cost, console, *, jobs: int = 1, use_cache: bool = True) -> None:
+def _evaluation_loads(plan, groups: list[list] | None) -> int:
+    """Base loads to evaluate ``plan``'s variants: one per job of ``groups`` holding any of them
+    (one per variant without ``groups``)."""
+    if groups is None:
+        return len(plan)
+    ids = {pv.id for pv in plan}
+    return sum(1 for group in groups if any(pv.id in ids for pv in group))
+
+
+def render_estimate(cfg, plan, cost, console, *, jobs: int = 1, use_cache: bool = True,
+                    groups: list[list] | None = None) -> None:
     """Calibrate (or reuse the cached rates of) each base model and print the sweep's estimated
-    wall time on this machine, per stage, with what it assumes."""
+    wall time on this machine, per stage, with what it assumes (``groups``: the run's jobs)."""
     from ..models.device import select_device
 
     total: dict[str, float] = {}
@@ -229,7 +242,8 @@ def render_estimate(cfg, plan, cost, console, *, jobs: int = 1, use_cache: bool 
                       f"new tokens/s at batch {rates.batch}; BBQ {1 / rates.score_s_per_item:.1f} items/s; "
                       + (f"training {rates.train_s_per_step:.2f} s/step; " if rates.train_s_per_step else "")
                       + f"load {rates.load_s:.1f} s", soft_wrap=True, highlight=False)
-        for k, v in estimate_wall(cfg, [pv for pv in plan if pv.spec.base_model == base], cost, rates).items():
+        for k, v in estimate_wall(cfg, [pv for pv in plan if pv.spec.base_model == base], cost, rates,
+                                  groups).items():
             total[k] = total.get(k, 0.0) + v
     gpus = 0
     if select_device(cfg.device).type == "cuda":
@@ -241,7 +255,8 @@ def render_estimate(cfg, plan, cost, console, *, jobs: int = 1, use_cache: bool 
                         if k != "total" and v >= 0.5)
     console.print(f"estimated wall time: {describe_seconds(total['total'] / parallel, estimate=True)} ({stages}"
                   + (f"; over {parallel} GPUs" if parallel > 1 else "") + "); generation counted at max_new_tokens "
-                  "for every answer (an upper bound); on CPU, --jobs splits the cores and saves little",
+                  "for every answer and without the batches a share_base group shares (an upper bound); on CPU, "
+                  "--jobs splits the cores and saves little",
                   soft_wrap=True, highlight=False)
     unknown = [name for name, n in (("training steps", cost.total_train_steps), ("BBQ items", cost.bbq_items),
                                     ("safety prompts", cost.safety_prompts)) if n is None]
