@@ -2,22 +2,25 @@
 before it, and both against the machine's compute bound, measured in one run.
 
 On the bundled SmolLM2-135M-Instruct (fp32) with the built-in safety and over-refusal prompts
-(``configs/quickstart.yaml``: max_new_tokens 32, batch size 128), it runs
+(``configs/quickstart.yaml``: max_new_tokens 32, batch size ``auto``; it was 128), it runs
 
 * ``before``: ``peft_audit.models.generate`` as of commit ``74c42f0`` (``--baseline``;
-  ``model.generate`` per batch), read from git, so the comparison needs no copy of the old code;
-* ``after``: the current ``peft_audit.models.generate`` at the same batch size, then at each
-  ``--extra-batch-sizes`` (a larger batch shares each step's weight traffic between more rows;
-  256 holds all 135 prompts);
+  ``model.generate`` per batch) at ``--baseline-batch-size`` (128), read from git, so the
+  comparison needs no copy of the old code;
+* ``after``: the current ``peft_audit.models.generate`` at ``--batch-size`` (``auto``: all 135
+  prompts in one batch on this CPU), then at each ``--extra-batch-sizes`` (128: the
+  quickstart's old setting, two batches of 128 and 7 rows);
 
 alternating before/after per repeat so drift in machine load hits both. It prints new tokens/s
 and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 matmul measured
 in the same run / 2 * parameters FLOP per token, Kaplan et al. 2020 sec. 2.1), each rate's
 ratio to the bound and to ``before``, and how many responses differ from ``before`` (a
-different batch shape may change float summation; at most 1% may differ). Not a test: timings
+different batch shape may change float summation; at most 1% may differ). The bound counts new
+tokens only; the last line also counts the prompt tokens each row must encode (the shared
+system turn once), which is how close the loop runs to the matmul rate. Not a test: timings
 depend on the machine and its load (wall time on a shared machine; CPU time is steadier).
 
-    .venv/bin/python perf/generation_throughput.py [--prompts N] [--extra-batch-sizes 64 135] [--threads N]
+    .venv/bin/python perf/generation_throughput.py [--prompts N] [--extra-batch-sizes 64 128] [--threads N]
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ def baseline_module(commit: str) -> types.ModuleType:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=None, help="first N prompts only (default: all 135)")
-    ap.add_argument("--batch-size", type=int, default=128, help="the quickstart's safety.batch_size")
+    ap.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default="auto",
+                    help="the quickstart's safety.batch_size")
+    ap.add_argument("--baseline-batch-size", type=int, default=128, help="batch size of 'before'")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="the quickstart's safety.max_new_tokens")
-    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[16, 256], help="also run 'after' at these")
+    ap.add_argument("--extra-batch-sizes", type=int, nargs="*", default=[128], help="also run 'after' at these")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="74c42f0", help="git commit of the 'before' implementation")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -64,7 +69,7 @@ def main() -> None:
 
     from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
     from peft_audit.models import load_base
-    from peft_audit.models.generate import generate
+    from peft_audit.models.generate import chat_input_ids, generate
 
     before = baseline_module(args.baseline).generate
     t0 = time.perf_counter()
@@ -85,7 +90,7 @@ def main() -> None:
     runs: dict[str, list] = {}
     reference = None
     for rep in range(args.repeats):
-        for name, fn, bs in [("before", before, args.batch_size), ("after", generate, args.batch_size)] + [
+        for name, fn, bs in [("before", before, args.baseline_batch_size), ("after", generate, args.batch_size)] + [
                 ("after", generate, b) for b in args.extra_batch_sizes]:
             out, secs, cpu = timed(fn, bs)
             if name == "before":
@@ -100,14 +105,29 @@ def main() -> None:
     bound = mm / (2 * n_params)
     print(f"fp32 2048x2048 matmul {mm / 1e9:.1f} GFLOP/s; {2 * n_params / 1e9:.2f} GFLOP per token -> "
           f"compute bound {bound:.0f} tokens/s")
-    base_rate = sorted(r[0] for r in runs[f"before batch {args.batch_size}"])[args.repeats // 2]
-    base_cpu = sorted(r[1] for r in runs[f"before batch {args.batch_size}"])[args.repeats // 2]
+    base_rate = sorted(r[0] for r in runs[f"before batch {args.baseline_batch_size}"])[args.repeats // 2]
+    base_cpu = sorted(r[1] for r in runs[f"before batch {args.baseline_batch_size}"])[args.repeats // 2]
     for key, rs in runs.items():
         rate = sorted(r[0] for r in rs)[len(rs) // 2]
         cpu_rate = sorted(r[1] for r in rs)[len(rs) // 2]
         print(f"{key:>16}: {rate:6.1f} tokens/s = {rate / bound:5.1%} of the bound; x{rate / base_rate:.2f} "
               f"vs before (CPU-time ratio x{cpu_rate / base_cpu:.2f}); differing responses "
               f"{max(r[2] for r in rs)}/{len(prompts)}")
+    # The prompt tokens every row must encode: its own, after the chat template's system turn
+    # (the tokens all prompts share, encoded once per batch); 2 * (parameters - vocabulary
+    # embedding) FLOP each, as the prefill keeps vocabulary logits for the last position only.
+    rows = [chat_input_ids(tok, p) for p in prompts]
+    shared = 0
+    while all(len(r) > shared + 1 and r[shared] == rows[0][shared] for r in rows):
+        shared += 1
+    prefill = sum(len(r) - shared for r in rows) + shared
+    body = n_params - model.get_input_embeddings().weight.numel()
+    tokens = sum(g.n_new_tokens for g in reference)
+    flop = 2 * body * prefill + 2 * n_params * tokens
+    key = f"after batch {args.batch_size}"
+    secs = tokens / sorted(r[0] for r in runs[key])[len(runs[key]) // 2]
+    print(f"counting the prompts' {prefill} tokens too ({2 * body * prefill / flop:.0%} of the FLOPs): {key} "
+          f"runs at {flop / secs / 1e9:.1f} GFLOP/s = {flop / secs / mm:.0%} of the matmul rate")
 
 
 if __name__ == "__main__":

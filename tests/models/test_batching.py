@@ -39,13 +39,19 @@ def test_auto_generation_batch_fits_free_memory_and_the_cap(llama3_8b):
     per_row = row_bytes(llama3_8b, cached_tokens=300 + 256, forward_tokens=300, scored_positions=1,
                         transient_cached_tokens=300)
     free = 40 * GiB
+    fits = int(MEMORY_SHARE * free // per_row)
     size = generation_batch_size(llama3_8b, "auto", prompt_tokens=300, max_new_tokens=256, rows=10_000,
                                  device=CUDA, free=free)
-    assert size == int(MEMORY_SHARE * free // per_row)
-    assert size * per_row <= free < (size + 2) * per_row / MEMORY_SHARE
-    # an H200's worth of free memory hits the GPU cap; a few rows are never padded to it
-    assert generation_batch_size(llama3_8b, "auto", prompt_tokens=300, max_new_tokens=256, rows=10_000,
+    # the fewest batches that fit, evened out: no short last batch
+    batches = -(-10_000 // fits)
+    assert size == -(-10_000 // batches) <= fits
+    assert fits * per_row <= free < (fits + 2) * per_row / MEMORY_SHARE
+    # an H200's worth of free memory hits the GPU cap (10,000 rows: 20 even batches of 500); a
+    # few rows are never padded to it
+    assert generation_batch_size(llama3_8b, "auto", prompt_tokens=300, max_new_tokens=256, rows=10_240,
                                  device=CUDA, free=120 * GiB) == GENERATION_CAP["cuda"]
+    assert generation_batch_size(llama3_8b, "auto", prompt_tokens=300, max_new_tokens=256, rows=10_000,
+                                 device=CUDA, free=120 * GiB) == 500
     assert generation_batch_size(llama3_8b, "auto", prompt_tokens=300, max_new_tokens=256, rows=7,
                                  device=CUDA, free=120 * GiB) == 7
     # longer answers need more cache: fewer rows
@@ -67,7 +73,23 @@ def test_auto_scoring_batch_and_the_cpu_caps(llama3_8b):
     assert scoring_batch_size(llama3_8b, "auto", prompt_tokens=250, continuation_tokens=12, rows=60_000,
                               device=cpu, free=200 * GiB) == SCORING_CAP["cpu"]
     assert generation_batch_size(llama3_8b, "auto", prompt_tokens=100, max_new_tokens=32, rows=60_000,
-                                 device=cpu, free=200 * GiB) == GENERATION_CAP["cpu"]
+                                 device=cpu, free=200 * GiB) == GENERATION_CAP["cpu"]  # 60,000 = 234 x 256 + 96: 235 x 256
+
+
+def test_auto_generation_batches_are_even(llama3_8b):
+    cpu, cap = torch.device("cpu"), GENERATION_CAP["cpu"]
+
+    def auto(rows: int) -> int:
+        return generation_batch_size(llama3_8b, "auto", prompt_tokens=60, max_new_tokens=32, rows=rows, device=cpu,
+                                     free=200 * GiB)
+
+    assert auto(cap) == cap and auto(cap + 7) == (cap + 7 + 1) // 2  # not cap + a batch of 7
+    assert auto(3 * cap) == cap and auto(405) == 203  # 203 + 202 rows
+    # each LoRA adapter of a mixed batch multiplies the cap (its matmuls see only its rows)
+    assert generation_batch_size(llama3_8b, "auto", prompt_tokens=60, max_new_tokens=32, rows=405, device=cpu,
+                                 free=200 * GiB, lora_adapters=2) == 405
+    # a number is the batch size as given
+    assert generation_batch_size(llama3_8b, 128, prompt_tokens=60, max_new_tokens=32, rows=135, device=cpu) == 128
 
 
 def test_a_number_is_used_as_given_and_nonsense_is_refused(llama3_8b):

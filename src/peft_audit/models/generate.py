@@ -198,7 +198,8 @@ def generate_from_ids(
             notice(f"compiled decoding: {reason}; generating without it")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     size = generation_batch_size(model, batch_size, prompt_tokens=len(encoded[order[0]]) + virtual_tokens(model),
-                                 max_new_tokens=max_new_tokens, rows=len(encoded), device=device)
+                                 max_new_tokens=max_new_tokens, rows=len(encoded), device=device,
+                                 lora_adapters=_lora_adapters(model, adapter_names))
     results: list[Generation | None] = [None] * len(encoded)
 
     def run(idx: list[int]) -> list[list[int]]:
@@ -214,6 +215,13 @@ def generate_from_ids(
             progress(len(idx))
         faults.point("generate.batch")
     return results  # type: ignore[return-value]
+
+
+def _lora_adapters(model, adapter_names: list[str] | None) -> int:
+    """LoRA adapters of a mixed batch (base rows not counted); 1 for any other batch."""
+    if adapter_names is None or peft_type(model) != "LORA":
+        return 1
+    return max(1, len(set(adapter_names) - {BASE_ROWS}))
 
 
 #: The row name PEFT's mixed batches read as "no adapter": the base model's own answer.
