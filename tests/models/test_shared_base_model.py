@@ -107,12 +107,19 @@ def test_ia3_members_and_the_base_share_batches(lively_dir, ia3_adapters):
     assert shared.add("base", None) is None
     assert shared.add("b", ia3_adapters[1]) is None
     assert shared.mixing and shared.kind == "IA3"
-    answers = {}
+    answers, shift = {}, {}
     for vid in ("b", "base", "a"):  # the first to ask generates for all three
         model = shared.model_for(vid)
         answers[vid] = shared.generate(vid, PROMPTS, max_new_tokens=5, batch_size=4)
+        shift[vid] = shared.take_shift(vid)
+        assert shared.take_shift(vid) == 0.0  # taken once
         assert generate(model, shared.loaded.tokenizer, PROMPTS, max_new_tokens=5, batch_size=4) == answers[vid]
         shared.release(vid)
+    # the batch's seconds split by new tokens: "b" ran it and gave the others their shares
+    tokens = {vid: sum(g.n_new_tokens for g in a) for vid, a in answers.items()}
+    assert shift["b"] < 0 < shift["base"] and shift["a"] > 0
+    assert shift["base"] + shift["a"] == pytest.approx(-shift["b"])
+    assert shift["base"] / shift["a"] == pytest.approx(tokens["base"] / tokens["a"])
     assert answers["a"] == _alone(lively_dir, ia3_adapters[0])
     assert answers["b"] == _alone(lively_dir, ia3_adapters[1])
     assert answers["base"] == _alone(lively_dir, None)
@@ -177,3 +184,27 @@ def test_members_log_probs_match_one_variant_at_a_time(kind, lively_dir, tmp_pat
         assert diff <= 1e-4, (vid, diff)
     # the adapters change the scores, so a member scored under another's adapter would show
     assert scored["v0"] != scored["v1"]
+
+
+def test_a_timed_stage_counts_the_members_share_of_mixed_batches(monkeypatch):
+    from peft_audit.benchmarks import base
+    from peft_audit.benchmarks.base import VariantRun
+
+    clock = iter([10.0, 12.0, 20.0, 20.5])  # each timed block's start and end
+    monkeypatch.setattr(base.time, "perf_counter", lambda: next(clock))
+
+    class Shared:  # a group member that ran a mixed batch and gave 5 s of it to the others
+        def generate(self, vid, prompts, **_):
+            return ["answer"] * len(prompts)
+
+        def take_shift(self, vid):
+            return -5.0
+
+    run = VariantRun("v", None, None, None, set(), sink=None, judges=lambda s: [],
+                     progress=lambda stage, total: (lambda n: None), shared=Shared())
+    with run.timed("generate"):
+        assert run.generate(["p"]) == ["answer"]
+    assert run.timings["generate"] == pytest.approx(2.0 - 5.0)  # its wall time less the others' shares
+    with run.timed("judge"):  # the shift is spent: later stages are their wall time
+        pass
+    assert run.timings["judge"] == pytest.approx(0.5)

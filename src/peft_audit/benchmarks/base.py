@@ -174,6 +174,7 @@ class VariantRun:
     #: generation batches it shares with the group's other variants; None when it runs alone
     shared: Any = None
     _made: dict[str, list[dict]] = field(default_factory=dict)
+    _time_shift: float = 0.0  # seconds the running timed block is off by (see ``timed``)
 
     def needs(self, stage: str) -> bool:
         return stage not in self.done_stages
@@ -188,8 +189,10 @@ class VariantRun:
         from ..models.generate import generate
 
         if self.shared is not None:
-            return self.shared.generate(self.variant_id, prompts, system_prompt=system_prompt,
-                                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+            answers = self.shared.generate(self.variant_id, prompts, system_prompt=system_prompt,
+                                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+            self._time_shift += self.shared.take_shift(self.variant_id)  # its share of a mixed batch
+            return answers
         if self.backend == "vllm":
             from ..models.vllm_backend import generate_vllm, unservable_reason
 
@@ -206,9 +209,12 @@ class VariantRun:
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        """Add the block's wall seconds to ``timings[name]``; for a member of a group, corrected
+        by its share of the mixed batches it ran or took answers from inside the block."""
+        t0, self._time_shift = time.perf_counter(), 0.0
         yield
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0 + self._time_shift
+        self._time_shift = 0.0
 
     def commit(self, stage: str, seconds: float, **rows: list[dict]) -> None:
         """Write ``stage`` with its rows (keywords of :meth:`peft_audit.store.Store.commit_stage`).

@@ -20,8 +20,10 @@ a shared system turn is encoded once per adapter (``tests/models/test_mixed_batc
 checks the tokens against one-variant-at-a-time generation). Only float summation can differ
 where the batch shape differs, as with any change of batch size.
 
-The member whose call runs a mixed batch is timed for the whole of it; the others' generation
-stage then takes only the time to find their answers.
+A mixed batch's time is split between its members in proportion to the new tokens of their
+rows (:meth:`SharedBase.take_shift`): the member whose call ran it gives the others' shares
+away, and each of them is charged its share when it takes its answers, so every member's
+generation stage, wall time and the sweep's ETA read as that variant's own work.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ class SharedBase:
         self.kind: str | None = None  # the PEFT type of the attached adapters
         self.members: dict[str, str] = {}  # variant id -> its row name in mixed batches
         self.live: list[str] = []  # members still to be evaluated, in order
-        self._answers: dict[tuple, dict[str, list[Generation]]] = {}
+        # prompts and settings -> member -> (its answers, its share of the batch's seconds)
+        self._answers: dict[tuple, dict[str, tuple[list[Generation], float]]] = {}
+        self._shift: dict[str, float] = {}  # member -> seconds its timed stage is off by
 
     @classmethod
     def load(cls, name: str, *, device: str, trust_remote_code: bool = False) -> "SharedBase":
@@ -131,7 +135,8 @@ class SharedBase:
         key = (tuple(prompts), system_prompt, max_new_tokens)
         waiting = self._answers.get(key, {})
         if vid in waiting:
-            answers = waiting.pop(vid)
+            answers, seconds = waiting.pop(vid)
+            self._shift[vid] = self._shift.get(vid, 0.0) + seconds
             if progress is not None and prompts:
                 progress(len(prompts))
             return answers
@@ -153,6 +158,7 @@ class SharedBase:
 
         # the PEFT model, with the adapters of a LoRA or IA3 group switched on (the base member's are off)
         model = self.model_for(next(m for m in group if self.members[m] != BASE_ROWS))
+        t0 = time.perf_counter()
         try:
             out = generate(model, self.loaded.tokenizer, list(prompts) * len(group),
                            system_prompt=system_prompt, max_new_tokens=max_new_tokens, batch_size=rows,
@@ -160,11 +166,31 @@ class SharedBase:
         finally:
             self.model_for(vid)  # the caller's adapter state, as before the call
         n = len(prompts)
-        self._answers.setdefault(key, {}).update({m: out[k * n:(k + 1) * n] for k, m in enumerate(group) if k})
+        shares = _shares(time.perf_counter() - t0, [out[k * n:(k + 1) * n] for k in range(len(group))])
+        self._answers.setdefault(key, {}).update({m: (out[k * n:(k + 1) * n], shares[k])
+                                                  for k, m in enumerate(group) if k})
+        self._shift[vid] = self._shift.get(vid, 0.0) - sum(shares[1:])
         return out[:n]
+
+    def take_shift(self, vid: str) -> float:
+        """Seconds to add to the stage that timed member ``vid``'s ``generate`` calls since the
+        last take (negative for a member that ran a mixed batch: the other members' shares),
+        then 0 until its next call."""
+        return self._shift.pop(vid, 0.0)
 
     def release(self, vid: str) -> None:
         if vid in self.live:
             self.live.remove(vid)
         for waiting in self._answers.values():
             waiting.pop(vid, None)
+
+
+def _shares(seconds: float, answers: list[list[Generation]]) -> list[float]:
+    """``seconds`` of a mixed batch split between its members (``answers``: each member's) in
+    proportion to their new tokens (evenly when there were none): a decoding step costs about
+    the same per row, and a row stays in the batch for as many steps as it has new tokens."""
+    tokens = [sum(g.n_new_tokens for g in a) for a in answers]
+    total = sum(tokens)
+    if total == 0:
+        return [seconds / len(answers)] * len(answers)
+    return [seconds * t / total for t in tokens]
