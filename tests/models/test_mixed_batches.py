@@ -59,8 +59,45 @@ def test_mixed_batch_gives_each_row_its_own_variants_answer(multi, system_prompt
     kw = dict(system_prompt=system_prompt, max_new_tokens=8, batch_size=64)
     alone = {n: _alone(model, tok, n, **kw) for n in names}
     assert len({tuple(g.text for g in gens) for gens in alone.values()}) == len(names)  # each adapter matters
+    from peft_audit.models.generate import _LoraMatmulRows
+
+    assert _LoraMatmulRows.usable(model)  # plain LoRA layers: their ranks are stacked, two matmuls a layer
     model.set_adapter("first")
     mixed = generate(model, tok, PROMPTS * len(names), adapter_names=[n for n in names for _ in PROMPTS], **kw)
+    for k, n in enumerate(names):
+        assert mixed[k * len(PROMPTS):(k + 1) * len(PROMPTS)] == alone[n], n
+
+
+def test_lora_layers_peft_cannot_stack_mix_through_peft_s_own_forward():
+    """Adapters with a bias on B are left to PEFT's ``adapter_names`` forward; their rows still
+    get their own variant's tokens, as do the stacked adapters of ``multi``."""
+    from peft import LoraConfig, get_peft_model
+
+    from peft_audit.models.generate import _LoraMatmulRows, _LoraRows, _row_adapters
+
+    model, tok = make_lively_tiny_model()
+    peft_model = None
+    for k, name in enumerate(["one", "two"]):
+        torch.manual_seed(k)
+        config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "down_proj"], lora_bias=True,
+                            init_lora_weights=False)
+        peft_model = get_peft_model(model, config, adapter_name=name) if peft_model is None else peft_model
+        if k:
+            peft_model.add_adapter(name, config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_" in n:
+                p.mul_(8.0)
+    peft_model.eval()
+    assert not _LoraMatmulRows.usable(peft_model)
+    rows = _row_adapters(peft_model)
+    assert isinstance(rows, _LoraRows)
+    rows.close()
+    names = ["one", BASE_ROWS, "two"]
+    kw = dict(max_new_tokens=8, batch_size=64)
+    alone = {n: _alone(peft_model, tok, n, **kw) for n in names}
+    assert len({tuple(g.text for g in gens) for gens in alone.values()}) == len(names)
+    mixed = generate(peft_model, tok, PROMPTS * len(names), adapter_names=[n for n in names for _ in PROMPTS], **kw)
     for k, n in enumerate(names):
         assert mixed[k * len(PROMPTS):(k + 1) * len(PROMPTS)] == alone[n], n
 

@@ -376,7 +376,7 @@ def _row_adapters(model) -> "_RowAdapters | None":
     :class:`_IA3Rows`; None for prompt-learning adapters (each row's head carries its adapter)."""
     kind = peft_type(model)
     if kind == "LORA":
-        return _LoraRows(model)
+        return _LoraMatmulRows(model) if _LoraMatmulRows.usable(model) else _LoraRows(model)
     if kind == "IA3":
         return _IA3Rows(model)
     return None
@@ -410,6 +410,100 @@ class _LoraRows:
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+class _LoraMatmulRows:
+    """Each row's LoRA adapter in a mixed batch, with two matmuls per layer instead of PEFT's
+    sub-batch per adapter. Per LoRA layer, every adapter's ``A`` is stacked into one
+    ``[sum of ranks, in]`` matrix and every ``B`` into one ``[out, sum of ranks]``; a row's
+    update is ``((x A_all^T) * m) B_all^T * s``, where the mask ``m`` keeps the columns of the
+    row's own adapter (zeros elsewhere, all zeros for base rows) and ``s`` is its adapter's
+    scaling: Hu et al. 2021's ``W x + (alpha / r) B A x``, with ``B A x`` summed over the
+    row's own rank only (the zeros add nothing). PEFT's ``adapter_names`` forward (the
+    fallback, :class:`_LoraRows`) gathers, multiplies and scatters each adapter's rows at every
+    layer: on the bundled model, base + 4 rank-8 adapters on every projection, 55 rows at
+    sweep12's settings, it decoded 84-99 new tokens/s where the base alone did 135-169; stacked,
+    108-114 where the base did 150-158. For the batch, the LoRA layers are
+    switched off and a hook on each base layer adds the update as PEFT's ``lora.Linear`` adds one
+    adapter's (the input cast to the adapter's dtype, the sum cast back to the output's).
+    Only float summation order differs from one adapter alone. ``close`` restores the layers."""
+
+    def __init__(self, model):
+        from peft.tuners.lora import LoraLayer
+
+        self._layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        self._order = [BASE_ROWS, *sorted(model.peft_config)]
+        self._disabled = [layer._disable_adapters for layer in self._layers]
+        self._weights: list[tuple[torch.Tensor, torch.Tensor, tuple, tuple]] = []
+        self._handles: list = []
+        self._rows: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._index: torch.Tensor | None = None
+        try:
+            for k, layer in enumerate(self._layers):
+                names = [n for n in self._order[1:] if n in layer.lora_A]
+                a = torch.cat([layer.lora_A[n].weight.detach() for n in names])
+                b = torch.cat([layer.lora_B[n].weight.detach() for n in names], dim=1)
+                # the adapter (index into self._order) of each stacked rank column, and each
+                # adapter's scaling (0 where the layer has none: base rows and untargeted adapters)
+                owner = tuple(self._order.index(n) for n in names for _ in range(layer.r[n]))
+                scale = tuple(float(layer.scaling.get(n, 0.0)) if n in layer.lora_A else 0.0 for n in self._order)
+                self._weights.append((a, b, owner, scale))
+                layer._disable_adapters = True  # the hook below does its work, row by row
+                self._handles.append(layer.base_layer.register_forward_hook(self._hook(k)))
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def usable(model) -> bool:
+        """Whether every LoRA layer of ``model`` is a plain dense ``lora.Linear`` this class can
+        mix (no LoRA variant, bias, merged weights or trained whole modules); else PEFT's own
+        mixed forward (:class:`_LoraRows`) runs."""
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora.layer import Linear
+        from peft.utils.other import AuxiliaryTrainingWrapper
+
+        for module in model.modules():
+            if isinstance(module, AuxiliaryTrainingWrapper):
+                return False
+            if isinstance(module, LoraLayer):
+                if type(module) is not Linear or module.merged or module.lora_variant \
+                        or any(module.lora_bias.values()) or any(module.use_dora.values()):
+                    return False
+        return True
+
+    def _hook(self, k: int):
+        def hook(module, args, output):
+            a, b, owner, scale = self._weights[k]
+            mask, scaling = self._row_terms(owner, scale, a.dtype)
+            x = args[0].to(a.dtype)
+            delta = torch.nn.functional.linear(torch.nn.functional.linear(x, a) * mask, b) * scaling
+            return (output + delta).to(output.dtype)
+        return hook
+
+    def _row_terms(self, owner: tuple, scale: tuple, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows' rank mask ``[rows, 1, sum of ranks]`` and scaling ``[rows, 1, 1]`` for a layer
+        of this stacking, computed once per ``set`` for every layer that shares it."""
+        key = (owner, scale, dtype)
+        if key not in self._rows:
+            index = self._index
+            owners = torch.tensor(owner, device=index.device)
+            mask = (owners[None, :] == index[:, None]).to(dtype)[:, None, :]
+            scaling = torch.tensor(scale, dtype=dtype, device=index.device)[index][:, None, None]
+            self._rows[key] = (mask, scaling)
+        return self._rows[key]
+
+    def set(self, names: list[str]) -> None:
+        device = self._weights[0][0].device if self._weights else None
+        self._index = torch.tensor([self._order.index(n) for n in names], device=device)
+        self._rows = {}
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for layer, disabled in zip(self._layers, self._disabled):
+            layer._disable_adapters = disabled
 
 
 class _IA3Rows:
@@ -485,7 +579,7 @@ class _IA3Rows:
 
 
 #: What gives the rows of a mixed batch their adapters inside the layers (:func:`_row_adapters`).
-_RowAdapters = _LoraRows | _IA3Rows
+_RowAdapters = _LoraRows | _LoraMatmulRows | _IA3Rows
 
 
 #: A prefill bucket closes when the next (shorter) row would waste more than this share of the
