@@ -24,11 +24,18 @@ def _lora(rank: int, targets: list[str], seed: int):
 def multi():
     """One base with three LoRA adapters of different ranks and targets, all with random
     (non-zero) weights, so each changes the answers."""
-    from peft import get_peft_model
 
     model, tok = make_lively_tiny_model()
     specs = {"first": _lora(4, ["q_proj", "v_proj"], 1), "second": _lora(2, ["k_proj", "o_proj", "up_proj"], 2),
              "third": _lora(8, ["q_proj", "down_proj"], 3)}
+    return _with_lora(model, specs), tok
+
+
+def _with_lora(model, specs: dict):
+    """``model`` with a LoRA adapter per entry of ``specs`` (name -> (config, seed)), each drawn
+    at random and scaled up so that it changes the answers."""
+    from peft import get_peft_model
+
     peft_model = None
     for name, (config, seed) in specs.items():
         torch.manual_seed(seed)
@@ -41,7 +48,7 @@ def multi():
             if "lora_" in n:
                 p.mul_(8.0)
     peft_model.eval()
-    return peft_model, tok
+    return peft_model
 
 
 def _alone(model, tok, name, **kw):
@@ -71,24 +78,14 @@ def test_mixed_batch_gives_each_row_its_own_variants_answer(multi, system_prompt
 def test_lora_layers_peft_cannot_stack_mix_through_peft_s_own_forward():
     """Adapters with a bias on B are left to PEFT's ``adapter_names`` forward; their rows still
     get their own variant's tokens, as do the stacked adapters of ``multi``."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     from peft_audit.models.generate import _LoraMatmulRows, _LoraRows, _row_adapters
 
     model, tok = make_lively_tiny_model()
-    peft_model = None
-    for k, name in enumerate(["one", "two"]):
-        torch.manual_seed(k)
-        config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "down_proj"], lora_bias=True,
-                            init_lora_weights=False)
-        peft_model = get_peft_model(model, config, adapter_name=name) if peft_model is None else peft_model
-        if k:
-            peft_model.add_adapter(name, config)
-    with torch.no_grad():
-        for n, p in peft_model.named_parameters():
-            if "lora_" in n:
-                p.mul_(8.0)
-    peft_model.eval()
+    config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "down_proj"], lora_bias=True,
+                        init_lora_weights=False)
+    peft_model = _with_lora(model, {"one": (config, 0), "two": (config, 1)})
     assert not _LoraMatmulRows.usable(peft_model)
     rows = _row_adapters(peft_model)
     assert isinstance(rows, _LoraRows)

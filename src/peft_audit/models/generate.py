@@ -412,7 +412,25 @@ class _LoraRows:
             handle.remove()
 
 
-class _LoraMatmulRows:
+class _HookedLayers:
+    """Adapter layers switched off for a mixed batch while hooks on their base layers do their
+    work row by row (:class:`_LoraMatmulRows`, :class:`_IA3Rows`); ``close`` removes the hooks
+    and gives each layer back the on/off state it had."""
+
+    def _switch_off(self, layers: list) -> None:
+        self._layers = layers
+        self._disabled = [layer._disable_adapters for layer in layers]
+        self._handles: list = []
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for layer, disabled in zip(self._layers, self._disabled):
+            layer._disable_adapters = disabled
+
+
+class _LoraMatmulRows(_HookedLayers):
     """Each row's LoRA adapter in a mixed batch, with two matmuls per layer instead of PEFT's
     sub-batch per adapter. Per LoRA layer, every adapter's ``A`` is stacked into one
     ``[sum of ranks, in]`` matrix and every ``B`` into one ``[out, sum of ranks]``; a row's
@@ -431,11 +449,9 @@ class _LoraMatmulRows:
     def __init__(self, model):
         from peft.tuners.lora import LoraLayer
 
-        self._layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        self._switch_off([m for m in model.modules() if isinstance(m, LoraLayer)])
         self._order = [BASE_ROWS, *sorted(model.peft_config)]
-        self._disabled = [layer._disable_adapters for layer in self._layers]
         self._weights: list[tuple[torch.Tensor, torch.Tensor, tuple, tuple]] = []
-        self._handles: list = []
         self._rows: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._index: torch.Tensor | None = None
         try:
@@ -498,15 +514,9 @@ class _LoraMatmulRows:
         self._index = torch.tensor([self._order.index(n) for n in names], device=device)
         self._rows = {}
 
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        for layer, disabled in zip(self._layers, self._disabled):
-            layer._disable_adapters = disabled
 
 
-class _IA3Rows:
+class _IA3Rows(_HookedLayers):
     """Each row's IA3 adapter in a mixed batch (PEFT has none for IA3: Liu et al. 2022, "Few-Shot
     Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context Learning",
     arXiv:2205.05638, sec. 3.3, rescale keys, values and the feed-forward's inner activations by
@@ -520,11 +530,9 @@ class _IA3Rows:
     def __init__(self, model):
         from peft.tuners.ia3.layer import IA3Layer
 
-        self._layers = [m for m in model.modules() if isinstance(m, IA3Layer)]
+        self._switch_off([m for m in model.modules() if isinstance(m, IA3Layer)])
         self._order = [BASE_ROWS, *sorted(model.peft_config)]
         self._tables: list[torch.Tensor] = []
-        self._handles: list = []
-        self._disabled = [layer._disable_adapters for layer in self._layers]
         self._scale: list[torch.Tensor | None] = [None] * len(self._layers)
         try:
             for k, layer in enumerate(self._layers):
@@ -570,12 +578,6 @@ class _IA3Rows:
         index = torch.tensor([self._order.index(n) for n in names], device=self._tables[0].device)
         self._scale = [table[index][:, None, :] for table in self._tables]
 
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        for layer, disabled in zip(self._layers, self._disabled):
-            layer._disable_adapters = disabled
 
 
 #: What gives the rows of a mixed batch their adapters inside the layers (:func:`_row_adapters`).
