@@ -126,21 +126,17 @@ def _fit(rows: int, cap: int, per_row: int, device: torch.device, free: int | No
 
 
 def generation_batch_size(model, requested: BatchSize, *, prompt_tokens: int, max_new_tokens: int, rows: int,
-                          device: torch.device | None = None, free: int | None = None, lora_adapters: int = 1) -> int:
+                          device: torch.device | None = None, free: int | None = None) -> int:
     """``requested`` itself if a number; for ``"auto"``, the rows of greedy generation
     (``prompt_tokens``: the longest prompt; ``max_new_tokens``) that fit the device's free
     memory (``free`` overrides the measurement), capped (:data:`GENERATION_CAP`), then evened
-    out over the batches ``rows`` need at that size (no short last batch). ``lora_adapters``:
-    the LoRA adapters of a mixed batch; each one's matmuls see only its own rows (PEFT's
-    ``adapter_names`` forward), so the cap is that many times the plain one (memory still
-    decides). On this CPU, the quickstart's 135 prompts for the base and two LoRA variants
-    (405 rows, 32 new tokens) took 51-52 s in one batch and 53-54 s in two of 203 rows."""
+    out over the batches ``rows`` need at that size (no short last batch)."""
     if (size := _fixed(requested)) is not None:
         return size
     device = device or next(model.parameters()).device
     per_row = row_bytes(model, cached_tokens=prompt_tokens + max_new_tokens, forward_tokens=prompt_tokens,
                         scored_positions=1, transient_cached_tokens=prompt_tokens)
-    size = _fit(rows, GENERATION_CAP[_device_kind(device)] * max(1, lora_adapters), per_row, device, free)
+    size = _fit(rows, GENERATION_CAP[_device_kind(device)], per_row, device, free)
     batches = -(-max(rows, 1) // size)
     return -(-max(rows, 1) // batches)
 

@@ -58,10 +58,12 @@ re-injects its virtual tokens at every decoding step). So:
 the PEFT model's own ``forward``.
 
 Mixed batches (``adapter_names``, one adapter per row; :func:`mixed_batch_reason`): rows of
-several variants of one base share each batch. LoRA rows go through PEFT's ``adapter_names``
-forward; IA3 rows are scaled by their own adapter's vectors (:class:`_IA3Rows`); prompt-learning
-rows differ only in their head, which is encoded per adapter and gathered per row. ``tests/models/test_mixed_batches.py`` checks every row against its variant
-generating alone.
+several variants of one base share each batch. LoRA rows get their own adapter's update from
+the adapters' stacked matrices (:class:`_LoraMatmulRows`; PEFT's ``adapter_names`` forward
+where the layers cannot be stacked); IA3 rows are scaled by their own adapter's vectors
+(:class:`_IA3Rows`); prompt-learning rows differ only in their head, which is encoded per
+adapter and gathered per row. ``tests/models/test_mixed_batches.py`` checks every row against
+its variant generating alone.
 """
 
 from __future__ import annotations
@@ -198,8 +200,7 @@ def generate_from_ids(
             notice(f"compiled decoding: {reason}; generating without it")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     size = generation_batch_size(model, batch_size, prompt_tokens=len(encoded[order[0]]) + virtual_tokens(model),
-                                 max_new_tokens=max_new_tokens, rows=len(encoded), device=device,
-                                 lora_adapters=_lora_adapters(model, adapter_names))
+                                 max_new_tokens=max_new_tokens, rows=len(encoded), device=device)
     results: list[Generation | None] = [None] * len(encoded)
 
     def run(idx: list[int]) -> list[list[int]]:
@@ -217,13 +218,6 @@ def generate_from_ids(
     return results  # type: ignore[return-value]
 
 
-def _lora_adapters(model, adapter_names: list[str] | None) -> int:
-    """LoRA adapters of a mixed batch (base rows not counted); 1 for any other batch."""
-    if adapter_names is None or peft_type(model) != "LORA":
-        return 1
-    return max(1, len(set(adapter_names) - {BASE_ROWS}))
-
-
 #: The row name PEFT's mixed batches read as "no adapter": the base model's own answer.
 BASE_ROWS = "__base__"
 
@@ -239,9 +233,9 @@ def mixed_batch_reason(model, names: set[str]) -> str | None:
     """Why the rows of ``names`` (adapter names of ``model``, or :data:`BASE_ROWS`) cannot share
     batches on ``model``; None when they can.
 
-    * LoRA adapters (and base rows): PEFT's ``adapter_names`` forward gives each row its own
-      adapter's update inside the layers. Plain LoRA only: this project does not test the mixed
-      forward of DoRA or other LoRA variants.
+    * LoRA adapters (and base rows): each row gets its own adapter's update inside the layers
+      (:class:`_LoraMatmulRows`, or PEFT's ``adapter_names`` forward). Plain LoRA only: this
+      project does not test the mixed forward of DoRA or other LoRA variants.
     * IA3 adapters (and base rows): PEFT has no mixed forward for IA3; :class:`_IA3Rows` scales
       each row by its own adapter's vectors, as PEFT's ``ia3.Linear`` does for one adapter.
       Dense layers only, not merged, no ``modules_to_save``.
@@ -372,8 +366,10 @@ def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_ne
 
 
 def _row_adapters(model) -> "_RowAdapters | None":
-    """What gives each row of a mixed batch its adapter inside the layers: :class:`_LoraRows` or
-    :class:`_IA3Rows`; None for prompt-learning adapters (each row's head carries its adapter)."""
+    """What gives each row of a mixed batch its adapter inside the layers: for LoRA
+    :class:`_LoraMatmulRows`, or :class:`_LoraRows` (PEFT's own mixed forward) where the layers
+    cannot be stacked; :class:`_IA3Rows`; None for prompt-learning adapters (each row's head
+    carries its adapter)."""
     kind = peft_type(model)
     if kind == "LORA":
         return _LoraMatmulRows(model) if _LoraMatmulRows.usable(model) else _LoraRows(model)
@@ -461,7 +457,7 @@ class _LoraMatmulRows(_HookedLayers):
                 b = torch.cat([layer.lora_B[n].weight.detach() for n in names], dim=1)
                 # the adapter (index into self._order) of each stacked rank column, and each
                 # adapter's scaling (0 where the layer has none: base rows and untargeted adapters)
-                owner = tuple(self._order.index(n) for n in names for _ in range(layer.r[n]))
+                owner = tuple(self._order.index(n) for n in names for _ in range(layer.lora_A[n].weight.shape[0]))
                 scale = tuple(float(layer.scaling.get(n, 0.0)) if n in layer.lora_A else 0.0 for n in self._order)
                 self._weights.append((a, b, owner, scale))
                 layer._disable_adapters = True  # the hook below does its work, row by row
@@ -513,7 +509,6 @@ class _LoraMatmulRows(_HookedLayers):
         device = self._weights[0][0].device if self._weights else None
         self._index = torch.tensor([self._order.index(n) for n in names], device=device)
         self._rows = {}
-
 
 
 class _IA3Rows(_HookedLayers):

@@ -7,11 +7,11 @@ is bound by reading the weights (every GPU, and this project's CPUs below ~100 r
 of 11 rows costs almost what a batch of 55 does. Here the base is loaded once, every member's
 adapter is attached to it under the member's name, and the first member to ask for a set of
 prompts gets them generated for every member still to be evaluated, in mixed batches
-(:func:`~peft_audit.models.generate.generate` with ``adapter_names``: LoRA rows through PEFT's
-mixed-adapter forward, IA3 rows each scaled by its own adapter's vectors, prompt-tuning,
+(:func:`~peft_audit.models.generate.generate` with ``adapter_names``: LoRA rows each with its
+own adapter's update, IA3 rows each scaled by its own adapter's vectors, prompt-tuning,
 P-tuning and prefix-tuning rows each with its own adapter's head); the others find their
-answers waiting when they ask for the same prompts. Everything else a member does (BBQ scoring, judging) runs on the same loaded model with only
-that member's adapter active.
+answers waiting when they ask for the same prompts. Everything else a member does (BBQ
+scoring, judging) runs on the same loaded model with only that member's adapter active.
 
 Each row is computed as its variant alone would compute it: the base layer's output plus that
 row's own adapter's update (or scaled by its own vectors), or the base model after that row's
