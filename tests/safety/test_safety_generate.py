@@ -318,3 +318,26 @@ def test_compiled_decoding_applies_on_cuda_to_models_without_virtual_tokens():
     assert _not_compilable(make_lively_tiny_model()[0], cuda) is None
     assert _not_compilable(_random_adapter("lora", 1), cuda) is None
     assert "prompt-learning" in _not_compilable(_random_adapter("prefix-tuning", 1), cuda)
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "prompt-tuning"])
+def test_the_output_head_gets_contiguous_rows_while_generating(method):
+    """A PEFT model's frozen output head sees contiguous inputs, so torch folds the last
+    positions into one matrix product instead of broadcasting the vocabulary matrix to every row
+    (a bmm that, in bfloat16, copied it once per row at every prefill); the hook is gone after."""
+    _, tok = make_lively_tiny_model()
+    model = _random_adapter(method, 1)
+    head = model.get_output_embeddings()
+    assert not head.weight.requires_grad  # the case torch.matmul does not fold
+    seen = []
+    watch = head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    hooks = dict(head._forward_pre_hooks)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = generate(model, tok, PROMPTS, max_new_tokens=3, batch_size=3)
+    watch.remove()
+    assert seen and all(seen)
+    assert "aten::bmm" not in {e.key for e in prof.key_averages()}
+    assert dict(head._forward_pre_hooks) == hooks
+    assert [g.text for g in out] == [_greedy_reference(model, tok, p, 3) for p in PROMPTS]
