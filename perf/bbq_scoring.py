@@ -25,11 +25,11 @@ import time
 import warnings
 
 
-def matmul_flops(n: int = 2048, reps: int = 5) -> float:
-    """FLOP/s of an n x n fp32 matmul (2 n^3 per product), best of ``reps``."""
+def matmul_flops(n: int = 2048, reps: int = 5, dtype=None) -> float:
+    """FLOP/s of an n x n matmul (2 n^3 per product) in ``dtype`` (default fp32), best of ``reps``."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.matmul(a, b)  # warm-up
     best = float("inf")
     for _ in range(reps):

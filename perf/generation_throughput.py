@@ -16,11 +16,16 @@ and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 
 in the same run / 2 * parameters FLOP per token, Kaplan et al. 2020 sec. 2.1), each rate's
 ratio to the bound and to ``before``, and how many responses differ from ``before`` (a
 different batch shape may change float summation; at most 1% may differ). The bound counts new
-tokens only; the last line also counts the prompt tokens each row must encode (the shared
-system turn once), which is how close the loop runs to the matmul rate. Not a test: timings
-depend on the machine and its load (wall time on a shared machine; CPU time is steadier).
+tokens only; the next line also counts the prompt tokens each row must encode (the shared
+system turn once), which is how close the loop runs to the matmul rate.
 
-    .venv/bin/python perf/generation_throughput.py [--prompts N] [--extra-batch-sizes 64 128] [--threads N]
+Reported separately (off by default in the pipeline): the same generation with the model in
+``--dtype`` (bfloat16; ``eval_dtype`` in a sweep), its rate against the fp32 run and against
+the bfloat16 matmul rate's bound, and how many responses differ from fp32's (bfloat16 rounds
+differently, so answers may change). ``--dtype none`` skips it. Not a test: timings depend on the
+machine and its load (wall time on a shared machine; CPU time is steadier).
+
+    .venv/bin/python perf/generation_throughput.py [--prompts N] [--extra-batch-sizes 64 128] [--threads N] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="74c42f0", help="git commit of the 'before' implementation")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "none"],
+                    help="also run 'after' with the model in this dtype, reported separately")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -128,6 +135,31 @@ def main() -> None:
     secs = tokens / sorted(r[0] for r in runs[key])[len(runs[key]) // 2]
     print(f"counting the prompts' {prefill} tokens too ({2 * body * prefill / flop:.0%} of the FLOPs): {key} "
           f"runs at {flop / secs / 1e9:.1f} GFLOP/s = {flop / secs / mm:.0%} of the matmul rate")
+    if args.dtype != "none":
+        low_precision(args, model, tok, prompts, reference, n_params, rate=tokens / secs)
+
+
+def low_precision(args, model, tok, prompts, reference, n_params: int, rate: float) -> None:
+    """The 'after' run with the model cast to ``args.dtype`` (what ``eval_dtype`` loads), against
+    the fp32 'after' rate and the matmul rate in that dtype; responses compared with fp32's."""
+    from bbq_scoring import matmul_flops
+
+    from peft_audit.models.generate import generate
+
+    dtype = getattr(torch, args.dtype)
+    model = model.to(dtype)
+    generate(model, tok, prompts[:2], max_new_tokens=4)  # warm-up
+    t, c = time.perf_counter(), time.process_time()
+    out = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    secs, cpu = time.perf_counter() - t, time.process_time() - c
+    tokens = sum(g.n_new_tokens for g in out)
+    differ = sum(a.text != b.text for a, b in zip(out, reference))
+    mm = matmul_flops(dtype=dtype)
+    bound = mm / (2 * n_params)
+    print(f"{args.dtype} (reported separately; eval_dtype: {args.dtype}): {tokens} new tokens in {secs:.1f} s "
+          f"({cpu:.1f} CPU s) = {tokens / secs:.1f} tokens/s = x{tokens / secs / rate:.2f} vs fp32 after batch "
+          f"{args.batch_size}; {args.dtype} 2048x2048 matmul {mm / 1e9:.1f} GFLOP/s -> bound {bound:.0f} tokens/s "
+          f"({tokens / secs / bound:.0%} of it); {differ}/{len(prompts)} responses differ from fp32")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from tiny_models import FAMILIES, save_tiny_model  # noqa: E402
+from tiny_models import FAMILIES, save_lively_tiny_model, save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama checkpoint saved as a local directory."""
     return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def lively_model_dir(tmp_path_factory) -> Path:
+    """A tiny model whose greedy answers depend on the prompt and on an adapter (local directory)."""
+    return save_lively_tiny_model(tmp_path_factory.mktemp("tiny-lively"))
 
 
 @pytest.fixture(scope="session")

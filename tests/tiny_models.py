@@ -103,3 +103,31 @@ def save_tiny_model(path: Path, family: str = "llama", seed: int = 0) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def save_lively_tiny_model(path: Path, seed: int = 0) -> Path:
+    """:func:`make_lively_tiny_model` saved as a local checkpoint directory."""
+    model, tok = make_lively_tiny_model(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def save_random_adapter(model_dir: Path, out: Path, config, seed: int) -> Path:
+    """A PEFT adapter of ``config`` on the model in ``model_dir`` whose trainable tensors (LoRA's
+    B, prompt embeddings, IA3 vectors) are random, so it changes answers; saved to ``out``."""
+    import torch
+    from peft import get_peft_model
+
+    from peft_audit.models import load_base
+
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(load_base(str(model_dir), device="cpu").model, config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n or "prompt_embeddings" in n or "ia3_l" in n:
+                p.copy_(torch.randn_like(p))
+    peft_model.save_pretrained(out)
+    return out
+

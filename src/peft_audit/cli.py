@@ -127,6 +127,8 @@ def run(
                                  "training logs, warnings) here instead of into RUN_DIR/logs/."),
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers | vllm: override the config's "
                                           "backend (generation of the safety, XSTest, HarmBench and StrongREJECT benchmarks)."),
+    eval_dtype: Optional[str] = typer.Option(None, "--eval-dtype", help="auto | float32 | bfloat16 | float16: "
+                                             "override the config's eval_dtype (the dtype evaluated models run in)."),
 ) -> None:
     """Train, evaluate and report every variant of a sweep; resumes an interrupted run.
 
@@ -145,11 +147,13 @@ def run(
             overrides["safety"] = cfg.safety.model_copy(update={"source": safety})
         if fairness:
             overrides["fairness"] = cfg.fairness.model_copy(update={"source": fairness})
-        if backend:
-            valid = get_args(SweepConfig.model_fields["backend"].annotation)  # the config's one list
-            if backend not in valid:
-                raise ValueError(f"--backend must be {' or '.join(valid)}, got {backend!r}")
-            overrides["backend"] = backend
+        for key, value in (("backend", backend), ("eval_dtype", eval_dtype)):
+            if value:
+                valid = get_args(SweepConfig.model_fields[key].annotation)  # the config's one list
+                if value not in valid:
+                    flag = "--" + key.replace("_", "-")
+                    raise ValueError(f"{flag} must be one of {', '.join(valid)}, got {value!r}")
+                overrides[key] = value
         if overrides:
             cfg = cfg.model_copy(update=overrides)
         run_dir = out or Path("runs") / cfg.name

@@ -152,6 +152,10 @@ class _SweepBase(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     variants: list[VariantSpec] = Field(default_factory=list)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    eval_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights and activations of the models evaluated (generation and scoring): auto "
+                            "(bfloat16 on CUDA GPUs that have it, float32 elsewhere), or one of float32, bfloat16, "
+                            "float16. Training keeps its own rule. Part of the protocol when not auto")
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="Generation backend of the safety, XSTest, HarmBench and StrongREJECT "
                                     "benchmarks: transformers, or vllm (base models and LoRA "

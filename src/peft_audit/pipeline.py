@@ -127,7 +127,8 @@ def evaluate_variant(
         if shared is not None:
             model, tokenizer = shared.model_for(pv.id), shared.loaded.tokenizer
         else:
-            loaded = load_base(spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+            loaded = load_base(spec.base_model, device=cfg.device, dtype=cfg.eval_dtype,
+                               trust_remote_code=cfg.trust_remote_code)
             if adapter_path is not None:
                 loaded = attach_adapter(loaded, adapter_path)
             model, tokenizer = loaded.model, loaded.tokenizer
@@ -180,7 +181,8 @@ def prepare_run(cfg: SweepConfig, run_dir: Path, *, config_path: Path | None = N
         store.set_meta("eval_protocol_v1", stored)  # written before identities left defaults out: same protocol
     elif stored is not None and stored != protocol:
         raise ValueError(
-            f"{run_dir} holds results made with different safety/fairness settings (protocol {stored}, "
+            f"{run_dir} holds results made with different evaluation settings (benchmark sections or "
+            f"eval_dtype; protocol {stored}, "
             f"this config {protocol}); use a new --out directory so results are never mixed"
         )
     store.set_meta("eval_protocol", protocol)
@@ -235,14 +237,24 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
 def preflight(cfg: SweepConfig) -> None:
     """Every check ``peft-audit plan`` makes (variant expansion, method arguments; the data its
     cost estimate reads is loaded here in full), each base model's name (a file that exists, an
-    alias, a Hub id's form; nothing downloaded), the training data of the variants that train,
-    and each enabled benchmark's ``check`` (its data loads, its judges build). Raises the first
-    problem; reads nothing from the run directory."""
+    alias, a Hub id's form; nothing downloaded), whether the device computes in an
+    ``eval_dtype`` other than auto, the training data of the variants that train, and each
+    enabled benchmark's ``check`` (its data loads, its judges build). Raises the first problem;
+    reads nothing from the run directory."""
     from .models.resolve import check_model_name
 
     plan = expand(cfg)
     for name in sorted({pv.spec.base_model for pv in plan}):
         check_model_name(name)
+    if cfg.eval_dtype != "auto":  # torch is imported here only then
+        from .models.device import resolve_dtype, select_device
+
+        try:
+            device = select_device(cfg.device)
+        except ValueError:  # not on this machine (a Ray driver without the workers' GPUs): they check it
+            device = None
+        if device is not None:
+            resolve_dtype(cfg.eval_dtype, device)
     if cfg.backend == "vllm":
         from .models.vllm_backend import require_vllm
 

@@ -11,45 +11,19 @@ import torch
 
 from peft_audit.models.generate import generate
 from peft_audit.models.shared_base import SharedBase
+from tiny_models import save_random_adapter
 
 PROMPTS = ["hello there", "fox", "Who was forgetful in the story?", "sky", "Name a colour."]
 
 
-def _save_adapter(model_dir: Path, out: Path, config, seed: int) -> Path:
-    from peft import get_peft_model
-
-    from peft_audit.models import load_base
-
-    torch.manual_seed(seed)
-    peft_model = get_peft_model(load_base(str(model_dir), device="cpu").model, config)
-    with torch.no_grad():
-        for n, p in peft_model.named_parameters():
-            if "lora_B" in n or "prompt_embeddings" in n or "ia3_l" in n:
-                p.copy_(torch.randn_like(p))
-    peft_model.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def lively_dir(tmp_path_factory) -> Path:
-    """A tiny model whose greedy answers depend on the prompt and on IA3's scaling."""
-    from tiny_models import make_lively_tiny_model
-
-    model, tok = make_lively_tiny_model()
-    path = tmp_path_factory.mktemp("lively")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def ia3_adapters(lively_dir, tmp_path_factory) -> dict[str, Path]:
+def ia3_adapters(lively_model_dir, tmp_path_factory) -> dict[str, Path]:
     from peft import IA3Config
 
     root = tmp_path_factory.mktemp("ia3")
     ia3 = IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
                     feedforward_modules=["down_proj"])
-    return {k: _save_adapter(lively_dir, root / f"ia3{k}", ia3, seed=5 + k) for k in range(2)}
+    return {k: save_random_adapter(lively_model_dir, root / f"ia3{k}", ia3, seed=5 + k) for k in range(2)}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +32,8 @@ def adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("adapters")
     lora = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    out = {f"lora{k}": _save_adapter(tiny_model_dir, root / f"lora{k}", lora, seed=k) for k in range(2)}
-    out["prompt"] = _save_adapter(tiny_model_dir, root / "prompt", PromptTuningConfig(task_type="CAUSAL_LM",
+    out = {f"lora{k}": save_random_adapter(tiny_model_dir, root / f"lora{k}", lora, seed=k) for k in range(2)}
+    out["prompt"] = save_random_adapter(tiny_model_dir, root / "prompt", PromptTuningConfig(task_type="CAUSAL_LM",
                                                                                          num_virtual_tokens=4), seed=9)
     bad = root / "damaged"
     bad.mkdir()
@@ -101,8 +75,8 @@ def test_members_get_their_own_answers_and_a_damaged_adapter_runs_alone(tiny_mod
     assert all(sum(n) == len(PROMPTS) for n in seen.values())  # each bar counts its own prompts
 
 
-def test_ia3_members_and_the_base_share_batches(lively_dir, ia3_adapters):
-    shared = SharedBase.load(str(lively_dir), device="cpu")
+def test_ia3_members_and_the_base_share_batches(lively_model_dir, ia3_adapters):
+    shared = SharedBase.load(str(lively_model_dir), device="cpu")
     assert shared.add("a", ia3_adapters[0]) is None
     assert shared.add("base", None) is None
     assert shared.add("b", ia3_adapters[1]) is None
@@ -120,9 +94,9 @@ def test_ia3_members_and_the_base_share_batches(lively_dir, ia3_adapters):
     assert shift["b"] < 0 < shift["base"] and shift["a"] > 0
     assert shift["base"] + shift["a"] == pytest.approx(-shift["b"])
     assert shift["base"] / shift["a"] == pytest.approx(tokens["base"] / tokens["a"])
-    assert answers["a"] == _alone(lively_dir, ia3_adapters[0])
-    assert answers["b"] == _alone(lively_dir, ia3_adapters[1])
-    assert answers["base"] == _alone(lively_dir, None)
+    assert answers["a"] == _alone(lively_model_dir, ia3_adapters[0])
+    assert answers["b"] == _alone(lively_model_dir, ia3_adapters[1])
+    assert answers["base"] == _alone(lively_model_dir, None)
     assert len({tuple(g.text for g in a) for a in answers.values()}) == 3  # IA3's scaling changes the answers
 
 
@@ -155,14 +129,14 @@ def _configs(kind: str) -> list:
 
 
 @pytest.mark.parametrize("kind", ["lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning"])
-def test_members_log_probs_match_one_variant_at_a_time(kind, lively_dir, tmp_path):
+def test_members_log_probs_match_one_variant_at_a_time(kind, lively_model_dir, tmp_path):
     """Issue 13's bar for a shared base: each member's BBQ-style log-probs, scored after the
     group's mixed generation on the shared model, within 1e-4 of the variant loaded alone."""
     from peft_audit.models import attach_adapter, load_base
     from peft_audit.models.scoring import score_continuations
 
-    dirs = [_save_adapter(lively_dir, tmp_path / f"{kind}{k}", c, seed=20 + k) for k, c in enumerate(_configs(kind))]
-    shared = SharedBase.load(str(lively_dir), device="cpu")
+    dirs = [save_random_adapter(lively_model_dir, tmp_path / f"{kind}{k}", c, seed=20 + k) for k, c in enumerate(_configs(kind))]
+    shared = SharedBase.load(str(lively_model_dir), device="cpu")
     members = {f"v{k}": d for k, d in enumerate(dirs)}
     if kind in ("lora", "ia3"):
         members["base"] = None
@@ -176,7 +150,7 @@ def test_members_log_probs_match_one_variant_at_a_time(kind, lively_dir, tmp_pat
         scored[vid] = score_continuations(model, shared.loaded.tokenizer, ITEMS, CHOICES, batch_size=2)
         shared.release(vid)
     for vid, d in members.items():
-        loaded = load_base(str(lively_dir), device="cpu")
+        loaded = load_base(str(lively_model_dir), device="cpu")
         if d is not None:
             loaded = attach_adapter(loaded, d)
         alone = score_continuations(loaded.model, loaded.tokenizer, ITEMS, CHOICES, batch_size=2)

@@ -89,7 +89,7 @@ def test_run_with_vllm_backend_fails_before_any_model_loads_without_vllm(monkeyp
     assert "peft-audit[vllm]" in result.output
     assert not (tmp_path / "run" / "adapters").exists()
     bad = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run2"), "--backend", "tgi"])
-    assert bad.exit_code != 0 and "--backend must be transformers or vllm" in bad.output
+    assert bad.exit_code != 0 and "--backend must be one of transformers, vllm" in bad.output
 
 
 def test_lora_rank_above_the_engine_limit_is_refused(monkeypatch):

@@ -225,7 +225,7 @@ def test_a_run_directory_with_the_version_1_protocol_hash_resumes(tmp_path):
     assert store.get_meta("eval_protocol") == eval_protocol_hash(cfg)
     assert store.get_meta("eval_protocol_v1") == legacy_protocol_hash(cfg)
     store.close()
-    with pytest.raises(ValueError, match="different safety/fairness settings"):
+    with pytest.raises(ValueError, match="different evaluation settings"):
         prepare_run(parse_config({"base_models": ["m1"], "safety": {"max_new_tokens": 7}}), tmp_path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .device import default_dtype, select_device
+from .device import resolve_dtype, select_device
 from .resolve import ResolvedModel, resolve_model
 
 
@@ -35,16 +35,18 @@ def load_base(
     name: str,
     *,
     device: str = "auto",
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
     load_in: str | None = None,
 ) -> LoadedModel:
-    """Resolve ``name`` (alias, .gguf, dir, hub id) and load it in eval mode on ``device``."""
+    """Resolve ``name`` (alias, .gguf, dir, hub id) and load it in eval mode on ``device``, in
+    ``dtype`` (a torch dtype or a sweep's ``eval_dtype`` name; None or ``auto``: the device's
+    default, :func:`~peft_audit.models.device.default_dtype`)."""
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(name)
     dev = select_device(device)
-    kwargs: dict = {"dtype": dtype or default_dtype(dev), "trust_remote_code": trust_remote_code}
+    kwargs: dict = {"dtype": resolve_dtype(dtype, dev), "trust_remote_code": trust_remote_code}
     if load_in:
         kwargs["quantization_config"] = quantization_config(load_in, dev)
         kwargs["device_map"] = {"": dev.index or 0}

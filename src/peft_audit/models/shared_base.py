@@ -60,9 +60,9 @@ class SharedBase:
         self._shift: dict[str, float] = {}  # member -> seconds its timed stage is off by
 
     @classmethod
-    def load(cls, name: str, *, device: str, trust_remote_code: bool = False) -> "SharedBase":
+    def load(cls, name: str, *, device: str, dtype: str = "auto", trust_remote_code: bool = False) -> "SharedBase":
         t0 = time.perf_counter()
-        loaded = load_base(name, device=device, trust_remote_code=trust_remote_code)
+        loaded = load_base(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         return cls(loaded, time.perf_counter() - t0)
 
     def bill_load(self) -> float:

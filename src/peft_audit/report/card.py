@@ -95,9 +95,10 @@ def _settings(row: dict) -> list[tuple[str, str]]:
 
 
 def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | None, date: str,
-                 gate=None) -> str:
+                 gate=None, eval_dtype: str = "auto") -> str:
     """The Markdown section (markers included) for ``variant_id`` of the analysed run ``a``;
-    ``row`` is the variant's store row (spec and provenance). Pure."""
+    ``row`` is the variant's store row (spec and provenance); ``eval_dtype`` the run's (said when
+    it is not ``auto``: a bfloat16 evaluation's numbers are not float32's). Pure."""
     from ..benchmarks.registry import BENCHMARKS
     from ..gate import gate_of_analysis
 
@@ -112,6 +113,8 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
          f"{CORRECTION_NAMES[a.correction]} adjustment.", "",
          "| | |", "|---|---|"]
     L += [f"| {k} | {_md(x)} |" for k, x in _settings(row)]
+    if eval_dtype != "auto":
+        L += [f"| evaluated in | {_md(eval_dtype)} (`eval_dtype`) |"]
     L += [f"| evaluation protocol | `{protocol or 'unknown'}` |",
           "| deployment gate (default thresholds) | " + ("not checked" if not checks else "pass" if not bad else
                                                        f"**fail**: {len(bad)} check(s) outside the limits") + " |", ""]
@@ -183,7 +186,9 @@ def build_card(run_dir: str | Path, variant: str, *, date: str | None = None, n_
     with open_existing(run_dir) as store:
         row = next(r for r in store.variants() if r["id"] == vid)
         protocol = store.get_meta("eval_protocol")
-    return card_section(a, vid, row, protocol=protocol, date=date or dt.date.today().isoformat())
+        eval_dtype = (store.get_meta("config") or {}).get("eval_dtype", "auto")
+    return card_section(a, vid, row, protocol=protocol, date=date or dt.date.today().isoformat(),
+                        eval_dtype=eval_dtype)
 
 
 def replace_section(readme: str, section: str) -> str:

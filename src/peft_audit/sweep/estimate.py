@@ -57,12 +57,15 @@ class Rates:
 
 def calibration_key(fingerprint: str, device: str, threads: int, cfg) -> str:
     """What the cached rates depend on: the model, the device, torch's threads and the settings
-    that change the cost of a unit (generation batch, training batch and sequence length)."""
+    that change the cost of a unit (generation batch, training batch and sequence length, and an
+    ``eval_dtype`` other than auto)."""
     import torch
 
     t = cfg.training
+    dtype = "" if cfg.eval_dtype == "auto" else f"|eval_dtype={cfg.eval_dtype}"
     return (f"v{CALIBRATION_VERSION}|{fingerprint}|{device}|threads={threads}|torch={torch.__version__}|"
-            f"gen_batch={cfg.safety.batch_size}|train={t.batch_size}x{t.max_seq_len}|bbq_batch={cfg.fairness.batch_size}")
+            f"gen_batch={cfg.safety.batch_size}|train={t.batch_size}x{t.max_seq_len}|bbq_batch={cfg.fairness.batch_size}"
+            f"{dtype}")
 
 
 def _cache_path() -> Path:
@@ -102,7 +105,7 @@ def calibrate(cfg, base_model: str, *, use_cache: bool = True) -> tuple[Rates, b
     import torch
 
     from ..models import load_base
-    from ..models.device import select_device
+    from ..models.device import default_dtype, select_device
     from ..models.resolve import resolve_model
 
     resolved = resolve_model(base_model)
@@ -115,10 +118,11 @@ def calibrate(cfg, base_model: str, *, use_cache: bool = True) -> tuple[Rates, b
     with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        loaded = load_base(base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+        loaded = load_base(base_model, device=cfg.device, dtype=cfg.eval_dtype, trust_remote_code=cfg.trust_remote_code)
         load_s = time.perf_counter() - t0
         gen, batch = _time_generation(cfg, loaded)
         score = _time_bbq(cfg, loaded)
+        loaded.model.to(default_dtype(device))  # training keeps its own dtype whatever eval_dtype says
         train = _time_training(cfg, loaded)
     rates = Rates(gen, score, train, load_s, batch, str(device), threads)
     _store(key, rates)

@@ -84,7 +84,8 @@ def share_base(cfg: SweepConfig, run_dir: Path, pvs: list[PlannedVariant]):
     if len(pvs) < 2:
         return None, set()
     try:
-        shared = SharedBase.load(pvs[0].spec.base_model, device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+        shared = SharedBase.load(pvs[0].spec.base_model, device=cfg.device, dtype=cfg.eval_dtype,
+                                 trust_remote_code=cfg.trust_remote_code)
     except Exception as e:  # each member loads on its own and records the error itself
         notice(f"the group's shared base did not load ({type(e).__name__}: {e}); its variants load their own")
         return None, set()

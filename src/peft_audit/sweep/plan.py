@@ -199,11 +199,15 @@ def eval_protocol_hash(cfg: SweepConfig) -> str:
     """Hash of the benchmark settings that every variant of a run is evaluated with: one entry per
     enabled benchmark holding its result-changing, non-default settings (see
     :mod:`peft_audit.identity`), so neither a new defaulted setting nor concurrency, timeouts,
-    retries or batch sizes change it."""
+    retries or batch sizes change it; plus ``eval_dtype`` when it is not ``auto`` (a bfloat16
+    evaluation is not a float32 one)."""
     from ..benchmarks.registry import BENCHMARKS
 
     sections = {name: getattr(cfg, name) for name in BENCHMARKS}
-    return variant_id({name: identity_payload(s) for name, s in sections.items() if s.enabled})
+    payload = {name: identity_payload(s) for name, s in sections.items() if s.enabled}
+    if cfg.eval_dtype != "auto":
+        payload["eval_dtype"] = cfg.eval_dtype  # a key no benchmark section is named
+    return variant_id(payload)
 
 
 def legacy_protocol_hash(cfg: SweepConfig) -> str | None:
@@ -211,6 +215,8 @@ def legacy_protocol_hash(cfg: SweepConfig) -> str | None:
     safety and fairness sections as they were then), so such a directory is recognised and resumed."""
     from ..benchmarks.registry import BENCHMARKS
 
+    if cfg.eval_dtype != "auto":  # a setting that did not exist then
+        return None
     payload = {}
     for name in BENCHMARKS:
         section = getattr(cfg, name)
