@@ -355,8 +355,11 @@ def audit(
     fairness: Optional[str] = typer.Option(None, "--fairness", help="fairness.source: builtin | BBQ dir | HF id."),
     force: bool = typer.Option(False, "--force", help="Evaluate adapters whose base name or tensor shapes do not fit."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the Hub (off by default)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety, fairness and device settings to use."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety, fairness, device and "
+                                          "eval_dtype settings to use."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: --config's, else auto)"),
+    eval_dtype: Optional[str] = typer.Option(None, "--eval-dtype", help="auto | float32 | bfloat16 | float16 "
+                                             "(default: --config's, else auto)"),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Variants run at once (local executor)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run variants recorded as failed."),
@@ -392,7 +395,8 @@ def audit(
         if not refs:
             _fail("no adapters: pass --adapter (repeatable) or --from adapters.yaml")
         plan = plan_audit(
-            base, refs, name=out.name, device=device or settings.device, force=force,
+            base, refs, name=out.name, device=device or settings.device,
+            eval_dtype=eval_dtype or settings.eval_dtype, force=force,
             trust_remote_code=trust_remote_code or settings.trust_remote_code,
             safety=settings.safety.model_copy(update={"source": safety}) if safety else settings.safety,
             fairness=settings.fairness.model_copy(update={"source": fairness}) if fairness else settings.fairness,

@@ -150,3 +150,19 @@ def test_cli_audits_an_adapter_of_the_same_base_under_another_spelling(adapter_d
     assert "ok" in r.output and "does not fit" not in r.output
     con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
     assert sorted(s for (s,) in con.execute("SELECT status FROM variants")) == ["done", "done"]
+
+
+def test_audit_takes_eval_dtype_from_the_flag_or_the_config(adapter_dirs, tiny_model_dir, tmp_path):
+    from peft_audit.adapters.audit import plan_audit
+    from peft_audit.cli import app
+
+    plan = plan_audit(str(tiny_model_dir), [str(adapter_dirs["lora"])], eval_dtype="bfloat16")
+    assert plan.config.eval_dtype == "bfloat16"
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"device": "cpu", "eval_dtype": "bf16"}))
+    r = CliRunner().invoke(app, ["audit", "--base", str(tiny_model_dir), "--adapter", str(adapter_dirs["lora"]),
+                                 "--config", str(settings), "--out", str(tmp_path / "run")])
+    assert r.exit_code != 0 and "eval_dtype" in r.output and not (tmp_path / "run").exists()
+    r = CliRunner().invoke(app, ["audit", "--base", str(tiny_model_dir), "--adapter", str(adapter_dirs["lora"]),
+                                 "--eval-dtype", "half", "--out", str(tmp_path / "run")])
+    assert r.exit_code != 0 and "eval_dtype" in r.output and not (tmp_path / "run").exists()

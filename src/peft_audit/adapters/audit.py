@@ -99,6 +99,7 @@ def plan_audit(
     safety: SafetyConfig | None = None,
     fairness: FairnessConfig | None = None,
     device: str = "auto",
+    eval_dtype: str = "auto",
     force: bool = False,
     trust_remote_code: bool = False,
     progress: Callable[[int], None] | None = None,
@@ -111,7 +112,7 @@ def plan_audit(
             progress(1)
     cfg = SweepConfig(
         name=name, base_models=[base], methods=[], variants=[o.spec for o in outcomes if o.spec],
-        device=device, trust_remote_code=trust_remote_code, force_adapters=force,
+        device=device, eval_dtype=eval_dtype, trust_remote_code=trust_remote_code, force_adapters=force,
         safety=safety or SafetyConfig(), fairness=fairness or FairnessConfig(),
     )
     return AuditPlan(cfg, outcomes)

@@ -25,7 +25,7 @@ def select_device(requested: str = "auto") -> torch.device:
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 on CUDA GPUs that support it, float32 elsewhere: on a CPU, float32 keeps every
     result exact and reproducible across machines. CPUs with AVX512-BF16 or AMX multiply bf16
-    matrices faster (2.5x on this project's 2-core EPYC, ``perf/generation_throughput.py
+    matrices faster (2-2.5x on this project's 2-core EPYC, ``perf/generation_throughput.py
     --dtype bfloat16``); the sweep's ``eval_dtype`` chooses it (:func:`resolve_dtype`)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
