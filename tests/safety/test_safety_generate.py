@@ -334,10 +334,12 @@ def test_the_output_head_gets_contiguous_rows_while_generating(method):
     hooks = dict(head._forward_pre_hooks)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         out = generate(model, tok, PROMPTS, max_new_tokens=3, batch_size=3)
     watch.remove()
     assert seen and all(seen)
-    assert "aten::bmm" not in {e.key for e in prof.key_averages()}
+    # (other bmm calls are fine: rotary embeddings use one in some transformers versions)
+    vocab = head.weight.shape[0]
+    assert not [e.input_shapes for e in prof.events() if e.name == "aten::bmm" and e.input_shapes[1][-1] == vocab]
     assert dict(head._forward_pre_hooks) == hooks
     assert [g.text for g in out] == [_greedy_reference(model, tok, p, 3) for p in PROMPTS]
