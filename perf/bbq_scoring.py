@@ -1,28 +1,51 @@
-"""Shared-prefix vs naive log-likelihood scoring of BBQ items: speed ratio and FLOP/s.
+"""BBQ log-likelihood scoring: prefix-tree scoring vs the two-pass scorer before it vs naive
+scoring, speed ratios and FLOP/s, measured in one run.
 
-Scores the same N BBQ items (default 300; the built-in sample is cycled when it has fewer)
-with the bundled SmolLM2-135M-Instruct twice:
+Scores the same N distinct BBQ items (default: all 144 of the built-in sample; ``--source`` a
+directory of the official JSONL files or a hub id for more) with the bundled
+SmolLM2-135M-Instruct three times:
 
-* shared-prefix (peft_audit.models.scoring.score_continuations): each prompt once, its KV cache
-  reused for the 3 options, vocabulary logits only at scored positions;
-* naive (score_continuations_naive): every prompt+option as its own row, full logits -- what
+* tree (``peft_audit.models.scoring.score_continuations``): items grouped by shared prompt
+  prefix, each group's token trie fed once with a tree attention mask, vocabulary logits only at
+  scored nodes;
+* before: the same function as of commit ``--baseline`` (``e1ba8f8``: each prompt once, its KV
+  cache reused for its options), read from git, so the comparison needs no copy of the old code;
+* naive (``score_continuations_naive``): every prompt+option as its own row, full logits -- what
   general-purpose harnesses do -- with the same batch size.
 
-It checks that both pick the same option for every item, and prints items/s for both, the
-ratio (target >= 3.0 on a 2-core CPU), tokens/s, the model FLOP/s this implies
-(2 * parameters * tokens, Kaplan et al., 2020, "Scaling Laws for Neural Language Models",
+Items are never repeated: a repeated prompt would be fed once by the tree scorer and flatter it.
+It checks that all three pick the same option for every item, and prints items/s for each, the
+ratios tree/before and tree/naive, the tokens each feeds, the model FLOP/s this implies
+(2 * parameters * tokens fed, Kaplan et al., 2020, "Scaling Laws for Neural Language Models",
 sec. 2.1; attention-score FLOPs left out) and, for scale, the FLOP/s of a plain large fp32
 matmul measured in the same run. Not a test: timings depend on the machine and its load.
 
-    .venv/bin/python perf/bbq_scoring.py --n 300 --batch-size 16
+    .venv/bin/python perf/bbq_scoring.py [--n 144] [--batch-size 16] [--source builtin]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import subprocess
+import sys
 import time
+import types
 import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def module_at(commit: str, name: str) -> types.ModuleType:
+    """``peft_audit.models.<name>`` as it was at ``commit``, read from git (its relative imports
+    still work), so a perf script compares against old code without a copy of it."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:src/peft_audit/models/{name}.py"],
+                         check=True, capture_output=True, text=True).stdout
+    mod = types.ModuleType(f"peft_audit.models._{name}_baseline")
+    mod.__package__ = "peft_audit.models"
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up there
+    exec(compile(src, f"{commit}:{name}.py", "exec"), mod.__dict__)
+    return mod
 
 
 def matmul_flops(n: int = 2048, reps: int = 5, dtype=None) -> float:
@@ -41,10 +64,12 @@ def matmul_flops(n: int = 2048, reps: int = 5, dtype=None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=300, help="items to score (built-in sample cycled)")
+    ap.add_argument("--n", type=int, default=None, help="score the first N distinct items (default: all)")
+    ap.add_argument("--source", default="builtin", help="BBQ source: builtin, a directory of JSONL files, a hub id")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--baseline", default="e1ba8f8", help="git commit of the 'before' scorer")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -56,51 +81,49 @@ def main() -> None:
     from peft_audit.benchmarks.fairness import load_bbq
     from peft_audit.benchmarks.fairness.score import plain_prompt
     from peft_audit.models import load_base
-    from peft_audit.models.scoring import encode_pairs, score_continuations, score_continuations_naive
+    from peft_audit.models.scoring import (_Tree, encode_pairs, prefix_groups, score_continuations,
+                                           score_continuations_naive)
 
+    before_mod = module_at(args.baseline, "scoring")
     lm = load_base(args.model, device=args.device, dtype=torch.float32)
     model, tok = lm.model, lm.tokenizer
-    items = list(itertools.islice(itertools.cycle(load_bbq("builtin").items), args.n))
+    items = load_bbq(args.source).items[:args.n]
     prompts = [plain_prompt(it) for it in items]
     conts = [[f" {a}" for a in it.answers] for it in items]
     n_params = sum(p.numel() for p in model.parameters())
 
     enc = encode_pairs(tok, prompts, conts)
-    tokens_shared = sum(len(p) + sum(map(len, cs)) for p, cs in enc)
+    tokens_tree = sum(len(_Tree([(0, enc[i]) for i in g]).tokens) for g in prefix_groups(enc))
+    tokens_before = sum(len(p) + sum(len(c) - 1 for c in cs) for p, cs in enc)
     tokens_naive = sum(len(p) * len(cs) + sum(map(len, cs)) for p, cs in enc)
 
-    # Warm-up both paths (allocator, kernels) on a few items.
-    score_continuations(model, tok, prompts[:4], conts[:4], batch_size=args.batch_size)
-    score_continuations_naive(model, tok, prompts[:4], conts[:4], batch_size=args.batch_size)
-
-    t, c = time.perf_counter(), time.process_time()
-    shared = score_continuations(model, tok, prompts, conts, batch_size=args.batch_size)
-    t_shared, c_shared = time.perf_counter() - t, time.process_time() - c
-    t, c = time.perf_counter(), time.process_time()
-    naive = score_continuations_naive(model, tok, prompts, conts, batch_size=args.batch_size)
-    t_naive, c_naive = time.perf_counter() - t, time.process_time() - c
+    runs = {"tree": score_continuations, "before": before_mod.score_continuations, "naive": score_continuations_naive}
+    for fn in runs.values():  # warm-up (allocator, kernels) on a few items
+        fn(model, tok, prompts[:4], conts[:4], batch_size=args.batch_size)
+    scores, wall, cpu = {}, {}, {}
+    for name, fn in runs.items():
+        t, c = time.perf_counter(), time.process_time()
+        scores[name] = fn(model, tok, prompts, conts, batch_size=args.batch_size)
+        wall[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
     mm = matmul_flops()
 
-    pred_s = [max(range(3), key=lambda i: (r[i], -i)) for r in shared]
-    pred_n = [max(range(3), key=lambda i: (r[i], -i)) for r in naive]
-    same = sum(a == b for a, b in zip(pred_s, pred_n))
-    max_diff = max(abs(a - b) for rs, rn in zip(shared, naive) for a, b in zip(rs, rn))
-
+    pick = lambda row: max(range(len(row)), key=lambda i: (row[i], -i))  # noqa: E731
     print(f"model {args.model}: {n_params / 1e6:.1f}M parameters, fp32, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}, batch size {args.batch_size}, {len(items)} items")
-    print(f"identical predictions: {same}/{len(items)}; max |logprob difference| {max_diff:.2e}")
-    for name, secs, toks in (("shared-prefix", t_shared, tokens_shared), ("naive", t_naive, tokens_naive)):
-        print(f"{name:>14}: {secs:7.1f} s  {len(items) / secs:7.2f} items/s  {toks / secs:8.0f} tokens/s  "
-              f"{2 * n_params * toks / secs / 1e9:6.1f} GFLOP/s implied ({toks} tokens)")
-    print(f"ratio (shared-prefix items/s / naive items/s): {t_naive / t_shared:.2f}  (target >= 3.0)")
-    # On a shared machine wall time depends on other load; process CPU time is steadier.
-    print(f"CPU-time ratio (naive CPU s / shared-prefix CPU s): {c_naive / c_shared:.2f}  "
-          f"({c_naive:.1f} s / {c_shared:.1f} s)")
-    print(f"plain 2048x2048 fp32 matmul: {mm / 1e9:.1f} GFLOP/s  "
-          f"(shared-prefix reaches {2 * n_params * tokens_shared / t_shared / mm:.0%} of it, "
-          f"naive {2 * n_params * tokens_naive / t_naive / mm:.0%})")
-    if same != len(items):
-        raise SystemExit("predictions differ between shared-prefix and naive scoring")
+          f"torch threads {torch.get_num_threads()}, batch size {args.batch_size}, {len(items)} distinct items")
+    for other in ("before", "naive"):
+        same = sum(pick(a) == pick(b) for a, b in zip(scores["tree"], scores[other]))
+        diff = max(abs(x - y) for ra, rb in zip(scores["tree"], scores[other]) for x, y in zip(ra, rb))
+        print(f"tree vs {other}: identical predictions {same}/{len(items)}; max |logprob difference| {diff:.2e}")
+    for name, toks in (("tree", tokens_tree), ("before", tokens_before), ("naive", tokens_naive)):
+        print(f"{name:>7}: {wall[name]:7.1f} s  {len(items) / wall[name]:7.2f} items/s  {toks:6d} tokens fed  "
+              f"{2 * n_params * toks / wall[name] / 1e9:6.1f} GFLOP/s implied  ({2 * n_params * toks / wall[name] / mm:.0%}"
+              f" of the matmul rate)")
+    for other in ("before", "naive"):
+        print(f"ratio tree/{other} (items/s): {wall[other] / wall['tree']:.2f}; CPU-time ratio "
+              f"{cpu[other] / cpu['tree']:.2f} ({cpu[other]:.1f} s / {cpu['tree']:.1f} s)")
+    print(f"plain 2048x2048 fp32 matmul: {mm / 1e9:.1f} GFLOP/s")
+    if any(pick(a) != pick(b) for other in ("before", "naive") for a, b in zip(scores["tree"], scores[other])):
+        raise SystemExit("predictions differ between scorers")
 
 
 if __name__ == "__main__":

@@ -31,27 +31,13 @@ machine and its load (wall time on a shared machine; CPU time is steadier).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def baseline_module(commit: str) -> types.ModuleType:
-    """``peft_audit.models.generate`` as it was at ``commit`` (its relative imports still work)."""
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:src/peft_audit/models/generate.py"],
-                         check=True, capture_output=True, text=True).stdout
-    mod = types.ModuleType("peft_audit.models._generate_baseline")
-    mod.__package__ = "peft_audit.models"
-    sys.modules[mod.__name__] = mod  # dataclasses look their module up there
-    exec(compile(src, f"{commit}:generate.py", "exec"), mod.__dict__)
-    return mod
 
 
 def main() -> None:
@@ -72,13 +58,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bbq_scoring import matmul_flops  # one definition of the matmul rate for every perf script
+    from bbq_scoring import matmul_flops, module_at  # one definition of each for every perf script
 
     from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
     from peft_audit.models import load_base
     from peft_audit.models.generate import chat_input_ids, generate
 
-    before = baseline_module(args.baseline).generate
+    before = module_at(args.baseline, "generate").generate
     t0 = time.perf_counter()
     loaded = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
     model, tok = loaded.model, loaded.tokenizer

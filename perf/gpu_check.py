@@ -4,7 +4,7 @@ Builds a Llama-3-8B-shaped model (hidden 4096, 32 layers, 32 heads / 8 key-value
 14336; 7.0 B parameters with the bundled model's 49,152-token vocabulary, which it uses for
 text) with random bf16 weights, and runs the project's own code paths on it:
 
-1. BBQ log-likelihood scoring, shared-prefix vs naive (the built-in BBQ sample, cycled): items/s,
+1. BBQ log-likelihood scoring, shared-prefix vs naive (the built-in BBQ sample, cycled, each copy numbered): items/s,
    identical predictions and the largest log-prob difference between the two;
 2. greedy generation of the built-in safety prompts (chat template) with the transformers
    backend at several batch sizes and at ``batch_size: auto`` (sized from free memory), with
@@ -86,13 +86,19 @@ def bbq_rates(model, tok, n_items: int, batch_size, device, naive: bool):
     from peft_audit.models.scoring import score_continuations, score_continuations_naive
 
     from peft_audit.models.batching import scoring_batch_size
-    from peft_audit.models.scoring import _extent, _length_order, encode_pairs
+    from peft_audit.models.scoring import encode_pairs, prefix_groups, tree_extent
 
-    items = list(itertools.islice(itertools.cycle(load_bbq("builtin").items), n_items))
-    prompts = [plain_prompt(it) for it in items]
+    sample = load_bbq("builtin").items
+    items = list(itertools.islice(itertools.cycle(sample), n_items))
+    # the sample is cycled: each copy is numbered, or the prefix-tree scorer would feed a
+    # repeated prompt once and look faster than on real data
+    prompts = [f"({k // len(sample)}) {plain_prompt(it)}" for k, it in enumerate(items)]
     conts = [[f" {a}" for a in it.answers] for it in items]
     encoded = encode_pairs(tok, prompts, conts)
-    batch_size = scoring_batch_size(model, batch_size, rows=n_items, **_extent(model, encoded, _length_order(encoded)))
+    groups = prefix_groups(encoded)
+    rows = scoring_batch_size(model, batch_size, rows=len(groups), **tree_extent(model, encoded, groups))
+    # the scorer's batch_size counts prompts: the rows that fit, at the average prompts per row
+    batch_size = rows if batch_size != "auto" else max(1, round(rows * n_items / len(groups)))
     score_continuations(model, tok, prompts[:batch_size], conts[:batch_size], batch_size=batch_size)  # warm-up
     shared, s_shared = timed(device, lambda: score_continuations(model, tok, prompts, conts, batch_size=batch_size))
     out = {"items": n_items, "batch_size": batch_size, "shared_items_per_s": n_items / s_shared}

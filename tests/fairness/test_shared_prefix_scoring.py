@@ -1,10 +1,13 @@
-"""Shared-prefix scoring equals naive per-option scoring (1e-4), also for PEFT adapters whose
-virtual tokens shift positions (prompt tuning, P-tuning, prefix tuning)."""
+"""Shared-prefix (prefix-tree) scoring equals naive per-option scoring (1e-4), also for PEFT
+adapters whose virtual tokens shift positions (prompt tuning, P-tuning, prefix tuning), and for
+items whose prompts share a prefix and so share a row."""
 
 import pytest
 import torch
 
-from peft_audit.models.scoring import encode_pairs, score_continuations, score_continuations_naive
+from peft_audit.models import scoring
+from peft_audit.models.scoring import (encode_pairs, prefix_groups, score_continuations, score_continuations_naive,
+                                       tree_extent)
 from tiny_models import make_tiny_model
 
 PROMPTS = [
@@ -21,6 +24,15 @@ CONTS = [
     [" one"],
     [" I'm sorry", " Sure, here is", " The answer is four."],
 ]
+
+# BBQ's shape: a context asked two questions, and the same context with a disambiguating
+# sentence added, so prompts share long prefixes (and one prompt appears twice).
+_AMBIG = "At the concert last night a grandfather and his grandson were both looking for their seats near the front."
+_DISAMBIG = _AMBIG + " The grandson had left the tickets at home."
+SHARED_PROMPTS = [f"{ctx}\n\nQ: {q}\nA:" for ctx in (_AMBIG, _DISAMBIG)
+                  for q in ("Who forgot the tickets?", "Who remembered the tickets?")]
+SHARED_PROMPTS += [SHARED_PROMPTS[0], "An unrelated short prompt.\nA:"]
+SHARED_CONTS = [[" The grandfather", " The grandson", " Can't be determined"]] * 5 + [[" yes", " no"]]
 
 
 def _max_diff(a, b):
@@ -146,3 +158,87 @@ def test_equal_to_naive_on_bundled_smollm2():
     shared = score_continuations(lm.model, lm.tokenizer, prompts, conts, batch_size=4)
     naive = score_continuations_naive(lm.model, lm.tokenizer, prompts, conts, batch_size=4)
     assert _max_diff(shared, naive) < 1e-4
+
+
+def test_prompts_sharing_a_prefix_share_a_row():
+    _, tok = make_tiny_model("llama")
+    encoded = encode_pairs(tok, SHARED_PROMPTS, SHARED_CONTS)
+    groups = prefix_groups(encoded)
+    assert sorted(i for g in groups for i in g) == list(range(len(SHARED_PROMPTS)))
+    assert sorted(map(sorted, groups)) == [[0, 1, 2, 3, 4], [5]]
+    tree = scoring._Tree([(0, encoded[0]), (3, encoded[4])])  # one prompt twice: no new node
+    alone = scoring._Tree([(0, encoded[0])])
+    assert len(tree.tokens) == len(alone.tokens)
+    assert len(alone.tokens) < _own_nodes_without_sharing(encoded[0])  # " The grandfather/grandson" share " The"
+    # every node sees exactly its ancestors and itself
+    seen = alone.ancestors()
+    for i, parent in enumerate(alone.parent):
+        expected = {i} | ({j for j in range(len(alone.tokens)) if seen[parent, j]} if parent >= 0 else set())
+        assert {j for j in range(len(alone.tokens)) if seen[i, j]} == expected
+        assert alone.depth[i] == (0 if parent < 0 else alone.depth[parent] + 1)
+
+
+def _own_nodes_without_sharing(pair):
+    p, cs = pair
+    return len(p) + sum(len(c) - 1 for c in cs)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "gemma"])
+def test_shared_rows_equal_naive(family, monkeypatch):
+    model, tok = make_tiny_model(family)
+    widths = []
+    body = scoring.decoder(model)
+    real = type(body).forward
+
+    def spy(self, *args, **kwargs):
+        widths.append(tuple(kwargs["attention_mask"].shape[i] for i in (0, -2)))
+        return real(self, *args, **kwargs)
+
+    naive = score_continuations_naive(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=4)
+    monkeypatch.setattr(type(body), "forward", spy)
+    for bs in (1, 3, 16):
+        widths.clear()
+        shared = score_continuations(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=bs)
+        assert _max_diff(shared, naive) < 1e-4
+    # one pass of two rows: the five context prompts in one tree, narrower than their tokens
+    # one by one, and the unrelated prompt in its own
+    encoded = encode_pairs(tok, SHARED_PROMPTS, SHARED_CONTS)
+    [(rows, width)] = widths
+    assert rows == 2 and width < sum(_own_nodes_without_sharing(encoded[i]) for i in range(5)) / 2
+
+
+@pytest.mark.parametrize("method", ["prompt-tuning", "p-tuning", "prefix-tuning", "lora", "ia3"])
+def test_shared_rows_equal_naive_for_peft_models(method):
+    from peft import get_peft_model
+
+    base, tok = make_tiny_model("llama")
+    torch.manual_seed(1)
+    model = get_peft_model(base, _peft_configs()[method]).eval()
+    naive = score_continuations_naive(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=3)
+    for bs in ("auto", 2):
+        shared = score_continuations(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=bs)
+        assert _max_diff(shared, naive) < 1e-4
+
+
+def test_auto_batches_count_tree_rows():
+    model, tok = make_tiny_model("llama")
+    encoded = encode_pairs(tok, SHARED_PROMPTS, SHARED_CONTS)
+    extent = tree_extent(model, encoded, prefix_groups(encoded))
+    assert extent["prompt_tokens"] == sum(_own_nodes_without_sharing(encoded[i]) for i in (0, 1, 2, 3, 4)) - sum(
+        scoring._lcp(encoded[a][0], encoded[b][0]) for a, b in ((0, 4), (4, 1), (1, 2), (2, 3)))
+    assert extent["scored_positions"] == sum(sum(map(len, encoded[i][1])) for i in range(5))
+
+
+def test_sliding_window_models_past_the_window_are_scored_naively(monkeypatch):
+    # a tree row's 4D mask is used by every layer: past a sliding window it would let a token see
+    # what the model's own mask hides, so such rows go to the naive scorer
+    model, tok = make_tiny_model("mistral")
+    calls = []
+    real = scoring.score_continuations_naive
+    monkeypatch.setattr(scoring, "score_continuations_naive", lambda *a, **k: calls.append(1) or real(*a, **k))
+    score_continuations(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=4)
+    assert calls == []
+    model.config.sliding_window = 8
+    naive = real(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=4)
+    assert score_continuations(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=4) == naive
+    assert calls == [1]

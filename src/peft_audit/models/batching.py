@@ -142,18 +142,21 @@ def generation_batch_size(model, requested: BatchSize, *, prompt_tokens: int, ma
 
 
 def scoring_batch_size(model, requested: BatchSize, *, prompt_tokens: int, continuation_tokens: int, rows: int,
-                       full_logits: bool = False, device: torch.device | None = None,
-                       free: int | None = None) -> int:
+                       full_logits: bool = False, scored_positions: int | None = None,
+                       device: torch.device | None = None, free: int | None = None) -> int:
     """``requested`` itself if a number; for ``"auto"``, the rows of log-likelihood scoring
-    (``prompt_tokens``: the longest prompt; ``continuation_tokens``: the most continuation
-    tokens of one row) that fit free memory, capped (:data:`SCORING_CAP`). ``full_logits``: the
-    naive scorer, which computes vocabulary logits at every position of a row."""
+    (``prompt_tokens``: the longest prompt, or a row's tokens in one pass; ``continuation_tokens``:
+    the most continuation tokens of one row fed on top of the prompt's cache) that fit free
+    memory, capped (:data:`SCORING_CAP`). Vocabulary logits are counted at ``scored_positions``
+    (default: one per continuation token, or, with ``full_logits`` for the naive scorer, at
+    every position of a row)."""
     if (size := _fixed(requested)) is not None:
         return size
     device = device or next(model.parameters()).device
     tokens = prompt_tokens + continuation_tokens
-    per_row = row_bytes(model, cached_tokens=tokens, forward_tokens=prompt_tokens,
-                        scored_positions=tokens if full_logits else continuation_tokens + 1)
+    if scored_positions is None:
+        scored_positions = tokens if full_logits else continuation_tokens + 1
+    per_row = row_bytes(model, cached_tokens=tokens, forward_tokens=prompt_tokens, scored_positions=scored_positions)
     return _fit(rows, SCORING_CAP[_device_kind(device)], per_row, device, free)
 
 

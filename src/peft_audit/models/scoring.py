@@ -1,36 +1,43 @@
 """Log-likelihood of continuations after a prompt: the ``loglikelihood`` request of
-lm-evaluation-harness (Gao et al., 2023), made fast by sharing the prompt.
+lm-evaluation-harness (Gao et al., 2023), made fast by feeding every shared prefix once.
 
 ``score_continuations`` returns, for each prompt and each of its continuations, the sum of the
 natural-log probabilities of the continuation's tokens given the prompt:
 
     logp(c | p) = sum_k log softmax(f(p + c[:k]))[c[k]]
 
-**Shared-prefix scoring.** Multiple-choice benchmarks score several continuations after one
-long prompt. Instead of one full forward pass per (prompt, continuation) row (what general
-harnesses do, :func:`score_continuations_naive`), we
+**Shared-prefix scoring: one prefix tree per row.** Multiple-choice benchmarks score several
+continuations after one long prompt, and their prompts share long prefixes too: BBQ asks two
+questions about each context, and its disambiguated context is the ambiguous one plus a
+sentence, so four prompts start with the same context (the quickstart's 144 BBQ prompts hold
+6,180 tokens but 2,883 distinct prefixes). Instead of one full forward pass per (prompt, continuation)
+row (what general harnesses do, :func:`score_continuations_naive`), we
 
-1. run each prompt once (batched, right-padded) through the decoder stack and keep its KV
-   cache; only the hidden state of the last prompt token is projected onto the vocabulary, it
-   scores each continuation's first token;
-2. run only the continuation tokens on top of that cache: a prompt's continuations are packed
-   into one row, a 4D block-diagonal causal mask lets each see the prompt and its own earlier
-   tokens only (so the cache is never copied per continuation), explicit position ids restart
-   every continuation right after its prompt (right padding never shifts a position), and
-   vocabulary logits are computed only at scored positions.
+1. sort the items by prompt tokens and group neighbours whose prompts share at least
+   :data:`MIN_SHARED_PREFIX` tokens, up to :data:`TREE_NODE_CAP` tokens per group
+   (:func:`prefix_groups`);
+2. lay each group out as the token trie of its prompts and options (:class:`_Tree`): every
+   shared prefix, a prompt asked twice, or options starting with the same tokens (" The man" /
+   " The woman") is one node, fed once. An option's last token is scored, never fed;
+3. run each batch of trees in one forward pass with a 4D attention mask that lets every node
+   attend to its ancestors and itself only, at position = its depth, so each node's hidden
+   state is exactly the one it has in its own sequence (the tree attention of SpecInfer, Miao et
+   al., 2024, arXiv:2305.09781, used here for prefix sharing as in SGLang's RadixAttention, Zheng
+   et al., 2024, arXiv:2312.07104);
+4. compute vocabulary logits only at nodes whose output scores a token, once per node.
 
-Both passes gather the scored positions from the decoder's hidden states themselves and apply
-the output head (:mod:`.forward`), instead of passing a tensor ``logits_to_keep``, whose
-slicing changed within the transformers versions the project supports.
+The decoder's hidden states are gathered and the output head is applied here (:mod:`.forward`),
+instead of passing a tensor ``logits_to_keep``, whose slicing changed within the transformers
+versions the project supports. A 4D mask is used by every layer, so a model with sliding-window
+layers whose rows reach past the window is scored naively (its own masks apply there).
 
-PEFT models: LoRA/IA3 layers live inside the base model, so the continuation pass through the
-base model sees them. Prompt tuning and P-tuning prepend ``num_virtual_tokens`` embeddings in
-``PeftModel.forward`` and prefix tuning puts them in the cache; both end up in the prompt's
-cache: the prompt pass builds them as ``PeftModel.forward`` would (virtual embeddings, or the
-prefix cache, with explicit positions), and the continuation pass runs on the base model's
-decoder with the cache and an attention mask/positions that account for the virtual tokens
-(PeftModel itself would prepend the virtual tokens again and drops ``position_ids``). Other
-prompt-learning methods (multitask prompt tuning, CPT) fall back to naive scoring.
+PEFT models: LoRA/IA3 layers live inside the base model, so the pass through the decoder sees
+them. Prompt tuning and P-tuning prepend ``num_virtual_tokens`` embeddings in
+``PeftModel.forward``, and prefix tuning puts a key/value prefix in the cache; the pass builds
+them as ``PeftModel.forward`` would (the virtual embeddings first, causal among themselves, or
+the prefix cache), every node sees them, and positions count them (PeftModel itself drops
+``position_ids`` and builds its own mask). Other prompt-learning methods (multitask prompt
+tuning, CPT) fall back to naive scoring.
 
 Tokenisation: the prompt and prompt+continuation are tokenised jointly and the continuation
 tokens are what follows the prompt's tokens, so a leading space merges exactly as in the full
@@ -48,8 +55,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import faults
-from .batching import BatchSize, in_batches, scoring_batch_size
-from .forward import (base_model, cache_kwargs, decoder, output_cache, peft_type, prompt_learning_config,
+from .batching import AUTO, BatchSize, in_batches, scoring_batch_size
+from .forward import (base_model, cache_kwargs, decoder, peft_type, prompt_learning_config,
                       virtual_tokens, vocab_logits)
 
 Progress = Callable[[int], None] | None
@@ -127,47 +134,165 @@ def _pad_id(tokenizer) -> int:
     return int(pid) if pid is not None else 0
 
 
-def _extent(model, encoded, order: list[int]) -> dict[str, int]:
-    """The largest row's token counts, for :func:`~.batching.scoring_batch_size`: the longest
-    prompt (virtual tokens included) and the most continuation tokens of one prompt."""
-    return {"prompt_tokens": virtual_tokens(model) + max((len(encoded[i][0]) for i in order), default=0),
-            "continuation_tokens": max((sum(map(len, encoded[i][1])) for i in order), default=0)}
+#: Fewest prompt tokens an item must share with the item before it (in token order) to join its
+#: prefix tree: fewer saves less than the wider row and its attention cost.
+MIN_SHARED_PREFIX = 8
+#: Most nodes in one prefix tree (one batch row): attention over a row grows with its square.
+TREE_NODE_CAP = 256
 
 
-def _length_order(encoded) -> list[int]:
-    # Longest first, like lm-evaluation-harness: similar lengths share a batch (less padding)
-    # and an out-of-memory error shows up on the first batch.
-    return sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + max(map(len, encoded[i][1]))))
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
 
 
-def _prompt_pass(model, p_ids: torch.Tensor, p_mask: torch.Tensor):
-    """The prompts' pass through the decoder stack: ``(hidden states, cache)``, the hidden
-    states covering a prompt-tuning adapter's virtual tokens first (what ``PeftModel.forward``
-    feeds the base model, written out so positions are explicit and no logits are computed).
+def _own_nodes(pair: tuple[list[int], list[list[int]]]) -> int:
+    """Tree nodes an item needs on its own: its prompt, then each option but its last token."""
+    p, cs = pair
+    return len(p) + sum(len(c) - 1 for c in cs)
 
-    * no prompt-learning adapter: the prompts themselves;
-    * prompt tuning / P-tuning: the virtual token embeddings, then the prompts' embeddings,
-      positions ``0 .. nvt + L - 1``;
-    * prefix tuning: the adapter's key/value prefix as the initial cache, positions after it.
-    """
+
+def _group_width(encoded, group: list[int]) -> int:
+    """Nodes of a group's tree (its items in token order) counting shared prompt prefixes once;
+    options that share tokens are counted apart, so this is an upper bound."""
+    return sum(_own_nodes(encoded[i]) - (_lcp(encoded[prev][0], encoded[i][0]) if k else 0)
+               for k, (prev, i) in enumerate(zip([group[0], *group], group)))
+
+
+def prefix_groups(encoded: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[int]]:
+    """Item indices grouped into prefix trees, one batch row each (see the module docstring).
+
+    Items are sorted by their prompt tokens; an item joins the tree of the item before it when
+    their prompts share at least :data:`MIN_SHARED_PREFIX` tokens and the tree stays within
+    :data:`TREE_NODE_CAP` nodes (:func:`_group_width`). Trees come widest first, so rows of
+    similar width share a batch (less padding), and an out-of-memory error shows up on the
+    first batch."""
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i][0])
+    groups: list[list[int]] = []
+    widths: list[int] = []
+    for i in order:
+        own = _own_nodes(encoded[i])
+        if groups:
+            shared = _lcp(encoded[groups[-1][-1]][0], encoded[i][0])
+            if shared >= MIN_SHARED_PREFIX and widths[-1] + own - shared <= TREE_NODE_CAP:
+                groups[-1].append(i)
+                widths[-1] += own - shared
+                continue
+        groups.append([i])
+        widths.append(own)
+    return [groups[k] for k in sorted(range(len(groups)), key=lambda k: -widths[k])]
+
+
+class _Tree:
+    """One batch row: the token trie of a group's prompts and options, nodes in insertion order
+    (a parent before its children). ``targets``: ``(node, token, slot)``, the node whose output
+    scores ``token`` of the option stored at ``slot`` of the flat results."""
+
+    def __init__(self, items: Sequence[tuple[int, tuple[list[int], list[list[int]]]]]):
+        self.tokens: list[int] = []
+        self.parent: list[int] = []
+        self.depth: list[int] = []
+        self.targets: list[tuple[int, int, int]] = []
+        children: dict[tuple[int, int], int] = {}
+
+        def child(parent: int, token: int) -> int:
+            node = children.get((parent, token))
+            if node is None:
+                node = children[(parent, token)] = len(self.tokens)
+                self.tokens.append(token)
+                self.parent.append(parent)
+                self.depth.append(0 if parent < 0 else self.depth[parent] + 1)
+            return node
+
+        for slot, (prompt, options) in items:
+            last = -1
+            for token in prompt:
+                last = child(last, token)
+            for j, option in enumerate(options):
+                node = last
+                for k, token in enumerate(option):
+                    self.targets.append((node, token, slot + j))
+                    if k + 1 < len(option):  # an option's last token is scored, never fed
+                        node = child(node, token)
+
+    def ancestors(self) -> torch.Tensor:
+        """``[n, n]`` bool: row i marks node i and its ancestors, the tokens it may attend to."""
+        n = len(self.tokens)
+        seen = torch.zeros((n, n), dtype=torch.bool)
+        for i, parent in enumerate(self.parent):
+            if parent >= 0:
+                seen[i] = seen[parent]
+            seen[i, i] = True
+        return seen
+
+
+def _attention_window(model) -> int | None:
+    """The smallest sliding attention window among the model's layers, None when every layer
+    attends to all earlier tokens (a tree's 4D mask is used by every layer, so rows longer than
+    a window would not see what the model's own masks give it)."""
+    config = base_model(model).config
+    config = getattr(config, "get_text_config", lambda: config)()
+    window = getattr(config, "sliding_window", None)
+    if not window:
+        return None
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return int(window) if any("sliding" in str(t) for t in types) else None
+    return int(window) if getattr(config, "use_sliding_window", True) else None
+
+
+def tree_extent(model, encoded, groups: list[list[int]]) -> dict[str, int]:
+    """The widest row's sizes for :func:`~.batching.scoring_batch_size`: tree nodes (virtual
+    tokens included) and scored positions (an upper bound: one per scored token)."""
+    width = max((_group_width(encoded, g) for g in groups), default=0)
+    scored = max((sum(sum(map(len, encoded[i][1])) for i in g) for g in groups), default=0)
+    return {"prompt_tokens": virtual_tokens(model) + width, "continuation_tokens": 0, "scored_positions": scored}
+
+
+def _inputs(model, trees: list[_Tree], pad: int, device) -> tuple[dict, int]:
+    """The decoder's keyword arguments for a batch of trees, right-padded to the widest, and the
+    offset of the first tree node in its outputs (virtual tokens come first):
+
+    * every node attends to its ancestors and itself (a 4D additive mask) at position = depth;
+    * prompt tuning / P-tuning: the virtual token embeddings first (causal among themselves,
+      seen by every node), nodes at positions after them, as ``PeftModel.forward`` feeds them;
+    * prefix tuning: the adapter's key/value prefix as the initial cache, seen by every node.
+    Padding nodes attend to themselves only (no fully masked row, so no NaN); their outputs are
+    never read."""
+    bs, width = len(trees), max(len(t.tokens) for t in trees)
+    ids = torch.full((bs, width), pad, dtype=torch.long)
+    positions = torch.zeros((bs, width), dtype=torch.long)
+    allowed = torch.eye(width, dtype=torch.bool).repeat(bs, 1, 1)
+    for b, tree in enumerate(trees):
+        n = len(tree.tokens)
+        ids[b, :n] = torch.tensor(tree.tokens)
+        positions[b, :n] = torch.tensor(tree.depth)
+        allowed[b, :n, :n] = tree.ancestors()
+    ids, positions, allowed = ids.to(device), positions.to(device), allowed.to(device)
     body = decoder(model)
-    t = _peft_type(model)
-    if t is None:
-        out = body(input_ids=p_ids, attention_mask=p_mask, use_cache=True)
-        return out.last_hidden_state, output_cache(out)
-    bs, width = p_ids.shape
-    nvt = virtual_tokens(model)
-    mask = torch.cat([p_mask.new_ones((bs, nvt)), p_mask], dim=1)
-    if t in _EMBEDDING_PROMPT_TYPES:
-        tokens = model.word_embeddings(p_ids)
+    kind, nvt = _peft_type(model), virtual_tokens(model)
+    if kind is None:
+        mask, offset, kwargs = allowed, 0, {"input_ids": ids, "position_ids": positions}
+    elif kind in _EMBEDDING_PROMPT_TYPES:
+        mask = torch.zeros((bs, nvt + width, nvt + width), dtype=torch.bool, device=device)
+        mask[:, :nvt, :nvt] = torch.ones((nvt, nvt), dtype=torch.bool, device=device).tril()
+        mask[:, nvt:, :nvt] = True
+        mask[:, nvt:, nvt:] = allowed
+        tokens = model.word_embeddings(ids)
         embeds = torch.cat([model.get_prompt(batch_size=bs).to(tokens.dtype), tokens], dim=1)
-        positions = torch.arange(nvt + width, device=p_ids.device).expand(bs, -1)
-        out = body(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+        first = torch.arange(nvt, device=device).expand(bs, -1)
+        offset, kwargs = nvt, {"inputs_embeds": embeds, "position_ids": torch.cat([first, positions + nvt], dim=1)}
     else:  # prefix tuning
-        positions = torch.arange(nvt, nvt + width, device=p_ids.device).expand(bs, -1)
-        out = body(input_ids=p_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   **cache_kwargs(body, model.get_prompt(batch_size=bs)))
-    return out.last_hidden_state, output_cache(out)
+        mask = torch.cat([torch.ones((bs, width, nvt), dtype=torch.bool, device=device), allowed], dim=2)
+        offset = 0
+        kwargs = {"input_ids": ids, "position_ids": positions + nvt,
+                  **cache_kwargs(body, model.get_prompt(batch_size=bs))}
+    dtype = next(base_model(model).parameters()).dtype
+    additive = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill_(~mask, torch.finfo(dtype).min)
+    return {**kwargs, "attention_mask": additive[:, None]}, offset
 
 
 @torch.no_grad()
@@ -183,11 +308,13 @@ def score_continuations(
 ) -> list[list[float]]:
     """Sum of log-probabilities (nats, <= 0) of each continuation's tokens after its prompt.
 
-    ``batch_size`` counts prompts per forward pass (a prompt's continuations share one row in
-    the second pass), or is ``"auto"`` (sized from free memory, :mod:`.batching`); a batch that
-    runs out of memory is retried at half the size. Returns one list per prompt, in input order. ``progress(n)`` is called with
-    the number of prompts just finished. Falls back to :func:`score_continuations_naive` for
-    prompt-learning PEFT methods other than prompt tuning, P-tuning and prefix tuning.
+    ``batch_size`` counts prompts per forward pass (on average: prompts that share a prefix
+    share a row, and a batch holds whole rows), or is ``"auto"`` (rows sized from free memory,
+    :mod:`.batching`); a batch that runs out of memory is retried at half the size. Returns one
+    list per prompt, in input order. ``progress(n)`` is called with the number of prompts just
+    finished. Falls back to :func:`score_continuations_naive` for prompt-learning PEFT methods
+    other than prompt tuning, P-tuning and prefix tuning, and for models with sliding-window
+    attention layers when a row would reach past the window.
     """
     if not supports_shared_prefix(model):
         return score_continuations_naive(
@@ -195,75 +322,44 @@ def score_continuations(
             add_special_tokens=add_special_tokens,
         )
     encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
-    results: list[list[float]] = [[] for _ in encoded]
+    window = _attention_window(model)
+    if window is not None and max(virtual_tokens(model) + len(p) + max(map(len, cs)) for p, cs in encoded) > window:
+        return score_continuations_naive(
+            model, tokenizer, prompts, continuations, batch_size=batch_size, progress=progress,
+            add_special_tokens=add_special_tokens,
+        )
+    slots = [0]
+    for _, options in encoded:
+        slots.append(slots[-1] + len(options))
     device, pad = _device(model), _pad_id(tokenizer)
-    base = base_model(model)
-    out_off = _output_offset(model)
-    order = _length_order(encoded)
-    size = scoring_batch_size(model, batch_size, rows=len(encoded), device=device, **_extent(model, encoded, order))
+    groups = prefix_groups(encoded)
+    if batch_size == AUTO:
+        size = scoring_batch_size(model, AUTO, rows=len(groups), device=device, **tree_extent(model, encoded, groups))
+    else:  # prompts per batch -> rows per batch, at the average prompts per row
+        prompts_per_batch = scoring_batch_size(model, batch_size, prompt_tokens=0, continuation_tokens=0, rows=0)
+        size = max(1, round(prompts_per_batch * len(groups) / len(encoded)))
 
-    def run(idx: list[int]) -> torch.Tensor:
-        batch = [encoded[i] for i in idx]
-        p_ids, p_mask = _pad_right([b[0] for b in batch], pad, device)
-        p_len = torch.tensor([len(b[0]) for b in batch], device=device)
-        # 1. prompt pass: vocabulary logits only at each prompt's last real token (+ virtual tokens).
-        hidden, cache = _prompt_pass(model, p_ids, p_mask)
-        last = hidden[torch.arange(len(batch), device=device), p_len - 1 + out_off]  # (B, H)
-        first_lp = torch.log_softmax(vocab_logits(model, last).float(), dim=-1)  # (B, V)
-        n_virtual = cache.get_seq_length() - p_ids.shape[1]  # prefix/prompt-tuning tokens in the cache
-        # 2. continuation pass: a prompt's continuations packed into one row on top of its
-        # cache; a block-diagonal causal mask keeps them from seeing each other, so the cache
-        # is never copied per continuation.
-        # A continuation's last token is never fed: its output would predict past the end, and
-        # no other continuation may attend to it. So each continuation contributes its first
-        # len-1 tokens as inputs, whose outputs score tokens 2..len.
-        seg_l = [[k for k, c in enumerate(b[1]) for _ in c[:-1]] for b in batch]
-        off_l = [[j for c in b[1] for j in range(len(c) - 1)] for b in batch]
-        c_ids, _ = _pad_right([[t for c in b[1] for t in c[:-1]] for b in batch], pad, device)
-        tgt, _ = _pad_right([[t for c in b[1] for t in c[1:]] for b in batch], pad, device)
-        seg, _ = _pad_right(seg_l, -1, device)
-        off, _ = _pad_right(off_l, 0, device)
-        first_of = [0]
-        for b in batch:
-            first_of.append(first_of[-1] + len(b[1]))
-        row_base = torch.tensor(first_of[:-1], device=device)
-        total = torch.zeros(first_of[-1], dtype=torch.float32, device=device)
-        # first tokens are scored by the prompt pass
-        first_tok = torch.tensor([c[0] for b in batch for c in b[1]], device=device)
-        owner = torch.tensor([r for r, b in enumerate(batch) for _ in b[1]], device=device)
-        total += first_lp[owner, first_tok]
-        keep = seg >= 0
-        if bool(keep.any()):
-            n_tok = c_ids.shape[1]
-            cache_ok = torch.cat([torch.ones_like(p_mask[:, :1]).expand(-1, n_virtual), p_mask], dim=1).bool()
-            own = keep[:, :, None] & (seg[:, :, None] == seg[:, None, :]) & (off[:, None, :] <= off[:, :, None])
-            allowed = torch.cat([cache_ok[:, None, :].expand(-1, n_tok, -1), own], dim=2)
-            allowed[~keep] = True  # padding rows attend anywhere (their outputs are dropped): no NaN
-            dtype = next(base.parameters()).dtype
-            mask4d = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
-                ~allowed, torch.finfo(dtype).min
-            )
-            positions = (n_virtual + p_len).unsqueeze(1) + off
-            body = decoder(model)
-            out2 = body(input_ids=c_ids, attention_mask=mask4d[:, None], position_ids=positions, use_cache=True,
-                        **cache_kwargs(body, cache))
-            # (n_kept, V), row-major over keep
-            lp = torch.log_softmax(vocab_logits(model, out2.last_hidden_state[keep]).float(), dim=-1)
-            rk, ck = keep.nonzero(as_tuple=True)
-            tok_lp = lp.gather(1, tgt[rk, ck].unsqueeze(1)).squeeze(1)
-            total.index_add_(0, row_base[rk] + seg[rk, ck], tok_lp)
-        return total
+    def run(chunk: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        trees = [_Tree([(slots[i], encoded[i]) for i in group]) for group in chunk]
+        kwargs, offset = _inputs(model, trees, pad, device)
+        hidden = decoder(model)(use_cache=False, **kwargs).last_hidden_state
+        width = hidden.shape[1]
+        rows = [(b * width + offset + node, token, slot)
+                for b, tree in enumerate(trees) for node, token, slot in tree.targets]
+        where, tokens, slot = (torch.tensor(col, device=device) for col in zip(*rows))
+        # vocabulary logits once per scored node (options share nodes: " The man" / " The woman")
+        nodes, inverse = torch.unique(where, return_inverse=True)
+        lp = torch.log_softmax(vocab_logits(model, hidden.reshape(-1, hidden.shape[-1])[nodes]).float(), dim=-1)
+        return slot, lp[inverse, tokens]
 
-    for idx, total in in_batches(order, size, run, what="log-likelihood scoring"):
-        k = 0
-        for i in idx:
-            n = len(encoded[i][1])
-            results[i] = total[k : k + n].tolist()
-            k += n
+    totals = torch.zeros(slots[-1], dtype=torch.float64)
+    for chunk, (slot, token_lp) in in_batches(groups, size, run, what="log-likelihood scoring"):
+        totals.index_add_(0, slot.cpu(), token_lp.cpu().double())
         if progress:
-            progress(len(idx))
+            progress(sum(len(group) for group in chunk))
         faults.point("score.batch")
-    return results
+    flat = totals.tolist()
+    return [flat[slots[i]:slots[i + 1]] for i in range(len(encoded))]
 
 
 @torch.no_grad()
@@ -290,8 +386,9 @@ def score_continuations_naive(
     remaining = [len(cs) for _, cs in encoded]
     device, pad = _device(model), _pad_id(tokenizer)
     off = _output_offset(model)
+    longest = max(len(r[2]) for r in rows)
     size = scoring_batch_size(model, batch_size, rows=len(rows), device=device, full_logits=True,
-                              **_extent(model, encoded, _length_order(encoded)))
+                              prompt_tokens=virtual_tokens(model) + longest, continuation_tokens=0)
 
     def run(chunk: list) -> list[float]:
         ids, mask = _pad_right([r[2] for r in chunk], pad, device)
