@@ -39,7 +39,6 @@ from pathlib import Path
 import torch
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=None, help="first N prompts only (default: all 135)")
