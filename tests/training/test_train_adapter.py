@@ -114,3 +114,36 @@ def test_gradient_checkpointing_trains(method, tiny_model_dir, tmp_path):
     result = _train(tiny_model_dir, tmp_path / "gc", method=method, training=training)
     assert result.provenance["hyperparameters"]["gradient_checkpointing"] is True
     assert len(result.losses) == 2 and all(loss == loss for loss in result.losses)
+
+
+@pytest.mark.parametrize("algo", ["sft", "dpo"])
+def test_lm_head_scores_labelled_positions_only_and_changes_nothing(algo, tiny_model_dir, tmp_path, monkeypatch):
+    # TRL scores every position on a CPU and masks the prompt and padding afterwards; training
+    # asks it to score the labelled ones only, which must leave losses and weights bit for bit
+    import contextlib
+
+    from trl.trainer import utils as trl_utils
+
+    from peft_audit.training import train as train_module
+
+    rows = []
+    real = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *args):
+            rows.append(hidden.shape[0])
+            return real.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    compact = _train(tiny_model_dir, tmp_path / "compact", algo=algo)
+    compact_rows, rows[:] = list(rows), []
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "labelled_positions_only", contextlib.nullcontext)
+        every = _train(tiny_model_dir, tmp_path / "every", algo=algo)
+    weights = lambda r: (r.adapter_dir / "adapter_model.safetensors").read_bytes()  # noqa: E731
+    assert weights(compact) == weights(every)
+    assert compact.losses == every.losses
+    assert len(compact_rows) == len(rows) > 0
+    assert all(c < e for c, e in zip(compact_rows, rows))  # prompts and padding were not scored
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # restored after training

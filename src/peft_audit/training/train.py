@@ -9,6 +9,9 @@ next training of the same adapter does.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import os
 import shutil
 import tempfile
@@ -76,6 +79,43 @@ def _checkpointing_argument() -> str:
 
     params = inspect.signature(TrainingArguments.__init__).parameters
     return "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
+
+
+@functools.cache
+def _compaction_switch():
+    """The function by which TRL's fused LM head decides to score only labelled positions
+    (``trl.trainer.utils._use_triton``), when that is all TRL's module uses it for; None otherwise."""
+    try:
+        from trl.trainer import utils as trl_utils
+
+        source = inspect.getsource(trl_utils)
+    except (ImportError, OSError, TypeError):
+        return None
+    switch = getattr(trl_utils, "_use_triton", None)
+    if not callable(switch) or source.count("_use_triton(") != 1 or "compact = _use_triton(" not in source:
+        return None  # another TRL: leave it alone (it then scores every position, as it chose)
+    return trl_utils
+
+
+@contextlib.contextmanager
+def labelled_positions_only():
+    """Let TRL's fused LM head (SFT and DPO) compute vocabulary log-probs only where a label is,
+    on every device. TRL does so on CUDA and XPU with Triton, and elsewhere scores every position,
+    prompt and padding included, then masks them (its comment: a changing number of positions
+    would recompile graphs on XLA devices; nothing is compiled here). Each position's log-prob is
+    computed the same way either way, so losses and adapters are unchanged (tested bit for bit);
+    on the quickstart's CPU training, where a label covers ~20% of the positions, a LoRA SFT
+    variant trains ~15% faster and a DPO one ~30%."""
+    trl_utils = _compaction_switch()
+    if trl_utils is None:
+        yield
+        return
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 def _common_args(spec: VariantSpec, training: TrainingConfig, dev: torch.device, work_dir: Path, show_progress: bool) -> dict[str, Any]:
@@ -159,7 +199,8 @@ def train_adapter(
             )
         trainable, total = trainable_parameters(trainer.model)
         start = time.perf_counter()
-        trainer.train()
+        with labelled_positions_only():
+            trainer.train()
         seconds = time.perf_counter() - start
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
         trainer.model.save_pretrained(str(tmp))
