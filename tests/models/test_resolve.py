@@ -53,3 +53,40 @@ def test_bundled_alias_converts_once_and_matches_gguf_logits(tmp_path, monkeypat
     ids = loaded.tokenizer("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.allclose(direct(ids).logits, loaded.model(ids).logits, atol=1e-5)
+
+
+def test_tokenizer_is_read_once_and_each_caller_gets_its_own(tmp_path, tiny_model_dir, monkeypatch):
+    import shutil
+
+    from peft_audit.models import load as load_module
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    reads = []
+    real = load_module._read_tokenizer
+    monkeypatch.setattr(load_module, "_read_tokenizer", lambda *a: reads.append(a) or real(*a))
+    load_module._cached_tokenizer.cache_clear()
+    a = load_module.load_tokenizer(model_dir)
+    b = load_module.load_tokenizer(model_dir)
+    assert len(reads) == 1
+    assert a is not b and a("hello")["input_ids"] == b("hello")["input_ids"]
+    a.padding_side = "left" if b.padding_side == "right" else "right"
+    assert load_module.load_tokenizer(model_dir).padding_side == b.padding_side  # a's change stays a's
+    # a changed tokenizer file is read again
+    config = model_dir / "tokenizer_config.json"
+    config.write_text(config.read_text() + "\n")
+    load_module.load_tokenizer(model_dir)
+    assert len(reads) == 2
+
+
+def test_a_model_file_is_hashed_again_when_it_changes(tmp_path, monkeypatch):
+    import hashlib
+
+    from peft_audit.models import resolve as resolve_module
+
+    monkeypatch.setattr(resolve_module, "HASH_MEMO_BYTES", 4)  # memoise this small file too
+    f = tmp_path / "w.gguf"
+    f.write_bytes(b"first version")
+    assert resolve_module._file_sha256(f) == hashlib.sha256(b"first version").hexdigest()
+    f.write_bytes(b"second, longer version")
+    assert resolve_module._file_sha256(f) == hashlib.sha256(b"second, longer version").hexdigest()

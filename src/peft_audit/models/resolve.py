@@ -17,6 +17,7 @@ marker is cleared first (the weights are already plain float tensors at that poi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -46,7 +47,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PEFT_AUDIT_CACHE", Path.home() / ".cache" / "peft-audit")).expanduser()
 
 
-def _file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+#: Files at least this large are hashed once per process while their size, modification time
+#: and inode stay the same (smaller ones, e.g. training data, are cheap and hashed every time).
+HASH_MEMO_BYTES = 16 << 20
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of the file at ``path``. A model file is hashed once per process (a 140 MB GGUF
+    takes ~0.07 s, and each load of a base asked for it twice), see :data:`HASH_MEMO_BYTES`."""
+    st = Path(path).stat()
+    if st.st_size < HASH_MEMO_BYTES:
+        return _sha256_of.__wrapped__(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    return _sha256_of(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int, inode: int, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
