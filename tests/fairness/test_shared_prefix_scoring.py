@@ -242,3 +242,20 @@ def test_sliding_window_models_past_the_window_are_scored_naively(monkeypatch):
     naive = real(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=4)
     assert score_continuations(model, tok, SHARED_PROMPTS, SHARED_CONTS, batch_size=4) == naive
     assert calls == [1]
+
+
+def test_chat_prompts_share_their_template_and_equal_naive():
+    # chat-format BBQ prompts all open with the template's turn markers (and the model's system
+    # turn, where it has one), so unrelated contexts share a tree row too
+    from peft_audit.benchmarks.fairness import load_bbq
+    from peft_audit.benchmarks.fairness.score import chat_prompt
+
+    model, tok = make_tiny_model("llama")
+    items = load_bbq("builtin", per_cell=1, categories=["age", "religion"]).items
+    prompts = [chat_prompt(tok, it) for it in items]
+    conts = [list(it.answers) for it in items]
+    groups = prefix_groups(encode_pairs(tok, prompts, conts, add_special_tokens=False))
+    assert len(groups) < len(items)
+    shared = score_continuations(model, tok, prompts, conts, batch_size=4, add_special_tokens=False)
+    naive = score_continuations_naive(model, tok, prompts, conts, batch_size=4, add_special_tokens=False)
+    assert _max_diff(shared, naive) < 1e-4
