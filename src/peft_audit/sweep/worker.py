@@ -154,11 +154,12 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Both are read by torch when it is first imported (later, by the variant): no torch here.
+    # Both are read by torch when it is first imported (just below): no torch before them.
     if threads:
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    _set_aside_library_objects()
     lock = threading.Lock()
 
     def send(msg: Message) -> None:
@@ -180,6 +181,24 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
     finally:
         stop_engines()
         conn.close()
+
+
+def _set_aside_library_objects() -> None:
+    """Import torch, transformers and peft (after the thread and GPU settings above, which they
+    read on import; every job imports them anyway) and move the objects that exist now out of
+    the cyclic garbage collector's reach (``gc.freeze``, Python's documented way to stop
+    scanning long-lived objects). Each full collection walked their ~380,000 objects: 0.3 s per
+    ``gc.collect()``, which accelerate runs at the start of every training (3.8 s over
+    sweep12's 12) and this worker between jobs; 0.03 s after this. Only what exists now is set
+    aside, before any model: models, caches and everything a job makes are collected as before."""
+    import gc
+
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 def stop_engines() -> None:
