@@ -147,3 +147,14 @@ def test_lm_head_scores_labelled_positions_only_and_changes_nothing(algo, tiny_m
     assert len(compact_rows) == len(rows) > 0
     assert all(c < e for c, e in zip(compact_rows, rows))  # prompts and padding were not scored
     assert trl_utils._use_triton(torch.device("cpu")) is False  # restored after training
+
+
+def test_labelled_positions_only_leaves_other_devices_to_trl():
+    from trl.trainer import utils as trl_utils
+
+    from peft_audit.training.train import labelled_positions_only
+
+    with labelled_positions_only():
+        assert trl_utils._use_triton(torch.device("cpu")) is True
+        assert trl_utils._use_triton(torch.device("xla")) is False  # XLA would recompile per shape
+    assert trl_utils._use_triton(torch.device("cpu")) is False

@@ -81,6 +81,10 @@ def _checkpointing_argument() -> str:
     return "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
 
 
+#: Devices on which training's LM head scores labelled positions only (:func:`labelled_positions_only`).
+COMPACT_HEAD_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps"})
+
+
 @functools.cache
 def _compaction_switch():
     """The function by which TRL's fused LM head decides to score only labelled positions
@@ -102,7 +106,8 @@ def labelled_positions_only():
     """Let TRL's fused LM head (SFT and DPO) compute vocabulary log-probs only where a label is,
     on every device. TRL does so on CUDA and XPU with Triton, and elsewhere scores every position,
     prompt and padding included, then masks them (its comment: a changing number of positions
-    would recompile graphs on XLA devices; nothing is compiled here). Each position's log-prob is
+    would recompile graphs on XLA devices, which keep TRL's choice; nothing is compiled on
+    :data:`COMPACT_HEAD_DEVICES`). Each position's log-prob is
     computed the same way either way, so losses and adapters are unchanged (tested bit for bit);
     on the quickstart's CPU training, where a label covers ~20% of the positions, a LoRA SFT
     variant trains ~15% faster and a DPO one ~30%."""
@@ -111,7 +116,8 @@ def labelled_positions_only():
         yield
         return
     original = trl_utils._use_triton
-    trl_utils._use_triton = lambda device: True
+    # devices this project trains on; anything else (an XLA device) keeps TRL's own choice
+    trl_utils._use_triton = lambda device: device.type in COMPACT_HEAD_DEVICES or original(device)
     try:
         yield
     finally:
