@@ -193,10 +193,12 @@ def _set_aside_library_objects() -> None:
     aside, before any model: models, caches and everything a job makes are collected as before."""
     import gc
 
-    import peft  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except Exception:  # noqa: BLE001 -- the first job meets the same error and records it, traceback and all
+        return
     gc.collect()
     gc.freeze()
 
