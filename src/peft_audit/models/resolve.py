@@ -57,12 +57,17 @@ def _file_sha256(path: Path) -> str:
     takes ~0.07 s, and each load of a base asked for it twice), see :data:`HASH_MEMO_BYTES`."""
     st = Path(path).stat()
     if st.st_size < HASH_MEMO_BYTES:
-        return _sha256_of.__wrapped__(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    return _sha256_of(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        return _hash_file(str(path))
+    return _memo_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, mtime_ns: int, inode: int, chunk: int = 1 << 20) -> str:
+def _memo_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """:func:`_hash_file`, remembered per path and stat fields (the key's only use)."""
+    return _hash_file(path)
+
+
+def _hash_file(path: str, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
