@@ -259,3 +259,19 @@ def test_chat_prompts_share_their_template_and_equal_naive():
     shared = score_continuations(model, tok, prompts, conts, batch_size=4, add_special_tokens=False)
     naive = score_continuations_naive(model, tok, prompts, conts, batch_size=4, add_special_tokens=False)
     assert _max_diff(shared, naive) < 1e-4
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral"])  # mistral: the sliding-window check too
+def test_nothing_to_score_returns_nothing(family):
+    model, tok = make_tiny_model(family)
+    for scorer in (score_continuations, score_continuations_naive):
+        for bs in (4, "auto"):
+            assert scorer(model, tok, [], [], batch_size=bs) == []
+
+
+def test_a_prompt_without_options_gets_an_empty_row():
+    model, tok = make_tiny_model("llama")
+    naive = score_continuations_naive(model, tok, ["hello there", "x"], [[], [" y"]])
+    for bs in (1, 4):
+        shared = score_continuations(model, tok, ["hello there", "x"], [[], [" y"]], batch_size=bs)
+        assert shared[0] == [] and _max_diff(shared, naive) < 1e-4

@@ -319,14 +319,13 @@ def score_continuations(
     other than prompt tuning, P-tuning and prefix tuning, and for models with sliding-window
     attention layers when a row would reach past the window.
     """
-    if not supports_shared_prefix(model):
-        return score_continuations_naive(
-            model, tokenizer, prompts, continuations, batch_size=batch_size, progress=progress,
-            add_special_tokens=add_special_tokens,
-        )
     encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
+    if not encoded:
+        return []
     window = _attention_window(model)
-    if window is not None and max(virtual_tokens(model) + len(p) + max(map(len, cs)) for p, cs in encoded) > window:
+    past_window = window is not None and max(virtual_tokens(model) + len(p) + max(map(len, cs))
+                                             for p, cs in encoded) > window
+    if past_window or not supports_shared_prefix(model):
         return score_continuations_naive(
             model, tokenizer, prompts, continuations, batch_size=batch_size, progress=progress,
             add_special_tokens=add_special_tokens,
@@ -349,6 +348,8 @@ def score_continuations(
         width = hidden.shape[1]
         rows = [(b * width + offset + node, token, slot)
                 for b, tree in enumerate(trees) for node, token, slot in tree.targets]
+        if not rows:  # only items without options in this batch: nothing to score
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0)
         where, tokens, slot = (torch.tensor(col, device=device) for col in zip(*rows))
         # vocabulary logits once per scored node (options share nodes: " The man" / " The woman")
         nodes, inverse = torch.unique(where, return_inverse=True)
@@ -384,6 +385,8 @@ def score_continuations_naive(
     """
     encoded = encode_pairs(tokenizer, prompts, continuations, add_special_tokens)
     rows = [(i, j, p + c, len(p)) for i, (p, cs) in enumerate(encoded) for j, c in enumerate(cs)]
+    if not rows:
+        return [[] for _ in encoded]
     rows.sort(key=lambda r: -len(r[2]))
     results = [[0.0] * len(cs) for _, cs in encoded]
     remaining = [len(cs) for _, cs in encoded]
