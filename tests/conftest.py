@@ -36,3 +36,12 @@ def smollm2_dir() -> Path:
     from peft_audit.models import resolve_model
 
     return resolve_model("smollm2-135m-instruct").path
+
+
+@pytest.fixture(autouse=True)
+def _pack_tiny_models_too(monkeypatch):
+    """The tiny models' matrices are below the size worth packing for oneDNN; pack them anyway,
+    so every generation and scoring test runs the kernels real models get on the CPU."""
+    from peft_audit.models import packed_weights
+
+    monkeypatch.setattr(packed_weights, "MIN_ELEMENTS", 0)

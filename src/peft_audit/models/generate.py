@@ -80,6 +80,7 @@ from .batching import BatchSize, generation_batch_size, in_batches
 from .forward import (
     base_model, cache_kwargs, forward_params, output_cache, peft_type, prompt_learning_config, virtual_tokens,
 )
+from .packed_weights import packed_linears
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,9 @@ def generate_from_ids(
 
     def run(idx: list[int]) -> list[list[int]]:
         names = None if adapter_names is None else {"adapters": [adapter_names[i] for i in idx]}
-        with torch.inference_mode(), _contiguous_head(model):
+        # compiled decoding keeps plain modules: the graph it traced holds their forward
+        packing = contextlib.nullcontext() if decode is _static_batch else packed_linears(model)
+        with torch.inference_mode(), _contiguous_head(model), packing:
             return decode(model, [encoded[i] for i in idx], stop=set(stop), pad_id=pad_id,
                           max_new_tokens=max_new_tokens, device=device, **(names or {}))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from .device import resolve_dtype, select_device
+from .packed_weights import remember_origin
 from .resolve import ResolvedModel, resolve_model
 
 
@@ -84,6 +85,8 @@ def load_base(
     model = AutoModelForCausalLM.from_pretrained(str(resolved.path), **kwargs)
     if not load_in:
         model.to(dev)
+        # the next load of these files in this process reuses their packed CPU weights
+        remember_origin(model, f"{resolved.fingerprint}:{kwargs['dtype']}")
     model.eval()
     tok = load_tokenizer(resolved.path, trust_remote_code=trust_remote_code)
     return LoadedModel(model, tok, dev, resolved)

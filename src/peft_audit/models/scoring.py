@@ -59,6 +59,7 @@ from .. import faults
 from .batching import AUTO, BatchSize, in_batches, scoring_batch_size
 from .forward import (base_model, cache_kwargs, decoder, peft_type, prompt_learning_config,
                       virtual_tokens, vocab_logits)
+from .packed_weights import packed_linears
 
 Progress = Callable[[int], None] | None
 
@@ -357,11 +358,12 @@ def score_continuations(
         return slot, lp[inverse, tokens]
 
     totals = torch.zeros(slots[-1], dtype=torch.float64)
-    for chunk, (slot, token_lp) in in_batches(groups, size, run, what="log-likelihood scoring"):
-        totals.index_add_(0, slot.cpu(), token_lp.cpu().double())
-        if progress:
-            progress(sum(len(group) for group in chunk))
-        faults.point("score.batch")
+    with packed_linears(model):
+        for chunk, (slot, token_lp) in in_batches(groups, size, run, what="log-likelihood scoring"):
+            totals.index_add_(0, slot.cpu(), token_lp.cpu().double())
+            if progress:
+                progress(sum(len(group) for group in chunk))
+            faults.point("score.batch")
     flat = totals.tolist()
     return [flat[slots[i]:slots[i + 1]] for i in range(len(encoded))]
 
@@ -406,12 +408,13 @@ def score_continuations_naive(
             sums.append(float(lp[k, pos, ids[k, n_prompt : len(seq)]].sum()))
         return sums
 
-    for chunk, sums in in_batches(rows, size, run, what="log-likelihood scoring"):
-        done = 0
-        for (i, j, _, _), value in zip(chunk, sums):
-            results[i][j] = value
-            remaining[i] -= 1
-            done += remaining[i] == 0
-        if progress and done:
-            progress(done)
+    with packed_linears(model):
+        for chunk, sums in in_batches(rows, size, run, what="log-likelihood scoring"):
+            done = 0
+            for (i, j, _, _), value in zip(chunk, sums):
+                results[i][j] = value
+                remaining[i] -= 1
+                done += remaining[i] == 0
+            if progress and done:
+                progress(done)
     return results
