@@ -92,6 +92,25 @@ def test_left_padding_greedy_stop_on_eos_and_finished_rows_leave():
     assert last["attention_mask"].shape == (1, long + 2 * len(hi) + 1) and last["attention_mask"].all()
 
 
+def test_a_finished_row_may_wait_in_the_batch_with_its_tokens_ignored(monkeypatch):
+    """Finished rows leave only once enough of them (times the steps left) make the cache copy
+    worth it (``DROP_FINISHED``); until then they are decoded and their tokens thrown away."""
+    import peft_audit.models.generate as generation
+
+    _, tok = make_tiny_model()
+    hi = tok.encode("hello", add_special_tokens=False)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    short, long = len(chat_input_ids(tok, "a")), len(chat_input_ids(tok, "a much longer prompt here"))
+    # after its EOS the short row would say "hello" again: never part of its answer
+    scripts = {short: hi + [eos] + hi * 10, long: hi + [pad] + hi + [eos] + [pad] * 20}
+    monkeypatch.setattr(generation, "DROP_FINISHED", 1e9)
+    model = _ScriptedModel(scripts, len(tok))
+    out = generate(model, tok, ["a", "a much longer prompt here"], max_new_tokens=20, batch_size=2)
+    assert out[0] == Generation("hello", len(hi))
+    assert out[1].n_new_tokens == 2 * len(hi) + 1
+    assert [c["input_ids"].shape[0] for c in model.calls] == [2] * (2 * len(hi) + 2)
+
+
 def test_system_prompt_is_rendered():
     _, tok = make_tiny_model()
     with_sys = tok.decode(chat_input_ids(tok, "hi", "Be careful."))
@@ -158,11 +177,16 @@ def test_adapter_of_every_method_is_applied_during_generation(method, lively):
     assert out_a != base and out_a != out_b
 
 
+@pytest.mark.parametrize("drop", [0.0, 1e9], ids=["leave-at-once", "leave-at-the-end"])
 @pytest.mark.parametrize("method", [None, *METHODS])
-def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(method):
+def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(method, drop, monkeypatch):
     """With a stop token that ends rows at different steps (and not at all for others), every
     row still equals the cache-free greedy loop: dropping finished rows (and their cache, or
-    their prefix) keeps the remaining rows aligned."""
+    their prefix) keeps the remaining rows aligned, and a finished row kept in the batch adds
+    nothing to its answer."""
+    import peft_audit.models.generate as generation
+
+    monkeypatch.setattr(generation, "DROP_FINISHED", drop)
     model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 1)
     tok = make_tiny_model()[1]
     free = [_greedy_reference_ids(model, tok, p, 8, stop=set()) for p in PROMPTS]
