@@ -3,7 +3,7 @@ scoring, speed ratios and FLOP/s, measured in one run.
 
 Scores the same N distinct BBQ items (default: all 144 of the built-in sample; ``--source`` a
 directory of the official JSONL files or a hub id for more) with the bundled
-SmolLM2-135M-Instruct three times:
+SmolLM2-135M-Instruct four times:
 
 * tree (``peft_audit.models.scoring.score_continuations``): items grouped by shared prompt
   prefix, each group's token trie fed once with a tree attention mask, vocabulary logits only at
@@ -11,10 +11,12 @@ SmolLM2-135M-Instruct three times:
 * before: the same function as of commit ``--baseline`` (``e1ba8f8``: each prompt once, its KV
   cache reused for its options), read from git, so the comparison needs no copy of the old code;
 * naive (``score_continuations_naive``): every prompt+option as its own row, full logits -- what
-  general-purpose harnesses do -- with the same batch size.
+  general-purpose harnesses do -- with the same batch size;
+* plain: tree with ``PEFT_AUDIT_PACKED_WEIGHTS=0`` (MKL's matmul instead of oneDNN's packed
+  weights, ``models/packed_weights.py``), which shows what packing adds.
 
 Items are never repeated: a repeated prompt would be fed once by the tree scorer and flatter it.
-It checks that all three pick the same option for every item, and prints items/s for each, the
+It checks that all four pick the same option for every item, and prints items/s for each, the
 ratios tree/before and tree/naive, the tokens each feeds, the model FLOP/s this implies
 (2 * parameters * tokens fed, Kaplan et al., 2020, "Scaling Laws for Neural Language Models",
 sec. 2.1; attention-score FLOPs left out) and, for scale, the FLOP/s of a plain large fp32
@@ -26,6 +28,8 @@ matmul measured in the same run. Not a test: timings depend on the machine and i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +50,24 @@ def module_at(commit: str, name: str) -> types.ModuleType:
     sys.modules[mod.__name__] = mod  # dataclasses look their module up there
     exec(compile(src, f"{commit}:{name}.py", "exec"), mod.__dict__)
     return mod
+
+
+@contextlib.contextmanager
+def plain_kernels(on: bool = True):
+    """Within the block (when ``on``), evaluation uses MKL's plain matmul instead of oneDNN's
+    packed weights (``PEFT_AUDIT_PACKED_WEIGHTS=0``), to measure what packing adds."""
+    from peft_audit.models.packed_weights import DISABLE_ENV
+
+    previous = os.environ.get(DISABLE_ENV)
+    if on:
+        os.environ[DISABLE_ENV] = "0"
+    try:
+        yield
+    finally:
+        if on and previous is None:
+            os.environ.pop(DISABLE_ENV, None)
+        elif on:
+            os.environ[DISABLE_ENV] = previous
 
 
 def matmul_flops(n: int = 2048, reps: int = 5, dtype=None) -> float:
@@ -97,32 +119,35 @@ def main() -> None:
     tokens_before = sum(len(p) + sum(len(c) - 1 for c in cs) for p, cs in enc)
     tokens_naive = sum(len(p) * len(cs) + sum(map(len, cs)) for p, cs in enc)
 
-    runs = {"tree": score_continuations, "before": before_mod.score_continuations, "naive": score_continuations_naive}
+    runs = {"tree": score_continuations, "before": before_mod.score_continuations, "naive": score_continuations_naive,
+            "plain": score_continuations}
     for fn in runs.values():  # warm-up (allocator, kernels) on a few items
         fn(model, tok, prompts[:4], conts[:4], batch_size=args.batch_size)
     scores, wall, cpu = {}, {}, {}
     for name, fn in runs.items():
-        t, c = time.perf_counter(), time.process_time()
-        scores[name] = fn(model, tok, prompts, conts, batch_size=args.batch_size)
-        wall[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
+        with plain_kernels(name == "plain"):
+            t, c = time.perf_counter(), time.process_time()
+            scores[name] = fn(model, tok, prompts, conts, batch_size=args.batch_size)
+            wall[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
     mm = matmul_flops()
 
     pick = lambda row: max(range(len(row)), key=lambda i: (row[i], -i))  # noqa: E731
     print(f"model {args.model}: {n_params / 1e6:.1f}M parameters, fp32, device {args.device}, "
           f"torch threads {torch.get_num_threads()}, batch size {args.batch_size}, {len(items)} distinct items")
-    for other in ("before", "naive"):
+    for other in ("before", "naive", "plain"):
         same = sum(pick(a) == pick(b) for a, b in zip(scores["tree"], scores[other]))
         diff = max(abs(x - y) for ra, rb in zip(scores["tree"], scores[other]) for x, y in zip(ra, rb))
         print(f"tree vs {other}: identical predictions {same}/{len(items)}; max |logprob difference| {diff:.2e}")
-    for name, toks in (("tree", tokens_tree), ("before", tokens_before), ("naive", tokens_naive)):
+    for name, toks in (("tree", tokens_tree), ("before", tokens_before), ("naive", tokens_naive),
+                       ("plain", tokens_tree)):
         print(f"{name:>7}: {wall[name]:7.1f} s  {len(items) / wall[name]:7.2f} items/s  {toks:6d} tokens fed  "
               f"{2 * n_params * toks / wall[name] / 1e9:6.1f} GFLOP/s implied  ({2 * n_params * toks / wall[name] / mm:.0%}"
               f" of the matmul rate)")
-    for other in ("before", "naive"):
+    for other in ("before", "naive", "plain"):
         print(f"ratio tree/{other} (items/s): {wall[other] / wall['tree']:.2f}; CPU-time ratio "
               f"{cpu[other] / cpu['tree']:.2f} ({cpu[other]:.1f} s / {cpu['tree']:.1f} s)")
     print(f"plain 2048x2048 fp32 matmul: {mm / 1e9:.1f} GFLOP/s")
-    if any(pick(a) != pick(b) for other in ("before", "naive") for a, b in zip(scores["tree"], scores[other])):
+    if any(pick(a) != pick(b) for other in ("before", "naive", "plain") for a, b in zip(scores["tree"], scores[other])):
         raise SystemExit("predictions differ between scorers")
 
 

@@ -10,6 +10,8 @@ On the bundled SmolLM2-135M-Instruct (fp32) with the built-in safety and over-re
 * ``after``: the current ``peft_audit.models.generate`` at ``--batch-size`` (``auto``: all 135
   prompts in one batch on this CPU), then at each ``--extra-batch-sizes`` (128: the
   quickstart's old setting, two batches of 128 and 7 rows);
+* ``plain kernels``: ``after`` at ``--batch-size`` with ``PEFT_AUDIT_PACKED_WEIGHTS=0`` (MKL's
+  matmul instead of oneDNN's packed weights), which shows what packing adds;
 
 alternating before/after per repeat so drift in machine load hits both. It prints new tokens/s
 and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 matmul measured
@@ -57,7 +59,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bbq_scoring import matmul_flops, module_at  # one definition of each for every perf script
+    from bbq_scoring import matmul_flops, module_at, plain_kernels  # one definition of each for every perf script
 
     from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
     from peft_audit.models import load_base
@@ -82,9 +84,11 @@ def main() -> None:
     runs: dict[str, list] = {}
     reference = None
     for rep in range(args.repeats):
-        for name, fn, bs in [("before", before, args.baseline_batch_size), ("after", generate, args.batch_size)] + [
+        for name, fn, bs in [("before", before, args.baseline_batch_size), ("after", generate, args.batch_size),
+                             ("plain kernels", generate, args.batch_size)] + [
                 ("after", generate, b) for b in args.extra_batch_sizes]:
-            out, secs, cpu = timed(fn, bs)
+            with plain_kernels(name == "plain kernels"):
+                out, secs, cpu = timed(fn, bs)
             if name == "before":
                 reference = reference or out
             tokens = sum(g.n_new_tokens for g in out)
