@@ -20,13 +20,13 @@ prefilled in length buckets (:func:`prefill_buckets`: short prompts are not padd
 longest; on the quickstart's safety prompts one batch padded 29% of its prefill tokens) and
 the buckets' caches are merged into one decoding batch, masked padding inserted. Decoding
 then writes each step's keys and values into buffers sized for ``max_new_tokens`` more
-positions (a ``DynamicLayer`` concatenates its whole cache at every step). Rows
-that reached a stop token **leave the batch** (their cache rows are dropped), so long answers do
-not drag finished rows through every remaining step; as dropping copies the whole cache, it
-waits until the finished rows times the steps left reach :data:`DROP_FINISHED` of the batch's
-rows (each row finishing alone made the quickstart's mixed LoRA batches spend 5% of their time
-copying caches), and a finished row waiting to leave has its tokens ignored. Mathematically each row is independent of
-the others, so this gives ``model.generate``'s tokens; only float summation can differ where
+positions (a ``DynamicLayer`` concatenates its whole cache at every step). Rows that reached a
+stop token **leave the batch** (their cache rows are dropped), so long answers do not drag
+finished rows through every remaining step; as dropping copies the whole cache, it waits until
+the finished rows times the steps left reach :data:`DROP_FINISHED` of the batch's rows (each row
+finishing alone made the quickstart's mixed LoRA batches spend 5% of their time copying caches),
+and a finished row waiting to leave has its tokens ignored. Mathematically each row is
+independent of the others, so this gives ``model.generate``'s tokens; only float summation can differ where
 the batch shape differs (``perf/generation_throughput.py`` counts such responses). Positions
 follow ``generate``: ``cumsum(attention_mask) - 1``, so left padding does not shift them.
 
@@ -359,7 +359,8 @@ DROP_FINISHED = 0.5
 def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_new_tokens: int,
                   device: torch.device, adapters: list[str] | None = None) -> list[list[int]]:
     """New token ids of each of ``rows`` (one batch), up to (not including) its stop token.
-    Finished rows leave the batch (:data:`DROP_FINISHED`): their cache rows, mask and position are dropped.
+    Finished rows leave the batch (:data:`DROP_FINISHED`): their cache rows, mask and position
+    are dropped.
     ``adapters``: each row's adapter in a mixed batch (:func:`generate`'s ``adapter_names``)."""
     row_adapters = _row_adapters(model) if adapters is not None else None
     try:

@@ -1,14 +1,15 @@
 """Linear weights pre-packed for oneDNN while a CPU model generates or scores.
 
 ``torch.nn.functional.linear`` hands a CPU fp32 matmul to MKL's ``sgemm`` with the weight in its
-``[out, in]`` layout, copied into the kernel's blocked panels on every call. A decode step multiplies a few dozen to a few
-hundred rows by each weight once, so that re-blocking, and streaming the weight from memory in a
-layout the kernel does not read in order, dominate: on this project's 2-core AVX-512 EPYC, the
-bundled model's 210 projection matrices ran at 74 GFLOP/s for 30 rows and 119 for 135, against
-~190 for a large matmul. oneDNN's inner-product primitive with the weight reordered once into
-its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the reorder PyTorch's own
-Inductor applies to frozen CPU linears, ``torch/_inductor/fx_passes/mkldnn_fusion.py``) ran the
-same matrices at 148 and 187 GFLOP/s, and bfloat16 ones 1.1-1.6x faster than plain bfloat16
+``[out, in]`` layout, copied into the kernel's blocked panels on every call. A decode step
+multiplies a few dozen to a few hundred rows by each weight once, so that copy, and streaming the
+weight from memory in a layout the kernel does not read in order, dominate: on this project's
+2-core AVX-512 EPYC, the bundled model's 210 projection matrices ran at 74 GFLOP/s for 30 rows
+and 119 for 135, against ~190 for a large matmul. oneDNN's inner-product primitive with the
+weight reordered once into its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the
+reorder PyTorch's own Inductor applies to frozen CPU linears,
+``torch/_inductor/fx_passes/mkldnn_fusion.py``) ran the same matrices at 148 and 187 GFLOP/s,
+and bfloat16 ones 1.1-1.6x faster than plain bfloat16
 (``perf/generation_throughput.py`` measures the effect on generation; numbers issue #13).
 
 The packed copy is made the first time a module is used this way and kept for as long as the
@@ -17,12 +18,12 @@ Each block checks that the weight is the one packed: same storage, same version 
 in-place update) and same values at 64 sampled places (PEFT's ``merge`` writes through
 ``weight.data``, which leaves the version counter alone); a changed weight is packed again. It
 costs one more copy of each packed weight in memory, so packing is skipped when those copies
-would take more than :data:`MEMORY_SHARE` of the memory available (a 7B model in fp32 on a CPU
-keeps plain kernels).
+would take more than :data:`MEMORY_SHARE` of the memory available (the model then keeps plain
+kernels).
 
 Only exact ``torch.nn.Linear`` modules on the CPU, in float32 or bfloat16, with at least
-:data:`MIN_ELEMENTS` weights (LoRA's rank-r matrices stay plain) are packed, and only while
-autograd is off: training keeps plain kernels (packing the frozen base and its transpose for the
+:data:`MIN_ELEMENTS` weights (LoRA's rank-r matrices stay plain) are packed, and used only where
+no gradient is needed: training keeps plain kernels (packing the frozen base and its transpose for the
 backward pass left a sweep12 variant's training time unchanged, 5.95 s vs 5.91 s). Results equal
 plain ``F.linear``'s up to float summation order (~2e-6 on a 576-wide fp32 product), the same
 tolerance as a change of batch size. Set ``PEFT_AUDIT_PACKED_WEIGHTS=0`` to use plain kernels,
