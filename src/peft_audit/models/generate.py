@@ -624,8 +624,10 @@ _RowAdapters = _LoraRows | _LoraMatmulRows | _IA3Rows
 
 
 #: A prefill bucket closes when the next (shorter) row would waste more than this share of the
-#: bucket's padded tokens, and holds at least :data:`MIN_BUCKET_ROWS` rows.
-BUCKET_WASTE = 0.15
+#: bucket's padded tokens, and holds at least :data:`MIN_BUCKET_ROWS` rows. On the quickstart's
+#: 135 prompts, 0.06 pads 2,905 tokens for 2,712 (0.15 padded 3,168) and generated 2.5% faster
+#: (median of 3 alternating runs; 0.03, with more, smaller buckets, was slower).
+BUCKET_WASTE = 0.06
 MIN_BUCKET_ROWS = 8
 
 
