@@ -1,6 +1,10 @@
-"""train_adapter: determinism, provenance contents, clean interruption, refusal to overwrite."""
+"""train_adapter: determinism, provenance contents, clean interruption, refusal to overwrite; DPO
+reference log-probs shared between variants (``training/reference.py``) without changing any
+adapter, and never reused where the reference draws random numbers."""
 
 import json
+from collections import OrderedDict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,6 +12,7 @@ import torch
 from peft_audit.config import TrainingConfig, VariantSpec
 from peft_audit.models import load_base
 from peft_audit.training import PROVENANCE_FILE, read_provenance, train_adapter
+from peft_audit.training import reference
 from peft_audit.training.data import BUILTIN_FILES
 from peft_audit.training.provenance import file_sha256
 
@@ -158,3 +163,88 @@ def test_labelled_positions_only_leaves_other_devices_to_trl():
         assert trl_utils._use_triton(torch.device("cpu")) is True
         assert trl_utils._use_triton(torch.device("xla")) is False  # XLA would recompile per shape
     assert trl_utils._use_triton(torch.device("cpu")) is False
+
+
+needs_trl_reference = pytest.mark.skipif(reference._trl_dpo_module() is None,
+                                         reason="this TRL computes the DPO reference otherwise")
+
+
+def _adapter_bytes(result) -> bytes:
+    return (result.adapter_dir / "adapter_model.safetensors").read_bytes()
+
+
+class _CountingCache(OrderedDict):
+    """The reference cache, counting the reference passes that ran (each stores its result)."""
+
+    stores = 0
+
+    def __setitem__(self, key, value):
+        self.stores += 1
+        super().__setitem__(key, value)
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch):
+    monkeypatch.setattr(reference, "_cache", _CountingCache())
+    return reference
+
+
+@needs_trl_reference
+def test_shared_reference_gives_the_adapter_each_variant_gets_alone(fresh_cache, tiny_model_dir, tmp_path,
+                                                                    monkeypatch):
+    lora = _train(tiny_model_dir, tmp_path / "lora", method="lora", algo="dpo")
+    ran = fresh_cache._cache.stores
+    assert ran == len(fresh_cache._cache) == 3  # one reference pass per batch (max_steps 3)
+    # other methods on the same base and batches run none of their own
+    ia3 = _train(tiny_model_dir, tmp_path / "ia3", method="ia3", algo="dpo")
+    prompt = _train(tiny_model_dir, tmp_path / "pt", method="prompt-tuning", algo="dpo")
+    assert fresh_cache._cache.stores == ran
+    with monkeypatch.context() as m:  # the same variants with TRL's own reference passes
+        m.setattr(reference, "_trl_dpo_module", lambda: None)
+        alone = {name: _train(tiny_model_dir, tmp_path / f"{name}-alone", method=name, algo="dpo")
+                 for name in ("lora", "ia3", "prompt-tuning")}
+    assert fresh_cache._cache.stores == ran
+    for name, shared in (("lora", lora), ("ia3", ia3), ("prompt-tuning", prompt)):
+        assert _adapter_bytes(shared) == _adapter_bytes(alone[name]), name
+        assert shared.losses == alone[name].losses, name
+
+
+@needs_trl_reference
+def test_other_batches_are_not_served_from_the_cache(fresh_cache, tiny_model_dir, tmp_path):
+    _train(tiny_model_dir, tmp_path / "a", algo="dpo")
+    _train(tiny_model_dir, tmp_path / "b", algo="dpo", seed=1)  # other batches
+    assert fresh_cache._cache.stores == len(fresh_cache._cache) == 6
+
+
+class _DropoutModel(torch.nn.Module):
+    """A stand-in PEFT model whose reference pass draws random numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def disable_adapter(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def forward(self, input_ids):
+        return SimpleNamespace(log_probs=torch.nn.functional.dropout(input_ids.float(), 0.5, training=True))
+
+
+@needs_trl_reference
+def test_a_reference_that_draws_random_numbers_is_never_reused(fresh_cache):
+    dpo_trainer = fresh_cache._trl_dpo_module()
+    model, ids = _DropoutModel(), torch.ones(2, 8, dtype=torch.long)
+    torch.manual_seed(0)
+    with fresh_cache.shared_reference(model, "base"):
+        for _ in range(3):
+            with dpo_trainer.use_adapter(model, None):
+                model(input_ids=ids)
+        after_shared = torch.rand(1)
+    torch.manual_seed(0)
+    for _ in range(3):
+        model(input_ids=ids)
+    assert torch.equal(after_shared, torch.rand(1))  # every pass ran, every draw happened
+    assert len(fresh_cache._cache) == 0
+    assert "forward" not in vars(model)

@@ -27,6 +27,7 @@ from ..config import TrainingConfig, VariantSpec
 from ..methods import build_peft_config, resolve_method_args, trainable_parameters
 from .data import load_training_data
 from .provenance import library_versions, read_provenance, write_provenance
+from .reference import shared_reference
 
 
 @dataclass
@@ -205,7 +206,9 @@ def train_adapter(
             )
         trainable, total = trainable_parameters(trainer.model)
         start = time.perf_counter()
-        with labelled_positions_only():
+        # DPO variants of one base share their reference log-probs within this process
+        sharing = shared_reference(trainer.model, base_fingerprint) if spec.algo == "dpo" else contextlib.nullcontext()
+        with labelled_positions_only(), sharing:
             trainer.train()
         seconds = time.perf_counter() - start
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
