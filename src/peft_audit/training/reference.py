@@ -98,7 +98,8 @@ def shared_reference(model, base: str):
     passes are shared through this process's cache (see the module docstring). ``base`` names
     the base's weights: its checkpoint fingerprint, as provenance records it."""
     dpo_trainer = _trl_dpo_module()
-    param = next(model.parameters(), None)
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    param = getattr(embeddings, "weight", None)  # the base's own dtype and device
     if (dpo_trainer is None or param is None or param.device.type != "cpu"
             or getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)):
         yield
