@@ -22,9 +22,10 @@ would take more than :data:`MEMORY_SHARE` of the memory available (the model the
 kernels).
 
 Only exact ``torch.nn.Linear`` modules on the CPU, in float32 or bfloat16, with at least
-:data:`MIN_ELEMENTS` weights (LoRA's rank-r matrices stay plain) are packed, and used only where
-no gradient is needed: training keeps plain kernels (packing the frozen base and its transpose for the
-backward pass left a sweep12 variant's training time unchanged, 5.95 s vs 5.91 s). Results equal
+:data:`MIN_ELEMENTS` weights (LoRA's rank-r matrices stay plain) are packed, and used only
+where no gradient is needed: training keeps plain kernels (packing the frozen base and its
+transpose for the backward pass left a sweep12 variant's training time unchanged, 5.95 s vs
+5.91 s). Results equal
 plain ``F.linear``'s up to float summation order (~2e-6 on a 576-wide fp32 product), the same
 tolerance as a change of batch size. Set ``PEFT_AUDIT_PACKED_WEIGHTS=0`` to use plain kernels,
 e.g. to reproduce a version without packing bit for bit.
