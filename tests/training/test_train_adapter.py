@@ -221,7 +221,10 @@ class _DropoutModel(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(1))
+        self.embed = torch.nn.Embedding(4, 2)
+
+    def get_input_embeddings(self):
+        return self.embed
 
     def disable_adapter(self):
         import contextlib
@@ -237,7 +240,7 @@ def test_a_reference_that_draws_random_numbers_is_never_reused(fresh_cache):
     dpo_trainer = fresh_cache._trl_dpo_module()
     model, ids = _DropoutModel(), torch.ones(2, 8, dtype=torch.long)
     torch.manual_seed(0)
-    with fresh_cache.shared_reference(model, "base"):
+    with fresh_cache.shared_reference(model, "base", dropout_disabled=False):
         for _ in range(3):
             with dpo_trainer.use_adapter(model, None):
                 model(input_ids=ids)

@@ -10,8 +10,8 @@ against the policy's forward and backward).
 
 :func:`shared_reference` wraps TRL's reference forward pass during ``trainer.train()``: its
 output's per-token log-probs are kept in this process, keyed by the base (checkpoint
-fingerprint, dtype, device), TRL's labelled-positions setting and the exact bytes of every input
-tensor; a later call with the same key gets a copy instead of a forward pass. Nothing else
+fingerprint, dtype, device), TRL's labelled-positions and dropout settings and the exact bytes
+of every input tensor; a later call with the same key gets a copy instead of a forward pass. Nothing else
 changes, so a variant's adapter is bit for bit the one it would be without sharing (tested),
 unlike TRL's ``precompute_ref_log_probs``, which computes the reference in batches of its own
 (other padding, so other rounding).
@@ -93,10 +93,12 @@ def _labelled_positions_only(device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def shared_reference(model, base: str):
+def shared_reference(model, base: str, *, dropout_disabled: bool):
     """Within the block (a DPO ``trainer.train()`` of a PEFT ``model``), TRL's reference forward
     passes are shared through this process's cache (see the module docstring). ``base`` names
-    the base's weights: its checkpoint fingerprint, as provenance records it."""
+    the base's weights: its checkpoint fingerprint, as provenance records it.
+    ``dropout_disabled``: the trainer's ``disable_dropout``, part of the key, so a run whose
+    reference pass might draw random numbers never takes an entry stored by one that did not."""
     dpo_trainer = _trl_dpo_module()
     embeddings = getattr(model, "get_input_embeddings", lambda: None)()
     param = getattr(embeddings, "weight", None)  # the base's own dtype and device
@@ -115,7 +117,8 @@ def shared_reference(model, base: str):
                 return
             shadowed = vars(peft_model).get("forward")  # PEFT's disable_adapter may set one
             call = peft_model.forward
-            prefix = f"{base}|{param.dtype}|{param.device}|{_labelled_positions_only(param.device)}"
+            prefix = (f"{base}|{param.dtype}|{param.device}|{_labelled_positions_only(param.device)}"
+                      f"|{dropout_disabled}")
 
             def forward(*args, **kwargs):
                 nonlocal draws_random

@@ -207,7 +207,9 @@ def train_adapter(
         trainable, total = trainable_parameters(trainer.model)
         start = time.perf_counter()
         # DPO variants of one base share their reference log-probs within this process
-        sharing = shared_reference(trainer.model, base_fingerprint) if spec.algo == "dpo" else contextlib.nullcontext()
+        sharing = (shared_reference(trainer.model, base_fingerprint,
+                                    dropout_disabled=bool(getattr(trainer.args, "disable_dropout", False)))
+                   if spec.algo == "dpo" else contextlib.nullcontext())
         with labelled_positions_only(), sharing:
             trainer.train()
         seconds = time.perf_counter() - start
