@@ -35,7 +35,9 @@ from typing import Any
 from .logs import describe_seconds
 
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_VERSION = 1
+#: Part of the calibration's cache key: raised when the code's own rates change, so an estimate
+#: never uses a calibration of slower code (2: packed CPU weights and the shared DPO reference).
+CALIBRATION_VERSION = 2
 GEN_TOKENS = 16  # new tokens per prompt while calibrating
 GEN_PROMPTS = 256  # at most this many prompts (one batch at the sweep's batch size)
 BBQ_ITEMS = 24
