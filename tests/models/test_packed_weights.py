@@ -38,9 +38,9 @@ def test_uses_the_packed_kernel(monkeypatch):
     calls = []
     real = packed_weights._forward
 
-    def counting(module, x):
+    def counting(module, entry, x):
         calls.append(module)
-        return real(module, x)
+        return real(module, entry, x)
 
     monkeypatch.setattr(packed_weights, "_forward", counting)
     model = make_tiny_model("llama")[0]

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .batching import free_memory
+
 #: The environment variable that turns packing off ("0", "false", "no", "off").
 DISABLE_ENV = "PEFT_AUDIT_PACKED_WEIGHTS"
 #: Smallest weight (elements) worth packing: a rank-8 LoRA matrix of a 576-wide model has 4,608.
@@ -132,30 +134,33 @@ def remember_origin(model: torch.nn.Module, checkpoint: str) -> None:
             _origins[module] = (checkpoint, name, module.weight._version)
 
 
-def _pack(module: torch.nn.Linear) -> None:
+def _pack(module: torch.nn.Linear) -> _Packed:
+    """The module's packed weight as it is now: its own cached copy, the copy of the checkpoint
+    it was loaded from, or a new one."""
     weight = module.weight
-    if _valid(_packed.get(module), weight, _key(weight)):
-        return
+    entry = _packed.get(module)
+    if _valid(entry, weight, _key(weight)):
+        return entry
     origin = _origins.get(module)
     pristine = origin is not None and origin[2] == weight._version
     shared = _by_origin.get(origin[:2]) if pristine else None
     if _valid(shared, weight, None):
-        _packed[module] = _Packed(_key(weight), shared.sample, shared.weight)
-        return
-    entry = _Packed(_key(weight), _sample(weight), _reorder(weight))
+        entry = _Packed(_key(weight), shared.sample, shared.weight)
+    else:
+        entry = _Packed(_key(weight), _sample(weight), _reorder(weight))
+        if pristine:
+            _by_origin[origin[:2]] = entry
     _packed[module] = entry
-    if pristine:
-        _by_origin[origin[:2]] = entry
+    return entry
 
 
 def _linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
-def _forward(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+def _forward(module: torch.nn.Linear, entry: _Packed, x: torch.Tensor) -> torch.Tensor:
     weight, bias = module.weight, module.bias
-    entry = _packed.get(module)
-    if (entry is None or entry.key != _key(weight) or x.dtype != weight.dtype or x.device.type != "cpu"
+    if (entry.key != _key(weight) or x.dtype != weight.dtype or x.device.type != "cpu"
             or x.numel() == 0 or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                                 or (bias is not None and bias.requires_grad)))):
         return torch.nn.functional.linear(x, weight, bias)  # stale, training or unusual: plain
@@ -164,11 +169,7 @@ def _forward(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 def _fits(modules: list[torch.nn.Linear]) -> bool:
     needed = sum(m.weight.numel() * m.weight.element_size() for m in modules if m not in _packed)
-    if not needed:
-        return True
-    import psutil
-
-    return needed <= MEMORY_SHARE * psutil.virtual_memory().available
+    return not needed or needed <= MEMORY_SHARE * free_memory(torch.device("cpu"))
 
 
 @contextlib.contextmanager
@@ -187,9 +188,8 @@ def packed_linears(model: torch.nn.Module):
     patched: list[torch.nn.Linear] = []
     try:
         for module in modules:
-            _pack(module)
             # an instance attribute shadows nn.Linear.forward; hooks still run around it
-            module.forward = functools.partial(_forward, module)
+            module.forward = functools.partial(_forward, module, _pack(module))
             patched.append(module)
         yield
     finally:
