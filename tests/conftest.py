@@ -45,3 +45,13 @@ def _pack_tiny_models_too(monkeypatch):
     from peft_audit.models import packed_weights
 
     monkeypatch.setattr(packed_weights, "MIN_ELEMENTS", 0)
+
+
+@pytest.fixture(autouse=True)
+def _decode_small_batches_in_streams_too(monkeypatch):
+    """The tests' batches are too small to be split into decoding streams; split them anyway
+    (where torch has at least two threads), so every generation test runs the threaded decoding
+    real batches get on a CPU."""
+    from peft_audit.models import generate
+
+    monkeypatch.setattr(generate, "MIN_STREAM_ROWS", 1)

@@ -131,3 +131,23 @@ def save_random_adapter(model_dir: Path, out: Path, config, seed: int) -> Path:
     peft_model.save_pretrained(out)
     return out
 
+
+def with_lora(model, specs: dict):
+    """``model`` with a LoRA adapter per entry of ``specs`` (name -> (config, seed)), each drawn
+    at random and scaled up so that it changes the answers."""
+    import torch
+    from peft import get_peft_model
+
+    peft_model = None
+    for name, (config, seed) in specs.items():
+        torch.manual_seed(seed)
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_" in n:
+                p.mul_(8.0)
+    peft_model.eval()
+    return peft_model

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from peft_audit.models.generate import BASE_ROWS, chat_input_ids, generate, mixed_batch_reason
-from tiny_models import make_lively_tiny_model, make_tiny_model
+from tiny_models import make_lively_tiny_model, make_tiny_model, with_lora
 
 PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was forgetful in the story?", "sky",
            "Name a colour.", "Tell me about the moon and the sun."]
@@ -28,27 +28,7 @@ def multi():
     model, tok = make_lively_tiny_model()
     specs = {"first": _lora(4, ["q_proj", "v_proj"], 1), "second": _lora(2, ["k_proj", "o_proj", "up_proj"], 2),
              "third": _lora(8, ["q_proj", "down_proj"], 3)}
-    return _with_lora(model, specs), tok
-
-
-def _with_lora(model, specs: dict):
-    """``model`` with a LoRA adapter per entry of ``specs`` (name -> (config, seed)), each drawn
-    at random and scaled up so that it changes the answers."""
-    from peft import get_peft_model
-
-    peft_model = None
-    for name, (config, seed) in specs.items():
-        torch.manual_seed(seed)
-        if peft_model is None:
-            peft_model = get_peft_model(model, config, adapter_name=name)
-        else:
-            peft_model.add_adapter(name, config)
-    with torch.no_grad():
-        for n, p in peft_model.named_parameters():
-            if "lora_" in n:
-                p.mul_(8.0)
-    peft_model.eval()
-    return peft_model
+    return with_lora(model, specs), tok
 
 
 def _alone(model, tok, name, **kw):
@@ -85,7 +65,7 @@ def test_lora_layers_peft_cannot_stack_mix_through_peft_s_own_forward():
     model, tok = make_lively_tiny_model()
     config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "down_proj"], lora_bias=True,
                         init_lora_weights=False)
-    peft_model = _with_lora(model, {"one": (config, 0), "two": (config, 1)})
+    peft_model = with_lora(model, {"one": (config, 0), "two": (config, 1)})
     assert not _LoraMatmulRows.usable(peft_model)
     rows = _row_adapters(peft_model)
     assert isinstance(rows, _LoraRows)

@@ -49,7 +49,8 @@ class _ScriptedCache:
 
 class _ScriptedModel(torch.nn.Module):
     """Row with prompt length ``n`` emits ``scripts[n][k]`` at decoding step ``k``; records the
-    arguments of every forward call."""
+    arguments of every forward call. Its step is the number of calls so far, so a batch must
+    decode as one stream (``PEFT_AUDIT_GENERATION_STREAMS=1``)."""
 
     def __init__(self, scripts: dict[int, list[int]], vocab_size: int):
         super().__init__()
@@ -67,7 +68,8 @@ class _ScriptedModel(torch.nn.Module):
         return SimpleNamespace(logits=logits, cache=cache)
 
 
-def test_left_padding_greedy_stop_on_eos_and_finished_rows_leave():
+def test_left_padding_greedy_stop_on_eos_and_finished_rows_leave(monkeypatch):
+    monkeypatch.setenv("PEFT_AUDIT_GENERATION_STREAMS", "1")  # the scripted model counts steps by calls
     _, tok = make_tiny_model()
     hi = tok.encode("hello", add_special_tokens=False)
     eos, pad = tok.eos_token_id, tok.pad_token_id
@@ -104,6 +106,7 @@ def test_a_finished_row_may_wait_in_the_batch_with_its_tokens_ignored(monkeypatc
     # after its EOS the short row would say "hello" again: never part of its answer
     scripts = {short: hi + [eos] + hi * 10, long: hi + [pad] + hi + [eos] + [pad] * 20}
     monkeypatch.setattr(generation, "DROP_FINISHED", 1e9)
+    monkeypatch.setenv("PEFT_AUDIT_GENERATION_STREAMS", "1")  # the scripted model counts steps by calls
     model = _ScriptedModel(scripts, len(tok))
     out = generate(model, tok, ["a", "a much longer prompt here"], max_new_tokens=20, batch_size=2)
     assert out[0] == Generation("hello", len(hi))
