@@ -262,10 +262,12 @@ VARIED = [("word " * n).strip() + f" {i}?" for i, n in enumerate([1, 2, 3, 4, 6,
 
 @pytest.mark.parametrize("system", [None, "The quick brown fox jumps over the lazy dog. Answer the question."])
 @pytest.mark.parametrize("method", [None, *METHODS])
-def test_length_bucketed_prefill_equals_one_row_at_a_time(method, system):
+def test_length_bucketed_prefill_equals_one_row_at_a_time(method, system, monkeypatch):
     """A batch whose prompts differ a lot in length is prefilled bucket by bucket and decoded as
     one batch (the inserted padding masked): every row still equals the cache-free greedy loop."""
     from peft_audit.models.generate import _shared_prefix_len, prefill_buckets
+
+    monkeypatch.setenv("PEFT_AUDIT_GENERATION_STREAMS", "1")  # two streams of 10 rows would get one bucket each
 
     model = make_lively_tiny_model()[0].eval() if method is None else _random_adapter(method, 2)
     tok = make_tiny_model()[1]
