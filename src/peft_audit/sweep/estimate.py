@@ -36,8 +36,9 @@ from .logs import describe_seconds
 
 CALIBRATION_FILE = "calibration.json"
 #: Part of the calibration's cache key: raised when the code's own rates change, so an estimate
-#: never uses a calibration of slower code (2: packed CPU weights and the shared DPO reference).
-CALIBRATION_VERSION = 2
+#: never uses a calibration of slower code (2: packed CPU weights and the shared DPO reference;
+#: 3: decoding streams on a CPU).
+CALIBRATION_VERSION = 3
 GEN_TOKENS = 16  # new tokens per prompt while calibrating
 GEN_PROMPTS = 256  # at most this many prompts (one batch at the sweep's batch size)
 BBQ_ITEMS = 24
