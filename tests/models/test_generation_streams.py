@@ -149,6 +149,14 @@ def test_stream_count_follows_device_threads_rows_and_the_environment(monkeypatc
     monkeypatch.delenv(STREAMS_ENV)
     with _threads(1):
         assert generation._stream_count(model, rows, None, cpu) == 1
+    # a rotary embedding that recomputes its frequencies at each call would be shared state
+    rotary = next(m for m in model.modules() if hasattr(m, "rope_type"))
+    with _threads(2):
+        for kind in ("dynamic", "longrope", {"full_attention": "dynamic"}):
+            monkeypatch.setattr(rotary, "rope_type", kind)
+            assert generation._stream_count(model, rows, None, cpu) == 1, kind
+        monkeypatch.setattr(rotary, "rope_type", "llama3")
+        assert generation._stream_count(model, rows, None, cpu) == 2
 
 
 def test_a_failing_stream_stops_the_other_and_its_error_is_raised(monkeypatch):

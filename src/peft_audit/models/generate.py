@@ -393,8 +393,9 @@ def _greedy_batch(model, rows: list[list[int]], *, stop: set[int], pad_id: int, 
 def _stream_count(model, rows: list[list[int]], adapters: list[str] | None, device: torch.device) -> int:
     """How many streams decode ``rows`` (:func:`_decode_streams`): :data:`GENERATION_STREAMS`
     (or ``PEFT_AUDIT_GENERATION_STREAMS``) on a CPU with at least that many intra-op threads,
-    while every stream gets :data:`MIN_STREAM_ROWS` rows; 1 on other devices and for mixed
-    prompt-learning batches (their per-adapter heads switch the model's active adapter)."""
+    while every stream gets :data:`MIN_STREAM_ROWS` rows; 1 on other devices, for mixed
+    prompt-learning batches (their per-adapter heads switch the model's active adapter) and for
+    models whose forward changes their own state (:func:`_forward_changes_state`)."""
     raw = os.environ.get(STREAMS_ENV, "").strip()
     try:
         wanted = int(raw) if raw else GENERATION_STREAMS
@@ -402,7 +403,20 @@ def _stream_count(model, rows: list[list[int]], adapters: list[str] | None, devi
         raise ValueError(f"{STREAMS_ENV}={raw!r}: expected a whole number of decoding streams (1 turns them off)")
     if device.type != "cpu" or (adapters is not None and prompt_learning_config(model) is not None):
         return 1
-    return max(1, min(wanted, torch.get_num_threads(), len(rows) // MIN_STREAM_ROWS))
+    streams = max(1, min(wanted, torch.get_num_threads(), len(rows) // MIN_STREAM_ROWS))
+    return 1 if streams > 1 and _forward_changes_state(model) else streams
+
+
+def _forward_changes_state(model) -> bool:
+    """Whether a forward pass of ``model`` rewrites module state that parallel streams would
+    race on: rotary embeddings of the dynamic-NTK and LongRoPE kinds recompute their
+    frequencies from the longest position seen (transformers' ``dynamic_rope_update``)."""
+    for module in model.modules():
+        kind = getattr(module, "rope_type", None)
+        for name in (kind.values() if isinstance(kind, dict) else [kind]):
+            if isinstance(name, str) and ("dynamic" in name or name == "longrope"):
+                return True
+    return False
 
 
 class _Cancelled(Exception):
