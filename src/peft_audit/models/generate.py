@@ -434,7 +434,7 @@ def _decode_streams(model, rows: list[list[int]], streams: int, *, adapters: lis
     elementwise kernels on small tensors, which run on one core or split poorly. Two streams
     each running on one core overlap one's Python and small kernels with the other's products
     (torch releases the GIL inside its kernels). On this project's 2-core CPU the quickstart's
-    135 prompts generated 7% faster, with the same tokens: every row depends on its own inputs
+    135 prompts generated 7-12% faster (alternating runs), with the same tokens: every row depends on its own inputs
     only, and the packed matrix products give a row the same sums whatever the batch
     (``perf/generation_throughput.py`` counts differing answers).
 
