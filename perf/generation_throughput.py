@@ -18,8 +18,9 @@ and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 
 in the same run / 2 * parameters FLOP per token, Kaplan et al. 2020 sec. 2.1), each rate's
 ratio to the bound and to ``before``, where the matmul rate is the best one measured (before and
 after every run and at the end: the machine's peak) and, as a second figure, the median of those
-measured around the runs (on a shared machine, the rate the runs themselves met), and how many responses differ from ``before`` (a
-different batch shape may change float summation; at most 1% may differ). The bound counts new
+measured around the runs (on a shared machine, nearer the conditions the runs met), and how
+many responses differ from ``before`` (a different batch shape may change float summation; at
+most 1% may differ). The bound counts new
 tokens only; the next line also counts the prompt tokens each row must encode (the shared
 system turn once), which is how close the loop runs to the matmul rate.
 
