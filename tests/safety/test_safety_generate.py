@@ -299,7 +299,7 @@ def test_the_preallocated_cache_layer_writes_in_place_grows_and_selects_rows():
 
     g = torch.Generator().manual_seed(0)
     k, v = torch.randn(3, 2, 4, 5, generator=g), torch.randn(3, 2, 4, 5, generator=g)
-    layer = _preallocated_layer_class()(k, v, capacity=5)
+    layer = _preallocated_layer_class().copying(k, v, capacity=5)
     assert layer.get_seq_length() == 4 and torch.equal(layer.keys, k)
     k1, v1 = torch.randn(3, 2, 1, 5, generator=g), torch.randn(3, 2, 1, 5, generator=g)
     keys, values = layer.update(k1, v1)

@@ -451,7 +451,9 @@ def _decode_streams(model, rows: list[list[int]], streams: int, *, adapters: lis
 
     def work(k: int) -> None:
         try:
-            torch.set_num_threads(each)  # this thread's OpenMP team, before its first kernel
+            # this thread's OpenMP team, before its first kernel (torch's count is process-wide:
+            # restored below once every stream is done)
+            torch.set_num_threads(each)
             with torch.inference_mode(modes[1]), torch.set_grad_enabled(modes[0]):
                 part = parts[k]
                 done[k] = _decode(model, [rows[i] for i in part], adapters=None if adapters is None else
@@ -462,7 +464,6 @@ def _decode_streams(model, rows: list[list[int]], streams: int, *, adapters: lis
 
     workers = [threading.Thread(target=work, args=(k,), name=f"peft-audit-decode-{k}", daemon=True)
                for k in range(streams)]
-    torch.set_num_threads(each)
     try:
         for worker in workers:
             worker.start()
@@ -494,7 +495,6 @@ def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_ne
     shared = _shared_prefix_len(rows)
     logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
                                                adapters, row_adapters, room=max_new_tokens)
-    _preallocate(cache, max_new_tokens)  # a merged bucketed cache is preallocated already
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     finished: set[int] = set()  # batch rows that stopped and wait to leave the batch
     new: list[list[int]] = [[] for _ in rows]
@@ -771,16 +771,15 @@ def prefill_buckets(lengths: list[int]) -> list[tuple[int, int]]:
 
 
 def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device,
-                         adapters: list[str] | None = None, row_adapters: "_RowAdapters | None" = None,
-                         room: int = 0):
+                         adapters: list[str] | None, row_adapters: "_RowAdapters | None", *, room: int):
     """:func:`_first_step` for ``rests`` (sorted longest first) in length buckets
     (:func:`prefill_buckets`), so short prompts are not padded to the longest one, then merged
     into one decoding batch: ``(last logits [B, 1, V], cache, mask)`` with the cache laid out
     ``[head, padding, row tokens]`` for every row, exactly as one left-padded batch would be
     (the inserted padding is masked). Falls back to one batch when the cache is not a plain
-    :class:`~transformers.DynamicCache` (sliding-window or quantised layers). Merged caches are
-    written straight into preallocated buffers with ``room`` more positions (:func:`_preallocate`),
-    one copy instead of a concatenation and then a copy."""
+    :class:`~transformers.DynamicCache` (sliding-window or quantised layers). A plain cache comes
+    back with buffers for ``room`` more positions (:func:`_preallocate`); merged buckets are
+    written straight into them, one copy instead of a concatenation and then a copy."""
     buckets = prefill_buckets([len(r) for r in rests])
     parts = []
     heads: dict = {}  # the head's cache per adapter, encoded by the first bucket and copied for the others
@@ -795,6 +794,7 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
             return step.logits[:, -1:], cache, full_mask
         parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
     if len(parts) == 1:
+        _preallocate(parts[0][1], room)
         return parts[0][0], parts[0][1], parts[0][2]
     width = max(m.shape[1] for _, _, m, _ in parts)
     head = parts[0][3]
@@ -817,7 +817,7 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
                 buffer[row:row + n, :, head + pad:width] = t[:, :, head:]
                 row += n
             buffers.append(buffer)
-        merged.append(layer_class.from_buffers(*buffers, width))
+        merged.append(layer_class(*buffers, width))
     cache.layers = merged
     masks = [torch.cat([m[:, :head], m.new_zeros(m.shape[0], width - m.shape[1]), m[:, head:]], dim=1) for _, _, m, _ in parts]
     return torch.cat([lg for lg, _, _, _ in parts]), cache, torch.cat(masks)
@@ -832,26 +832,22 @@ def _preallocated_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
     class PreallocatedLayer(DynamicLayer):
-        def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, n: int):
+            """A layer over buffers ``keys``/``values`` whose first ``n`` positions are filled."""
             super().__init__()
-            b, h, n, d = keys.shape
-            self._k = keys.new_empty((b, h, capacity, d))
-            self._v = values.new_empty((b, values.shape[1], capacity, values.shape[3]))
-            self._k[:, :, :n] = keys
-            self._v[:, :, :n] = values
-            self._n = n
+            self._k, self._v, self._n = keys, values, n
             self.device, self.is_initialized = keys.device, True
             self._views()
 
         @classmethod
-        def from_buffers(cls, keys: torch.Tensor, values: torch.Tensor, n: int) -> "PreallocatedLayer":
-            """A layer over buffers whose first ``n`` positions are filled."""
-            layer = cls.__new__(cls)
-            DynamicLayer.__init__(layer)
-            layer._k, layer._v, layer._n = keys, values, n
-            layer.device, layer.is_initialized = keys.device, True
-            layer._views()
-            return layer
+        def copying(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> "PreallocatedLayer":
+            """A layer holding a copy of ``keys``/``values`` in buffers of ``capacity`` positions."""
+            b, h, n, d = keys.shape
+            k = keys.new_empty((b, h, capacity, d))
+            v = values.new_empty((b, values.shape[1], capacity, values.shape[3]))
+            k[:, :, :n] = keys
+            v[:, :, :n] = values
+            return cls(k, v, n)
 
         def _views(self) -> None:
             self.keys, self.values = self._k[:, :, :self._n], self._v[:, :, :self._n]
@@ -883,7 +879,7 @@ def _preallocate(cache, extra: int) -> None:
     if not _plain_dynamic(cache):
         return
     layer_class = _preallocated_layer_class()
-    cache.layers = [layer_class(layer.keys, layer.values, layer.keys.shape[2] + extra) for layer in cache.layers]
+    cache.layers = [layer_class.copying(layer.keys, layer.values, layer.keys.shape[2] + extra) for layer in cache.layers]
 
 
 def _plain_dynamic(cache) -> bool:
