@@ -55,3 +55,13 @@ def _decode_small_batches_in_streams_too(monkeypatch):
     from peft_audit.models import generate
 
     monkeypatch.setattr(generate, "MIN_STREAM_ROWS", 1)
+
+
+@pytest.fixture(autouse=True)
+def _screen_tiny_heads_too(monkeypatch):
+    """The tiny models' output heads are below the size worth screening in bfloat16; screen them
+    anyway, so every greedy generation test checks that the screened head picks the float32
+    head's tokens."""
+    from peft_audit.models import screened_head
+
+    monkeypatch.setattr(screened_head, "MIN_ELEMENTS", 0)
