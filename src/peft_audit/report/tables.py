@@ -81,7 +81,6 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
     by = {(r.variant_id, r.category): r for r in p.itertuples()}
     by_abs = {(r.variant_id, r.category): r for r in abs_p.itertuples()} if abs_p is not None else {}
     base_vals = p.drop_duplicates(["base_id", "category"]).set_index(["base_id", "category"])["base_value"].to_dict()
-    scale = 100.0
     rows = []
     for v in variants.itertuples():
         cells = []
