@@ -130,6 +130,14 @@ def test_where_the_screen_does_not_apply(monkeypatch):
     cpu = torch.device("cpu")
     model, _ = make_lively_tiny_model()
     assert sh.screened_head(model, torch.device("meta")) is None  # not a CPU
+    # AVX-512 without bfloat16 dot products: oneDNN converts to float32, no faster than the head
+    with monkeypatch.context() as m:
+        m.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        m.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        sh._bf16_native.cache_clear()
+        assert sh.screened_head(model, cpu) is None
+    sh._bf16_native.cache_clear()
+    assert sh.screened_head(model, cpu) is not None
     monkeypatch.setenv(DISABLE_ENV, "0")
     assert sh.screened_head(model, cpu) is None  # packed kernels turned off
     monkeypatch.delenv(DISABLE_ENV)

@@ -13,7 +13,7 @@ AMX) multiplies bfloat16 about twice as fast as float32 (measured on this projec
    ``(2u + u^2) S_j``, accumulating ``gamma_K (1 + u)^2 S_j``, rounding the bfloat16 output
    ``u |acc| <= u (1 + 3u) S_j``, and the float32 head's own result is within ``gamma_K S_j`` of the
    exact product (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., 2002,
-   sec. 3.1, eq. 3.5). So ``|a_j - logit_j| <= c ||h|| ||W_j||`` with ``c`` from
+   sec. 3.1, the inner-product bound). So ``|a_j - logit_j| <= c ||h|| ||W_j||`` with ``c`` from
    :func:`screen_bound` (plus 1e-30 for subnormal products a kernel may flush to zero).
 2. Every token whose upper bound ``a_j + c ||h|| ||W_j||`` falls below a proven lower bound of the
    largest logit cannot be the argmax. The vocabulary is sorted by ``||W_j||`` into
@@ -80,11 +80,15 @@ PLAIN_HEAD_CLASSES = frozenset({
 
 @functools.cache
 def _bf16_native() -> bool:
-    """Whether oneDNN multiplies bfloat16 natively here (AVX512-BF16 or AMX): otherwise bfloat16
-    is emulated and slower than float32."""
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), so oneDNN's bfloat16
+    product runs at about twice the float32 rate. oneDNN also takes bfloat16 on AVX-512 CPUs
+    without them (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says yes there), converting
+    each value to float32: no faster than the float32 head, and the screen would cost more."""
+    cpu = getattr(torch, "cpu", None)
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and (
+            cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a build without these checks
         return False
 
 
