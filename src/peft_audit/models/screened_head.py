@@ -104,7 +104,7 @@ class ScreenedHead:
         with torch.inference_mode(False), torch.no_grad():
             norms = weight.double().norm(dim=1)
             self.order = torch.argsort(norms, descending=True, stable=True)
-            vocab = weight.shape[0]
+            self.vocab = vocab = weight.shape[0]
             # tokens per group, a multiple of 8 (candidates are found 8 bytes at a time); the last padded
             self.width = -(-vocab // (8 * GROUPS)) * 8
             padding = self.width * GROUPS - vocab
@@ -155,7 +155,8 @@ class ScreenedHead:
         hit = keep[p, cols]
         p, cols = p[hit], cols[hit]
         r, cols = pr[p], pg[p] * self.width + cols
-        tokens = self.order[cols]
+        real = cols < self.vocab  # padding never reaches a threshold; kept out all the same
+        r, tokens = r[real], self.order[cols[real]]
         products = self.head.weight.detach().index_select(0, tokens) * h.index_select(0, r)
         exact = products.sum(dim=1)
         # each float32 result within gamma_K sum|h_i W_ji| of the exact product (the sum of
@@ -198,8 +199,8 @@ def screened_head(causal, device: torch.device) -> ScreenedHead | None:
     """The :class:`ScreenedHead` of ``causal`` (a transformers causal LM), or None where it does
     not apply: not a CPU, packed kernels off (``PEFT_AUDIT_PACKED_WEIGHTS=0``) or bfloat16 not
     native, a model whose logits are not plainly its head's output (:data:`PLAIN_HEAD_CLASSES`),
-    a head that is not a plain float32 ``nn.Linear`` without bias (an adapter on it, say), or not
-    enough free memory for the bfloat16 copy. Built once per head (thread-safe) and rebuilt when
+    a head that is not a plain float32 ``nn.Linear`` without bias (an adapter on it, say), a head
+    smaller than :data:`MIN_ELEMENTS`, or not enough free memory for the bfloat16 copy. Built once per head (thread-safe) and rebuilt when
     the head's weight changes."""
     if device.type != "cpu" or not packed_weights.enabled() or not _bf16_native():
         return None
