@@ -501,10 +501,12 @@ def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_ne
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     finished: set[int] = set()  # batch rows that stopped and wait to leave the batch
     new: list[list[int]] = [[] for _ in rows]
-    forward = base_model(model) if row_adapters is not None else _decoding_forward(model)
-    screened = screened_head(base_model(model), device)
+    causal = base_model(model)
+    screened = screened_head(causal, device)
     if screened is not None:  # the decoder alone: the screened head takes its last hidden states
-        forward = base_model(model).get_decoder()
+        forward = causal.get_decoder()
+    else:
+        forward = causal if row_adapters is not None else _decoding_forward(model)
     next_ids = logits[:, -1].max(dim=-1).indices  # argmax's first maximum, 20% faster on a CPU
     for n in range(max_new_tokens):
         if cancel is not None and cancel.is_set():

@@ -99,7 +99,7 @@ class ScreenedHead:
     def __init__(self, head: torch.nn.Linear):
         weight = head.weight.detach()
         self.head = head
-        self.key = (weight.data_ptr(), weight._version)
+        self.key = packed_weights._key(weight)
         self.sample = packed_weights._sample(weight)
         with torch.inference_mode(False), torch.no_grad():
             norms = weight.double().norm(dim=1)
@@ -127,7 +127,7 @@ class ScreenedHead:
     def current(self) -> bool:
         """Whether the head's weight is still the one screened (storage, version, sampled values)."""
         weight = self.head.weight
-        return ((weight.data_ptr(), weight._version) == self.key and weight.dtype == torch.float32
+        return (packed_weights._key(weight) == self.key and weight.dtype == torch.float32
                 and torch.equal(self.sample, packed_weights._sample(weight)))
 
     def next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
