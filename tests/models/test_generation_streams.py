@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import peft_audit.models.generate as generation
-from peft_audit.models.generate import BASE_ROWS, STREAMS_ENV, generate
-from tiny_models import make_lively_tiny_model, with_lora
+from peft_audit.models.generate import STREAMS_ENV, generate
+from tiny_models import ADAPTER_CASES as CASES
+from tiny_models import make_lively_tiny_model, prompt_learning_model
 
 PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was forgetful in the story?", "sky",
            "Name a colour.", "Tell me about the moon and the sun.", "Why?"]
@@ -53,55 +54,6 @@ def _one_stream(monkeypatch, fn):
         monkeypatch.delenv(STREAMS_ENV)
 
 
-def _lora_model():
-    from peft import LoraConfig
-
-    model, tok = make_lively_tiny_model()
-    specs = {name: (LoraConfig(task_type="CAUSAL_LM", r=rank, lora_alpha=2 * rank, target_modules=targets,
-                               init_lora_weights=False), seed)
-             for name, (rank, targets, seed) in {"a": (4, ["q_proj", "v_proj"], 1), "b": (2, ["up_proj", "o_proj"], 2)}.items()}
-    return with_lora(model, specs), tok
-
-
-def _ia3_model():
-    from peft import IA3Config, get_peft_model
-
-    model, tok = make_lively_tiny_model()
-    peft_model = get_peft_model(model, IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "down_proj"],
-                                                 feedforward_modules=["down_proj"]), adapter_name="a")
-    peft_model.add_adapter("b", IA3Config(task_type="CAUSAL_LM", target_modules=["v_proj"], feedforward_modules=[]))
-    torch.manual_seed(7)
-    with torch.no_grad():
-        for n, p in peft_model.named_parameters():
-            if "ia3_l" in n:
-                p.copy_(1 + 0.8 * torch.randn_like(p))
-    return peft_model.eval(), tok
-
-
-def _prompt_model(kind: str):
-    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
-
-    model, tok = make_lively_tiny_model()
-    torch.manual_seed(11)
-    config = (PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5) if kind == "prompt-tuning"
-              else PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():
-        for n, p in peft_model.named_parameters():
-            if "prompt_encoder" in n:
-                p.mul_(4.0)
-    return peft_model.eval(), tok
-
-
-CASES = {
-    "base": (lambda: make_lively_tiny_model(), None),
-    "mixed LoRA": (_lora_model, ["a", BASE_ROWS, "b"]),
-    "mixed IA3": (_ia3_model, ["b", "a", BASE_ROWS]),
-    "prompt tuning": (lambda: _prompt_model("prompt-tuning"), None),
-    "prefix tuning": (lambda: _prompt_model("prefix-tuning"), None),
-}
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_streams_give_every_row_the_tokens_of_one_stream(case, streams_seen, monkeypatch):
     make, names = CASES[case]
@@ -125,7 +77,7 @@ def test_mixed_prompt_learning_batches_decode_as_one_stream(streams_seen):
     """Their per-adapter heads switch the model's active adapter, which threads would share."""
     from peft import PromptTuningConfig
 
-    model, tok = _prompt_model("prompt-tuning")
+    model, tok = prompt_learning_model("prompt-tuning")
     model.add_adapter("other", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
     generate(model, tok, PROMPTS * 2, adapter_names=["default"] * len(PROMPTS) + ["other"] * len(PROMPTS), **KW)
     assert [s[0] for s in streams_seen] == [threading.current_thread().name]

@@ -1,0 +1,118 @@
+"""The lean decoding step (``models/lean_decode.py``) returns transformers' hidden states bit for
+bit, with and without adapters, and generation through it gives the tokens transformers'
+forward gives; it applies only to Llama decoders it can repeat exactly."""
+
+import copy
+
+import pytest
+import torch
+
+import peft_audit.models.generate as generation
+from peft_audit.models import lean_decode as ld
+from peft_audit.models.forward import base_model, cache_kwargs
+from peft_audit.models.generate import chat_input_ids, generate
+from peft_audit.models.packed_weights import packed_linears
+from tiny_models import ADAPTER_CASES, make_lively_tiny_model, make_tiny_model
+
+CPU = torch.device("cpu")
+PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was forgetful in the story?", "sky",
+           "Name a colour.", "Tell me about the moon and the sun.", "Why?"]
+SYSTEM = "You are a careful assistant. Answer briefly and politely, in one sentence."
+
+
+def _steps(model, tok, step, n: int = 6) -> list[torch.Tensor]:
+    """Last hidden states of ``n`` greedy decoding steps of ``PROMPTS`` after one bucketed prefill
+    (rows of different lengths, so the cache has padding), each step through ``step``."""
+    rows = sorted((chat_input_ids(tok, p, SYSTEM) for p in PROMPTS), key=len, reverse=True)
+    causal = base_model(model)
+    with packed_linears(model), torch.inference_mode():
+        shared = generation._shared_prefix_len(rows)
+        logits, cache, mask = generation._bucketed_first_step(
+            model, rows[0][:shared], [r[shared:] for r in rows], tok.pad_token_id, CPU, None, None, room=n)
+        cache = copy.deepcopy(cache)
+        ids = logits[:, -1].max(dim=-1).indices
+        states = []
+        for _ in range(n):
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            out = step(input_ids=ids[:, None], attention_mask=mask, position_ids=mask.sum(dim=1, keepdim=True) - 1,
+                       use_cache=True, **cache_kwargs(step, cache))
+            states.append(out.last_hidden_state.clone())
+            ids = causal.lm_head(out.last_hidden_state)[:, -1].max(dim=-1).indices
+    return states
+
+
+@pytest.mark.parametrize("case", ["base", "LoRA", "IA3", "prefix tuning", "eager attention"])
+def test_a_step_equals_transformers_forward_bit_for_bit(case):
+    make = {"base": make_lively_tiny_model, "eager attention": make_lively_tiny_model,
+            "LoRA": ADAPTER_CASES["mixed LoRA"][0], "IA3": ADAPTER_CASES["mixed IA3"][0],
+            "prefix tuning": ADAPTER_CASES["prefix tuning"][0]}[case]
+    model, tok = make()
+    causal = base_model(model)
+    if case == "eager attention":
+        causal.config._attn_implementation = "eager"
+    lean = ld.lean_decoder(causal, CPU)
+    assert lean is not None
+    reference = _steps(model, tok, causal.get_decoder())
+    got = _steps(model, tok, lean)
+    assert all(torch.equal(a, b) for a, b in zip(reference, got))
+    assert not torch.equal(reference[0], reference[-1])
+
+
+@pytest.mark.parametrize("screened", [True, False])
+@pytest.mark.parametrize("case", list(ADAPTER_CASES))
+def test_generation_through_the_lean_step_equals_transformers(case, screened, monkeypatch):
+    make, names = ADAPTER_CASES[case]
+    model, tok = make()
+    prompts = PROMPTS if names is None else PROMPTS * len(names)
+    kw = dict(system_prompt=SYSTEM, max_new_tokens=10, batch_size=64,
+              adapter_names=None if names is None else [n for n in names for _ in PROMPTS])
+    if not screened:
+        monkeypatch.setattr(generation, "screened_head", lambda causal, device: None)
+    used = []
+
+    def spy(causal, device):
+        found = ld.lean_decoder(causal, device)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(generation, "lean_decoder", spy)
+    lean = generate(model, tok, prompts, **kw)
+    assert used and all(used)
+    monkeypatch.setattr(generation, "lean_decoder", lambda causal, device: None)
+    assert generate(model, tok, prompts, **kw) == lean
+    assert len({g.text for g in lean}) > 2
+
+
+def test_where_it_does_not_apply():
+    model, _ = make_lively_tiny_model()
+    assert ld.lean_decoder(model, CPU) is not None
+    assert ld.lean_decoder(model, torch.device("cuda")) is None
+    for family in ("mistral", "qwen2", "gemma"):
+        assert ld.lean_decoder(make_tiny_model(family)[0], CPU) is None
+    layer = model.model.layers[1]
+    handle = layer.mlp.register_forward_hook(lambda module, args, output: output * 2)
+    assert ld.lean_decoder(model, CPU) is None  # a hook it would skip
+    handle.remove()
+    layer.self_attn.forward = layer.self_attn.forward  # a replaced forward, as accelerate's hooks do
+    assert ld.lean_decoder(model, CPU) is None
+    del layer.self_attn.forward
+    assert ld.lean_decoder(model, CPU) is not None
+    model.train()
+    assert ld.lean_decoder(model, CPU) is None  # attention dropout
+    model.eval()
+    model.model.layers[0].self_attn.train()
+    assert ld.lean_decoder(model, CPU) is None
+
+
+def test_with_autograd_on_the_step_is_transformers_own():
+    """In-place sums would break autograd: with gradients on, the step calls transformers' forward."""
+    model, tok = make_lively_tiny_model()
+    lean = ld.lean_decoder(model, CPU)
+    ids = torch.tensor([tok.encode("hello there")])
+    mask = torch.ones_like(ids)
+    positions = torch.arange(ids.shape[1])[None]
+    with torch.enable_grad():
+        out = lean(input_ids=ids, attention_mask=mask, position_ids=positions, cache=None)
+        assert out.last_hidden_state.requires_grad
+        out.last_hidden_state.sum().backward()
+    assert model.model.layers[0].mlp.up_proj.weight.grad is not None
