@@ -9,7 +9,7 @@ import torch
 
 import peft_audit.models.generate as generation
 from peft_audit.models import lean_decode as ld
-from peft_audit.models.forward import base_model, cache_kwargs
+from peft_audit.models.forward import base_model, cache_kwargs, output_cache
 from peft_audit.models.generate import chat_input_ids, generate
 from peft_audit.models.packed_weights import packed_linears
 from tiny_models import ADAPTER_CASES, make_lively_tiny_model, make_tiny_model
@@ -20,42 +20,63 @@ PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was
 SYSTEM = "You are a careful assistant. Answer briefly and politely, in one sentence."
 
 
-def _steps(model, tok, step, n: int = 6) -> list[torch.Tensor]:
-    """Last hidden states of ``n`` greedy decoding steps of ``PROMPTS`` after one bucketed prefill
-    (rows of different lengths, so the cache has padding), each step through ``step``."""
+def _run(model, tok, lean: bool, n: int = 6) -> list[torch.Tensor]:
+    """One bucketed prefill of ``PROMPTS`` (rows of different lengths, so the cache has padding)
+    and ``n`` greedy decoding steps, through the lean step or transformers' decoder: the first
+    tokens, each step's last hidden states, and every cached key and value at the end."""
     rows = sorted((chat_input_ids(tok, p, SYSTEM) for p in PROMPTS), key=len, reverse=True)
-    causal = base_model(model)
+    tokens = generation._NextTokens(base_model(model), CPU)
+    assert tokens.lean is not None
+    if not lean:
+        tokens.lean, tokens.decoder = None, base_model(model).get_decoder()
     with packed_linears(model), torch.inference_mode():
         shared = generation._shared_prefix_len(rows)
-        logits, cache, mask = generation._bucketed_first_step(
-            model, rows[0][:shared], [r[shared:] for r in rows], tok.pad_token_id, CPU, None, None, room=n)
-        cache = copy.deepcopy(cache)
-        ids = logits[:, -1].max(dim=-1).indices
-        states = []
+        ids, cache, mask = generation._bucketed_first_step(
+            model, rows[0][:shared], [r[shared:] for r in rows], tok.pad_token_id, CPU, None, None, tokens, room=n)
+        seen = [ids.clone()]
         for _ in range(n):
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = step(input_ids=ids[:, None], attention_mask=mask, position_ids=mask.sum(dim=1, keepdim=True) - 1,
-                       use_cache=True, **cache_kwargs(step, cache))
-            states.append(out.last_hidden_state.clone())
-            ids = causal.lm_head(out.last_hidden_state)[:, -1].max(dim=-1).indices
-    return states
+            out = tokens.decoder(input_ids=ids[:, None], attention_mask=mask,
+                                 position_ids=mask.sum(dim=1, keepdim=True) - 1, use_cache=True,
+                                 **cache_kwargs(tokens.decoder, cache))
+            seen.append(out.last_hidden_state.clone())
+            ids = tokens(out)
+    return seen + [layer.keys for layer in cache.layers] + [layer.values for layer in cache.layers]
 
 
-@pytest.mark.parametrize("case", ["base", "LoRA", "IA3", "prefix tuning", "eager attention"])
-def test_a_step_equals_transformers_forward_bit_for_bit(case):
-    make = {"base": make_lively_tiny_model, "eager attention": make_lively_tiny_model,
-            "LoRA": ADAPTER_CASES["mixed LoRA"][0], "IA3": ADAPTER_CASES["mixed IA3"][0],
-            "prefix tuning": ADAPTER_CASES["prefix tuning"][0]}[case]
-    model, tok = make()
-    causal = base_model(model)
+CASES = {"base": make_lively_tiny_model, "eager attention": make_lively_tiny_model,
+         "LoRA": ADAPTER_CASES["mixed LoRA"][0], "IA3": ADAPTER_CASES["mixed IA3"][0],
+         "prefix tuning": ADAPTER_CASES["prefix tuning"][0], "prompt tuning": ADAPTER_CASES["prompt tuning"][0]}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_prefill_and_steps_equal_transformers_forward_bit_for_bit(case):
+    model, tok = CASES[case]()
     if case == "eager attention":
-        causal.config._attn_implementation = "eager"
-    lean = ld.lean_decoder(causal, CPU)
-    assert lean is not None
-    reference = _steps(model, tok, causal.get_decoder())
-    got = _steps(model, tok, lean)
+        base_model(model).config._attn_implementation = "eager"
+    reference, got = _run(model, tok, lean=False), _run(model, tok, lean=True)
+    assert len(got) == len(reference)
     assert all(torch.equal(a, b) for a, b in zip(reference, got))
-    assert not torch.equal(reference[0], reference[-1])
+    assert not torch.equal(reference[1], reference[6])
+
+
+@pytest.mark.parametrize("case", ["base", "LoRA", "IA3"])
+def test_the_last_position_alone_equals_transformers(case):
+    """A prompt's forward for its last position only (the last layer's output projection and
+    MLP on that position alone) gives the hidden state and cache of the whole forward."""
+    model, tok = CASES[case]()
+    causal = base_model(model)
+    rows = [tok.encode("hello there, how are you today?"), tok.encode("the moon")]
+    ids, mask = generation._left_pad(rows, tok.pad_token_id, CPU)
+    assert not mask.all()  # the second row is padded
+    positions = generation._positions(mask)
+    with packed_linears(model), torch.inference_mode():
+        whole = causal.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        last = ld.lean_decoder(causal, CPU)(input_ids=ids, attention_mask=mask, position_ids=positions, last_only=True)
+    assert last.last_hidden_state.shape[1] == 1
+    assert torch.equal(last.last_hidden_state, whole.last_hidden_state[:, -1:])
+    for a, b in zip(output_cache(whole).layers, last.cache.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
 
 
 @pytest.mark.parametrize("screened", [True, False])

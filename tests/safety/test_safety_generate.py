@@ -350,10 +350,14 @@ def test_compiled_decoding_applies_on_cuda_to_models_without_virtual_tokens():
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "prompt-tuning"])
-def test_the_output_head_gets_contiguous_rows_while_generating(method):
+def test_the_output_head_gets_contiguous_rows_while_generating(method, monkeypatch):
     """A PEFT model's frozen output head sees contiguous inputs, so torch folds the last
     positions into one matrix product instead of broadcasting the vocabulary matrix to every row
-    (a bmm that, in bfloat16, copied it once per row at every prefill); the hook is gone after."""
+    (a bmm that, in bfloat16, copied it once per row at every prefill); the hook is gone after.
+    (The head itself runs: the bfloat16 screen, which would pick the tokens without it, is off.)"""
+    import peft_audit.models.generate as generation
+
+    monkeypatch.setattr(generation, "screened_head", lambda causal, device: None)
     _, tok = make_lively_tiny_model()
     model = _random_adapter(method, 1)
     head = model.get_output_embeddings()

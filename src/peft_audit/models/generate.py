@@ -499,20 +499,16 @@ def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_ne
     :func:`~.lean_decode.lean_decoder` applies (a Llama decoder on a CPU), the decoder's step is
     its bit-identical lean one."""
     shared = _shared_prefix_len(rows)
-    logits, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
-                                               adapters, row_adapters, room=max_new_tokens)
+    tokens = _NextTokens(base_model(model), device)
+    next_ids, cache, mask = _bucketed_first_step(model, rows[0][:shared], [r[shared:] for r in rows], pad_id, device,
+                                                 adapters, row_adapters, tokens, room=max_new_tokens)
     batch_rows = list(range(len(rows)))  # batch row -> input row, shrinking as rows finish
     finished: set[int] = set()  # batch rows that stopped and wait to leave the batch
     new: list[list[int]] = [[] for _ in rows]
-    causal = base_model(model)
-    screened = screened_head(causal, device)
-    lean = lean_decoder(causal, device)
-    if screened is not None or lean is not None:  # the decoder alone, then the (screened) head
-        forward = lean or causal.get_decoder()
-        head = causal.get_output_embeddings()
+    if tokens.decoder is not None:
+        forward = tokens.decoder
     else:
-        forward = causal if row_adapters is not None else _decoding_forward(model)
-    next_ids = logits[:, -1].max(dim=-1).indices  # argmax's first maximum, 20% faster on a CPU
+        forward = tokens.causal if row_adapters is not None else _decoding_forward(model)
     for n in range(max_new_tokens):
         if cancel is not None and cancel.is_set():
             raise _Cancelled
@@ -537,13 +533,33 @@ def _decode(model, rows: list[list[int]], *, stop: set[int], pad_id: int, max_ne
             row_adapters.set([adapters[i] for i in batch_rows])
         out = forward(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
                       **cache_kwargs(forward, cache))
-        if screened is not None:
-            next_ids = screened.next_tokens(out.last_hidden_state[:, -1])
-        elif lean is not None:  # LlamaForCausalLM's head on the step's one position
-            next_ids = head(out.last_hidden_state)[:, -1].max(dim=-1).indices
-        else:
-            next_ids = out.logits[:, -1].max(dim=-1).indices
+        next_ids = tokens(out)
     return new
+
+
+class _NextTokens:
+    """Each row's greedy next token from a forward pass of ``causal`` (a transformers causal LM).
+
+    Where :func:`~.screened_head.screened_head` or :func:`~.lean_decode.lean_decoder` applies,
+    :attr:`decoder` is what runs (the lean step, or transformers' decoder without its head) and
+    the tokens come from its last hidden states: through the screened head, or the head itself.
+    Otherwise :attr:`decoder` is None, the whole model runs and the tokens are its logits'
+    argmax. Either way, each token is the first maximum of the float head's logits."""
+
+    def __init__(self, causal, device: torch.device):
+        self.causal = causal
+        self.screened = screened_head(causal, device)
+        self.lean = lean_decoder(causal, device)
+        self.decoder = self.lean or (causal.get_decoder() if self.screened is not None else None)
+
+    def __call__(self, out) -> torch.Tensor:
+        if self.decoder is None:
+            return out.logits[:, -1].max(dim=-1).indices  # argmax's first maximum, 20% faster on a CPU
+        hidden = out.last_hidden_state[:, -1]
+        if self.screened is not None:
+            return self.screened.next_tokens(hidden)
+        # the causal LM's own head (LlamaForCausalLM applies nothing after it)
+        return self.causal.get_output_embeddings()(hidden).max(dim=-1).indices
 
 
 def _row_adapters(model) -> "_RowAdapters | None":
@@ -790,10 +806,11 @@ def prefill_buckets(lengths: list[int]) -> list[tuple[int, int]]:
 
 
 def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_id: int, device: torch.device,
-                         adapters: list[str] | None, row_adapters: "_RowAdapters | None", *, room: int):
+                         adapters: list[str] | None, row_adapters: "_RowAdapters | None", tokens: "_NextTokens", *,
+                         room: int):
     """:func:`_first_step` for ``rests`` (sorted longest first) in length buckets
     (:func:`prefill_buckets`), so short prompts are not padded to the longest one, then merged
-    into one decoding batch: ``(last logits [B, 1, V], cache, mask)`` with the cache laid out
+    into one decoding batch: ``(first new token [B], cache, mask)`` with the cache laid out
     ``[head, padding, row tokens]`` for every row, exactly as one left-padded batch would be
     (the inserted padding is masked). Falls back to one batch when the cache is not a plain
     :class:`~transformers.DynamicCache` (sliding-window or quantised layers). A plain cache comes
@@ -804,14 +821,13 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
     heads: dict = {}  # the head's cache per adapter, encoded by the first bucket and copied for the others
     for start, stop in buckets:
         ids, mask = _left_pad(rests[start:stop], pad_id, device)
-        step, cache, full_mask = _first_step(model, prefix, ids, mask, None if adapters is None else adapters[start:stop],
-                                             row_adapters, heads)
+        step, cache, full_mask = _first_step(model, prefix, ids, mask, tokens,
+                                             None if adapters is None else adapters[start:stop], row_adapters, heads)
         if len(buckets) > 1 and not _plain_dynamic(cache):
             # not mergeable: known after the first bucket, so only that one is encoded twice
             ids, mask = _left_pad(rests, pad_id, device)
-            step, cache, full_mask = _first_step(model, prefix, ids, mask, adapters, row_adapters, heads)
-            return step.logits[:, -1:], cache, full_mask
-        parts.append((step.logits[:, -1:], cache, full_mask, full_mask.shape[1] - ids.shape[1]))
+            return _first_step(model, prefix, ids, mask, tokens, adapters, row_adapters, heads)
+        parts.append((step, cache, full_mask, full_mask.shape[1] - ids.shape[1]))
     if len(parts) == 1:
         _preallocate(parts[0][1], room)
         return parts[0][0], parts[0][1], parts[0][2]
@@ -839,7 +855,7 @@ def _bucketed_first_step(model, prefix: list[int], rests: list[list[int]], pad_i
         merged.append(layer_class(*buffers, width))
     cache.layers = merged
     masks = [torch.cat([m[:, :head], m.new_zeros(m.shape[0], width - m.shape[1]), m[:, head:]], dim=1) for _, _, m, _ in parts]
-    return torch.cat([lg for lg, _, _, _ in parts]), cache, torch.cat(masks)
+    return torch.cat([first for first, _, _, _ in parts]), cache, torch.cat(masks)
 
 
 @functools.cache
@@ -914,10 +930,12 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                adapters: list[str] | None = None, row_adapters: "_RowAdapters | None" = None,
+                tokens: "_NextTokens", adapters: list[str] | None = None, row_adapters: "_RowAdapters | None" = None,
                 heads: dict | None = None):
-    """The prompt's forward pass (last position's logits only): ``(output, cache, mask)`` where
-    ``mask`` covers everything in the cache.
+    """The prompt's forward pass: ``(first new token [B], cache, mask)`` where ``mask`` covers
+    everything in the cache. Only the last position's logits are computed: through
+    ``tokens`` (:class:`_NextTokens`), whose decoder, where it has one, runs without the head
+    (the lean step then skips what only the other positions' outputs need).
 
     The *head* -- a prompt-learning adapter's virtual tokens or prefix, then ``prefix`` (tokens
     every row starts with) -- is encoded once at batch size 1 and its cache repeated for every
@@ -973,10 +991,17 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
     if row_adapters is not None:
         row_adapters.set(adapters)
-    out = (model if cfg is None and row_adapters is None else base)(
-        input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask)[:, head_len:], use_cache=True,
-        **keep, **cache_kwargs(base, cache))
-    return out, output_cache(out), mask
+    positions = _positions(mask)[:, head_len:]
+    if tokens.lean is not None:
+        out = tokens.lean(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, last_only=True)
+    elif tokens.decoder is not None:
+        out = tokens.decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             **cache_kwargs(tokens.decoder, cache))
+    else:
+        out = (model if cfg is None and row_adapters is None else base)(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            **keep, **cache_kwargs(base, cache))
+    return tokens(out), output_cache(out), mask
 
 
 def _prompt_head(model, cfg, head_ids: torch.Tensor, keep: dict):

@@ -46,9 +46,11 @@ ATTENTION = frozenset({"sdpa", "eager"})
 
 @dataclass
 class LeanOutput:
-    """What a decoding step returns: the final norm's hidden states ``[B, 1, H]``."""
+    """What a step returns: the final norm's hidden states ``[B, T, H]`` (``[B, 1, H]`` for the
+    last position only) and the cache, as transformers' decoder output names them."""
 
     last_hidden_state: torch.Tensor
+    cache: object
 
 
 def _plain(module: torch.nn.Module, cls: str) -> bool:
@@ -115,16 +117,28 @@ class LeanDecoder:
         self._silu = [_in_place_silu(layer.mlp.act_fn) for layer in decoder.layers]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                cache, use_cache: bool = True) -> LeanOutput:
-        if torch.is_grad_enabled():  # in-place sums would break autograd: transformers' forward
-            return self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                use_cache=use_cache, **{_cache_argument(): cache})
+                cache=None, use_cache: bool = True, last_only: bool = False) -> LeanOutput:
+        """The step for ``input_ids`` ``[B, T]`` after what ``cache`` holds (a new
+        ``DynamicCache`` when None, as transformers makes one). ``last_only``: only the last
+        position's hidden state is wanted (a prompt's forward whose logits are kept for its
+        last token, ``logits_to_keep=1``), so the last layer's output projection and MLP run
+        on that position alone; every position's keys and values still enter the cache."""
         decoder = self.decoder
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=decoder.config)
+        if torch.is_grad_enabled():  # in-place sums would break autograd: transformers' forward
+            out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=use_cache, **{_cache_argument(): cache})
+            hidden = out.last_hidden_state
+            return LeanOutput(hidden[:, -1:] if last_only else hidden, cache)
         hidden = decoder.embed_tokens(input_ids)
         batch, length = hidden.shape[:2]
         mask = self._create_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=attention_mask,
                                  position_ids=position_ids, **{_cache_argument(): cache})
         cos, sin = decoder.rotary_emb(hidden, position_ids=position_ids)
+        last_layer = decoder.layers[-1]
         for layer, silu in zip(decoder.layers, self._silu):
             # LlamaDecoderLayer.forward and LlamaAttention.forward, inlined
             attn = layer.self_attn
@@ -136,6 +150,8 @@ class LeanDecoder:
             q, k = self._rotary(q, k, cos, sin)
             k, v = cache.update(k, v, attn.layer_idx)
             out, _ = self._attention(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling)
+            if last_only and layer is last_layer and length > 1:  # what only the other positions' outputs need
+                out, hidden, length = out[:, -1:], hidden[:, -1:].contiguous(), 1
             hidden += attn.o_proj(out.reshape(batch, length, -1).contiguous())
             # LlamaMLP.forward: down(act(gate(x)) * up(x))
             mlp = layer.mlp
@@ -143,6 +159,6 @@ class LeanDecoder:
             gate = mlp.gate_proj(x)
             gate = torch.nn.functional.silu(gate, inplace=True) if silu else mlp.act_fn(gate)
             hidden += mlp.down_proj(gate.mul_(mlp.up_proj(x)))
-        return LeanOutput(decoder.norm(hidden))
+        return LeanOutput(decoder.norm(hidden), cache)
 
     __call__ = forward
