@@ -2,8 +2,6 @@
 bit, with and without adapters, and generation through it gives the tokens transformers'
 forward gives; it applies only to Llama decoders it can repeat exactly."""
 
-import copy
-
 import pytest
 import torch
 
@@ -41,7 +39,9 @@ def _run(model, tok, lean: bool, n: int = 6) -> list[torch.Tensor]:
                                  **cache_kwargs(tokens.decoder, cache))
             seen.append(out.last_hidden_state.clone())
             ids = tokens(out)
-    return seen + [layer.keys for layer in cache.layers] + [layer.values for layer in cache.layers]
+    # the cache where the mask lets attention read it (padding is zeros where the lean step skips it)
+    keep = mask[:, None, :, None]
+    return seen + [layer.keys * keep for layer in cache.layers] + [layer.values * keep for layer in cache.layers]
 
 
 CASES = {"base": make_lively_tiny_model, "eager attention": make_lively_tiny_model,
@@ -60,10 +60,12 @@ def test_prefill_and_steps_equal_transformers_forward_bit_for_bit(case):
     assert not torch.equal(reference[1], reference[6])
 
 
+@pytest.mark.parametrize("skip_padding", [False, True])
 @pytest.mark.parametrize("case", ["base", "LoRA", "IA3"])
-def test_the_last_position_alone_equals_transformers(case):
+def test_the_last_position_alone_equals_transformers(case, skip_padding):
     """A prompt's forward for its last position only (the last layer's output projection and
-    MLP on that position alone) gives the hidden state and cache of the whole forward."""
+    MLP on that position alone), with or without the padding's positions, gives the hidden
+    state of the whole forward and its cache where attention reads it."""
     model, tok = CASES[case]()
     causal = base_model(model)
     rows = [tok.encode("hello there, how are you today?"), tok.encode("the moon")]
@@ -72,11 +74,14 @@ def test_the_last_position_alone_equals_transformers(case):
     positions = generation._positions(mask)
     with packed_linears(model), torch.inference_mode():
         whole = causal.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        last = ld.lean_decoder(causal, CPU)(input_ids=ids, attention_mask=mask, position_ids=positions, last_only=True)
+        last = ld.lean_decoder(causal, CPU)(input_ids=ids, attention_mask=mask, position_ids=positions, last_only=True,
+                                            skip_padding=skip_padding)
     assert last.last_hidden_state.shape[1] == 1
     assert torch.equal(last.last_hidden_state, whole.last_hidden_state[:, -1:])
+    keep = mask[:, None, :, None]
     for a, b in zip(output_cache(whole).layers, last.cache.layers):
-        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+        assert torch.equal(a.keys * keep, b.keys * keep) and torch.equal(a.values * keep, b.values * keep)
+        assert torch.equal(a.keys, b.keys) != skip_padding  # skipped padding: zeros in the cache
 
 
 @pytest.mark.parametrize("screened", [True, False])

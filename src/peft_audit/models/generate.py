@@ -993,7 +993,9 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
         row_adapters.set(adapters)
     positions = _positions(mask)[:, head_len:]
     if tokens.lean is not None:
-        out = tokens.lean(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, last_only=True)
+        # a mixed LoRA or IA3 batch's hooks give each batch row its adapter: its padding stays in
+        out = tokens.lean(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, last_only=True,
+                          skip_padding=row_adapters is None)
     elif tokens.decoder is not None:
         out = tokens.decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                              **cache_kwargs(tokens.decoder, cache))

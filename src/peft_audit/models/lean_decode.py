@@ -117,12 +117,19 @@ class LeanDecoder:
         self._silu = [_in_place_silu(layer.mlp.act_fn) for layer in decoder.layers]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                cache=None, use_cache: bool = True, last_only: bool = False) -> LeanOutput:
+                cache=None, use_cache: bool = True, last_only: bool = False,
+                skip_padding: bool = False) -> LeanOutput:
         """The step for ``input_ids`` ``[B, T]`` after what ``cache`` holds (a new
-        ``DynamicCache`` when None, as transformers makes one). ``last_only``: only the last
-        position's hidden state is wanted (a prompt's forward whose logits are kept for its
-        last token, ``logits_to_keep=1``), so the last layer's output projection and MLP run
-        on that position alone; every position's keys and values still enter the cache."""
+        ``DynamicCache`` when None, as transformers makes one).
+
+        ``last_only``: only the last position's hidden state is wanted (a prompt's forward whose
+        logits are kept for its last token, ``logits_to_keep=1``), so the last layer's output
+        projection and MLP run on that position alone; every position's keys and values still
+        enter the cache. ``skip_padding`` (with ``last_only``; for models whose layers treat
+        every position alike, i.e. not a mixed-adapter batch whose hooks give each batch row its
+        own adapter): the projections, norms and MLPs run on the tokens only, not on the left
+        padding of ``attention_mask``; attention gets them back in their places, with zeros at
+        the (masked) padding, whose keys and values are then zeros in the cache too."""
         decoder = self.decoder
         if cache is None:
             from transformers import DynamicCache
@@ -138,21 +145,35 @@ class LeanDecoder:
         mask = self._create_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=attention_mask,
                                  position_ids=position_ids, **{_cache_argument(): cache})
         cos, sin = decoder.rotary_emb(hidden, position_ids=position_ids)
+        rows = None  # with padding skipped: the flat indices of the token positions in [B * T]
+        if skip_padding and last_only and length > 1:
+            tokens = attention_mask[:, -length:] != 0
+            if not bool(tokens.all()):
+                rows = tokens.reshape(-1).nonzero().squeeze(1)
+                lasts = tokens.sum(dim=1).cumsum(0) - 1  # each row's last token among ``rows``
+                hidden, cos, sin = (t.reshape(batch * length, -1).index_select(0, rows) for t in (hidden, cos, sin))
         last_layer = decoder.layers[-1]
         for layer, silu in zip(decoder.layers, self._silu):
             # LlamaDecoderLayer.forward and LlamaAttention.forward, inlined
             attn = layer.self_attn
             x = layer.input_layernorm(hidden)
-            shape = (batch, length, -1, attn.head_dim)
-            q = attn.q_proj(x).view(shape).transpose(1, 2)
-            k = attn.k_proj(x).view(shape).transpose(1, 2)
-            v = attn.v_proj(x).view(shape).transpose(1, 2)
-            q, k = self._rotary(q, k, cos, sin)
+            if rows is None:
+                shape = (batch, length, -1, attn.head_dim)
+                q = attn.q_proj(x).view(shape).transpose(1, 2)
+                k = attn.k_proj(x).view(shape).transpose(1, 2)
+                v = attn.v_proj(x).view(shape).transpose(1, 2)
+                q, k = self._rotary(q, k, cos, sin)
+            else:  # [tokens, heads, head_dim]; cos and sin [tokens, head_dim] broadcast over the heads
+                shape = (rows.numel(), -1, attn.head_dim)
+                q, k = self._rotary(attn.q_proj(x).view(shape), attn.k_proj(x).view(shape), cos, sin)
+                q, k, v = (_in_place(t, rows, batch, length) for t in (q, k, attn.v_proj(x).view(shape)))
             k, v = cache.update(k, v, attn.layer_idx)
             out, _ = self._attention(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling)
             if last_only and layer is last_layer and length > 1:  # what only the other positions' outputs need
-                out, hidden, length = out[:, -1:], hidden[:, -1:].contiguous(), 1
-            hidden += attn.o_proj(out.reshape(batch, length, -1).contiguous())
+                last = hidden[:, -1:] if rows is None else hidden.index_select(0, lasts)[:, None]
+                out, hidden, length, rows = out[:, -1:], last.contiguous(), 1, None
+            out = out.reshape(batch, length, -1) if rows is None else out.reshape(batch * length, -1).index_select(0, rows)
+            hidden += attn.o_proj(out.contiguous())
             # LlamaMLP.forward: down(act(gate(x)) * up(x))
             mlp = layer.mlp
             x = layer.post_attention_layernorm(hidden)
@@ -162,3 +183,12 @@ class LeanDecoder:
         return LeanOutput(decoder.norm(hidden), cache)
 
     __call__ = forward
+
+
+def _in_place(t: torch.Tensor, rows: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """``t`` ``[tokens, heads, head_dim]`` back at positions ``rows`` of ``[batch * length]``
+    (zeros elsewhere), laid out ``[batch, heads, length, head_dim]`` as transformers' attention
+    gets a projection (a transposed view of a ``[batch, length, heads, head_dim]`` tensor)."""
+    full = t.new_zeros((batch * length,) + tuple(t.shape[1:]))
+    full.index_copy_(0, rows, t)
+    return full.view(batch, length, *t.shape[1:]).transpose(1, 2)
