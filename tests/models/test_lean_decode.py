@@ -142,3 +142,25 @@ def test_with_autograd_on_the_step_is_transformers_own():
         assert out.last_hidden_state.requires_grad
         out.last_hidden_state.sum().backward()
     assert model.model.layers[0].mlp.up_proj.weight.grad is not None
+
+
+def test_a_transformers_forward_it_does_not_repeat_turns_it_off(monkeypatch, recwarn):
+    """Checked once per decoder against the installed transformers: a release whose Llama
+    forward computes something else (here: an MLP that doubles its output) turns the lean step
+    off with a notice, instead of decoding differently."""
+    from transformers.models.llama import modeling_llama
+
+    from peft_audit.sweep.logs import Notice
+
+    calls = []
+    real = ld._agrees
+    monkeypatch.setattr(ld, "_agrees", lambda decoder: calls.append(decoder) or real(decoder))
+    model, _ = make_lively_tiny_model()
+    assert ld.lean_decoder(model, CPU) is not None
+    assert ld.lean_decoder(model, CPU) is not None
+    assert len(calls) == 1  # the verdict is kept per decoder
+    mlp_forward = modeling_llama.LlamaMLP.forward
+    monkeypatch.setattr(modeling_llama.LlamaMLP, "forward", lambda self, x: 2 * mlp_forward(self, x))
+    other, _ = make_lively_tiny_model()
+    assert ld.lean_decoder(other, CPU) is None
+    assert any(issubclass(w.category, Notice) and "lean decoding step" in str(w.message) for w in recwarn)

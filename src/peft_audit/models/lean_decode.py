@@ -26,9 +26,12 @@ forward.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import sys
+import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -80,9 +83,65 @@ def lean_decoder(causal, device: torch.device) -> "LeanDecoder | None":
         if not (_plain(layer, _CLASSES["layer"]) and _plain(layer.self_attn, _CLASSES["attention"])
                 and _plain(layer.mlp, _CLASSES["mlp"])):
             return None
-    if len(decoder.layers) != decoder.config.num_hidden_layers:
+    if len(decoder.layers) != decoder.config.num_hidden_layers or not _verified(decoder):
         return None
     return LeanDecoder(decoder)
+
+
+_verdicts: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
+_verdicts_lock = threading.Lock()
+
+
+def _verified(decoder) -> bool:
+    """Whether the lean step repeats the installed transformers' forward for ``decoder``'s
+    configuration: checked once per decoder (:func:`_agrees`), so a transformers release that
+    changes the Llama forward turns the lean step off instead of computing something else."""
+    with _verdicts_lock:
+        verdict = _verdicts.get(decoder)
+        if verdict is None:
+            verdict = _verdicts[decoder] = _agrees(decoder)
+            if not verdict:
+                from ..sweep.logs import notice
+
+                notice("lean decoding step: it does not reproduce this transformers version's Llama forward; "
+                       "decoding through transformers' own")
+    return verdict
+
+
+def _agrees(decoder) -> bool:
+    """The lean step against transformers' forward on a small random decoder of ``decoder``'s
+    class and configuration (attention implementation, rotary scaling, biases, activation, GQA
+    ratio; 2 layers, 16-wide heads): a padded prompt's last position (padding skipped), then
+    two decoding steps, within float-summation tolerance (the test suite checks bit equality).
+    The model's own modules are not used, so its hooks and adapters play no part."""
+    config = copy.deepcopy(decoder.config)
+    groups = max(1, config.num_attention_heads // config.num_key_value_heads)
+    config.num_key_value_heads, config.num_attention_heads, config.head_dim = 2, 2 * groups, 16
+    config.hidden_size, config.intermediate_size = 32 * groups, 64
+    config.num_hidden_layers, config.vocab_size = 2, 64
+    dtype = next(decoder.parameters()).dtype
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        torch.manual_seed(0)
+        try:
+            small = type(decoder)(config).to(dtype).eval()
+        except Exception:  # noqa: BLE001 -- a configuration the small copy cannot take: not verified
+            return False
+        ids = torch.randint(0, config.vocab_size, (2, 6))
+        mask = torch.ones_like(ids)
+        mask[1, :2] = 0
+        positions = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
+        lean, cache = LeanDecoder(small), _cache_argument()
+        got = lean(ids, mask, positions, last_only=True, skip_padding=True)
+        out = small(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        pairs = [(got.last_hidden_state, out.last_hidden_state[:, -1:])]
+        theirs = getattr(out, "cache", None) or out.past_key_values
+        for step in range(2):
+            mask = torch.cat([mask, mask.new_ones((2, 1))], dim=1)
+            ids, positions = ids[:, -1:] + step + 1, mask.sum(dim=1, keepdim=True) - 1
+            pairs.append((lean(ids % config.vocab_size, mask, positions, got.cache).last_hidden_state,
+                          small(input_ids=ids % config.vocab_size, attention_mask=mask, position_ids=positions,
+                                use_cache=True, **{cache: theirs}).last_hidden_state))
+    return all(a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5) for a, b in pairs)
 
 
 @functools.cache
