@@ -84,11 +84,11 @@ def make_tiny_model(family: str = "llama", seed: int = 0):
     return model, tok
 
 
-def make_lively_tiny_model(seed: int = 0):
+def make_lively_tiny_model(seed: int = 0, family: str = "llama"):
     """A tiny random model with larger weights, so its greedy output depends on the prompt."""
     import torch
 
-    model, tok = make_tiny_model(seed=seed)
+    model, tok = make_tiny_model(family, seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():

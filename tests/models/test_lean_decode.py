@@ -164,3 +164,24 @@ def test_a_transformers_forward_it_does_not_repeat_turns_it_off(monkeypatch, rec
     other, _ = make_lively_tiny_model()
     assert ld.lean_decoder(other, CPU) is None
     assert any(issubclass(w.category, Notice) and "lean decoding step" in str(w.message) for w in recwarn)
+    monkeypatch.setattr(modeling_llama.LlamaMLP, "forward", mlp_forward)
+    assert real(other.model)
+    # an API the step cannot call (say, a renamed argument) is a "no" too, not an error
+    monkeypatch.setattr(ld, "_cache_argument", lambda: "renamed")
+    assert not real(other.model)
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2"])
+def test_other_families_decode_through_transformers_with_the_screened_head(family, monkeypatch):
+    """Where the lean step does not apply but the screened head does, prompts and steps run
+    transformers' decoder without its head; the tokens are those of the whole model's logits."""
+    model, tok = make_lively_tiny_model(family=family)
+    assert ld.lean_decoder(model, CPU) is None
+    tokens = generation._NextTokens(model, CPU)
+    assert tokens.screened is not None and tokens.decoder is model.get_decoder()
+    kw = dict(system_prompt=SYSTEM, max_new_tokens=10, batch_size=64)
+    screened = generate(model, tok, PROMPTS, **kw)
+    monkeypatch.setattr(generation, "screened_head", lambda causal, device: None)
+    assert generation._NextTokens(model, CPU).decoder is None
+    assert generate(model, tok, PROMPTS, **kw) == screened
+    assert len({g.text for g in screened}) > 2

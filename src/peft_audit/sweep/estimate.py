@@ -37,8 +37,9 @@ from .logs import describe_seconds
 CALIBRATION_FILE = "calibration.json"
 #: Part of the calibration's cache key: raised when the code's own rates change, so an estimate
 #: never uses a calibration of slower code (2: packed CPU weights and the shared DPO reference;
-#: 3: decoding streams on a CPU; 4: the bfloat16-screened greedy head on a CPU).
-CALIBRATION_VERSION = 4
+#: 3: decoding streams on a CPU; 4: the bfloat16-screened greedy head on a CPU; 5: the lean
+#: Llama forward on a CPU).
+CALIBRATION_VERSION = 5
 GEN_TOKENS = 16  # new tokens per prompt while calibrating
 GEN_PROMPTS = 256  # at most this many prompts (one batch at the sweep's batch size)
 BBQ_ITEMS = 24
