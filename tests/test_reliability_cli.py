@@ -205,7 +205,9 @@ def test_debug_shows_the_traceback(tmp_path):
 # --- 9: signals -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_workers_marks_interrupted_and_says_how_to_resume(tmp_path, tiny_model_dir, sig, code):
-    cfg = write(tmp_path / "c.yaml", tiny_config(tiny_model_dir, safety={"limit_per_category": 3, "max_new_tokens": 48,
+    # long enough (~20 s of one-row generation per variant) that the signal, sent a second after
+    # a variant starts, always finds it running: the run stops there, so the length costs nothing
+    cfg = write(tmp_path / "c.yaml", tiny_config(tiny_model_dir, safety={"limit_per_category": 10, "max_new_tokens": 128,
                                                                       "batch_size": 1}))
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "peft_audit.cli", "run", str(cfg), "--out", str(run_dir)],

@@ -1,6 +1,7 @@
-"""The lean decoding step (``models/lean_decode.py``) returns transformers' hidden states bit for
-bit, with and without adapters, and generation through it gives the tokens transformers'
-forward gives; it applies only to Llama decoders it can repeat exactly."""
+"""The lean Llama forward (``models/lean_decode.py``) returns transformers' hidden states and
+cache bit for bit, for prompts (last position only, padding skipped) and decoding steps, with
+and without adapters; generation through it gives the tokens transformers' forward gives; it
+applies only to Llama decoders it can repeat, checked against the installed transformers."""
 
 import pytest
 import torch
