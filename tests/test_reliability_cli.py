@@ -205,14 +205,15 @@ def test_debug_shows_the_traceback(tmp_path):
 # --- 9: signals -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_workers_marks_interrupted_and_says_how_to_resume(tmp_path, tiny_model_dir, sig, code):
-    # long enough (~20 s of one-row generation per variant) that the signal, sent a second after
-    # a variant starts, always finds it running: the run stops there, so the length costs nothing
-    cfg = write(tmp_path / "c.yaml", tiny_config(tiny_model_dir, safety={"limit_per_category": 10, "max_new_tokens": 128,
+    cfg = write(tmp_path / "c.yaml", tiny_config(tiny_model_dir, safety={"limit_per_category": 3, "max_new_tokens": 48,
                                                                       "batch_size": 1}))
     run_dir = tmp_path / "run"
+    # SIGINT at its default, as a terminal's Ctrl-C finds it: a shell script's background job (say,
+    # `make test &`) starts with SIGINT ignored, which Python and this child would inherit
     proc = subprocess.Popen([sys.executable, "-m", "peft_audit.cli", "run", str(cfg), "--out", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
