@@ -207,3 +207,22 @@ ADAPTER_CASES = {
     "prompt tuning": (lambda: prompt_learning_model("prompt-tuning"), None),
     "prefix tuning": (lambda: prompt_learning_model("prefix-tuning"), None),
 }
+
+
+def with_and_without(monkeypatch, module, name: str, run):
+    """``run()`` twice: with ``module.name`` (a "which speed-up applies" function such as
+    ``generate.screened_head``) as it is, asserting that it found one at every call, then with it
+    answering None everywhere. Returns both results, for the test to compare."""
+    real = getattr(module, name)
+    used = []
+
+    def spy(*args):
+        found = real(*args)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(module, name, spy)
+    applied = run()
+    assert used and all(used)
+    monkeypatch.setattr(module, name, lambda *args: None)
+    return applied, run()

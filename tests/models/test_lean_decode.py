@@ -8,10 +8,10 @@ import torch
 
 import peft_audit.models.generate as generation
 from peft_audit.models import lean_decode as ld
-from peft_audit.models.forward import base_model, cache_kwargs, output_cache
+from peft_audit.models.forward import base_model, cache_kwargs, output_cache, padded_positions
 from peft_audit.models.generate import chat_input_ids, generate
 from peft_audit.models.packed_weights import packed_linears
-from tiny_models import ADAPTER_CASES, make_lively_tiny_model, make_tiny_model
+from tiny_models import ADAPTER_CASES, make_lively_tiny_model, make_tiny_model, with_and_without
 
 CPU = torch.device("cpu")
 PROMPTS = ["hello there", "What is two plus two? The answer is", "fox", "Who was forgetful in the story?", "sky",
@@ -72,7 +72,7 @@ def test_the_last_position_alone_equals_transformers(case, skip_padding):
     rows = [tok.encode("hello there, how are you today?"), tok.encode("the moon")]
     ids, mask = generation._left_pad(rows, tok.pad_token_id, CPU)
     assert not mask.all()  # the second row is padded
-    positions = generation._positions(mask)
+    positions = padded_positions(mask)
     with packed_linears(model), torch.inference_mode():
         whole = causal.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         last = ld.lean_decoder(causal, CPU)(input_ids=ids, attention_mask=mask, position_ids=positions, last_only=True,
@@ -95,18 +95,8 @@ def test_generation_through_the_lean_step_equals_transformers(case, screened, mo
               adapter_names=None if names is None else [n for n in names for _ in PROMPTS])
     if not screened:
         monkeypatch.setattr(generation, "screened_head", lambda causal, device: None)
-    used = []
-
-    def spy(causal, device):
-        found = ld.lean_decoder(causal, device)
-        used.append(found is not None)
-        return found
-
-    monkeypatch.setattr(generation, "lean_decoder", spy)
-    lean = generate(model, tok, prompts, **kw)
-    assert used and all(used)
-    monkeypatch.setattr(generation, "lean_decoder", lambda causal, device: None)
-    assert generate(model, tok, prompts, **kw) == lean
+    lean, plain = with_and_without(monkeypatch, generation, "lean_decoder", lambda: generate(model, tok, prompts, **kw))
+    assert lean == plain
     assert len({g.text for g in lean}) > 2
 
 

@@ -11,7 +11,7 @@ import peft_audit.models.generate as generation
 from peft_audit.models import screened_head as sh
 from peft_audit.models.generate import BASE_ROWS, generate
 from peft_audit.models.packed_weights import DISABLE_ENV, packed_linears
-from tiny_models import make_lively_tiny_model, with_lora
+from tiny_models import make_lively_tiny_model, with_and_without, with_lora
 
 pytestmark = pytest.mark.skipif(not sh._bf16_native(), reason="this CPU has no native bfloat16 products")
 
@@ -190,19 +190,8 @@ def test_generation_with_the_screened_head_equals_the_float32_head(case, monkeyp
     prompts = PROMPTS * (len(names) if names else 1)
     kw = dict(max_new_tokens=12, batch_size=64,
               adapter_names=None if names is None else [n for n in names for _ in PROMPTS])
-    used = []
-    real = generation.screened_head
-
-    def spy(causal, device):
-        found = real(causal, device)
-        used.append(found is not None)
-        return found
-
-    monkeypatch.setattr(generation, "screened_head", spy)
-    screened = generate(model, tok, prompts, **kw)
-    assert used and all(used)
-    monkeypatch.setattr(generation, "screened_head", lambda causal, device: None)
-    plain = generate(model, tok, prompts, **kw)
+    screened, plain = with_and_without(monkeypatch, generation, "screened_head",
+                                       lambda: generate(model, tok, prompts, **kw))
     assert screened == plain
     assert len({g.text for g in plain}) > 2
 

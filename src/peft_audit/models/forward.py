@@ -60,6 +60,12 @@ def cache_kwargs(module, cache) -> dict:
     return {name: cache}
 
 
+def padded_positions(mask: torch.Tensor) -> torch.Tensor:
+    """``generate``'s position ids for a left-padded attention mask: ones counted so far, minus
+    one (0 at the padding)."""
+    return (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
+
+
 def output_cache(out):
     """The cache a forward pass returned, under either name."""
     cache = getattr(out, "cache", None)

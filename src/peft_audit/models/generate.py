@@ -86,7 +86,8 @@ import torch
 from .. import faults
 from .batching import BatchSize, generation_batch_size, in_batches
 from .forward import (
-    base_model, cache_kwargs, forward_params, output_cache, peft_type, prompt_learning_config, virtual_tokens,
+    base_model, cache_kwargs, forward_params, output_cache, padded_positions, peft_type, prompt_learning_config,
+    virtual_tokens,
 )
 from .lean_decode import lean_decoder
 from .packed_weights import packed_linears
@@ -924,11 +925,6 @@ def _plain_dynamic(cache) -> bool:
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """``generate``'s position ids for a left-padded mask: ones counted so far, minus one."""
-    return (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
-
-
 def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 tokens: "_NextTokens", adapters: list[str] | None = None, row_adapters: "_RowAdapters | None" = None,
                 heads: dict | None = None):
@@ -991,7 +987,7 @@ def _first_step(model, prefix: list[int], input_ids: torch.Tensor, attention_mas
     mask = torch.cat([attention_mask.new_ones((bs, head_len)), attention_mask], dim=1)
     if row_adapters is not None:
         row_adapters.set(adapters)
-    positions = _positions(mask)[:, head_len:]
+    positions = padded_positions(mask)[:, head_len:]
     if tokens.lean is not None:
         # a mixed LoRA or IA3 batch's hooks give each batch row its adapter: its padding stays in
         out = tokens.lean(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, last_only=True,

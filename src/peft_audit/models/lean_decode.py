@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .forward import output_cache, padded_positions
+
 #: The causal LM, decoder, layer and module classes whose forward :class:`LeanDecoder` repeats.
 _CLASSES = {
     "causal": "LlamaForCausalLM", "decoder": "LlamaModel", "layer": "LlamaDecoderLayer",
@@ -140,13 +142,11 @@ def _agrees(decoder) -> bool:
 
 def _same_outputs(small, lean: "LeanDecoder") -> bool:
     """:func:`_agrees`'s comparison on the small decoder ``small``."""
-    from .forward import output_cache
-
     vocab = small.config.vocab_size
     ids = torch.randint(0, vocab, (2, 6))
     mask = torch.ones_like(ids)
     mask[1, :2] = 0
-    positions = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 0)
+    positions = padded_positions(mask)
     got = lean(ids, mask, positions, last_only=True, skip_padding=True)
     out = small(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     pairs = [(got.last_hidden_state, out.last_hidden_state[:, -1:])]
