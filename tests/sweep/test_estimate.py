@@ -8,8 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from peft_audit.benchmarks.base import Workload
 from peft_audit.config import parse_config
-from peft_audit.sweep.cost import PlanCost
+from peft_audit.sweep.cost import PlanCost, estimate_cost
 from peft_audit.sweep.estimate import (
     CALIBRATION_FILE, GPUS, Rates, StudyWorkload, calibrate, estimate_wall, study_estimate,
 )
@@ -46,19 +47,23 @@ def test_the_estimate_is_the_plan_s_counts_times_the_rates():
     cfg = parse_config({"base_models": ["m"], "methods": ["lora"], "lr": [1e-4, 2e-4],
                         "safety": {"max_new_tokens": 10}})
     plan = expand(cfg)  # base + 2 trained
+    workloads = {"safety": Workload(24, 10), "fairness": Workload(0, 0, 30),
+                 "xstest": Workload(50, 64), "harmbench": Workload(None, 512)}  # harmbench: a Hub source
     cost = PlanCost(variants=3, bases=1, trained=2, given_adapters=0,
-                    train_steps={pv.id: 5 for pv in plan if not pv.spec.is_base()},
-                    safety_prompts=20, over_refusal_prompts=4, bbq_items=30)
+                    train_steps={pv.id: 5 for pv in plan if not pv.spec.is_base()}, workloads=workloads)
     rates = Rates(generate_s_per_prompt_token=0.01, score_s_per_item=0.5, train_s_per_step=2.0, load_s=1.0,
                   batch=8, device="cpu", threads=2)
     est = estimate_wall(cfg, plan, cost, rates)
     assert est["train"] == pytest.approx(2 * 5 * 2.0)
-    assert est["generate"] == pytest.approx(3 * 24 * 10 * 0.01)
-    assert est["BBQ"] == pytest.approx(3 * 30 * 0.5)
+    # every benchmark's answers at its own max_new_tokens; the unknown count adds nothing (and is said)
+    assert est["generate"] == pytest.approx(3 * (24 * 10 + 50 * 64) * 0.01)
+    assert cost.unknown() == ["harmbench"] and cost.generated_tokens() is None
+    assert est["score"] == pytest.approx(3 * 30 * 0.5)
     assert est["load"] == pytest.approx((3 + 2) * 1.0)
     assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"))
-    off = cfg.model_copy(update={"fairness": cfg.fairness.model_copy(update={"enabled": False})})
-    assert estimate_wall(off, plan, cost, rates)["BBQ"] == 0
+    without_bbq = PlanCost(variants=3, bases=1, trained=2, given_adapters=0,
+                           workloads={k: w for k, w in workloads.items() if k != "fairness"})
+    assert estimate_wall(cfg, plan, without_bbq, rates)["score"] == 0
     # a share_base group (the base with both LoRA variants) loads its base once to evaluate
     pending = list(plan)
     groups = [take_group(cfg, pending, lambda pv: set())]
@@ -111,3 +116,68 @@ def test_durations_read_the_same_everywhere():
     assert [describe_seconds(s) for s in (None, 0.4, 89, 95, 3725, 5400, 7530)] == [
         "unknown", "0 s", "89 s", "1 min 35 s", "62 min 05 s", "1 h 30 min", "2 h 05 min"]
     assert [describe_seconds(s, estimate=True) for s in (89, 95, 3725, 7530)] == ["89 s", "2 min", "62 min", "2.1 h"]
+
+
+def test_every_enabled_benchmark_counts_its_own_work_plug_ins_included(monkeypatch):
+    """plan's counts come from each benchmark (Benchmark.workload), not from a list of known ones."""
+    from peft_audit.benchmarks.safety import load_safety_prompts, over_refusal_prompts
+    from peft_audit.benchmarks.strongreject.prompts import load_forbidden_prompts
+    from peft_audit.benchmarks.xstest.sources import load_xstest_prompts
+
+    cfg = parse_config({
+        "base_models": ["m"], "methods": ["lora"],
+        "safety": {"limit_per_category": 1, "max_new_tokens": 16,
+                   "judges": ["refusal", {"name": "guard", "model": "org/guard-1b"}]},
+        "fairness": {"per_cell": 1, "categories": ["age"], "mode": "generate"},
+        "xstest": {"enabled": True, "limit_per_type": 2, "max_new_tokens": 32},
+        "harmbench": {"enabled": True, "source": "someorg/harmbench-behaviors"},
+        "strongreject": {"enabled": True, "rubric_judge": {"name": "llm", "url": "http://127.0.0.1:1/v1",
+                                                           "model": "judge-7b"}},
+    })
+    cost = estimate_cost(cfg, expand(cfg))
+    w = cost.workloads
+    assert list(w) == ["safety", "fairness", "xstest", "strongreject", "harmbench"]  # registry order
+    harmful, benign = len(load_safety_prompts(cfg.safety)), len(over_refusal_prompts())
+    assert (w["safety"].generations, w["safety"].max_new_tokens) == (harmful + benign, 16)
+    assert w["fairness"].scored_items == 0 and w["fairness"].generations > 0  # generate mode answers with a letter
+    assert (w["xstest"].generations, w["xstest"].max_new_tokens) == (len(load_xstest_prompts(cfg.xstest)), 32)
+    assert w["strongreject"].generations == len(load_forbidden_prompts(cfg.strongreject))
+    assert w["strongreject"].max_new_tokens == 256
+    # a Hub dataset is not downloaded by plan: unknown, and said
+    assert w["harmbench"].generations is None and cost.unknown() == ["harmbench"]
+    assert cost.model_judges() == ["guard (org/guard-1b)", "llm (judge-7b)"]
+    assert w["harmbench"].max_new_tokens == 512  # its own answer length, known without the data
+    # loglik BBQ is scored, not generated
+    loglik = cfg.model_copy(update={"fairness": cfg.fairness.model_copy(update={"mode": "loglik"})})
+    fw = estimate_cost(loglik, expand(loglik)).workloads["fairness"]
+    assert fw.generations == 0 and fw.scored_items == w["fairness"].generations
+    # a registered benchmark that declares no workload is listed as not counted, not guessed at
+    from types import SimpleNamespace
+
+    from peft_audit.benchmarks.registry import BENCHMARKS
+
+    monkeypatch.setitem(BENCHMARKS, "xstest", SimpleNamespace(name="xstest"))
+    cost = estimate_cost(cfg, expand(cfg))
+    assert "xstest" not in cost.workloads and cost.uncounted == ["xstest"]
+
+
+def test_plan_prints_each_benchmark_s_work_and_the_estimate_says_what_it_leaves_out(tiny_model_dir, tmp_path,
+                                                                                     monkeypatch):
+    from peft_audit.cli import app
+
+    monkeypatch.setenv("PEFT_AUDIT_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"base_models: ['{tiny_model_dir}']\nmethods: [lora]\ndevice: cpu\n"
+                   "training: {max_steps: 2, batch_size: 2, max_seq_len: 64}\nsafety: {batch_size: 4, max_new_tokens: 8}\n"
+                   "fairness: {per_cell: 1, categories: [age]}\n"
+                   "xstest: {enabled: true, limit_per_type: 1, max_new_tokens: 8}\n"
+                   "harmbench: {enabled: true, source: someorg/harmbench-behaviors}\n"
+                   "strongreject: {enabled: true, limit_per_category: 1, max_new_tokens: 8, rubric_judge: "
+                   "{name: llm, url: 'http://127.0.0.1:1/v1', model: judge-7b}}\n")
+    res = CliRunner().invoke(app, ["plan", str(cfg), "--estimate"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "xstest per variant:" in res.output and "strongreject per variant:" in res.output
+    assert "harmbench per variant: someorg/harmbench-behaviors: not downloaded" in res.output
+    assert "benchmarks: safety, fairness, xstest, strongreject, harmbench" in res.output
+    assert "not counted (a Hub dataset that is not downloaded): harmbench" in res.output
+    assert "not timed: judges that run a model of their own: llm (judge-7b)" in res.output

@@ -96,7 +96,7 @@ def test_estimate_counts_and_reuse(tmp_path):
     assert (cost.variants, cost.bases, cost.trained) == (1 + 4 + 2, 1, 6)
     assert set(cost.train_steps.values()) == {2 * 3}
     assert cost.base_evals_reused == 5
-    assert cost.safety_prompts is None and cost.bbq_items is None
+    assert cost.workloads == {} and cost.generated_tokens() == 0 and cost.scored_items() == 0  # both benchmarks off
 
 
 def test_plan_command_prints_table_without_loading_models(tmp_path):

@@ -9,6 +9,7 @@ A benchmark is one module (or folder) plus one line in :mod:`.registry`. It owns
 * which judges it uses (``VariantRun.judges``, built once per worker process);
 * its stages (markers in the store; a resumed run redoes only the missing ones) and its
   metric rows with intervals;
+* what one variant's evaluation costs (:meth:`Benchmark.workload`, for ``plan`` and its estimate);
 * its block in ``summary.json`` (:meth:`Benchmark.summary_block`), its gate rules
   (:attr:`Benchmark.gate_rules`), its report sections (:attr:`Benchmark.report_sections`) and its
   per-item export (:meth:`Benchmark.export_frame`).
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +310,54 @@ class Benchmark(Protocol):
     def export_frame(self, store: "Store") -> "pd.DataFrame":
         """One row per (variant, item) for ``peft-audit export --samples <sample_kind>``."""
         ...
+
+    def workload(self, cfg: BenchmarkSection) -> Workload:
+        """Optional. The model work one variant's evaluation needs (:class:`Workload`), for
+        ``peft-audit plan`` and ``plan --estimate``; a benchmark without it is listed there as
+        not counted."""
+        ...
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The model work of evaluating one variant on a benchmark, counted from its config section
+    alone, for ``peft-audit plan`` and its wall-time estimate (no model loads, nothing downloads).
+
+    ``generations`` prompts are answered by greedy generation, up to ``max_new_tokens`` new
+    tokens each; ``scored_items`` items are scored by log-likelihood (BBQ's unit: the three answer
+    options of one item). A count is None where counting would need a download (a Hub dataset).
+    ``detail`` says what the counts are made of (printed by ``plan``); ``judges`` names the judges
+    that run a model of their own (:func:`model_judges`), whose time the estimate leaves out."""
+
+    generations: int | None = 0
+    max_new_tokens: int = 0
+    scored_items: int | None = 0
+    detail: str = ""
+    judges: tuple[str, ...] = ()
+
+
+def is_local_or_builtin(source: str) -> bool:
+    """Whether a benchmark's ``source`` can be read without a download (``builtin`` or a path)."""
+    return source == "builtin" or Path(source).expanduser().exists()
+
+
+def generation_workload(cfg: Any, load: Callable[[], Sized], *, unit: str = "prompts", judges: Any = None) -> Workload:
+    """The :class:`Workload` of a benchmark that answers each of its items by generation:
+    ``len(load())`` items (``load`` reads the data; it is not called for a ``cfg.source`` that
+    would need a download) up to ``cfg.max_new_tokens`` each, judged by ``judges`` (default
+    ``cfg.judges``)."""
+    judges = model_judges(cfg.judges if judges is None else judges)
+    if not is_local_or_builtin(cfg.source):
+        return Workload(None, cfg.max_new_tokens, 0, f"{cfg.source}: not downloaded", judges)
+    n = len(load())
+    return Workload(n, cfg.max_new_tokens, 0, f"{n} {unit}", judges)
+
+
+def model_judges(specs) -> tuple[str, ...]:
+    """The judges of ``specs`` that run a model (a guard classifier, an LLM endpoint), as
+    ``name (model)``: their time is not part of a calibrated estimate. Rule-based judges
+    (``refusal``, ``keyword``) cost next to nothing and are not listed."""
+    return tuple(f"{s.name} ({s.model})" for s in specs if s is not None and s.name in ("guard", "llm"))
 
 
 def check_judges(specs) -> None:

@@ -1,11 +1,13 @@
 """What a sweep will cost, estimated from the config alone (no model is loaded).
 
-Units: optimizer steps per trained variant, safety prompts (plus over-refusal prompts) and
-BBQ items per evaluated variant. Steps follow the trainers' own rule: ``max_steps`` when set,
-otherwise ``epochs * ceil(examples / (batch_size * grad_accum))`` (Hugging Face
-``Trainer``: one optimizer step per ``batch_size * grad_accum`` examples, the last partial
-batch included). Counts that need a network download (a Hub training set or benchmark) are
-``None`` and printed as unknown.
+Units: optimizer steps per trained variant, and per evaluated variant each enabled benchmark's
+:class:`~peft_audit.benchmarks.base.Workload` (prompts answered by generation up to
+``max_new_tokens``, items scored by log-likelihood), which the benchmark counts itself
+(``Benchmark.workload``), so a plug-in benchmark is counted like the built-in ones. Steps follow
+the trainers' own rule: ``max_steps`` when set, otherwise
+``epochs * ceil(examples / (batch_size * grad_accum))`` (Hugging Face ``Trainer``: one optimizer
+step per ``batch_size * grad_accum`` examples, the last partial batch included). Counts that need
+a network download (a Hub training set or benchmark) are ``None`` and printed as unknown.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import SweepConfig
+from ..benchmarks.base import Workload
+from ..config import SweepConfig, benchmark_sections
 from .plan import PlannedVariant, variant_labels
 
 
@@ -26,14 +29,34 @@ class PlanCost:
     trained: int  # variants whose adapter this sweep trains
     given_adapters: int  # variants that evaluate an existing adapter
     train_steps: dict[str, int | None] = field(default_factory=dict)  # variant id -> steps
-    safety_prompts: int | None = None  # per evaluated variant
-    over_refusal_prompts: int | None = None
-    bbq_items: int | None = None
+    #: per evaluated variant, each enabled benchmark's work; a benchmark without a ``workload``
+    #: method is absent from it and listed in ``uncounted``
+    workloads: dict[str, Workload] = field(default_factory=dict)
+    uncounted: list[str] = field(default_factory=list)
 
     @property
     def total_train_steps(self) -> int | None:
         steps = list(self.train_steps.values())
         return None if any(s is None for s in steps) else sum(steps)  # type: ignore[arg-type]
+
+    def generated_tokens(self) -> int | None:
+        """New tokens one variant's evaluation generates at most (every answer runs to its
+        benchmark's ``max_new_tokens``); None when a count is unknown."""
+        counts = [(w.generations, w.max_new_tokens) for w in self.workloads.values() if w.generations != 0]
+        return None if any(n is None for n, _ in counts) else sum(n * t for n, t in counts)  # type: ignore[misc]
+
+    def scored_items(self) -> int | None:
+        """Items one variant's evaluation scores by log-likelihood; None when a count is unknown."""
+        counts = [w.scored_items for w in self.workloads.values() if w.scored_items != 0]
+        return None if any(n is None for n in counts) else sum(counts)  # type: ignore[arg-type]
+
+    def unknown(self) -> list[str]:
+        """The benchmarks whose counts need a download (and are not counted)."""
+        return [name for name, w in self.workloads.items() if w.generations is None or w.scored_items is None]
+
+    def model_judges(self) -> list[str]:
+        """The judges that run a model of their own, whose time an estimate leaves out."""
+        return list(dict.fromkeys(j for w in self.workloads.values() for j in w.judges))
 
     #: Base evaluations saved by evaluating each base model once: every adapter variant is
     #: compared with its base, which would otherwise be evaluated once per variant.
@@ -77,43 +100,16 @@ def estimate_cost(cfg: SweepConfig, plan: list[PlannedVariant]) -> PlanCost:
         cost.train_steps[pv.id] = train_steps(n, s.epochs, t.batch_size, t.grad_accum, t.max_steps)
     with_variants = {pv.base_id for pv in plan if pv.base_id}
     cost.base_evals_reused = max(0, (len(plan) - len(bases)) - len(with_variants))
-    if cfg.safety.enabled:
-        cost.safety_prompts, cost.over_refusal_prompts = _optional(_count_safety, cfg, (None, None))
-    if cfg.fairness.enabled:
-        cost.bbq_items = _optional(_count_bbq, cfg, None)
+    for benchmark, section in benchmark_sections(cfg):
+        count = getattr(benchmark, "workload", None)
+        if count is None:
+            cost.uncounted.append(benchmark.name)
+            continue
+        try:
+            cost.workloads[benchmark.name] = count(section)
+        except ImportError:  # an optional module this installation lacks: unknown, not a failed plan
+            cost.workloads[benchmark.name] = Workload(None, 0, None, "a module it needs is not installed")
     return cost
-
-
-def _optional(count, cfg: SweepConfig, unknown):
-    # A benchmark module this installation lacks makes its count unknown, not the plan fail.
-    try:
-        return count(cfg)
-    except (ImportError, AttributeError):
-        return unknown
-
-
-def _is_local_or_builtin(source: str) -> bool:
-    return source == "builtin" or Path(source).exists()
-
-
-def _count_safety(cfg: SweepConfig) -> tuple[int | None, int | None]:
-    if not _is_local_or_builtin(cfg.safety.source):
-        return None, None
-    from ..benchmarks import safety as sb
-
-    n = len(sb.load_safety_prompts(cfg.safety, seed=0))
-    return n, (len(sb.over_refusal_prompts()) if cfg.safety.over_refusal else 0)
-
-
-def _count_bbq(cfg: SweepConfig) -> int | None:
-    fc = cfg.fairness
-    if not _is_local_or_builtin(fc.source):
-        return None
-    from ..benchmarks import fairness as fb
-
-    loaded = fb.load_bbq(fc.source, per_cell=fc.per_cell, categories=fc.categories, seed=0,
-                         skip_bad_items=fc.skip_bad_items, metadata_csv=fc.metadata_csv)
-    return len(loaded.items)
 
 
 def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: int = 1,
@@ -149,12 +145,16 @@ def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: in
     evaluated = cost.variants
     total_steps = cost.total_train_steps
     console.print(f"train steps: {n(total_steps)} in total over {cost.trained} adapters")
-    if cost.safety_prompts is not None or cost.over_refusal_prompts is not None:
-        console.print(f"safety prompts per variant: {n(cost.safety_prompts)} (+ {n(cost.over_refusal_prompts)} "
-                      f"over-refusal); generations in total: "
-                      f"{n(None if cost.safety_prompts is None else evaluated * (cost.safety_prompts + (cost.over_refusal_prompts or 0)))}")
-    if cost.bbq_items is not None:
-        console.print(f"BBQ items per variant: {cost.bbq_items}; in total: {evaluated * cost.bbq_items}")
+    for name, w in cost.workloads.items():
+        parts = []
+        if w.generations != 0:
+            parts.append(f"generations in total: {n(None if w.generations is None else evaluated * w.generations)} "
+                         f"(up to {w.max_new_tokens} new tokens each)")
+        if w.scored_items != 0:
+            parts.append(f"scored in total: {n(None if w.scored_items is None else evaluated * w.scored_items)}")
+        console.print(f"{name} per variant: {w.detail or 'unknown'}; " + "; ".join(parts), soft_wrap=True, highlight=False)
+    if cost.uncounted:
+        console.print(f"not counted (the benchmark declares no workload): {', '.join(cost.uncounted)}", highlight=False)
     console.print(f"base evaluations reused: {cost.base_evals_reused} "
                   f"({cost.bases} base evaluation(s) serve {cost.variants - cost.bases} adapter variant(s))")
     cores = os.cpu_count() or 1

@@ -7,10 +7,13 @@ log-likelihood scoring of BBQ items (seconds per item), and LoRA training steps 
 batch size on its training rows (seconds per optimizer step; the second step, after warm-up).
 The result is cached in ``$PEFT_AUDIT_CACHE/calibration.json`` under the model's fingerprint,
 the device, torch's thread count and the settings that change the rates, so it runs once.
-The estimate multiplies the plan's counts (:mod:`peft_audit.sweep.cost`) by those rates:
-generation assumes every answer runs to ``max_new_tokens`` (an upper bound: answers that stop
-early cost less), and ``--jobs N`` on one machine is assumed to share it (no speed-up on CPU,
-where the jobs split the cores; N GPUs divide the time by N).
+The estimate multiplies the plan's counts (:mod:`peft_audit.sweep.cost`: every enabled
+benchmark's workload, plug-ins included) by those rates: generation assumes every answer runs to
+its benchmark's ``max_new_tokens`` (an upper bound: answers that stop early cost less, though a
+long answer's later tokens attend over a longer cache than the calibration's), log-likelihood
+items cost what a BBQ item does, judges that run a model of their own (a guard classifier, an
+LLM endpoint) are named but not timed, and ``--jobs N`` on one machine is assumed to share it
+(no speed-up on CPU, where the jobs split the cores; N GPUs divide the time by N).
 
 **The original study** (:func:`study_estimate`): Taraghi et al. (2025) evaluated 235 variants of
 7-8B models on 330 HEx-PHI prompts and the full BBQ (58,492 items) each. The estimate for one
@@ -214,13 +217,15 @@ def estimate_wall(cfg, plan, cost, rates: Rates, groups: list[list] | None = Non
     run's jobs (:func:`~peft_audit.sweep.groups.take_group`); a group loads its base once for
     evaluation (each trained member still loads one to train), and without them every variant
     loads its own. Mixed generation batches are not counted: the estimate stays an upper bound.
-    Unknown counts (a Hub dataset not downloaded) count as zero; the caller says so."""
+    Unknown counts (a Hub dataset not downloaded) count as zero; the caller says so. The stages
+    are named as a run's summary line names them."""
     steps = [cost.train_steps[pv.id] for pv in plan if pv.id in cost.train_steps]
-    prompts = ((cost.safety_prompts or 0) + (cost.over_refusal_prompts or 0)) if cfg.safety.enabled else 0
+    tokens = sum((w.generations or 0) * w.max_new_tokens for w in cost.workloads.values())
+    items = sum(w.scored_items or 0 for w in cost.workloads.values())
     out = {
         "train": sum(s or 0 for s in steps) * (rates.train_s_per_step or 0.0),
-        "generate": len(plan) * prompts * cfg.safety.max_new_tokens * rates.generate_s_per_prompt_token,
-        "BBQ": len(plan) * (cost.bbq_items or 0) * rates.score_s_per_item if cfg.fairness.enabled else 0.0,
+        "generate": len(plan) * tokens * rates.generate_s_per_prompt_token,
+        "score": len(plan) * items * rates.score_s_per_item,
         "load": (_evaluation_loads(plan, groups) + len(steps)) * rates.load_s,  # to evaluate, and to train
     }
     out["total"] = sum(out.values())
@@ -262,14 +267,17 @@ def render_estimate(cfg, plan, cost, console, *, jobs: int = 1, use_cache: bool 
     stages = " · ".join(f"{k} {describe_seconds(v, estimate=True)}" for k, v in total.items()
                         if k != "total" and v >= 0.5)
     console.print(f"estimated wall time: {describe_seconds(total['total'] / parallel, estimate=True)} ({stages}"
-                  + (f"; over {parallel} GPUs" if parallel > 1 else "") + "); generation counted at max_new_tokens "
-                  "for every answer and without the batches a share_base group shares (an upper bound); on CPU, "
-                  "--jobs splits the cores and saves little",
+                  + (f"; over {parallel} GPUs" if parallel > 1 else "") + f"; benchmarks: {', '.join(cost.workloads) or 'none'}"
+                  "); generation counted at max_new_tokens for every answer and without the batches a share_base "
+                  "group shares (an upper bound); on CPU, --jobs splits the cores and saves little",
                   soft_wrap=True, highlight=False)
-    unknown = [name for name, n in (("training steps", cost.total_train_steps), ("BBQ items", cost.bbq_items),
-                                    ("safety prompts", cost.safety_prompts)) if n is None]
+    unknown = (["training steps"] if cost.total_train_steps is None else []) + cost.unknown()
     if unknown:
         console.print(f"not counted (a Hub dataset that is not downloaded): {', '.join(unknown)}", highlight=False)
+    if cost.uncounted:
+        console.print(f"not counted (the benchmark declares no workload): {', '.join(cost.uncounted)}", highlight=False)
+    if judges := cost.model_judges():
+        console.print(f"not timed: judges that run a model of their own: {', '.join(judges)}", highlight=False)
 
 
 def render_study(gpu_name: str, console) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, delta, metric_ci, metric_value
+from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, Workload, delta, is_local_or_builtin, metric_ci, metric_value
 from .config import FairnessConfig
 
 #: The per-category BBQ scores in summary.json (and their deltas).
@@ -51,6 +51,22 @@ class BBQBenchmark:
         if loaded.n_unresolved:
             notice(f"BBQ: {loaded.n_unresolved} of {len(loaded.items)} items have no resolvable biased answer; "
                    "they count for accuracy but not for the bias scores (set fairness.metadata_csv to resolve them)")
+
+    def workload(self, cfg: FairnessConfig) -> Workload:
+        """The BBQ items (after ``per_cell`` and ``categories``): scored by log-likelihood, or in
+        ``generate`` mode answered with a letter (a few new tokens each); unknown for a Hub dataset."""
+        from . import load_bbq
+        from .score import GENERATE_MAX_NEW_TOKENS
+
+        generate = cfg.mode == "generate"
+        if not is_local_or_builtin(cfg.source):
+            return Workload(None if generate else 0, GENERATE_MAX_NEW_TOKENS if generate else 0,
+                            0 if generate else None, f"{cfg.source}: not downloaded")
+        n = len(load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
+                         skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv).items)
+        if generate:
+            return Workload(n, GENERATE_MAX_NEW_TOKENS, 0, f"{n} items (answered with a letter)")
+        return Workload(0, 0, n, f"{n} items (log-likelihood of 3 answers each)")
 
     def evaluate(self, cfg: FairnessConfig, run: VariantRun) -> list[dict]:
         from . import fairness_metrics, load_bbq, score_bbq

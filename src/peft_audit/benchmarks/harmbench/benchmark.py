@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, check_judges, delta, metric_ci, metric_value, num
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+                    metric_ci, metric_value, num)
 from .behaviors import FUNCTIONAL_CATEGORIES, SEMANTIC_CATEGORIES
 from .config import HarmBenchConfig
 from .metrics import (ASR, ASR_FUNCTIONAL, ASR_POOLED, BENCHMARK, FAILED_SHARE, INCOHERENT_RATE, JUDGE_REFUSED_COUNT,
@@ -60,6 +61,13 @@ class HarmBenchBenchmark:
 
         load_behaviors(cfg, seed=0)
         check_judges(cfg.judges)
+
+    def workload(self, cfg: HarmBenchConfig) -> Workload:
+        """The behaviours kept (functional categories, ``limit_per_category``), each answered up
+        to ``max_new_tokens``."""
+        from .behaviors import load_behaviors
+
+        return generation_workload(cfg, lambda: load_behaviors(cfg, seed=0), unit="behaviours")
 
     def evaluate(self, cfg: HarmBenchConfig, run: VariantRun) -> list[dict]:
         from .behaviors import load_behaviors

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, check_judges, delta, metric_ci, metric_value
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, is_local_or_builtin,
+                    metric_ci, metric_value, model_judges)
 from .config import SafetyConfig
 
 EXPORT_COLUMNS = ("variant_id", "category", "prompt_id", "prompt", "response")
@@ -38,6 +39,19 @@ class SafetyBenchmark:
         if cfg.over_refusal:
             over_refusal_prompts()
         check_judges(cfg.judges)
+
+    def workload(self, cfg: SafetyConfig) -> Workload:
+        """The safety prompts (after ``limit_per_category``) and the over-refusal prompts, each
+        answered up to ``max_new_tokens``; unknown for a source that needs a download."""
+        from . import load_safety_prompts, over_refusal_prompts
+
+        judges = model_judges(cfg.judges)
+        if not is_local_or_builtin(cfg.source):
+            return Workload(None, cfg.max_new_tokens, 0, f"{cfg.source}: not downloaded", judges)
+        harmful = len(load_safety_prompts(cfg, seed=0))
+        benign = len(over_refusal_prompts()) if cfg.over_refusal else 0
+        return Workload(harmful + benign, cfg.max_new_tokens, 0,
+                        f"{harmful} prompts (+ {benign} over-refusal)", judges)
 
     def evaluate(self, cfg: SafetyConfig, run: VariantRun) -> list[dict]:
         from . import (check_judge_failures, generate_responses, judge_responses, load_safety_prompts,

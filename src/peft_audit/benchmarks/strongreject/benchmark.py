@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, check_judges, delta, metric_ci, metric_value
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+                    metric_ci, metric_value)
 from .config import StrongRejectConfig
 from .metrics import NAME, REFUSAL_RATE, SCORE, is_number, ordered_categories
 
@@ -69,6 +70,14 @@ class StrongRejectBenchmark:
         check_judges(cfg.judges)
         if cfg.rubric_judge is not None:
             check_judges([cfg.rubric_judge])
+
+    def workload(self, cfg: StrongRejectConfig) -> Workload:
+        """The forbidden prompts (after ``limit_per_category``), each answered up to
+        ``max_new_tokens``; the rubric judge, an LLM endpoint, is among the judges not counted."""
+        from .prompts import load_forbidden_prompts
+
+        return generation_workload(cfg, lambda: load_forbidden_prompts(cfg, seed=0),
+                                   judges=[*cfg.judges, cfg.rubric_judge])
 
     def evaluate(self, cfg: StrongRejectConfig, run: VariantRun) -> list[dict]:
         from .metrics import strongreject_metrics

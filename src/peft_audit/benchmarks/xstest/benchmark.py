@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, check_judges, delta, metric_ci, metric_value
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+                    metric_ci, metric_value)
 from .classify import FULL_COMPLIANCE, FULL_REFUSAL, INCOHERENT, PARTIAL_REFUSAL, RATE_NAMES
 from .config import NAME, XSTestConfig
 from .metrics import rate_metric
@@ -69,6 +70,12 @@ class XSTestBenchmark:
 
         load_xstest_prompts(cfg, seed=0)
         check_judges(cfg.judges)
+
+    def workload(self, cfg: XSTestConfig) -> Workload:
+        """XSTest's prompts (after ``limit_per_type``), each answered up to ``max_new_tokens``."""
+        from .sources import load_xstest_prompts
+
+        return generation_workload(cfg, lambda: load_xstest_prompts(cfg, seed=0))
 
     def evaluate(self, cfg: XSTestConfig, run: VariantRun) -> list[dict]:
         from .evaluate import generate_samples, judge_samples
