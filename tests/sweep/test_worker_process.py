@@ -30,3 +30,35 @@ def test_worker_sets_library_objects_aside_after_its_thread_settings():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_a_ray_task_sets_library_objects_aside_once_per_worker_process():
+    """Ray reuses a CPU worker process for later tasks: the first task sets the library objects
+    aside; a later one must not freeze what the first job left (it is collected instead)."""
+    code = textwrap.dedent("""
+        import gc
+        from peft_audit.sweep.executors import ray as ray_executor
+
+        jobs = []
+        ray_executor.run_group = lambda *args: jobs.append(args)
+        class Queue:
+            put = None
+        ray_executor._ray_task(None, "run", [], {}, {}, Queue(), None)
+        frozen = gc.get_freeze_count()
+        assert frozen > 100_000, frozen
+
+        class Node:
+            pass
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle left by the first job
+        del a, b
+        ray_executor._ray_task(None, "run", [], {}, {}, Queue(), None)
+        assert len(jobs) == 2
+        assert gc.get_freeze_count() == frozen, (gc.get_freeze_count(), frozen)  # set aside once
+        assert not [o for o in gc.get_objects() if type(o).__name__ == "Node"]  # collected after the job
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"

@@ -183,6 +183,9 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
         conn.close()
 
 
+_set_aside = False  # whether this process has set its library objects aside (once per process)
+
+
 def _set_aside_library_objects() -> None:
     """Import torch, transformers and peft (after the thread and GPU settings above, which they
     read on import; every job imports them anyway) and move the objects that exist now out of
@@ -190,8 +193,15 @@ def _set_aside_library_objects() -> None:
     scanning long-lived objects). Each full collection walked their ~380,000 objects: 0.3 s per
     ``gc.collect()``, which accelerate runs at the start of every training (3.8 s over
     sweep12's 12) and this worker between jobs; 0.03 s after this. Only what exists now is set
-    aside, before any model: models, caches and everything a job makes are collected as before."""
+    aside, before any model: models, caches and everything a job makes are collected as before.
+    Once per process: a later call (a Ray worker's next task) would freeze a finished job's
+    leftovers too, so it does nothing."""
     import gc
+
+    global _set_aside
+    if _set_aside:
+        return
+    _set_aside = True
 
     try:
         import peft  # noqa: F401

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import MissingDependencyError
 from ..driver import Driver, console
 from ..groups import take_group
-from ..worker import run_group
+from ..worker import _release_memory, _set_aside_library_objects, run_group
 
 POLL_S = 0.5
 INSTALL_HINT = "the ray executor needs Ray: pip install 'peft-audit[ray]'  (or: pip install 'ray[default]')"
@@ -38,8 +38,16 @@ def require_ray():
 
 
 def _ray_task(cfg, run_dir: str, pvs, done_by, rows_by, queue, run_one, quiet: bool = True) -> None:
+    """One job in a Ray worker process. Ray reuses a CPU worker for later tasks, so, as in the
+    local executor's workers, the library objects are set aside from the garbage collector once
+    per process (accelerate's ``gc.collect()`` at every training would walk them each time) and a
+    finished job's objects are collected before the next."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    run_group(cfg, run_dir, pvs, done_by, rows_by, queue.put, run_one, quiet)
+    _set_aside_library_objects()
+    try:
+        run_group(cfg, run_dir, pvs, done_by, rows_by, queue.put, run_one, quiet)
+    finally:
+        _release_memory()
 
 
 class RayExecutor:
