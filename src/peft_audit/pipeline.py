@@ -222,12 +222,15 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
 
             require_mlflow()
         try:
+            # the local executor's workers import their libraries while this process checks
+            getattr(executor, "prestart", lambda cfg: None)(cfg)
             preflight(cfg)
             with RunDirLock(run_dir):
                 if before is not None:
                     before(run_dir)
                 return _run_locked(cfg, run_dir, opts, config_path, executor)
         finally:
+            getattr(executor, "close", lambda: None)()  # workers started ahead that no run took over
             undo_notices()
             from .sweep.worker import stop_engines
 

@@ -301,3 +301,32 @@ def test_library_warnings_of_the_report_go_to_its_log(tmp_path, capfd, monkeypat
     assert "invalid value encountered" not in out + err
     assert "invalid value encountered" in (tmp_path / "logs" / "report.log").read_text()
     assert (out + err).count("a category had no prompts left") == 1 and "Report: here" in out + err
+
+
+def test_workers_start_before_the_checks_and_none_outlives_a_run(tmp_path, monkeypatch):
+    """The workers import their libraries while the driver checks and prepares the run; a
+    worker no job needed (nothing left to run, a failed check) is stopped, not left behind."""
+    import multiprocessing as mp
+
+    import peft_audit.pipeline as pipeline
+
+    during_checks = []
+    checks = pipeline.preflight
+
+    def preflight(cfg):
+        during_checks.append(sorted(p.name for p in mp.active_children()))
+        checks(cfg)
+
+    monkeypatch.setattr(pipeline, "preflight", preflight)
+    cfg = parse_config(CFG)
+    run_sweep(cfg, tmp_path, RunOptions(jobs=2))
+    assert during_checks == [["peft-audit-worker-0", "peft-audit-worker-1"]]
+    assert "lora0.0001" in [k for k, v in statuses(tmp_path).items() if v == "done"]
+    assert not mp.active_children()
+    first = calls(tmp_path)
+    run_sweep(cfg, tmp_path, RunOptions(jobs=2))  # resumed: nothing to run
+    assert calls(tmp_path) == first and not mp.active_children()
+    bad = parse_config({**CFG, "training": {"data": str(tmp_path / "missing.jsonl")}})
+    with pytest.raises((ValueError, FileNotFoundError), match="missing.jsonl"):
+        run_sweep(bad, tmp_path / "bad", RunOptions(jobs=2))
+    assert not mp.active_children() and not (tmp_path / "bad").exists()

@@ -15,6 +15,7 @@ keeps training while a resumed run redoes the variant.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -130,16 +131,19 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(WATCHDOG_INTERVAL_S)
 
 
-def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, threads: int | None = None,
-                    gpu: str | None = None, quiet: bool = True) -> None:
+def subprocess_main(worker: Callable, conn, parent_pid: int, threads: int | None = None,
+                    gpu: str | None = None, quiet: bool = True, preload: tuple[str, ...] = ()) -> None:
     """Entry point of a spawned worker process: watchdog, then one variant after another.
 
     ``conn`` is this worker's own duplex pipe to the driver. The driver sends a job,
-    ``(cfg, run_dir, pvs, done_by, rows_by)``: one variant, or a group that shares one loaded
-    base (:func:`run_group`), with each one's stages done and their rows by variant id; this
-    process runs ``worker(cfg, run_dir, pvs, done_by, rows_by, send, run_one, quiet)``, which
-    ends with a ``finished`` message per variant; then it waits for the next job. ``None`` or a
-    closed pipe ends it.
+    ``(cfg, run_dir, pvs, done_by, rows_by, run_one)``: one variant, or a group that shares one
+    loaded base (:func:`run_group`), with each one's stages done and their rows by variant id,
+    and the pipeline's variant runner; this process runs
+    ``worker(cfg, run_dir, pvs, done_by, rows_by, send, run_one, quiet)``, which ends with a
+    ``finished`` message per variant; then it waits for the next job. ``None`` or a closed pipe
+    ends it. The worker may start before the driver has a job for it (the local executor starts
+    it ahead of the run's checks); it imports its libraries meanwhile, ``preload`` too (module
+    names, e.g. TRL when the sweep trains), and sets them aside (:func:`_set_aside_library_objects`).
     ``send`` pickles and writes one message synchronously (under a lock, in case a stage is
     ever sent from a thread), so when the worker returns every message has left the process.
 
@@ -159,7 +163,7 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    _set_aside_library_objects()
+    _set_aside_library_objects(preload)
     lock = threading.Lock()
 
     def send(msg: Message) -> None:
@@ -174,7 +178,7 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
                 return
             if job is None:
                 return
-            cfg, run_dir, pvs, done_by, rows_by = job
+            cfg, run_dir, pvs, done_by, rows_by, run_one = job
             faults.new_unit()  # a fault point counts per job (one variant, or a group), whichever worker runs it
             worker(cfg, run_dir, pvs, done_by, rows_by, send, run_one, quiet)
             _release_memory()
@@ -186,7 +190,7 @@ def subprocess_main(worker: Callable, run_one: Callable, conn, parent_pid: int, 
 _set_aside = False  # whether this process has set its library objects aside (once per process)
 
 
-def _set_aside_library_objects() -> None:
+def _set_aside_library_objects(preload: tuple[str, ...] = ()) -> None:
     """Import torch, transformers and peft (after the thread and GPU settings above, which they
     read on import; every job imports them anyway) and move the objects that exist now out of
     the cyclic garbage collector's reach (``gc.freeze``, Python's documented way to stop
@@ -194,7 +198,8 @@ def _set_aside_library_objects() -> None:
     ``gc.collect()``, which accelerate runs at the start of every training (3.8 s over
     sweep12's 12) and this worker between jobs; 0.03 s after this. Only what exists now is set
     aside, before any model: models, caches and everything a job makes are collected as before.
-    Once per process: a later call (a Ray worker's next task) would freeze a finished job's
+    ``preload`` names further modules to import first (TRL and datasets for a sweep that trains:
+    ~1.5 s, then not on the first training's path). Once per process: a later call (a Ray worker's next task) would freeze a finished job's
     leftovers too, so it does nothing."""
     import gc
 
@@ -209,6 +214,11 @@ def _set_aside_library_objects() -> None:
         import transformers  # noqa: F401
     except Exception:  # noqa: BLE001 -- the first job meets the same error and records it, traceback and all
         return
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 -- as above: the job that needs it records the error
+            pass
     gc.collect()
     gc.freeze()
 

@@ -16,6 +16,11 @@ With several GPUs and ``--jobs N``, job slot k sees only GPU ``k mod #GPUs`` (th
 they start first; a variant does not wait for its base to
 finish (its evaluation does not depend on the base's results), which keeps ``--jobs`` busy.
 ``RunOptions.in_process`` runs variants in this process instead (debugging, tests).
+
+The workers start before the run's checks (:meth:`LocalExecutor.prestart`): a worker's imports
+(torch, transformers, peft, and TRL when the sweep trains: ~4-6 s on a small CPU) overlap the
+driver's own imports, checks and run preparation instead of following them. A worker that gets
+no job (the checks failed, nothing is left to run) is stopped when the run ends.
 """
 
 from __future__ import annotations
@@ -61,10 +66,45 @@ def gpu_for_slot(slot: int, gpus: list[str]) -> str | None:
     return gpus[slot % len(gpus)] if gpus else None
 
 
+def _trains(cfg) -> bool:
+    """Whether the sweep trains adapters (its workers then import TRL up front); True when the
+    config cannot be expanded (the run's checks report that)."""
+    from ..plan import expand
+
+    try:
+        return any(not pv.spec.is_base() and not pv.spec.adapter for pv in expand(cfg, validate=False))
+    except Exception:  # noqa: BLE001 -- preflight raises it with its message
+        return True
+
+
 class LocalExecutor:
     def __init__(self, opts, worker: Callable = run_group):
         self.opts = opts
         self.worker = worker  # a module-level function (picklable by name for spawn)
+        self._started: dict[int, _Slot] = {}  # job slot -> worker started ahead of the run (prestart)
+
+    def prestart(self, cfg) -> None:
+        """Start each job slot's worker now, before the run's checks and preparation, which
+        then overlap the workers' imports (module docstring). The workers wait for their first
+        job; :meth:`close` stops those that never get one."""
+        if self.opts.in_process or self._started:
+            return
+        preload = ("trl", "datasets") if _trains(cfg) else ()
+        for k in range(max(1, self.opts.jobs)):
+            self._started[k] = self._start_worker(cfg, k, preload)
+
+    def close(self) -> None:
+        """Stop the workers :meth:`prestart` started that no run took over (a failed check, a run
+        directory locked by another run): terminated, as they hold no work."""
+        started, self._started = self._started, {}
+        for slot in started.values():
+            slot.proc.terminate()
+        for slot in started.values():
+            slot.proc.join(timeout=10)
+            if slot.proc.is_alive():
+                slot.proc.kill()
+            if slot.conn is not None:
+                slot.conn.close()
 
     def run(self, cfg, run_dir: Path, todo, store, run_one) -> dict[str, float]:
         with Driver(cfg, run_dir, store, todo, self.opts, "local") as driver:
@@ -73,6 +113,19 @@ class LocalExecutor:
             else:
                 self._run_subprocesses(driver, cfg, run_dir, todo, run_one)
             return driver.stage_seconds
+
+    def _start_worker(self, cfg, k: int, preload: tuple[str, ...] = ()) -> "_Slot":
+        """Spawn job slot ``k``'s worker: ``cores // jobs`` threads, its GPU, its own pipe."""
+        jobs = max(1, self.opts.jobs)
+        gpus = visible_gpus(cfg.device) if jobs > 1 else []
+        ctx = mp.get_context("spawn")
+        conn, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=subprocess_main, name=f"peft-audit-worker-{k}",
+                           args=(self.worker, child, os.getpid(), threads_per_job(jobs), gpu_for_slot(k, gpus),
+                                 not self.opts.verbose, preload))
+        proc.start()
+        child.close()  # the worker holds the only other end: EOF when it exits
+        return _Slot(proc, conn)
 
     def _run_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store, run_one) -> None:
         from ..groups import take_group
@@ -98,21 +151,12 @@ class LocalExecutor:
     def _run_subprocesses(self, driver: Driver, cfg, run_dir: Path, todo, run_one) -> None:
         from ..groups import take_group
 
-        ctx = mp.get_context("spawn")
         pending = list(todo)
-        slots: dict[int, _Slot] = {}  # job slot -> its worker (each GPU serves one slot at a time)
+        # job slot -> its worker (each GPU serves one slot at a time); those prestart() started first
+        slots: dict[int, _Slot] = self._started
+        self._started = {}
         jobs = max(1, self.opts.jobs)
-        threads = threads_per_job(jobs)
-        gpus = visible_gpus(cfg.device) if jobs > 1 else []
-
-        def start_worker(k: int) -> _Slot:
-            conn, child = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=subprocess_main, name=f"peft-audit-worker-{k}",
-                               args=(self.worker, run_one, child, os.getpid(), threads, gpu_for_slot(k, gpus),
-                                     not self.opts.verbose))
-            proc.start()
-            child.close()  # the worker holds the only other end: EOF when it exits
-            return _Slot(proc, conn)
+        preload = ("trl", "datasets") if any(not pv.spec.is_base() and not pv.spec.adapter for pv in todo) else ()
 
         try:
             while pending or any(sl.vids for sl in slots.values()):
@@ -121,14 +165,15 @@ class LocalExecutor:
                         break
                     slot = slots.get(k)
                     if slot is None:
-                        slot = slots[k] = start_worker(k)
+                        slot = slots[k] = self._start_worker(cfg, k, preload)
                     if not slot.vids and slot.conn is not None:
                         group = take_group(cfg, pending, driver.stages_done, jobs, driver.failed_before)
                         prepared = {pv.id: driver.prepare(pv, grouped=len(group) > 1) for pv in group}
                         try:
                             slot.conn.send((cfg, str(run_dir), group, {v: p[0] for v, p in prepared.items()},
-                                            {v: p[1] for v, p in prepared.items()}))
+                                            {v: p[1] for v, p in prepared.items()}, run_one))
                             slot.vids = [pv.id for pv in group]
+                            slot.jobs += 1
                         except OSError:  # the idle worker died: a fresh one takes the variants
                             pending[:0] = group
                             slot.conn.close()
@@ -137,7 +182,10 @@ class LocalExecutor:
                     pending.clear()
                 for slot in slots.values():  # nothing left for an idle worker: let it go
                     if not slot.vids and slot.conn is not None and not pending:
-                        _stop(slot)
+                        if slot.jobs:
+                            _stop(slot)
+                        else:  # started ahead and never needed: it may still be importing
+                            slot.proc.terminate()
                 waitables = [sl.conn for sl in slots.values() if sl.conn is not None]
                 ready = wait(waitables + [sl.proc.sentinel for sl in slots.values()], timeout=POLL_S)
                 for slot in slots.values():
@@ -170,6 +218,8 @@ class LocalExecutor:
             raise
         finally:
             for slot in slots.values():
+                if not slot.jobs and slot.proc.is_alive():
+                    slot.proc.terminate()  # started ahead and never needed (nothing to run)
                 if slot.conn is not None:
                     slot.conn.close()
             for slot in slots.values():
@@ -199,6 +249,7 @@ class _Slot:
     conn: Connection | None
     vids: list[str] = field(default_factory=list)
     stopping: bool = False
+    jobs: int = 0  # jobs sent to it
 
 
 def _stop(slot: _Slot) -> None:
