@@ -97,12 +97,8 @@ class LocalExecutor:
         """Stop the workers :meth:`prestart` started that no run took over (a failed check, a run
         directory locked by another run): terminated, as they hold no work."""
         started, self._started = self._started, {}
+        _terminate(started.values())
         for slot in started.values():
-            slot.proc.terminate()
-        for slot in started.values():
-            slot.proc.join(timeout=10)
-            if slot.proc.is_alive():
-                slot.proc.kill()
             if slot.conn is not None:
                 slot.conn.close()
 
@@ -207,12 +203,7 @@ class LocalExecutor:
         except BaseException as e:
             # Ctrl-C, SIGTERM or a bug in the driver: no worker may outlive it (they are not
             # daemons, so the interpreter would wait for them at exit).
-            for slot in slots.values():
-                slot.proc.terminate()
-            for slot in slots.values():
-                slot.proc.join(timeout=10)
-                if slot.proc.is_alive():
-                    slot.proc.kill()
+            _terminate(slots.values())
             if isinstance(e, KeyboardInterrupt):
                 driver.interrupted([v for sl in slots.values() for v in sl.vids if v not in driver.finished])
             raise
@@ -250,6 +241,17 @@ class _Slot:
     vids: list[str] = field(default_factory=list)
     stopping: bool = False
     jobs: int = 0  # jobs sent to it
+
+
+def _terminate(slots) -> None:
+    """Stop the workers of ``slots`` now: SIGTERM, then SIGKILL for one still alive after 10 s."""
+    slots = list(slots)
+    for slot in slots:
+        slot.proc.terminate()
+    for slot in slots:
+        slot.proc.join(timeout=10)
+        if slot.proc.is_alive():
+            slot.proc.kill()
 
 
 def _stop(slot: _Slot) -> None:
