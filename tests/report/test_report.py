@@ -122,3 +122,23 @@ def test_reports_on_partial_runs_do_not_crash(tmp_path, case):
     assert "## Findings" in md and len(paths) > 3
     if case in ("base_only", "empty"):
         assert "No fine-tuned variant could be compared" in md
+
+
+def test_the_end_of_a_run_evaluates_the_gate_once(tmp_path, monkeypatch):
+    """report.md, report.html and the closing lines show one gate result, evaluated once."""
+    import peft_audit.gate
+    from peft_audit.report import finish_run
+
+    calls = []
+    evaluate = peft_audit.gate.gate_of_analysis
+    monkeypatch.setattr(peft_audit.gate, "gate_of_analysis", lambda a: calls.append(a) or evaluate(a))
+    d = build_synthetic_store(tmp_path / "run", n_variants=3, seed=1)
+    lines = finish_run(d)
+    assert len(calls) == 1
+    gate = calls[0].default_gate
+    for v in calls[0].variants.itertuples():  # each closing line shows that one result
+        if v.method != "base":
+            failed = any(c.variant_id == v.id and not c.passed for c in gate.checks)
+            line = next(x for x in lines if f" {v.label} " in x)
+            assert ("FAIL" in line) == failed
+    assert (d / "report.md").exists() and (d / "report.html").exists()
