@@ -190,6 +190,13 @@ def subprocess_main(worker: Callable, conn, parent_pid: int, threads: int | None
 _set_aside = False  # whether this process has set its library objects aside (once per process)
 
 
+def preload_for(variants) -> tuple[str, ...]:
+    """Modules a worker imports before its first job besides torch, transformers and peft: TRL
+    and datasets when any of ``variants`` trains (~1.5 s, then not on the first training's path,
+    and set aside from the garbage collector with the rest)."""
+    return ("trl", "datasets") if any(not pv.spec.is_base() and not pv.spec.adapter for pv in variants) else ()
+
+
 def _set_aside_library_objects(preload: tuple[str, ...] = ()) -> None:
     """Import torch, transformers and peft (after the thread and GPU settings above, which they
     read on import; every job imports them anyway) and move the objects that exist now out of
@@ -198,9 +205,9 @@ def _set_aside_library_objects(preload: tuple[str, ...] = ()) -> None:
     ``gc.collect()``, which accelerate runs at the start of every training (3.8 s over
     sweep12's 12) and this worker between jobs; 0.03 s after this. Only what exists now is set
     aside, before any model: models, caches and everything a job makes are collected as before.
-    ``preload`` names further modules to import first (TRL and datasets for a sweep that trains:
-    ~1.5 s, then not on the first training's path). Once per process: a later call (a Ray worker's next task) would freeze a finished job's
-    leftovers too, so it does nothing."""
+    ``preload`` names further modules to import first (:func:`preload_for`). Once per process: a
+    later call (a Ray worker's next task) would freeze a finished job's leftovers too, so it does
+    nothing."""
     import gc
 
     global _set_aside

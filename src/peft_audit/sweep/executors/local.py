@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..driver import Driver
-from ..worker import run_group, stage_progress, subprocess_main
+from ..worker import preload_for, run_group, stage_progress, subprocess_main
 
 POLL_S = 0.5
 
@@ -66,17 +66,6 @@ def gpu_for_slot(slot: int, gpus: list[str]) -> str | None:
     return gpus[slot % len(gpus)] if gpus else None
 
 
-def _trains(cfg) -> bool:
-    """Whether the sweep trains adapters (its workers then import TRL up front); True when the
-    config cannot be expanded (the run's checks report that)."""
-    from ..plan import expand
-
-    try:
-        return any(not pv.spec.is_base() and not pv.spec.adapter for pv in expand(cfg, validate=False))
-    except Exception:  # noqa: BLE001 -- preflight raises it with its message
-        return True
-
-
 class LocalExecutor:
     def __init__(self, opts, worker: Callable = run_group):
         self.opts = opts
@@ -87,11 +76,16 @@ class LocalExecutor:
         """Start each job slot's worker now, before the run's checks and preparation, which
         then overlap the workers' imports (module docstring). The workers wait for their first
         job; :meth:`close` stops those that never get one."""
+        from ..plan import expand
+
         if self.opts.in_process or self._started:
             return
-        preload = ("trl", "datasets") if _trains(cfg) else ()
-        for k in range(max(1, self.opts.jobs)):
-            self._started[k] = self._start_worker(cfg, k, preload)
+        try:
+            plan = expand(cfg, validate=False)
+        except Exception:  # noqa: BLE001 -- the run's checks report it, with their message
+            return
+        for k in range(min(max(1, self.opts.jobs), len(plan))):  # no more workers than variants
+            self._started[k] = self._start_worker(cfg, k, preload_for(plan))
 
     def close(self) -> None:
         """Stop the workers :meth:`prestart` started that no run took over (a failed check, a run
@@ -152,7 +146,7 @@ class LocalExecutor:
         slots: dict[int, _Slot] = self._started
         self._started = {}
         jobs = max(1, self.opts.jobs)
-        preload = ("trl", "datasets") if any(not pv.spec.is_base() and not pv.spec.adapter for pv in todo) else ()
+        preload = preload_for(todo)
 
         try:
             while pending or any(sl.vids for sl in slots.values()):

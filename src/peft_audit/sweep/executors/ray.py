@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import MissingDependencyError
 from ..driver import Driver, console
 from ..groups import take_group
-from ..worker import _release_memory, _set_aside_library_objects, run_group
+from ..worker import _release_memory, _set_aside_library_objects, preload_for, run_group
 
 POLL_S = 0.5
 INSTALL_HINT = "the ray executor needs Ray: pip install 'peft-audit[ray]'  (or: pip install 'ray[default]')"
@@ -43,7 +43,7 @@ def _ray_task(cfg, run_dir: str, pvs, done_by, rows_by, queue, run_one, quiet: b
     per process (accelerate's ``gc.collect()`` at every training would walk them each time) and a
     finished job's objects are collected before the next."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _set_aside_library_objects()
+    _set_aside_library_objects(preload_for(pvs))
     try:
         run_group(cfg, run_dir, pvs, done_by, rows_by, queue.put, run_one, quiet)
     finally:
