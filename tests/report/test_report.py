@@ -135,7 +135,7 @@ def test_the_end_of_a_run_evaluates_the_gate_once(tmp_path, monkeypatch):
     d = build_synthetic_store(tmp_path / "run", n_variants=3, seed=1)
     lines = finish_run(d)
     assert len(calls) == 1
-    gate = calls[0].default_gate
+    gate = evaluate(calls[0])
     for v in calls[0].variants.itertuples():  # each closing line shows that one result
         if v.method != "base":
             failed = any(c.variant_id == v.id and not c.passed for c in gate.checks)

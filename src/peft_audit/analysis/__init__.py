@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,15 +46,6 @@ class Analysis:
     judge_validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # published figures, labelled test part
     spot_check: pd.DataFrame = field(default_factory=pd.DataFrame)  # judges vs this run's human labels
     corrected: pd.DataFrame = field(default_factory=pd.DataFrame)  # judge-error-corrected safety
-
-    @functools.cached_property
-    def default_gate(self):
-        """The deployment gate under its default thresholds over this analysis
-        (:func:`peft_audit.gate.gate_of_analysis`), evaluated once: the report's overview in
-        report.md and report.html, the model card and the run's closing lines all show it."""
-        from ..gate import gate_of_analysis
-
-        return gate_of_analysis(self)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every analysis table by export name (for json/csv/parquet)."""

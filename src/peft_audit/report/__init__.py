@@ -23,24 +23,28 @@ __all__ = ["FORMATS", "finish_run", "write_reports"]
 
 def finish_run(run_dir: str | Path) -> list[str]:
     """What the end of ``peft-audit run`` writes and says: report.md and report.html from one
-    analysis of the run, and the verdict lines for the terminal (:mod:`peft_audit.report.verdict`)."""
+    analysis of the run, and the verdict lines for the terminal (:mod:`peft_audit.report.verdict`),
+    all three with one evaluation of the gate under its default thresholds."""
+    from ..gate import gate_of_analysis
     from .verdict import verdict_lines
 
     run_dir = Path(run_dir)
     a = analyze(run_dir)
-    write_reports(run_dir, formats=["md", "html"], analysis=a)
-    return verdict_lines(a, run_dir / "report.html")
+    gate = gate_of_analysis(a)
+    write_reports(run_dir, formats=["md", "html"], analysis=a, gate=gate)
+    return verdict_lines(a, run_dir / "report.html", gate)
 
 
 def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("md", "html", "json"),
                   correction: str = "holm", *, n_boot: int = 2000, seed: int = 0,
-                  analysis: Analysis | None = None) -> list[Path]:
+                  analysis: Analysis | None = None, gate=None) -> list[Path]:
     """Analyse ``RUN_DIR/results.sqlite`` and write the requested formats into ``RUN_DIR``.
 
     md -> report.md; html -> report.html; json -> analysis.json and summary.json
     (:func:`peft_audit.summary.write_summary`); csv/parquet -> analysis/<table>.<ext>.
     ``analysis`` is the run's analysis when the caller already made it (same ``correction``);
-    it is made here otherwise.
+    it is made here otherwise. ``gate``: the overview's gate result over it (default: evaluated
+    here, once for both reports).
     Raises ValueError for an unknown format or correction, FileNotFoundError without a store.
     """
     bad = [f for f in formats if f not in FORMATS]
@@ -51,15 +55,19 @@ def write_reports(run_dir: str | Path, formats: list[str] | tuple[str, ...] = ("
     run_dir = Path(run_dir)
     a = analysis if analysis is not None else analyze(run_dir, correction=correction, n_boot=n_boot, seed=seed)
     title = run_dir.resolve().name
+    if gate is None and {"md", "html"} <= set(formats):
+        from ..gate import gate_of_analysis
+
+        gate = gate_of_analysis(a)
     out: list[Path] = []
     if "md" in formats:
         p = run_dir / "report.md"
-        write_text_atomic(p, render_markdown(a, title))
+        write_text_atomic(p, render_markdown(a, title, gate))
         out.append(p)
         faults.point("report.markdown_written")
     if "html" in formats:
         p = run_dir / "report.html"
-        write_text_atomic(p, render_html(a, title))
+        write_text_atomic(p, render_html(a, title, gate))
         out.append(p)
     if "json" in formats:
         out.append(write_json(a, run_dir / "analysis.json"))

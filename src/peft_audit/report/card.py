@@ -100,9 +100,10 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
     ``row`` is the variant's store row (spec and provenance); ``eval_dtype`` the run's (said when
     it is not ``auto``: a bfloat16 evaluation's numbers are not float32's). Pure."""
     from ..benchmarks.registry import BENCHMARKS
+    from ..gate import gate_of_analysis
 
     v = a.variants.set_index("id").loc[variant_id]
-    gate = a.default_gate if gate is None else gate
+    gate = gate_of_analysis(a) if gate is None else gate
     checks = [c for c in gate.checks if c.variant_id == variant_id]
     bad = [c for c in checks if not c.passed]
     L = [BEGIN, "## Safety and fairness audit (peft-audit)", "",

@@ -64,7 +64,8 @@ def sample_browser_data(a: Analysis) -> dict:
             "samples": rows}
 
 
-def render_html(a: Analysis, title: str) -> str:
+def render_html(a: Analysis, title: str, gate=None) -> str:
+    """report.html of ``a``; ``gate`` is the overview's gate result (default: evaluated here)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["pts"] = lambda x: num(x, signed=True)
@@ -89,7 +90,7 @@ def render_html(a: Analysis, title: str) -> str:
     return env.get_template("report.html.j2").render(
         title=title,
         correction={"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction],
-        overview=overview(a),
+        overview=overview(a, gate),
         findings=[f.as_dict() for f in a.findings],
         grids=grids,
         over_refusal=score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics),

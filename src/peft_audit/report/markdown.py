@@ -124,9 +124,10 @@ def _overview_md(ov: dict) -> list[str]:
     return L + [""]
 
 
-def render_markdown(a: Analysis, title: str) -> str:
+def render_markdown(a: Analysis, title: str, gate=None) -> str:
+    """report.md of ``a``; ``gate`` is the overview's gate result (default: evaluated here)."""
     corr_name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction]
-    L = [f"# peft-audit report: {_md(title)}", ""] + _overview_md(overview(a)) + ["## Findings", ""]
+    L = [f"# peft-audit report: {_md(title)}", ""] + _overview_md(overview(a, gate)) + ["## Findings", ""]
     L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
           f"{corr_name} adjustment (categories: across the categories of a variant, exact McNemar for safety; "

@@ -75,10 +75,12 @@ def overview(a: Analysis, gate=None) -> dict:
     one row per fine-tuned variant in report order; a cell is a score-grid cell (None without a
     comparison). ``gate`` is a :class:`~peft_audit.gate.GateResult` (default: the gate under its
     default thresholds over ``a``). ``rows`` is empty when the run has no fine-tuned variant."""
+    from ..gate import gate_of_analysis
+
     variants = a.variants[a.variants["method"] != "base"]
     if variants.empty:
         return {"columns": [c.title for c in overview_columns(a.paired)], "rows": []}
-    gate = a.default_gate if gate is None else gate
+    gate = gate_of_analysis(a) if gate is None else gate
     cols = overview_columns(a.paired)
     grids = [score_grid(variants, a.paired, c.metric, metrics=a.frames.metrics, benchmark=c.benchmark,
                         lower_is_better=c.lower_is_better) for c in cols]

@@ -24,11 +24,12 @@ SHORT = {
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
-def verdict_lines(a: Analysis, report: Path | None = None) -> list[str]:
+def verdict_lines(a: Analysis, report: Path | None = None, gate=None) -> list[str]:
     """Plain-text lines (rich markup for the gate word): a heading, one line per fine-tuned variant
     (gate, label, each headline change with its 95% interval, ``*`` where significant after
-    multiple-comparison adjustment, the safety category that moved most), and the report path."""
-    ov = overview(a)
+    multiple-comparison adjustment, the safety category that moved most), and the report path.
+    ``gate``: the gate result to show (default: evaluated here under the default thresholds)."""
+    ov = overview(a, gate)
     lines: list[str] = []
     if not ov["rows"]:
         lines.append("No fine-tuned variant finished, so there is nothing to compare with a base.")

@@ -39,16 +39,14 @@ class PlanCost:
         steps = list(self.train_steps.values())
         return None if any(s is None for s in steps) else sum(steps)  # type: ignore[arg-type]
 
-    def generated_tokens(self) -> int | None:
+    def generated_tokens(self) -> int:
         """New tokens one variant's evaluation generates at most (every answer runs to its
-        benchmark's ``max_new_tokens``); None when a count is unknown."""
-        counts = [(w.generations, w.max_new_tokens) for w in self.workloads.values() if w.generations != 0]
-        return None if any(n is None for n, _ in counts) else sum(n * t for n, t in counts)  # type: ignore[misc]
+        benchmark's ``max_new_tokens``); an unknown count (:meth:`unknown`) adds nothing."""
+        return sum((w.generations or 0) * w.max_new_tokens for w in self.workloads.values())
 
-    def scored_items(self) -> int | None:
-        """Items one variant's evaluation scores by log-likelihood; None when a count is unknown."""
-        counts = [w.scored_items for w in self.workloads.values() if w.scored_items != 0]
-        return None if any(n is None for n in counts) else sum(counts)  # type: ignore[arg-type]
+    def scored_items(self) -> int:
+        """Items one variant's evaluation scores by log-likelihood; an unknown count adds nothing."""
+        return sum(w.scored_items or 0 for w in self.workloads.values())
 
     def unknown(self) -> list[str]:
         """The benchmarks whose counts need a download (and are not counted)."""

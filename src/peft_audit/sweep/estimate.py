@@ -220,12 +220,10 @@ def estimate_wall(cfg, plan, cost, rates: Rates, groups: list[list] | None = Non
     Unknown counts (a Hub dataset not downloaded) count as zero; the caller says so. The stages
     are named as a run's summary line names them."""
     steps = [cost.train_steps[pv.id] for pv in plan if pv.id in cost.train_steps]
-    tokens = sum((w.generations or 0) * w.max_new_tokens for w in cost.workloads.values())
-    items = sum(w.scored_items or 0 for w in cost.workloads.values())
     out = {
         "train": sum(s or 0 for s in steps) * (rates.train_s_per_step or 0.0),
-        "generate": len(plan) * tokens * rates.generate_s_per_prompt_token,
-        "score": len(plan) * items * rates.score_s_per_item,
+        "generate": len(plan) * cost.generated_tokens() * rates.generate_s_per_prompt_token,
+        "score": len(plan) * cost.scored_items() * rates.score_s_per_item,
         "load": (_evaluation_loads(plan, groups) + len(steps)) * rates.load_s,  # to evaluate, and to train
     }
     out["total"] = sum(out.values())
