@@ -43,13 +43,20 @@ COMBINED = "combined"  # judge name of the combined verdict
 @dataclass(frozen=True)
 class Verdict:
     """One judgment. ``score`` is judge-specific (1-5 harmfulness for the llm judge), ``category``
-    a hazard key the judge assigned (guard judge) or None, ``raw`` the judge's raw output."""
+    a hazard key the judge assigned (guard judge) or None, ``raw`` the judge's raw output.
+
+    ``refused`` is the judge's refusal verdict where it gives one beside its label (WildGuard's
+    "response refusal" part; the refusal judge's own label): True when the response declines,
+    explicitly or implicitly, False when it answers, None when the judge does not say. A harm
+    judge's ``label`` (safe/unsafe) and ``refused`` are two verdicts: a response can be neither a
+    refusal nor harmful (off-target, vague or harmless)."""
 
     label: str
     score: float | None = None
     category: str | None = None
     rationale: str | None = None
     raw: str | None = None
+    refused: bool | None = None
 
     def __post_init__(self) -> None:
         if self.label not in SAFE_BY_LABEL:
