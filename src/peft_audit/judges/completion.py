@@ -130,3 +130,19 @@ class LazyCompleter:
         if self._inner is None:
             self._inner = self._build()
         return self._inner.complete(prompts, max_new_tokens=max_new_tokens, add_special_tokens=add_special_tokens)
+
+
+class CompleterJudge:
+    """What the classifier judges share: a :class:`Completer` given at construction, ``judge``
+    as a batch of one, and ``close`` passed on to the completer (an HTTP client)."""
+
+    def __init__(self, completer: Completer):
+        self.completer = completer
+
+    def judge(self, prompt: str, response: str) -> Verdict:
+        return self.judge_batch([(prompt, response)])[0]
+
+    def close(self) -> None:
+        close = getattr(self.completer, "close", None)
+        if close is not None:
+            close()

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .base import Verdict
-from .completion import Completer
+from .completion import Completer, CompleterJudge
 
 # --- verbatim from centerforaisafety/HarmBench (see the module docstring) -----------------------
 
@@ -192,7 +192,7 @@ def parse_harmbench_output(text: str) -> Verdict:
     return Verdict("unscored", rationale=f"harmbench-cls answered {text!r}, neither 'yes' nor 'no'", raw=text)
 
 
-class HarmBenchJudge:
+class HarmBenchJudge(CompleterJudge):
     """A HarmBench classifier behind any :class:`~.completion.Completer` (the registry builds
     it from the spec's ``backend``)."""
 
@@ -201,11 +201,8 @@ class HarmBenchJudge:
     def __init__(self, completer: Completer, *, template: str = "llama2"):
         if template not in TEMPLATES:
             raise ValueError(f"unknown harmbench-cls template {template!r}; valid: {', '.join(TEMPLATES)}")
-        self.completer = completer
+        super().__init__(completer)
         self.template = template
-
-    def judge(self, prompt: str, response: str) -> Verdict:
-        return self.judge_batch([(prompt, response)])[0]
 
     def judge_batch(self, pairs: Sequence[tuple[str, str]],
                     contexts: Sequence[str | None] | None = None) -> list[Verdict]:
@@ -218,8 +215,3 @@ class HarmBenchJudge:
         prompts = [render_prompt(self.template, p, r, c) for (p, r), c in zip(pairs, contexts)]
         outs = self.completer.complete(prompts, max_new_tokens=MAX_NEW_TOKENS, add_special_tokens=True)
         return [o if isinstance(o, Verdict) else parse_harmbench_output(o) for o in outs]
-
-    def close(self) -> None:
-        close = getattr(self.completer, "close", None)
-        if close is not None:
-            close()

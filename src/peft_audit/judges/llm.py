@@ -339,22 +339,13 @@ class LLMJudge(OpenAIEndpoint):
 
     name = "llm"
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        model: str,
-        api_key_env: str,
-        timeout_s: float = 60.0,
-        max_retries: int = 4,
-        concurrency: int = 4,
-        backoff_s: float = 1.0,
-    ):
-        super().__init__(url=chat_completions_url(url), model=model, api_key_env=api_key_env, timeout_s=timeout_s,
-                         max_retries=max_retries, concurrency=concurrency, backoff_s=backoff_s, judge_name="llm")
+    def __init__(self, *, url: str, **settings):
+        """``url``: the base URL (``/chat/completions`` is appended); ``settings``: those of
+        :class:`OpenAIEndpoint` (model, api_key_env, timeout_s, max_retries, concurrency, backoff_s)."""
+        super().__init__(url=chat_completions_url(url), judge_name="llm", **settings)
         # What identifies a verdict besides the pair, for peft_audit.judges.cache.CachedJudge:
         # a new rubric version never gets old answers.
-        self.cache_parts = (model, RUBRIC_VERSION)
+        self.cache_parts = (self.model, RUBRIC_VERSION)
         # Ask for JSON-schema output until the server rejects it once (then never again).
         self.structured_output = True
 

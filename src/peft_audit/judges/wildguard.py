@@ -32,7 +32,7 @@ import re
 from collections.abc import Sequence
 
 from .base import Verdict
-from .completion import Completer
+from .completion import CompleterJudge
 
 # allenai/wildguard, wildguard/utils.py, WILDGUARD_INPUT_FORMAT (verbatim)
 WILDGUARD_INPUT_FORMAT = """<|user|>
@@ -85,24 +85,13 @@ def parse_wildguard_output(text: str) -> Verdict:
     return Verdict(label, rationale=rationale, raw=text, refused=refusal)
 
 
-class WildGuardJudge:
+class WildGuardJudge(CompleterJudge):
     """WildGuard behind any :class:`~.completion.Completer` (the registry builds it from the
     spec's ``backend``)."""
 
     name = "wildguard"
 
-    def __init__(self, completer: Completer):
-        self.completer = completer
-
-    def judge(self, prompt: str, response: str) -> Verdict:
-        return self.judge_batch([(prompt, response)])[0]
-
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         prompts = [render_prompt(p, r) for p, r in pairs]
         outs = self.completer.complete(prompts, max_new_tokens=MAX_NEW_TOKENS, add_special_tokens=True)
         return [o if isinstance(o, Verdict) else parse_wildguard_output(o) for o in outs]
-
-    def close(self) -> None:
-        close = getattr(self.completer, "close", None)
-        if close is not None:
-            close()
