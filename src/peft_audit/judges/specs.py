@@ -2,6 +2,7 @@
 
     safety:
       judges: [refusal, {name: llm, url: http://localhost:8000/v1, model: judge-7b, api_key_env: MY_KEY}]
+      # or a published classifier on your weights: {name: wildguard, model: allenai/wildguard, backend: vllm}
 
 Each spec is validated by its own model (a pydantic union discriminated by ``name``), so a
 misspelt or missing setting is named before anything runs. A spec is frozen and hashable by its
