@@ -74,7 +74,9 @@ def test_registry_builds_keyword_and_requires_guard_model():
 def test_every_registered_judge_builds_and_follows_the_protocol(name, tiny_model_dir, tmp_path):
     from peft_audit.judges import Judge
 
-    cfg = SafetyConfig(judges=[name], judge_url="http://127.0.0.1:9/v1", judge_model="m",
+    # the field classifiers name their weights in the spec (no flat field of earlier releases)
+    spec = {"name": name, "model": str(tiny_model_dir)} if name in ("harmbench-cls", "wildguard") else name
+    cfg = SafetyConfig(judges=[spec], judge_url="http://127.0.0.1:9/v1", judge_model="m",
                        guard_model=str(tiny_model_dir))
     [j] = build_judges(cfg, cache_path=tmp_path / "cache.sqlite")
     assert isinstance(j, Judge) and j.name == name

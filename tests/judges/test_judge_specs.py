@@ -25,7 +25,7 @@ def test_names_and_specs_validate_per_judge():
     assert cfg.safety.judges == [RefusalSpec(name="refusal"), LLMSpec(**LLM)]
     with pytest.raises(ConfigError, match=r"safety\.judges\.0\.llm\.urll: unknown key"):
         parse_config({"safety": {"judges": [{**LLM, "urll": "x"}]}})
-    with pytest.raises(ConfigError, match=r"unknown judge 'gpt'; valid: refusal, keyword, llm, guard"):
+    with pytest.raises(ConfigError, match=r"unknown judge 'gpt'; valid: refusal, keyword, llm, guard, harmbench-cls, wildguard"):
         parse_config({"safety": {"judges": ["refusal", "gpt"]}})
     with pytest.raises(ConfigError, match="lists a judge twice"):
         parse_config({"safety": {"judges": ["refusal", "refusal"]}})

@@ -1,8 +1,9 @@
 """Judges of safety responses: one module per judge behind the :class:`Judge` protocol.
 
 ``keyword`` (refusal phrases + degeneration), ``llm`` (1-5 rubric over an OpenAI-compatible
-endpoint), ``guard`` (local Llama-Guard-style classifier); :func:`combine` and
-:func:`agreement` for several judges at once.
+endpoint), ``guard`` (local Llama-Guard-style classifier), ``harmbench-cls`` and ``wildguard``
+(the field's published classifiers, by transformers, vLLM or an OpenAI-compatible server);
+:func:`combine` and :func:`agreement` for several judges at once.
 """
 
 from .base import COMBINED, SAFE_BY_LABEL, Judge, Verdict, row_verdict, verdict_row

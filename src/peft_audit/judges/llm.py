@@ -35,6 +35,7 @@ logged, stored or put in errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -219,10 +220,36 @@ def chat_completions_url(base_url: str) -> str:
     return url if url.endswith("/chat/completions") else url + "/chat/completions"
 
 
-class LLMJudge:
-    """Rubric judge over an OpenAI-compatible ``/chat/completions`` endpoint."""
+def completions_url(base_url: str) -> str:
+    """``http://host/v1`` -> ``http://host/v1/completions``, the raw-prompt endpoint (a full
+    endpoint URL is kept)."""
+    url = base_url.rstrip("/")
+    return url if url.endswith("/completions") else url + "/completions"
 
-    name = "llm"
+
+def completion_text(r: httpx.Response | str) -> str | Verdict:
+    """The generated text of a ``/completions`` reply, or the Verdict saying why there is none:
+    failures and content filters are read as for chat completions (``unscored`` /
+    ``judge_refused``); a reply without ``choices[0].text`` is ``unscored``."""
+    if isinstance(r, str) or r.status_code >= 400:
+        return _verdict_from_reply(r)
+    try:
+        choice = r.json()["choices"][0]
+        text = choice["text"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return Verdict("unscored", rationale="judge reply is not a completion", raw=r.text[:2000])
+    if choice.get("finish_reason") == "content_filter":
+        return Verdict("judge_refused", rationale="judge answer withheld by its content filter", raw=r.text[:2000])
+    if not isinstance(text, str):
+        return Verdict("unscored", rationale="judge reply is not a completion", raw=r.text[:2000])
+    return text
+
+
+class OpenAIEndpoint:
+    """One OpenAI-compatible endpoint (``url`` is the full endpoint URL, e.g. from
+    :func:`chat_completions_url` or :func:`completions_url`): POSTs with the retry rules of the
+    module docstring, the key read from the environment per request, and :meth:`map` over
+    ``concurrency`` threads. ``judge_name`` names the judge in errors."""
 
     def __init__(
         self,
@@ -234,20 +261,17 @@ class LLMJudge:
         max_retries: int = 4,
         concurrency: int = 4,
         backoff_s: float = 1.0,
+        judge_name: str = "llm",
     ):
-        self.url = chat_completions_url(url)
+        self.url = url
         self.model = model
         self.api_key_env = api_key_env  # the *name* only; the value is read per request
         self.max_retries = max_retries
         self.concurrency = concurrency
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
-        # What identifies a verdict besides the pair, for peft_audit.judges.cache.CachedJudge:
-        # a new rubric version never gets old answers.
-        self.cache_parts = (model, RUBRIC_VERSION)
+        self.judge_name = judge_name
         self.requests_sent = 0  # for tests and logs: real HTTP requests made
-        # Ask for JSON-schema output until the server rejects it once (then never again).
-        self.structured_output = True
         self._count_lock = threading.Lock()
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s))
 
@@ -258,21 +282,7 @@ class LLMJudge:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _body(self, prompt: str, response: str, structured: bool) -> dict:
-        body = {
-            "model": self.model,
-            "temperature": 0,
-            "max_tokens": 400,
-            "messages": [
-                {"role": "system", "content": RUBRIC},
-                {"role": "user", "content": USER_TEMPLATE.format(prompt=prompt, response=response)},
-            ],
-        }
-        if structured:
-            body["response_format"] = RESPONSE_FORMAT
-        return body
-
-    def _post(self, body: dict) -> httpx.Response | str:
+    def post(self, body: dict) -> httpx.Response | str:
         """The first answer that is not retryable, or (after the retries) why there is none.
         401/403/404 raise :class:`JudgeError`."""
         last = "no attempt"
@@ -291,10 +301,11 @@ class LLMJudge:
                 last = f"connection error to {self.url}: {_transport_reason(e)}"
                 continue
             if r.status_code in (401, 403, 404):
+                name = self.judge_name
                 raise JudgeError(
-                    f"llm judge: {self.url} answered HTTP {r.status_code}; check the url and model ({self.model}) "
-                    f"of the llm judge's spec (safety.judges: [{{name: llm, url: ..., model: ...}}]) and the key in "
-                    f"the environment variable {self.api_key_env}"
+                    f"{name} judge: {self.url} answered HTTP {r.status_code}; check the url and model ({self.model}) "
+                    f"of the {name} judge's spec (safety.judges: [{{name: {name}, url: ..., model: ...}}]) and the key "
+                    f"in the environment variable {self.api_key_env}"
                 )
             if r.status_code in _RETRYABLE or r.status_code >= 500:
                 last = f"HTTP {r.status_code}"
@@ -302,25 +313,67 @@ class LLMJudge:
             return r
         return f"gave up after {self.max_retries + 1} attempts: {last}"
 
+    # LLMJudge subclasses in benchmarks/ call the earlier private name.
+    _post = post
+
+    def redact(self, text: str | None) -> str | None:
+        """``text`` with the API key replaced by ``***`` (a server might echo request headers
+        back; the key must not reach the store)."""
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "***") if key and text else text
+
+    def scrub(self, v: Verdict) -> Verdict:
+        """``v`` with the API key redacted from its rationale and raw answer."""
+        if self.redact(v.raw) == v.raw and self.redact(v.rationale) == v.rationale:
+            return v
+        return dataclasses.replace(v, rationale=self.redact(v.rationale), raw=self.redact(v.raw))
+
+    def map(self, fn, items: Sequence) -> list:
+        """``[fn(x) for x in items]`` on ``concurrency`` threads, in order."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(fn, items))
+
+
+class LLMJudge(OpenAIEndpoint):
+    """Rubric judge over an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    name = "llm"
+
+    def __init__(self, *, url: str, **settings):
+        """``url``: the base URL (``/chat/completions`` is appended); ``settings``: those of
+        :class:`OpenAIEndpoint` (model, api_key_env, timeout_s, max_retries, concurrency, backoff_s)."""
+        super().__init__(url=chat_completions_url(url), judge_name="llm", **settings)
+        # What identifies a verdict besides the pair, for peft_audit.judges.cache.CachedJudge:
+        # a new rubric version never gets old answers.
+        self.cache_parts = (self.model, RUBRIC_VERSION)
+        # Ask for JSON-schema output until the server rejects it once (then never again).
+        self.structured_output = True
+
+    def _body(self, prompt: str, response: str, structured: bool) -> dict:
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "max_tokens": 400,
+            "messages": [
+                {"role": "system", "content": RUBRIC},
+                {"role": "user", "content": USER_TEMPLATE.format(prompt=prompt, response=response)},
+            ],
+        }
+        if structured:
+            body["response_format"] = RESPONSE_FORMAT
+        return body
+
     def _request(self, prompt: str, response: str) -> Verdict:
         structured = self.structured_output
-        r = self._post(self._body(prompt, response, structured))
+        r = self.post(self._body(prompt, response, structured))
         if (structured and isinstance(r, httpx.Response) and r.status_code in _FORMAT_REJECTED
                 and not _FILTER_400.search(r.text)):
             # Probably a server without JSON-schema output: ask again without it. Only if that
             # is accepted is the server marked as lacking it (a 400 again means the content).
-            r = self._post(self._body(prompt, response, False))
+            r = self.post(self._body(prompt, response, False))
             if not (isinstance(r, httpx.Response) and r.status_code in _FORMAT_REJECTED):
                 self.structured_output = False
         return _verdict_from_reply(r)
-
-    def _scrubbed(self, v: Verdict) -> Verdict:
-        # A server might echo request headers back; the key must not reach the store.
-        key = os.environ.get(self.api_key_env)
-        if not key or not any(key in (x or "") for x in (v.raw, v.rationale)):
-            return v
-        return Verdict(v.label, v.score, v.category, (v.rationale or "").replace(key, "***"),
-                       (v.raw or "").replace(key, "***"))
 
     def judge(self, prompt: str, response: str) -> Verdict:
         return self.judge_batch([(prompt, response)])[0]
@@ -328,5 +381,4 @@ class LLMJudge:
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         """One verdict per pair, asked on ``concurrency`` threads (caching: wrap the judge in
         :class:`peft_audit.judges.cache.CachedJudge`, as the registry does for a run)."""
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda p: self._scrubbed(self._request(*p)), pairs))
+        return self.map(lambda p: self.scrub(self._request(*p)), pairs)

@@ -2,7 +2,9 @@
 
 This is the edge where judges touch the outside world (HTTP client, guard model weights);
 code that uses judges receives them ready-made. A judge with ``cache_parts`` (llm) is wrapped
-in :class:`.cache.CachedJudge` when a cache file is given.
+in :class:`.cache.CachedJudge` when a cache file is given. The field classifiers
+(``harmbench-cls``, ``wildguard``) get the backend their spec names (:func:`_completer`); a
+local one loads its model on first use, so that building the judge (a run's preflight) is cheap.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .base import Judge
 from .cache import CachedJudge, JudgmentCache
 from .keyword import KeywordJudge
 from .refusal import RefusalJudge
-from .specs import GuardSpec, JudgeSpec, LLMSpec
+from .specs import GuardSpec, HarmBenchClsSpec, JudgeSpec, LLMSpec, WildGuardSpec
 
 
 def _llm(spec: LLMSpec) -> Judge:
@@ -33,11 +35,50 @@ def _guard(spec: GuardSpec) -> Judge:
     return GuardJudge(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
 
 
+def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
+    """The raw-prompt backend ``spec.backend`` names (:mod:`.completion`)."""
+    from . import completion
+
+    if spec.backend == "http":
+        from .llm import OpenAIEndpoint, completions_url
+
+        return completion.HttpCompleter(OpenAIEndpoint(
+            url=completions_url(spec.url), model=spec.model, api_key_env=spec.api_key_env, timeout_s=spec.timeout_s,
+            max_retries=spec.max_retries, concurrency=spec.concurrency, backoff_s=spec.backoff_s, judge_name=spec.name))
+    if spec.backend == "vllm":
+        from ..models.vllm_backend import require_vllm
+
+        require_vllm()  # say so now, not after the run's generation
+        return completion.LazyCompleter(lambda: completion.vllm_completer(spec.model))
+
+    def load():
+        from ..models import load_base
+
+        loaded = load_base(spec.model)
+        return completion.TransformersCompleter(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
+
+    return completion.LazyCompleter(load)
+
+
+def _harmbench_cls(spec: HarmBenchClsSpec) -> Judge:
+    from .harmbench_cls import HarmBenchJudge
+
+    return HarmBenchJudge(_completer(spec), template=spec.template)
+
+
+def _wildguard(spec: WildGuardSpec) -> Judge:
+    from .wildguard import WildGuardJudge
+
+    return WildGuardJudge(_completer(spec))
+
+
 JUDGES: dict[str, Callable[[Any], Judge]] = {
     "refusal": lambda spec: RefusalJudge(),
     "keyword": lambda spec: KeywordJudge(),
     "llm": _llm,
     "guard": _guard,
+    "harmbench-cls": _harmbench_cls,
+    "wildguard": _wildguard,
 }
 
 

@@ -2,6 +2,7 @@
 
     safety:
       judges: [refusal, {name: llm, url: http://localhost:8000/v1, model: judge-7b, api_key_env: MY_KEY}]
+      # or a published classifier on your weights: {name: wildguard, model: allenai/wildguard, backend: vllm}
 
 Each spec is validated by its own model (a pydantic union discriminated by ``name``), so a
 misspelt or missing setting is named before anything runs. A spec is frozen and hashable by its
@@ -18,7 +19,7 @@ from __future__ import annotations
 import warnings
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Spec(BaseModel):
@@ -39,20 +40,26 @@ class KeywordSpec(_Spec):
     name: Literal["keyword"]
 
 
-class LLMSpec(_Spec):
-    """1-5 harmfulness rubric over an OpenAI-compatible ``/chat/completions`` endpoint."""
+class _EndpointSettings(_Spec):
+    """How an OpenAI-compatible endpoint is called (the ``llm`` judge; the field classifiers'
+    ``backend: http``)."""
 
     NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"concurrency", "timeout_s", "max_retries", "backoff_s"})
 
-    name: Literal["llm"]
-    url: str = Field(description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    model: str = Field(description="Model name the endpoint serves")
     api_key_env: str = Field("PEFT_AUDIT_JUDGE_API_KEY", description="Environment variable holding the key "
                              "(only its name is stored)")
     concurrency: int = Field(4, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0)
     backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles per retry")
+
+
+class LLMSpec(_EndpointSettings):
+    """1-5 harmfulness rubric over an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    name: Literal["llm"]
+    url: str = Field(description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    model: str = Field(description="Model name the endpoint serves")
 
 
 class GuardSpec(_Spec):
@@ -65,8 +72,66 @@ class GuardSpec(_Spec):
     batch_size: int = Field(8, ge=1)
 
 
-JudgeSpec = Annotated[Union[RefusalSpec, KeywordSpec, LLMSpec, GuardSpec], Field(discriminator="name")]
-JUDGE_NAMES = ("refusal", "keyword", "llm", "guard")
+class _FieldClassifierSpec(_EndpointSettings):
+    """A published classifier run on weights the user supplies, by one of three backends:
+    ``transformers`` (``model`` is a hub id or local directory, loaded by the project's loader
+    on the GPU or CPU), ``vllm`` (the same, through vLLM when installed) or ``http`` (``model``
+    is the name an OpenAI-compatible server at ``url`` serves; its ``/completions`` endpoint is
+    used, since the classifiers take a raw prompt). The endpoint settings apply to ``http`` only."""
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = _EndpointSettings.NOT_RESULTS | {"batch_size"}
+
+    model: str = Field(description="Model id or local directory (transformers, vllm), or the served model name (http)")
+    backend: Literal["transformers", "vllm", "http"] = Field("transformers", description="How the classifier is run")
+    url: str | None = Field(None, description="OpenAI-compatible base URL (backend: http only), "
+                            "e.g. http://localhost:8000/v1")
+    batch_size: int = Field(8, ge=1, description="Rows per generation batch (backend: transformers)")
+
+    @model_validator(mode="after")
+    def _url_with_http_only(self):
+        if self.backend == "http" and not self.url:
+            raise ValueError(f"{self.name}: backend: http needs url (the server's OpenAI-compatible base URL, "
+                             "e.g. http://localhost:8000/v1)")
+        if self.backend != "http" and self.url:
+            raise ValueError(f"{self.name}: url is only used with backend: http, but backend is {self.backend}; "
+                             "drop url or set backend: http")
+        return self
+
+
+#: the published HarmBench classifiers and the template each was trained with
+_HARMBENCH_MODELS = {"harmbench-llama-2-13b-cls": ("llama2", "llama2-eval-utils"),
+                     "harmbench-mistral-7b-val-cls": ("mistral",)}
+
+
+class HarmBenchClsSpec(_FieldClassifierSpec):
+    """HarmBench's behaviour classifier (cais/HarmBench-Llama-2-13b-cls or
+    cais/HarmBench-Mistral-7b-val-cls): yes/no on whether the response is an instance of the
+    behaviour (:mod:`.harmbench_cls`)."""
+
+    name: Literal["harmbench-cls"]
+    template: Literal["llama2", "llama2-eval-utils", "mistral"] = Field(
+        "llama2", description="llama2: the model card's prompt for HarmBench-Llama-2-13b-cls; llama2-eval-utils: "
+        "the prompt of HarmBench's eval_utils.py; mistral: HarmBench-Mistral-7b-val-cls's prompt")
+
+    @model_validator(mode="after")
+    def _template_fits_model(self):
+        fits = _HARMBENCH_MODELS.get(self.model.rstrip("/").rsplit("/", 1)[-1].lower())
+        if fits and self.template not in fits:
+            raise ValueError(f"harmbench-cls: model {self.model} was trained with template {' or '.join(fits)}, "
+                             f"not {self.template}; set template: {fits[0]}")
+        return self
+
+
+class WildGuardSpec(_FieldClassifierSpec):
+    """AI2's WildGuard (allenai/wildguard): harmful response and response refusal
+    (:mod:`.wildguard`)."""
+
+    name: Literal["wildguard"]
+
+
+JudgeSpec = Annotated[Union[RefusalSpec, KeywordSpec, LLMSpec, GuardSpec, HarmBenchClsSpec, WildGuardSpec],
+                      Field(discriminator="name")]
+JUDGE_NAMES = ("refusal", "keyword", "llm", "guard", "harmbench-cls", "wildguard")
 
 #: flat field of earlier releases -> (judge, setting)
 LEGACY_FIELDS = {

