@@ -354,24 +354,28 @@ def generation_workload(cfg: Any, load: Callable[[], Sized], *, unit: str = "pro
 
 
 def model_judges(specs) -> tuple[str, ...]:
-    """The judges of ``specs`` that run a model (a guard classifier, an LLM endpoint), as
-    ``name (model)``: their time is not part of a calibrated estimate. Rule-based judges
-    (``refusal``, ``keyword``) cost next to nothing and are not listed."""
-    return tuple(f"{s.name} ({s.model})" for s in specs if s is not None and s.name in ("guard", "llm"))
+    """The judges of ``specs`` that run a model (a guard or field classifier, an LLM endpoint,
+    the ``harm`` probe on the bundled model's first layers), as ``name (model)``: their time is
+    not part of a calibrated estimate. Rule-based judges (``refusal``, ``keyword``) cost next to
+    nothing and are not listed."""
+    return tuple(f"{s.name} ({getattr(s, 'model', 'bundled SmolLM2, first layers')})" for s in specs
+                 if s is not None and s.name not in ("refusal", "keyword"))
 
 
 def check_judges(specs) -> None:
-    """Build each judge of ``specs`` once, as a preflight: an unknown name, a bad setting or a
-    guard model that cannot be found fails here. A guard model is only resolved (found or
-    downloaded), not loaded; an ``llm`` judge is not called."""
+    """Build each judge of ``specs`` once, as a preflight: an unknown name, a bad setting, a
+    missing harm probe or a guard or field classifier model that cannot be found fails here. A
+    local classifier's model is only resolved (found or downloaded), not loaded; an endpoint is
+    not called."""
     from ..judges.registry import build_judge
 
     for spec in specs:
-        if spec.name == "guard":
+        if spec.name == "guard" or getattr(spec, "backend", None) in ("transformers", "vllm"):
             from ..models import resolve_model
 
             resolve_model(spec.model)
-            continue
+            if spec.name == "guard":
+                continue
         judge = build_judge(spec)
         close = getattr(judge, "close", None)
         if close is not None:

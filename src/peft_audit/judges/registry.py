@@ -15,6 +15,7 @@ from typing import Any
 
 from .base import Judge
 from .cache import CachedJudge, JudgmentCache
+from .harm import HarmJudge
 from .keyword import KeywordJudge
 from .refusal import RefusalJudge
 from .specs import GuardSpec, HarmBenchClsSpec, JudgeSpec, LLMSpec, WildGuardSpec
@@ -75,6 +76,7 @@ def _wildguard(spec: WildGuardSpec) -> Judge:
 JUDGES: dict[str, Callable[[Any], Judge]] = {
     "refusal": lambda spec: RefusalJudge(),
     "keyword": lambda spec: KeywordJudge(),
+    "harm": lambda spec: HarmJudge.bundled(batch_size=spec.batch_size),
     "llm": _llm,
     "guard": _guard,
     "harmbench-cls": _harmbench_cls,

@@ -40,6 +40,16 @@ class KeywordSpec(_Spec):
     name: Literal["keyword"]
 
 
+class HarmSpec(_Spec):
+    """The offline harm judge: a probe on the bundled SmolLM2's hidden states (judges/harm.py),
+    validated on external human labels (its card: judges/data/harm_probe.json)."""
+
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
+    name: Literal["harm"]
+    batch_size: int = Field(8, ge=1, description="Responses per forward pass")
+
+
 class _EndpointSettings(_Spec):
     """How an OpenAI-compatible endpoint is called (the ``llm`` judge; the field classifiers'
     ``backend: http``)."""
@@ -129,9 +139,9 @@ class WildGuardSpec(_FieldClassifierSpec):
     name: Literal["wildguard"]
 
 
-JudgeSpec = Annotated[Union[RefusalSpec, KeywordSpec, LLMSpec, GuardSpec, HarmBenchClsSpec, WildGuardSpec],
+JudgeSpec = Annotated[Union[RefusalSpec, KeywordSpec, HarmSpec, LLMSpec, GuardSpec, HarmBenchClsSpec, WildGuardSpec],
                       Field(discriminator="name")]
-JUDGE_NAMES = ("refusal", "keyword", "llm", "guard", "harmbench-cls", "wildguard")
+JUDGE_NAMES = ("refusal", "keyword", "harm", "llm", "guard", "harmbench-cls", "wildguard")
 
 #: flat field of earlier releases -> (judge, setting)
 LEGACY_FIELDS = {
