@@ -41,6 +41,9 @@ from .validation import agreement_table, verdict_agreement
 #: The published external figures (written by this module's ``main``).
 EXTERNAL_FILE = "data/external_validation.json"
 DEFAULT_JUDGES = ("refusal", "keyword", "harm")  # harm only when the registry has it
+#: The set parts a report shows (the XSTest dev half is left out: the refusal rules were tuned on it).
+REPORTED_PARTS = {"xstest": "XSTest (all)", "xstest_heldout": "XSTest held-out half", "gptfuzz": "GPTFuzz",
+                  "harmbench": "HarmBench val (test only)"}
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,9 @@ def measure(judges: list, tables: dict[str, list[dict]]) -> dict:
     return doc
 
 
-def _fmt(c: dict | None) -> str:
+def cell_text(c: dict | None) -> str:
+    """``0.917 [0.899, 0.931], κ 0.83 [0.80, 0.87], n=1115`` for one cell, ``(proxy)`` appended
+    when a refusal judge was read against harm labels; the note (or n/a) when there is no figure."""
     if not c or "safe_agreement" not in c:
         return "n/a" if not c else c.get("note") or "n/a"
     s, k = c["safe_agreement"], c["kappa"]
@@ -137,14 +142,14 @@ def markdown(doc: dict) -> str:
     parts = list(doc["sets"])
     lines = ["| judge | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
     for judge, cells in doc["judges"].items():
-        lines.append(f"| `{judge}` | " + " | ".join(_fmt(cells.get(p)) for p in parts) + " |")
+        lines.append(f"| `{judge}` | " + " | ".join(cell_text(cells.get(p)) for p in parts) + " |")
     for ref, entry in doc["references"].items():
         row = []
         for p in parts:
             if p != entry["set"]:
                 row.append("")
                 continue
-            computed = f"; on these rows {_fmt(entry['computed'])}" if "computed" in entry else ""
+            computed = f"; on these rows {cell_text(entry['computed'])}" if "computed" in entry else ""
             row.append(f"{entry['published_safe_agreement']:.3f} published{computed}")
         lines.append(f"| {ref} ({entry['citation']}) | " + " | ".join(row) + " |")
     lines += ["", "Safe/unsafe agreement with the human labels [Wilson 95% interval], Cohen's κ [95% interval], n. "

@@ -224,6 +224,35 @@ def judge_validity_rows(validation: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def external_validity_rows(judges: list[str]) -> dict:
+    """The shipped external figures (:mod:`peft_audit.judges.external`) for ``judges`` and the field
+    references: ``{"columns": [set titles], "rows": [{"name", "cells": [text per column]}]}``; no
+    rows when none of ``judges`` was measured there."""
+    from ..judges.external import REPORTED_PARTS, cell_text, published_external
+
+    doc = published_external() or {"judges": {}, "references": {}}
+    parts = [p for p in REPORTED_PARTS if p in doc.get("sets", {})]
+    measured = [j for j in judges if j in doc["judges"]]
+    if not measured:
+        return {"columns": [], "rows": []}
+    rows = [{"name": f"{j}", "cells": [cell_text(doc["judges"][j].get(p)) for p in parts]} for j in measured]
+    for ref, entry in doc["references"].items():
+        cells = []
+        for p in parts:
+            if p != entry["set"]:
+                cells.append("")
+                continue
+            on_rows = f"; on these rows {cell_text(entry['computed'])}" if "computed" in entry else ""
+            cells.append(f"{entry['published_safe_agreement']:.3f} published{on_rows}")
+        rows.append({"name": f"{ref} ({entry['citation']}, reference)", "cells": cells})
+    return {"columns": [REPORTED_PARTS[p] for p in parts], "rows": rows}
+
+
+def run_judges(verdicts: pd.DataFrame) -> list[str]:
+    """The judges whose verdicts a run stored (the combined verdict left out), sorted."""
+    return sorted(set(verdicts["judge"]) - {"combined"}) if verdicts is not None and not verdicts.empty else []
+
+
 SPOT_CHECK_SHOWN = ("safe_agreement", "kappa_safe", "sensitivity_safe", "specificity_safe", "recall:refusal",
                     "precision:refusal")
 
