@@ -213,6 +213,7 @@ _MORALISING = re.compile(
     r"\b(?:important|crucial|essential|should|must|respect|instead|seek|consider|please|help|support|illegal|"
     r"(?:un)?ethical|harm|consequences?|professional|safe|safety|well-?being|dangerous|never|encourage|promote|"
     r"condone|appropriate|responsible|dignity|privacy|consent|law|legal|crime|criminal|violen|authorit|trust|"
+    r"care|reach out|crisis|hotline|helpline|therap|counsel|loved ones|friend|struggl|overwhelm|"
     r"i(?:'m| am)|i (?:can|cannot|can't|will|would|do)|you)"
 )
 #: How many warning-free opening sentences make a later decline-like phrase a remark on an answer.
