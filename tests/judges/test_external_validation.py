@@ -69,7 +69,7 @@ def test_main_writes_json_and_prints_the_table(tmp_path, capsys):
                           "--judges", "refusal,keyword", "--out", str(out)]) == 0
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert set(doc["judges"]) == {"refusal", "keyword"} and "xstest_heldout" in doc["sets"]
-    assert "| `keyword` |" in capsys.readouterr().out
+    assert "| keyword |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         external.main(["--judges", "refusal"])  # no set given
 

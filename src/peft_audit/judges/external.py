@@ -137,21 +137,25 @@ def cell_text(c: dict | None) -> str:
     return text + (" (proxy)" if c["basis"].startswith("proxy") else "")
 
 
+def table_rows(doc: dict, parts: list[str], judges: list[str] | None = None) -> list[dict]:
+    """Rows of the external table, ``{"name", "cells": [text per part]}``: one per judge of
+    ``judges`` (default: every judge measured) then one per field reference (the figure it
+    published, and the one computed from its verdicts on the set where the set holds them)."""
+    rows = [{"name": j, "cells": [cell_text(doc["judges"][j].get(p)) for p in parts]}
+            for j in (doc["judges"] if judges is None else judges)]
+    for ref, entry in doc["references"].items():
+        computed = f"; on these rows {cell_text(entry['computed'])}" if "computed" in entry else ""
+        published = f"{entry['published_safe_agreement']:.3f} published{computed}"
+        rows.append({"name": f"{ref} ({entry['citation']}, reference)",
+                     "cells": [published if p == entry["set"] else "" for p in parts]})
+    return rows
+
+
 def markdown(doc: dict) -> str:
     """The Markdown table of :func:`measure`'s output: judges and references × set parts."""
     parts = list(doc["sets"])
     lines = ["| judge | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
-    for judge, cells in doc["judges"].items():
-        lines.append(f"| `{judge}` | " + " | ".join(cell_text(cells.get(p)) for p in parts) + " |")
-    for ref, entry in doc["references"].items():
-        row = []
-        for p in parts:
-            if p != entry["set"]:
-                row.append("")
-                continue
-            computed = f"; on these rows {cell_text(entry['computed'])}" if "computed" in entry else ""
-            row.append(f"{entry['published_safe_agreement']:.3f} published{computed}")
-        lines.append(f"| {ref} ({entry['citation']}) | " + " | ".join(row) + " |")
+    lines += [f"| {r['name']} | " + " | ".join(r["cells"]) + " |" for r in table_rows(doc, parts)]
     lines += ["", "Safe/unsafe agreement with the human labels [Wilson 95% interval], Cohen's κ [95% interval], n. "
               "(proxy): a refusal judge read against safe/unsafe labels as refusal ⇒ safe, compliance ⇒ unsafe. "
               "XSTest labels are refusal vs compliance (partial refusal counted as compliance)."]

@@ -228,24 +228,14 @@ def external_validity_rows(judges: list[str]) -> dict:
     """The shipped external figures (:mod:`peft_audit.judges.external`) for ``judges`` and the field
     references: ``{"columns": [set titles], "rows": [{"name", "cells": [text per column]}]}``; no
     rows when none of ``judges`` was measured there."""
-    from ..judges.external import REPORTED_PARTS, cell_text, published_external
+    from ..judges.external import REPORTED_PARTS, published_external, table_rows
 
-    doc = published_external() or {"judges": {}, "references": {}}
-    parts = [p for p in REPORTED_PARTS if p in doc.get("sets", {})]
+    doc = published_external() or {"sets": {}, "judges": {}, "references": {}}
+    parts = [p for p in REPORTED_PARTS if p in doc["sets"]]
     measured = [j for j in judges if j in doc["judges"]]
     if not measured:
         return {"columns": [], "rows": []}
-    rows = [{"name": f"{j}", "cells": [cell_text(doc["judges"][j].get(p)) for p in parts]} for j in measured]
-    for ref, entry in doc["references"].items():
-        cells = []
-        for p in parts:
-            if p != entry["set"]:
-                cells.append("")
-                continue
-            on_rows = f"; on these rows {cell_text(entry['computed'])}" if "computed" in entry else ""
-            cells.append(f"{entry['published_safe_agreement']:.3f} published{on_rows}")
-        rows.append({"name": f"{ref} ({entry['citation']}, reference)", "cells": cells})
-    return {"columns": [REPORTED_PARTS[p] for p in parts], "rows": rows}
+    return {"columns": [REPORTED_PARTS[p] for p in parts], "rows": table_rows(doc, parts, measured)}
 
 
 def run_judges(verdicts: pd.DataFrame) -> list[str]:
