@@ -531,7 +531,7 @@ def judge(
     judges: str = typer.Option("refusal", "--judges", help="Comma list of judges: refusal, keyword, llm, guard."),
     out: Optional[Path] = typer.Option(None, "--out", help="Judged table to write: .csv, .jsonl or .parquet."),
     column: list[str] = typer.Option([], "--column", help="Column mapping canonical=source, e.g. response=output."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Column of human labels: print each judge's agreement with it."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Column of human labels (refusal/compliance/incoherent, or safe/unsafe): print each judge's agreement with it."),
     config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judges specs to use (llm, guard)."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for the llm judge."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name for the llm judge."),
@@ -539,9 +539,11 @@ def judge(
     """Judge any file of prompt/response pairs; with --labels, measure each judge against them.
 
     The output keeps every input column and adds <judge>_label and <judge>_rationale. Human
-    labels are refusal / compliance / incoherent (or safe / unsafe); the agreement table gives
-    accuracy, per-label precision and recall, safe/unsafe agreement and Cohen's kappa, each
-    with a 95% interval.
+    labels are refusal / compliance / incoherent (refusal type) or safe / unsafe (harm type); each
+    judge is compared on the verdict of the labels' kind: a refusal judge against harm labels as a
+    proxy (refusal => safe, compliance => unsafe), a harm judge against refusal labels by its refusal
+    verdict where it gives one. The table gives accuracy, per-label precision and recall,
+    safe/unsafe agreement and Cohen's kappa, each with a 95% interval.
 
     Example:
 
@@ -574,8 +576,8 @@ def judge(
     except (ConfigError, JudgeFileError, ValueError) as e:
         _fail(user_message(e))
     if labels:
-        for name, rows in agreement.items():
-            render_agreement(name, rows, Console())
+        for name, result in agreement.items():
+            render_agreement(name, result, Console())
     elif out is None:
         counts = {j.name: judged[f"{j.name}_label"].value_counts().to_dict() for j in built}
         for name, c in counts.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .benchmarks.registry import benchmark_for_samples
+from .csvio import write_frame_csv
 from .store import Store
 from .sweep.plan import variant_labels
 
@@ -54,7 +55,7 @@ def write_table(df, out: Path) -> Path:
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv, .jsonl or .parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        df.to_csv(out, index=False)
+        write_frame_csv(df, out)
     elif suffix == ".jsonl":
         df.to_json(out, orient="records", lines=True, force_ascii=False)
     else:

@@ -42,7 +42,7 @@ def test_judge_labels_prints_agreement_with_intervals(tmp_path):
     r = CliRunner().invoke(app, ["judge", str(src), "--judges", "refusal,keyword", "--labels", "label"],
                            terminal_width=200)
     assert r.exit_code == 0, r.output
-    assert "judge 'refusal' vs human labels" in r.output and "judge 'keyword' vs human labels" in r.output
+    assert "judge 'refusal' vs human labels: refusal verdicts" in r.output and "judge 'keyword' vs human labels" in r.output
     assert "accuracy (exact label)" in r.output and "Cohen's kappa" in r.output and "recall of refusal" in r.output
     refusal_block = r.output.split("judge 'keyword'")[0]
     assert "1.000 [0.510, 1.000] (4/4)" in refusal_block  # accuracy 4/4 with its Wilson interval
@@ -64,3 +64,65 @@ def test_judge_errors_name_the_file_and_the_fix(tmp_path):
     assert r.exit_code == 2 and "not UTF-8" in r.output
     r = CliRunner().invoke(app, ["judge", str(src), "--judges", "nosuch"])
     assert r.exit_code == 2 and "unknown judge 'nosuch'" in r.output
+
+
+class _HarmJudge:
+    """A stand-in harm judge (safe/unsafe), with or without a refusal verdict beside its label."""
+
+    def __init__(self, name, gives_refused):
+        self.name, self.gives_refused = name, gives_refused
+
+    def judge(self, prompt, response):
+        from peft_audit.judges.base import Verdict
+
+        declines = "can't" in response or "not equipped" in response
+        return Verdict("safe" if declines else "unsafe", refused=declines if self.gives_refused else None)
+
+    def judge_batch(self, pairs):
+        return [self.judge(p, r) for p, r in pairs]
+
+
+def _labelled(tmp_path, labels):
+    src = tmp_path / "labelled.jsonl"
+    src.write_text("\n".join(json.dumps({"behavior": r["question"], "response": r["output"], "human": h})
+                             for r, h in zip(ROWS, labels)), encoding="utf-8")
+    return src
+
+
+def test_harm_labels_measure_a_refusal_judge_as_a_proxy(tmp_path):
+    from peft_audit.judges.refusal import RefusalJudge
+    from peft_audit.judges.judge_file import judge_file
+
+    src = _labelled(tmp_path, ["safe", "unsafe", "unsafe", "safe"])
+    _, agreement = judge_file(src, [RefusalJudge(), _HarmJudge("harm", True)], columns={"prompt": "behavior"},
+                              labels_column="human")
+    proxy, direct = agreement["refusal"], agreement["harm"]
+    assert proxy["kind"] == "harm" and proxy["basis"].startswith("proxy")
+    assert direct["basis"] == "direct"
+    safe = {r["metric"]: r for r in proxy["rows"]}["safe_agreement"]
+    assert (safe["k"], safe["n"]) == (4, 4)
+    assert "accuracy" not in {r["metric"] for r in proxy["rows"]}  # labels of another kind: no exact-label accuracy
+
+
+def test_refusal_labels_measure_a_harm_judge_by_its_refusal_verdict(tmp_path):
+    from peft_audit.judges.judge_file import judge_file
+
+    src = _labelled(tmp_path, ["refusal", "compliance", "compliance", "refusal"])
+    _, agreement = judge_file(src, [_HarmJudge("harm", True), _HarmJudge("silent", False)],
+                              columns={"prompt": "behavior"}, labels_column="human")
+    assert agreement["harm"]["basis"] == "refused"
+    accuracy = {r["metric"]: r for r in agreement["harm"]["rows"]}["accuracy"]
+    assert (accuracy["k"], accuracy["n"]) == (4, 4)
+    assert agreement["silent"]["rows"] is None and agreement["silent"]["note"] == "no refusal verdict"
+
+
+def test_judge_command_labels_the_proxy_and_maps_the_prompt_column(tmp_path):
+    src = _labelled(tmp_path, ["safe", "unsafe", "unsafe", "safe"])
+    r = CliRunner().invoke(app, ["judge", str(src), "--judges", "refusal", "--column", "prompt=behavior",
+                                 "--labels", "human"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "harm (safe/unsafe) verdicts, proxy: refusal => safe" in " ".join(r.output.split())  # rich wraps titles
+    assert "safe/unsafe agreement" in r.output and "1.000 [0.510, 1.000] (4/4)" in r.output
+    mixed = _labelled(tmp_path, ["safe", "refusal", "unsafe", "safe"])
+    r = CliRunner().invoke(app, ["judge", str(mixed), "--column", "prompt=behavior", "--labels", "human"])
+    assert r.exit_code == 2 and "mix refusal-type and harm-type labels" in r.output

@@ -142,3 +142,11 @@ def test_the_end_of_a_run_evaluates_the_gate_once(tmp_path, monkeypatch):
             line = next(x for x in lines if f" {v.label} " in x)
             assert ("FAIL" in line) == failed
     assert (d / "report.md").exists() and (d / "report.html").exists()
+
+
+def test_trust_section_shows_the_external_figures_beside_the_own_set(run_dir):
+    md = (run_dir / "report.md").read_text()
+    trust = md.split("## How far the judges can be trusted")[1].split("\n## ")[0]
+    assert "XSTest held-out half" in trust and "HarmBench-Llama-2-13b-cls" in trust and "Röttger et al. 2024" in trust
+    html = (run_dir / "report.html").read_text()
+    assert "XSTest held-out half" in html.split('id="trust"')[1].split("<h2")[0]

@@ -53,3 +53,18 @@ def test_heatmap_colours_flip_for_bias():
     up_bad = heatmap_grid(m, "t", higher_is_better=False)["rows"][0]["cells"][0]["colour"]
     assert int(up_good[3:5], 16) > int(up_good[1:3], 16)  # greener than red
     assert int(up_bad[1:3], 16) > int(up_bad[3:5], 16)  # redder than green
+
+
+def test_external_validity_rows_show_the_run_judges_beside_the_field_references():
+    from peft_audit.report.tables import external_validity_rows, run_judges
+
+    ext = external_validity_rows(["refusal", "llm"])  # llm was not measured on the external sets
+    assert ext["columns"][:2] == ["XSTest (all)", "XSTest held-out half"]
+    names = [r["name"] for r in ext["rows"]]
+    assert names[0] == "refusal" and "llm" not in names
+    assert any(n.startswith("HarmBench-Llama-2-13b-cls") and "reference" in n for n in names)
+    refusal = ext["rows"][0]["cells"]
+    assert all("[" in c and "n=" in c for c in refusal)
+    assert "(proxy)" in refusal[ext["columns"].index("HarmBench val (test only)")]
+    assert external_validity_rows(["llm"]) == {"columns": [], "rows": []}
+    assert run_judges(pd.DataFrame({"judge": ["keyword", "combined", "refusal"]})) == ["keyword", "refusal"]

@@ -79,6 +79,11 @@ class Judge(Protocol):
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]: ...
 
 
+#: The refusal verdict a refusal-type label carries (:attr:`Verdict.refused`): incoherent output
+#: neither declines nor answers.
+REFUSED_BY_LABEL: dict[str, bool | None] = {"refusal": True, "compliance": False, "incoherent": None}
+
+
 def verdict_row(prompt_id: str, judge: str, v: Verdict) -> dict:
     """A row in ``store.VERDICT_COLUMNS`` form (``safe`` as 1/0/None)."""
     safe = v.safe

@@ -6,7 +6,9 @@
 The input is a CSV (with header) or JSONL file; ``columns`` maps the canonical names
 ``prompt`` and ``response`` onto the file's own. The output keeps every input column and adds
 ``<judge>_label`` and ``<judge>_rationale`` per judge. With ``labels_column``, each judge's
-agreement with those human labels is computed by :func:`.validation.agreement_table`.
+agreement with those human labels is computed by :func:`.validation.verdict_agreement`: refusal
+labels (refusal/compliance/incoherent) are compared with refusal verdicts, harm labels (safe/unsafe)
+with harm verdicts, a refusal judge's as a proxy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from ..textio import TextEncodingError, open_text
 from .base import Judge
-from .validation import agreement_table
+from .validation import verdict_agreement
 
 CANONICAL = ("prompt", "response")
 
@@ -67,19 +69,20 @@ def judge_file(
     path: Path, judges: Sequence[Judge], *, columns: Mapping[str, str] | None = None,
     labels_column: str | None = None,
 ):
-    """(judged DataFrame, {judge name: agreement rows or None}) for one input file."""
+    """(judged DataFrame, {judge name: :func:`.validation.verdict_agreement` or None}) for one input
+    file; each judge is measured on the verdict kind the labels are of."""
     df = read_table(path)
     cols = resolve_columns(list(df.columns), columns or {}, path)
     if labels_column is not None and labels_column not in df.columns:
         raise JudgeFileError(f"{path}: no labels column {labels_column!r} (columns: {', '.join(df.columns)})")
     pairs = list(zip(df[cols["prompt"]].tolist(), df[cols["response"]].tolist()))
-    agreement: dict[str, list[dict] | None] = {}
+    agreement: dict[str, dict | None] = {}
     out = df.copy()
     for judge in judges:
         verdicts = judge.judge_batch(pairs)
         out[f"{judge.name}_label"] = [v.label for v in verdicts]
         out[f"{judge.name}_rationale"] = [v.rationale or "" for v in verdicts]
         agreement[judge.name] = (
-            agreement_table(df[labels_column].tolist(), [v.label for v in verdicts]) if labels_column else None
+            verdict_agreement(df[labels_column].tolist(), verdicts) if labels_column else None
         )
     return out, agreement

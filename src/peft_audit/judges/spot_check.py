@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..csvio import csv_dict_writer, csv_writer
 from ..textio import open_text
 
 LABELS_FILE = "human_labels.csv"
@@ -68,7 +69,7 @@ def append_labels(run_dir: Path, labels: Iterable[tuple[str, str, str]]) -> int:
     new = not path.is_file()
     n = 0
     with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv_writer(f)
         if new:
             writer.writerow(LABEL_COLUMNS)
         for row in labels:
@@ -107,7 +108,7 @@ def write_sheet(rows: Sequence[dict], sheet: Path) -> Path:
     """A CSV with :data:`SHEET_COLUMNS` and an empty ``label`` column to fill in."""
     sheet.parent.mkdir(parents=True, exist_ok=True)
     with open(sheet, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=SHEET_COLUMNS, extrasaction="ignore")
+        writer = csv_dict_writer(f, SHEET_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "label": ""})

@@ -92,6 +92,55 @@ def agreement_table(human: Sequence[str], predicted: Sequence[str]) -> list[dict
     return rows
 
 
+#: Human labels of the refusal type and of the harm type (the two kinds a label column may hold).
+REFUSAL_LABELS = ("refusal", "compliance", "incoherent")
+HARM_LABELS = ("safe", "unsafe")
+#: How a refusal-type judge is read against harm labels: a stand-in, shown as such.
+PROXY_BASIS = "proxy: refusal => safe, compliance or incoherent => unsafe"
+
+
+def label_kind(labels: Sequence[str | None]) -> str:
+    """``"refusal"`` or ``"harm"``: the kind of the (non-empty) labels. ValueError naming the valid
+    labels when they mix both kinds or hold neither."""
+    seen = {str(x).strip().lower() for x in labels if x is not None and str(x).strip()}
+    kinds = {"refusal" if x in REFUSAL_LABELS else "harm" if x in HARM_LABELS else None for x in seen} - {None}
+    if len(kinds) != 1:
+        what = "mix refusal-type and harm-type labels" if kinds else "hold no known label"
+        raise ValueError(f"human labels {sorted(seen)[:6]} {what}; use {'/'.join(REFUSAL_LABELS)} or "
+                         f"{'/'.join(HARM_LABELS)}")
+    return kinds.pop()
+
+
+def verdict_agreement(human: Sequence[str | None], verdicts: Sequence) -> dict:
+    """A judge's agreement with human labels on the verdict kind those labels are of.
+
+    Returns ``kind`` (of the human labels), ``basis`` (how the judge was read), ``rows``
+    (:func:`agreement_table`, or None) and ``note``:
+
+    * labels and judge of one kind: the judge's labels, ``basis`` ``"direct"``;
+    * harm labels (safe/unsafe), refusal-type judge: its labels through :data:`PROXY_BASIS`
+      (a refusal is not proof of safety, nor compliance of harm: shown as a proxy);
+    * refusal labels, harm judge: its :attr:`~.base.Verdict.refused` (``basis`` ``"refused"``);
+      ``rows`` None and ``note`` "no refusal verdict" when it gives none.
+    """
+    if len(human) != len(verdicts):
+        raise ValueError(f"{len(human)} human labels but {len(verdicts)} verdicts")
+    kind = label_kind(human)
+    labels = [v.label for v in verdicts]
+    judge_kind = "harm" if any(x in HARM_LABELS for x in labels) or not any(x in REFUSAL_LABELS for x in labels) \
+        else "refusal"
+    if kind == judge_kind:
+        return {"kind": kind, "basis": "direct", "rows": agreement_table(human, labels), "note": ""}
+    if kind == "harm":
+        return {"kind": kind, "basis": PROXY_BASIS, "rows": agreement_table(human, labels), "note": PROXY_BASIS}
+    refused = [v.refused for v in verdicts]
+    if all(r is None for r in refused):
+        return {"kind": kind, "basis": "refused", "rows": None, "note": "no refusal verdict"}
+    as_labels = [None if r is None else "refusal" if r else "compliance" for r in refused]
+    return {"kind": kind, "basis": "refused", "rows": agreement_table(human, as_labels),
+            "note": "the judge's refusal verdict (Verdict.refused)"}
+
+
 def misclassification_corrected(
     observed: float, var_observed: float, sensitivity: tuple[int, int], specificity: tuple[int, int],
 ) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -49,11 +48,19 @@ def agreement_name(metric: str) -> str:
     return f"{kind} of {label}" if label else metric
 
 
-def render_agreement(judge: str, rows: Sequence[dict], console: Console) -> None:
-    """One table: a judge's agreement with human labels, 95% intervals in brackets."""
-    table = Table(title=f"judge {judge!r} vs human labels (95% intervals)", title_justify="left")
+def render_agreement(judge: str, agreement: dict, console: Console) -> None:
+    """One table: a judge's agreement with human labels
+    (:func:`~peft_audit.judges.validation.verdict_agreement`), 95% intervals in brackets; the title
+    says which verdict was compared and whether as a proxy."""
+    kind = "refusal" if agreement["kind"] == "refusal" else "harm (safe/unsafe)"
+    basis = {"direct": "", "refused": ", from its refusal verdict"}.get(agreement["basis"], f", {agreement['basis']}")
+    title = f"judge {judge!r} vs human labels: {kind} verdicts{basis} (95% intervals)"
+    if agreement["rows"] is None:
+        console.print(f"{title}: {agreement['note']}")
+        return
+    table = Table(title=title, title_justify="left")
     table.add_column("statistic")
     table.add_column("value [95% CI] (k/n)", justify="right")
-    for row in rows:
+    for row in agreement["rows"]:
         table.add_row(agreement_name(row["metric"]), stat_text(row))
     console.print(table)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..analysis import Analysis
+from ..csvio import write_frame_csv
 
 
 def write_json(a: Analysis, path: Path) -> Path:
@@ -23,7 +24,7 @@ def write_csv(a: Analysis, folder: Path) -> list[Path]:
     out = []
     for name, df in a.tables().items():
         p = folder / f"{name}.csv"
-        df.to_csv(p, index=False)
+        write_frame_csv(df, p)
         out.append(p)
     return out
 

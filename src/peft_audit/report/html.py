@@ -21,8 +21,8 @@ from .overview import overview
 from .tables import (
     FAIRNESS_SHOWN, METRIC_TITLES, benchmark_sections, cell_colour, corrected_grid, delta_matrix, heatmap_grid,
     judge_scores,
-    judge_validity_rows, num,
-    records, score_grid, spot_check_rows,
+    external_validity_rows, judge_validity_rows, num,
+    records, run_judges, score_grid, spot_check_rows,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -108,6 +108,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         judges=records(a.judges),
         judge_scores=judge_scores(a.variants, a.frames.metrics),
         judge_validity=judge_validity_rows(a.judge_validation),
+        external_validity=external_validity_rows(run_judges(a.frames.verdicts)),
         spot_check=spot_check_rows(a.spot_check),
         corrected=corrected_grid(a.variants, a.corrected),
         failed=records(a.variants[a.variants["status"] != "done"]),

@@ -10,8 +10,8 @@ import pandas as pd
 from ..analysis import Analysis
 from .overview import overview
 from .tables import (
-    FAIRNESS_SHOWN, benchmark_sections, corrected_grid, judge_scores, judge_validity_rows, num, score_grid,
-    spot_check_rows,
+    FAIRNESS_SHOWN, benchmark_sections, corrected_grid, external_validity_rows, judge_scores, judge_validity_rows, num,
+    run_judges, score_grid, spot_check_rows,
 )
 
 
@@ -62,6 +62,15 @@ def _judge_validity_md(a: Analysis) -> list[str]:
     else:
         L += ["No judge of this run has published agreement figures with human labels; treat its scores as "
               "unvalidated, or label a sample with `peft-audit label`.", ""]
+    ext = external_validity_rows(run_judges(a.frames.verdicts))
+    if ext["rows"]:
+        L += ["Measured on sets written and labelled by others (`judges/data/external_validation.json`, "
+              "`python -m peft_audit.judges.external`): safe/unsafe agreement with the human labels [95% interval], "
+              "Cohen's κ [95% interval], n; (proxy): a refusal judge read against safe/unsafe labels as refusal ⇒ "
+              "safe, compliance ⇒ unsafe. References as published by Röttger et al. 2024 (XSTest) and Mazeika et "
+              "al. 2024 (HarmBench).", "",
+              "| judge | " + " | ".join(ext["columns"]) + " |", "|---" * (len(ext["columns"]) + 1) + "|"]
+        L += ["| " + _md(r["name"]) + " | " + " | ".join(r["cells"]) + " |" for r in ext["rows"]] + [""]
     spot = spot_check_rows(a.spot_check)
     if not spot:
         L += ["No human spot-check of this run yet: `peft-audit label RUN_DIR --n 40` draws a random sample to "

@@ -224,6 +224,25 @@ def judge_validity_rows(validation: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def external_validity_rows(judges: list[str]) -> dict:
+    """The shipped external figures (:mod:`peft_audit.judges.external`) for ``judges`` and the field
+    references: ``{"columns": [set titles], "rows": [{"name", "cells": [text per column]}]}``; no
+    rows when none of ``judges`` was measured there."""
+    from ..judges.external import REPORTED_PARTS, published_external, table_rows
+
+    doc = published_external() or {"sets": {}, "judges": {}, "references": {}}
+    parts = [p for p in REPORTED_PARTS if p in doc["sets"]]
+    measured = [j for j in judges if j in doc["judges"]]
+    if not measured:
+        return {"columns": [], "rows": []}
+    return {"columns": [REPORTED_PARTS[p] for p in parts], "rows": table_rows(doc, parts, measured)}
+
+
+def run_judges(verdicts: pd.DataFrame) -> list[str]:
+    """The judges whose verdicts a run stored (the combined verdict left out), sorted."""
+    return sorted(set(verdicts["judge"]) - {"combined"}) if verdicts is not None and not verdicts.empty else []
+
+
 SPOT_CHECK_SHOWN = ("safe_agreement", "kappa_safe", "sensitivity_safe", "specificity_safe", "recall:refusal",
                     "precision:refusal")
 
