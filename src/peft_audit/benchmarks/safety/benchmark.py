@@ -121,11 +121,16 @@ class SafetyBenchmark:
         return d
 
     def paired(self, frames, pairs, *, n_boot: int, seed: int):
-        """Safety score per category and overall (bootstrap CI, exact McNemar / stratified
-        permutation test; :func:`peft_audit.analysis.paired.paired_safety`)."""
-        from ...analysis.paired import paired_safety
+        """Safety score, harmful-response rate and refusal rate per category and overall
+        (bootstrap CI, exact McNemar / stratified permutation test;
+        :func:`peft_audit.analysis.paired.paired_safety`, :func:`~peft_audit.analysis.paired.paired_two_verdicts`)."""
+        import pandas as pd
 
-        return paired_safety(frames.safety, pairs, n_boot=n_boot, seed=seed)
+        from ...analysis.paired import PAIRED_COLUMNS, paired_safety, paired_two_verdicts
+
+        parts = [p for p in (paired_safety(frames.safety, pairs, n_boot=n_boot, seed=seed),
+                             paired_two_verdicts(frames.safety, pairs, n_boot=n_boot, seed=seed)) if not p.empty]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIRED_COLUMNS)
 
     def evaluated(self, frames) -> set[str]:
         return set(frames.safety.loc[frames.safety["safe"].notna(), "variant_id"])
