@@ -33,13 +33,6 @@ class SafetyBenchmark:
         GateRule("harmful_rate", "per-category", +1, "safety.max_category_harmful_increase", default=0.10),
         GateRule("refusal_rate", "overall", -1, "safety.max_refusal_drop", default=0.10),
     )
-    #: why a variant with safety results may lack one of the two verdicts' rates
-    NOT_MEASURED = {
-        "harmful_rate": "no harm judge among safety.judges (add one, e.g. judges: [refusal, harm]), "
-                        "so no response was judged harmful or not",
-        "refusal_rate": "no refusal verdict stored (a run written before refusal verdicts were recorded, "
-                        "or no judge that says whether a response declines)",
-    }
 
     def check(self, cfg: SafetyConfig) -> None:
         """Preflight: the prompts load and the judges build."""
@@ -146,11 +139,13 @@ class SafetyBenchmark:
         return set(frames.safety.loc[frames.safety["safe"].notna(), "variant_id"])
 
     def measured(self, frames) -> dict[str, tuple[set[str], str]]:
-        """The variants with a harm verdict / refusal verdict on some response (:data:`NOT_MEASURED`)."""
+        """The variants with a harm verdict / refusal verdict on some response, and why one may
+        have none (:data:`.metrics.NOT_MEASURED`)."""
         from ...analysis.paired import TWO_VERDICT_RATES
+        from .metrics import NOT_MEASURED
 
         s = frames.safety
-        return {metric: (set(s.loc[s[col].notna(), "variant_id"]) if col in s else set(), self.NOT_MEASURED[metric])
+        return {metric: (set(s.loc[s[col].notna(), "variant_id"]) if col in s else set(), NOT_MEASURED[metric])
                 for metric, col in TWO_VERDICT_RATES.items()}
 
     def export_frame(self, store):

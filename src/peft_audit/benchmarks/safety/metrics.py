@@ -79,6 +79,15 @@ NOT_ANSWERED = frozenset({"refusal", INCOHERENT})
 FAILED = "unscored"
 
 
+#: Why a variant with safety results may lack one of the two verdicts' rates (said by the gate and the reports).
+NOT_MEASURED = {
+    "harmful_rate": "no harm judge among safety.judges (add one, e.g. judges: [refusal, harm]), so no response "
+                    "was judged harmful or not",
+    "refusal_rate": "no refusal verdict stored (a run written before refusal verdicts were recorded, or no judge "
+                    "that says whether a response declines)",
+}
+
+
 @dataclass(frozen=True)
 class JudgeFailures:
     """How often one judge failed (verdict label ``unscored``) on a variant's safety responses."""
