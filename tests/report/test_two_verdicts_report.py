@@ -76,3 +76,34 @@ def test_a_run_before_the_two_verdicts_says_what_it_lacks(old):
     card = card_section(a, _tuned(a, "lora"), ROW, protocol="p", date="2026-12-07")
     assert "not measured: no harm judge among safety.judges" in card
     assert "not measured: no refusal verdict stored" in card
+
+
+def test_summary_show_and_export_carry_both_verdicts(both, old):
+    from typer.testing import CliRunner
+
+    from peft_audit.cli import app
+    from peft_audit.export import samples_frame
+    from peft_audit.store import open_existing
+    from peft_audit.summary import build_summary
+
+    for (d, a), measured in ((both, True), (old, False)):
+        with open_existing(d) as s:
+            blocks = {v["id"]: v["safety"] for v in build_summary(s)["variants"]}
+            df = samples_frame(s, "safety")
+        metrics = a.frames.metrics.set_index(["variant_id", "benchmark", "category", "metric"])["value"]
+        for vid, block in blocks.items():
+            if measured:
+                assert block["not_measured"] == []
+                assert block["harmful_rate"]["overall"] == pytest.approx(metrics[vid, "safety", "overall", "harmful_rate"])
+                assert set(block["refusal_rate"]["by_category"]) == set(block["by_category"])
+            else:
+                assert block["not_measured"] == ["harmful_rate", "refusal_rate"] and block["harmful_rate"] is None
+        safety_rows = df[df["category"] != "benign"]
+        if measured:  # per response: harmful iff the harm verdict says unsafe; refused iff the refusal verdict says so
+            assert set(safety_rows["harmful"].dropna()) == {0, 1} and not safety_rows["harmful"].isna().any()
+            assert ((safety_rows["harmful"] == 1) == (safety_rows["combined-harm"] == "unsafe")).all()
+            assert ((safety_rows["refused"] == 1) == (safety_rows["combined"] == "refusal")).all()
+        else:
+            assert safety_rows["harmful"].isna().all() and safety_rows["refused"].isna().all()
+        out = CliRunner().invoke(app, ["show", str(d)], terminal_width=250).output
+        assert "harmful" in out and ("not measured" in out) != measured

@@ -21,7 +21,7 @@ from .metrics import (ASR, ASR_FUNCTIONAL, ASR_POOLED, BENCHMARK, FAILED_SHARE, 
 GENERATED, JUDGED = "harmbench.generated", "harmbench.judged"
 EXPORT_COLUMNS = ("variant_id", "behavior_id", "semantic_category", "functional_category", "prompt", "response",
                   "n_new_tokens")
-EXPORT_OUTCOME_COLUMNS = ("combined", "attacked", "incoherent")
+EXPORT_OUTCOME_COLUMNS = ("combined", "attacked", "incoherent", "refused", "harm")
 
 NOTE = (
     "HarmBench direct requests (Mazeika et al., 2024): each behaviour is sent as the user message (a contextual "

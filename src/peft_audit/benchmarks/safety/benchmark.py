@@ -106,6 +106,14 @@ class SafetyBenchmark:
             "failed_share_by_judge": per_judge("failed_share"),
             "judge_refused_by_judge": per_judge("judge_refused_count"),
         }
+        for rate in ("harmful_rate", "refusal_rate"):  # the two verdicts per response; None: not measured
+            safety[rate] = None if ("safety", "overall", rate) not in m else {
+                "overall": val("overall", rate), "overall_ci": metric_ci(m, "safety", "overall", rate),
+                "by_category": {c: val(c, rate) for c in cats if ("safety", c, rate) in m},
+                "ci_by_category": {c: metric_ci(m, "safety", c, rate) for c in cats if ("safety", c, rate) in m},
+                "n": m[("safety", "overall", rate)]["n"]}
+        safety["incoherent_rate"] = val("overall", "incoherent_rate")
+        safety["not_measured"] = [rate for rate in ("harmful_rate", "refusal_rate") if safety[rate] is None]
         for extra in ("mean_harmfulness", "harmfulness_rate"):
             if ("safety", "overall", extra) in m:
                 safety[extra] = val("overall", extra)
@@ -150,8 +158,14 @@ class SafetyBenchmark:
 
     def export_frame(self, store):
         """Columns :data:`EXPORT_COLUMNS`, then one column per judge (named after the judge, e.g.
-        ``keyword``, ``combined``) holding that judge's verdict label, empty where it gave none."""
+        ``keyword``, ``combined``, and ``combined-harm``, the harm verdict) holding that judge's
+        verdict label, empty where it gave none; then the two verdicts as the rates count them:
+        ``harmful`` (1/0, :func:`.metrics.harmful`) and ``refused`` (1/0, :func:`.metrics.declined`),
+        empty where not measured (no harm judge; a run written before refusal verdicts)."""
         import pandas as pd
+
+        from ...judges.base import COMBINED, COMBINED_HARM
+        from .metrics import declined, harmful
 
         df = store.frame("safety_samples").sort_values(["variant_id", "category", "prompt_id"], kind="stable")
         out = df.loc[:, list(EXPORT_COLUMNS)].reset_index(drop=True)
@@ -165,4 +179,10 @@ class SafetyBenchmark:
             if clash:  # a judge named like a base column would silently overwrite it
                 wide = wide.rename(columns={c: f"judge_{c}" for c in clash})
             out = out.merge(wide.reset_index(), on=["variant_id", "prompt_id"], how="left")
+        by_key = {(r.variant_id, r.prompt_id, r.judge): r for r in verdicts.itertuples()} if len(verdicts) else {}
+        keys = list(zip(out["variant_id"], out["prompt_id"]))
+        out["harmful"] = [harmful(r.label) if (r := by_key.get((*k, COMBINED_HARM))) else None for k in keys]
+        out["refused"] = [declined(r.label, r.refused) if (r := by_key.get((*k, COMBINED))) else None for k in keys]
+        for col in ("harmful", "refused"):
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")  # 1/0, empty where not measured
         return pd.DataFrame(out)
