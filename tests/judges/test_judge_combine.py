@@ -147,3 +147,13 @@ def test_verdict_row_round_trips_refused():
         assert row_verdict(row) == v
     assert row_verdict({"label": "refusal"}).refused is None  # a row stored before schema 3
     assert row_verdict({"label": "refusal", "refused": float("nan")}).refused is None  # NaN from a pandas frame
+
+
+def test_a_judge_that_says_compliance_is_not_a_harm_judge_whatever_its_name():
+    from peft_audit.judges import harm_judges, harm_verdict
+
+    judged = {"scripted": [R, C, I], "harm": [S, U, S], "refusal": [R, C, I], "failing": [X, X, X]}
+    assert harm_judges(judged) == {"harm", "failing"}
+    assert harm_verdict({"scripted": C}) is None  # compliance is not harm
+    # decided over all responses: an incoherent verdict of a refusal-type judge does not make it a harm judge
+    assert harm_verdict({"scripted": I}, harm={"harm"}) is None

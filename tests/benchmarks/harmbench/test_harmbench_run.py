@@ -129,7 +129,10 @@ def test_export_one_row_per_variant_and_behaviour(run_dir, tmp_path):
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 12 and set(df["variant_id"]) == set(_ids(run_dir).values())
     assert list(df.columns) == ["variant_id", "variant_label", "behavior_id", "semantic_category", "functional_category", "prompt",
-                                "response", "n_new_tokens", "scripted", "combined", "attacked", "incoherent"]
+                                "response", "n_new_tokens", "scripted", "combined", "attacked", "incoherent", "refused",
+                                "harm"]
+    # the scripted judge says refusal/compliance: a refusal verdict, and no harm verdict (compliance is not harm)
+    assert set(df["refused"]) <= {"0", "1", 0, 1} and set(df["harm"]) == {""}
     assert set(df["scripted"]) <= {"refusal", "compliance"} and set(df["combined"]) <= {"safe", "unsafe"}
 
 

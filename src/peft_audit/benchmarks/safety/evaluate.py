@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ... import faults
 from .config import SafetyConfig
 from ...judges.base import COMBINED, COMBINED_HARM, Judge, verdict_row
-from ...judges.combine import two_verdicts
+from ...judges.combine import harm_judges, two_verdicts
 from ...judges.refusal import RefusalJudge
 from ...models.generate import generate
 from .metrics import judge_failures, safety_metrics
@@ -76,20 +76,23 @@ def judge_responses(
     safety = [s for s in sample_rows if s.get("benchmark", "safety") != OVER_REFUSAL_BENCHMARK]
     over = [s for s in sample_rows if s.get("benchmark") == OVER_REFUSAL_BENCHMARK]
     rows: list[dict] = []
+    per_sample: list[dict] = []
     for start in range(0, len(safety), JUDGE_CHUNK):
         chunk = safety[start:start + JUDGE_CHUNK]
         pairs = [(s["prompt"], s["response"]) for s in chunk]
         per_judge = {j.name: j.judge_batch(pairs) for j in judges}
-        for i, s in enumerate(chunk):
-            verdicts = {name: vs[i] for name, vs in per_judge.items()}
-            rows += [verdict_row(s["prompt_id"], name, v) for name, v in verdicts.items()]
-            combined, harm = two_verdicts(verdicts, rule)
-            rows.append(verdict_row(s["prompt_id"], COMBINED, combined))
-            if harm is not None:
-                rows.append(verdict_row(s["prompt_id"], COMBINED_HARM, harm))
+        per_sample += [{name: vs[i] for name, vs in per_judge.items()} for i in range(len(chunk))]
         if progress is not None:
             progress(len(chunk))
         faults.point("judge.chunk")
+    # which judges judge harm is decided over all responses, so it is the same for each of them
+    harm = harm_judges({j.name: [v[j.name] for v in per_sample] for j in judges})
+    for s, verdicts in zip(safety, per_sample):
+        rows += [verdict_row(s["prompt_id"], name, v) for name, v in verdicts.items()]
+        combined, harm_v = two_verdicts(verdicts, rule, harm)
+        rows.append(verdict_row(s["prompt_id"], COMBINED, combined))
+        if harm_v is not None:
+            rows.append(verdict_row(s["prompt_id"], COMBINED_HARM, harm_v))
     if over:
         judge = next((j for j in judges if j.name == OVER_REFUSAL_JUDGE), None) or RefusalJudge()
         verdicts = judge.judge_batch([(s["prompt"], s["response"]) for s in over])
