@@ -325,9 +325,8 @@ def test_a_version_1_run_directory_resumes_without_retraining(tiny_model_dir, tm
         got = {t: sorted(map(tuple, map(dict.values, _without_refused(s.rows(t)))), key=repr) for t in expected}
         refused = {(r["variant_id"], r["judge"]): r["refused"] for r in s.rows("verdicts")}
     assert got == expected
-    # the old base's verdicts have no refusal verdict (not guessed); the lora variant, judged now, has one
+    # the old base's verdicts have no refusal verdict: not guessed (test_v2_store_... checks it on answered responses)
     assert {v for (vid, _), v in refused.items() if vid == base} == {None}
-    assert refused[lora, "combined"] in (0, 1)
 
 
 def _without_refused(rows: list[dict]) -> list[dict]:
