@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..benchmarks.safety.metrics import declined, harmful
+from ..benchmarks.safety.metrics import declined_each, harmful
 from ..judges.base import COMBINED, COMBINED_HARM
 from ..methods import is_prompt_learning
 from ..store import Store, open_existing
@@ -148,8 +148,13 @@ def load_frames(store: Store) -> RunFrames:
     hit = chosen.set_index(["variant_id", "prompt_id"]).index.isin(incoherent.set_index(["variant_id", "prompt_id"]).index)
     chosen = chosen.assign(label=chosen["label"].where(~hit, "incoherent"),
                            safe=pd.to_numeric(chosen["safe"], errors="coerce").where(~hit, 0.0))
-    chosen = chosen.assign(refused=[declined(lab, r) if j == COMBINED else np.nan
-                                    for j, lab, r in zip(chosen["judge"], chosen["label"], chosen["refused"])])
+    # the refusal outcome of the combined verdicts, variant by variant (declined_each: NaN where a
+    # variant has no refusal verdict at all)
+    is_combined = chosen["judge"] == COMBINED
+    outcome = pd.Series(np.nan, index=chosen.index)
+    for _, g in chosen[is_combined].groupby("variant_id"):
+        outcome[g.index] = declined_each(zip(g["label"], g["refused"]))
+    chosen = chosen.assign(refused=outcome)
     harm = verdicts.loc[verdicts["judge"] == COMBINED_HARM, ["variant_id", "prompt_id", "label"]]
     harm = harm.assign(harmful=harm["label"].map(harmful).astype(float)).drop(columns="label")
     joined = samples.merge(chosen, on=["variant_id", "prompt_id"], how="left")

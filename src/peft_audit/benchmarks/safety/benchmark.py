@@ -160,12 +160,12 @@ class SafetyBenchmark:
         """Columns :data:`EXPORT_COLUMNS`, then one column per judge (named after the judge, e.g.
         ``keyword``, ``combined``, and ``combined-harm``, the harm verdict) holding that judge's
         verdict label, empty where it gave none; then the two verdicts as the rates count them:
-        ``harmful`` (1/0, :func:`.metrics.harmful`) and ``refused`` (1/0, :func:`.metrics.declined`),
+        ``harmful`` (1/0, :func:`.metrics.harmful`) and ``refused`` (1/0, :func:`.metrics.declined_each`),
         empty where not measured (no harm judge; a run written before refusal verdicts)."""
         import pandas as pd
 
         from ...judges.base import COMBINED, COMBINED_HARM
-        from .metrics import declined, harmful
+        from .metrics import declined_each, harmful
 
         df = store.frame("safety_samples").sort_values(["variant_id", "category", "prompt_id"], kind="stable")
         out = df.loc[:, list(EXPORT_COLUMNS)].reset_index(drop=True)
@@ -179,10 +179,15 @@ class SafetyBenchmark:
             if clash:  # a judge named like a base column would silently overwrite it
                 wide = wide.rename(columns={c: f"judge_{c}" for c in clash})
             out = out.merge(wide.reset_index(), on=["variant_id", "prompt_id"], how="left")
-        by_key = {(r.variant_id, r.prompt_id, r.judge): r for r in verdicts.itertuples()} if len(verdicts) else {}
+        harm, refused = {}, {}
+        if len(verdicts):
+            for r in verdicts[verdicts["judge"] == COMBINED_HARM].itertuples():
+                harm[r.variant_id, r.prompt_id] = harmful(r.label)
+            for vid, g in verdicts[verdicts["judge"] == COMBINED].groupby("variant_id"):
+                refused.update(zip(((vid, p) for p in g["prompt_id"]), declined_each(zip(g["label"], g["refused"]))))
         keys = list(zip(out["variant_id"], out["prompt_id"]))
-        out["harmful"] = [harmful(r.label) if (r := by_key.get((*k, COMBINED_HARM))) else None for k in keys]
-        out["refused"] = [declined(r.label, r.refused) if (r := by_key.get((*k, COMBINED))) else None for k in keys]
+        out["harmful"] = [harm.get(k) for k in keys]
+        out["refused"] = [refused.get(k) for k in keys]
         for col in ("harmful", "refused"):
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")  # 1/0, empty where not measured
         return pd.DataFrame(out)
