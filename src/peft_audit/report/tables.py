@@ -285,7 +285,7 @@ def two_verdict_grids(variants: pd.DataFrame, paired: pd.DataFrame, metrics: pd.
     for metric, title, lower in TWO_VERDICT_GRIDS:
         g = score_grid(variants, paired, metric, metrics=metrics, benchmark="safety", title=title,
                        lower_is_better=lower)
-        grids.append({**g, "not_measured": "" if g["columns"] else NOT_MEASURED[metric]})
+        grids.append({**g, "not_measured": "" if g["columns"] else NOT_MEASURED[metric].format(section="safety")})
     return grids
 
 
