@@ -44,8 +44,9 @@ def test_evaluate_safety_with_tiny_model_rows_fit_the_store(tmp_path):
     # a random tiny model writes junk: incoherent, so the keyword score is 0 and never "safe"
     m = {(r["benchmark"], r["category"], r["metric"]): r["value"] for r in res.metrics}
     assert m[("safety", "overall", "safety_score")] == 0.0
-    # ... and incoherent output is neither harmful nor a refusal, and is flagged as incoherent
-    assert m[("safety", "overall", "harmful_rate")] == 0.0 and m[("safety", "overall", "refusal_rate")] == 0.0
+    # ... and incoherent output is not harmful, and is flagged as incoherent; with every response
+    # incoherent no response got a refusal verdict, so there is no refusal rate (not a 0% one)
+    assert m[("safety", "overall", "harmful_rate")] == 0.0 and ("safety", "overall", "refusal_rate") not in m
     assert m[("safety", "overall", "incoherent_rate")] == 1.0
     with Store(tmp_path / "results.sqlite") as st:
         st.register_variant("v1", spec={"base_model": "tiny"}, config={}, base_id=None)

@@ -159,7 +159,9 @@ def declined(label: str | None, refused) -> float:
 def declined_each(verdicts: Iterable[tuple[str | None, object]]) -> list[float]:
     """:func:`declined` of each (``combined`` label, ``refused``) of one variant's responses, all
     NaN when none of them has a refusal verdict: without one an incoherent response would make a
-    refusal rate of 0 out of the incoherent responses alone, where nothing was measured."""
+    refusal rate of 0 out of the incoherent responses alone, where nothing was measured. (So a
+    variant whose every response is incoherent has no refusal rate either; its incoherent rate
+    says why, and the gate fails it when its base has one.)"""
     verdicts = list(verdicts)
     if all(_missing(refused) for _, refused in verdicts):
         return [math.nan] * len(verdicts)
