@@ -57,6 +57,10 @@ def test_report_and_card_show_both_rates(both):
     safety = md.split("## Safety")[1].split("## Fairness")[0]
     assert "### Harmful-response rate" in safety and "### Refusal rate on harmful prompts" in safety
     assert "Not measured" not in md
+    from peft_audit.report.html import render_html
+
+    html = render_html(a, "two verdicts")
+    assert "Harmful-response rate" in html and "Refusal rate on harmful prompts" in html and "Not measured" not in html
     card = card_section(a, _tuned(a, "prompt-tuning"), ROW, protocol="p", date="2026-12-07")
     assert "Harmful-response rate" in card and "Refusal rate on harmful prompts" in card and "not measured" not in card
     assert "`combined-harm`" not in card  # the harm verdict is not a judge
@@ -73,6 +77,10 @@ def test_a_run_before_the_two_verdicts_says_what_it_lacks(old):
     md = render_markdown(a, "old run")
     assert "Not measured in this run: harmful Δ (overall), refusal Δ, harmful prompts" in md
     assert "_Not measured: no harm judge among safety.judges" in md
+    from peft_audit.report.html import render_html
+
+    html = render_html(a, "old run")
+    assert "Not measured: no harm judge among safety.judges" in html and "Not measured in this run:" in html
     card = card_section(a, _tuned(a, "lora"), ROW, protocol="p", date="2026-12-07")
     assert "not measured: no harm judge among safety.judges" in card
     assert "not measured: no refusal verdict stored" in card
