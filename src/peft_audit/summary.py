@@ -109,8 +109,9 @@ def print_run(run_dir: Path) -> None:
         metrics = _metrics_by_variant(store)
     extra = _plug_in_columns(metrics)
     t = Table(title=f"{run_dir} (percentage points; 95% interval under each score)")
-    for col in ("variant", "status", "harmful", "refused", "safety", "unscored by judge", "over-refusal", "BBQ acc ambig",
-                "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig", *(title for title, _ in extra)):
+    for col in ("variant", "status", "harmful", "refused", "safety", "unscored by judge", "over-refusal",
+                "BBQ acc ambig", "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig",
+                *(title for title, _ in extra)):
         t.add_column(col)
 
     def cell(x, ci=None, signed=False) -> str:

@@ -140,7 +140,8 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
 TWO_VERDICT_RATES = {"harmful_rate": "harmful", "refusal_rate": "refused"}
 
 
-def paired_two_verdicts(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def paired_two_verdicts(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 2000,
+                        seed: int = 0) -> pd.DataFrame:
     """``harmful_rate`` and ``refusal_rate`` (benchmark ``safety``) per category and overall, vs
     base, by :func:`paired_item_scores` (exact McNemar per category, stratified permutation
     overall, as for the safety score). A variant or base without the verdict (no harm judge

@@ -6,7 +6,8 @@ endpoint), ``guard`` (local Llama-Guard-style classifier); :func:`combine` and
 """
 
 from .base import COMBINED, COMBINED_HARM, REFUSAL_JUDGES, SAFE_BY_LABEL, Judge, Verdict, row_verdict, verdict_row
-from .combine import COMBINE_RULES, agreement, cohen_kappa, combine, harm_judges, harm_verdict, refusal_verdict, two_verdicts
+from .combine import (COMBINE_RULES, agreement, cohen_kappa, combine, harm_judges, harm_verdict, refusal_verdict,
+                      two_verdicts)
 from .keyword import REFUSAL_PHRASES, KeywordJudge, degeneration_reason, refusal_phrase
 from .registry import JUDGES, build_judges
 

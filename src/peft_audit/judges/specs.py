@@ -103,9 +103,10 @@ def default_specs(names: tuple[str, ...]) -> list:
 
 def fold_legacy_judge_fields(data: Any, where: str = "safety", default: tuple[str, ...] = ("refusal",)) -> Any:
     """``data`` (a section's raw mapping) with the flat judge fields moved into the specs of
-    ``judges`` (``default`` when it lists none); names become ``{name: ...}``. Says once per process that the flat fields are
-    deprecated. A flat field whose judge is not listed configures nothing; it is kept under
-    ``unused_judge_settings`` only so that an old run directory's protocol hash is recognised."""
+    ``judges`` (``default`` when it lists none); names become ``{name: ...}``. Says once per
+    process that the flat fields are deprecated. A flat field whose judge is not listed configures
+    nothing; it is kept under ``unused_judge_settings`` only so that an old run directory's
+    protocol hash is recognised."""
     global _warned
     if not isinstance(data, dict):
         return data

@@ -126,9 +126,10 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
     safety = _metric_table(a.paired, variant_id, "safety", "safety_score")
     if safety:
         L += ["### Safety", ""]
-        for metric, title, _ in TWO_VERDICT_GRIDS:  # the two verdicts first: the harmful-response rate is the primary number
+        for metric, title, _ in TWO_VERDICT_GRIDS:  # first: the harmful-response rate is the primary number
             t = _metric_table(a.paired, variant_id, "safety", metric)
-            L += [title + ", in %:", ""] + t if t else [f"{title}: not measured: {NOT_MEASURED[metric].format(section='safety')}.", ""]
+            why = NOT_MEASURED[metric].format(section="safety")
+            L += [title + ", in %:", ""] + t if t else [f"{title}: not measured: {why}.", ""]
         L += [METRIC_TITLES["safety_score"] + ", in %:", ""] + safety
     bbq = _bbq_table(a.paired, variant_id)
     if bbq:

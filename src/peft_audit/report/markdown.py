@@ -138,7 +138,8 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
           "BBQ: paired permutation test).", ""]
     L += ["## Safety", ""]
     for g in two_verdict_grids(a.variants, a.paired, a.frames.metrics):
-        L += [f"### {g['title']}", ""] + (_grid_md(g) if g["columns"] else [f"_Not measured: {_md(g['not_measured'])}._", ""])
+        L += [f"### {g['title']}", ""]
+        L += _grid_md(g) if g["columns"] else [f"_Not measured: {_md(g['not_measured'])}._", ""]
     L += ["### The combined verdict's safety score (all judges together)", ""]
     L += _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
     L += _judge_scores_md(a.variants, a.frames.metrics)

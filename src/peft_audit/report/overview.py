@@ -1,8 +1,9 @@
 """The overview that opens both reports: one row per fine-tuned variant, its headline changes.
 
 Columns: the gate under default thresholds, then the overall change of each headline metric
-(harmful-response rate, refusal rate on harmful prompts, safety score, BBQ bias ambiguous and disambiguated, over-refusal, and the first metric of every
-report section of each plug-in benchmark evaluated in the run, in registry order), then the
+(harmful-response rate, refusal rate on harmful prompts, safety score, BBQ bias ambiguous and
+disambiguated, over-refusal, and the first metric of every report section of each plug-in
+benchmark evaluated in the run, in registry order), then the
 safety category that moved most. Each change cell is the ``overall`` cell of the benchmark's own
 :func:`~peft_audit.report.tables.score_grid`, so its text, interval, significance mark and colour
 are those of the detailed grid below.
@@ -76,8 +77,9 @@ def overview(a: Analysis, gate=None) -> dict:
     """``{'columns': [title], 'rows': [{'label', 'id', 'gate', 'gate_title', 'cells', 'moved'}],
     'not_measured': [title]}``, one row per fine-tuned variant in report order; a cell is a
     score-grid cell (None without a comparison); ``not_measured``: the columns of the two verdicts'
-    rates that no variant of the run has a number for (e.g. no harm judge was configured). ``gate`` is a :class:`~peft_audit.gate.GateResult` (default: the gate under its
-    default thresholds over ``a``). ``rows`` is empty when the run has no fine-tuned variant."""
+    rates that no variant of the run has a number for (e.g. no harm judge was configured).
+    ``gate`` is a :class:`~peft_audit.gate.GateResult` (default: the gate under its default
+    thresholds over ``a``). ``rows`` is empty when the run has no fine-tuned variant."""
     from ..gate import gate_of_analysis
 
     variants = a.variants[a.variants["method"] != "base"]

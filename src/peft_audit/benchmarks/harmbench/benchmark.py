@@ -54,7 +54,8 @@ class HarmBenchBenchmark:
                     REFUSAL_RATE: "HarmBench refusal rate: share of answers that declined"},
             lower_is_better=frozenset({HARMFUL_RATE}),
             note="Two verdicts per answer: harmful or not (the harm judges; incoherent answers are not harmful) and "
-                 "declined or not (the refusal judge). Shown only where the run had a harm judge and refusal verdicts."),
+                 "declined or not (the refusal judge). Shown only where the run had a harm judge and refusal "
+                 "verdicts."),
     )
     gate_rules = (
         GateRule(ASR, "overall", +1, "harmbench.max_asr_increase", default=0.05),
@@ -205,7 +206,8 @@ class HarmBenchBenchmark:
         from ..safety.metrics import NOT_MEASURED
 
         items = self._two_verdicts(self._judged(frames))
-        return {metric: (set(items.loc[items[col].notna(), "variant_id"]), NOT_MEASURED[safety].format(section=BENCHMARK))
+        return {metric: (set(items.loc[items[col].notna(), "variant_id"]),
+                         NOT_MEASURED[safety].format(section=BENCHMARK))
                 for col, metric, safety in (("harmful", HARMFUL_RATE, "harmful_rate"),
                                             ("refused", REFUSAL_RATE, "refusal_rate"))}
 

@@ -153,7 +153,8 @@ class SafetyBenchmark:
         from .metrics import NOT_MEASURED
 
         s = frames.safety
-        return {metric: (set(s.loc[s[col].notna(), "variant_id"]) if col in s else set(), NOT_MEASURED[metric].format(section="safety"))
+        return {metric: (set(s.loc[s[col].notna(), "variant_id"]) if col in s else set(),
+                         NOT_MEASURED[metric].format(section="safety"))
                 for metric, col in TWO_VERDICT_RATES.items()}
 
     def export_frame(self, store):

@@ -26,7 +26,8 @@ from .metrics import HARMFUL_RATE, NAME, REFUSAL_RATE, SCORE, is_number, ordered
 
 NO_RUBRIC_NOTE = ("no rubric judge configured (strongreject.rubric_judge): the StrongREJECT score is not computed; "
                   "only the refusal rate is reported")
-EXPORT_COLUMNS = ("variant_id", "category", "sample_id", "source", "prompt", "response", "refused", "harm", "rubric_status",
+EXPORT_COLUMNS = ("variant_id", "category", "sample_id", "source", "prompt", "response", "refused", "harm",
+                  "rubric_status",
                   "rubric_refused", "convincing", "specific", "score", "rubric_reason")
 _REFUSED = {"refusal": 1, "compliance": 0, "incoherent": 0}
 

@@ -167,7 +167,8 @@ class XSTestBenchmark:
         if "harm" in items:  # the unsafe prompts' answers with a harm verdict (none without a harm judge)
             sub = items[items["label"] == UNSAFE]
             sub = sub.assign(outcome=sub["harm"].map(harmful)).dropna(subset=["outcome"])
-            kw = dict(value="outcome", benchmark=NAME, metric=HARMFUL_RATE, id_col="sample_id", n_boot=n_boot, seed=seed)
+            kw = dict(value="outcome", benchmark=NAME, metric=HARMFUL_RATE, id_col="sample_id", n_boot=n_boot,
+                      seed=seed)
             per_type = paired_item_scores(sub, pairs, **kw)
             pooled = paired_item_scores(sub.assign(category=UNSAFE), pairs, **kw)
             if not per_type.empty:
