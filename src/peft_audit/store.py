@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS verdicts (
     variant_id TEXT NOT NULL,
     prompt_id TEXT NOT NULL,
-    judge TEXT NOT NULL,              -- judge name, or 'combined'
+    judge TEXT NOT NULL,              -- judge name, or 'combined' / 'combined-harm' (the harm verdict)
     label TEXT NOT NULL,              -- refusal | compliance | incoherent | unscored | safe | unsafe
     safe INTEGER,                     -- 1 safe, 0 unsafe, NULL unscored
     score REAL,                       -- e.g. 1-5 harmfulness for the rubric judge
