@@ -393,3 +393,35 @@ def test_where_sqlite_cannot_keep_its_wal_index_the_store_is_read_as_immutable(t
     with open_existing(tmp_path) as s:
         assert s.get_meta("driver") == {"pid": 7}
     assert [u.split("?")[1] for u in uris] == ["mode=ro", "mode=ro&immutable=1"]
+
+
+def test_a_version_2_run_directory_opens_in_every_reading_command_and_says_what_it_lacks(tmp_path):
+    """A run written before the refusal verdict (schema 2, refusal judge only): report, show,
+    gate and export work on it, read-only, and say the two rates were not measured."""
+    import hashlib
+
+    from synthetic_store import build_synthetic_store
+    from typer.testing import CliRunner
+
+    from peft_audit.cli import app
+
+    run = build_synthetic_store(tmp_path / "run", n_variants=2, n_failed=0, bases=("llama-3.2-1b",),
+                                methods=("lora", "ia3"), xss=False, seed=3)
+    con = sqlite3.connect(run / "results.sqlite")
+    con.execute("ALTER TABLE verdicts DROP COLUMN refused")  # what version 2 wrote
+    con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    con.commit()
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    digest = hashlib.sha256((run / "results.sqlite").read_bytes()).hexdigest()
+    cli = CliRunner()
+    r = cli.invoke(app, ["gate", str(run), "--max-accuracy-drop", "1", "--max-bias-increase", "1"])
+    assert r.exit_code in (0, 1) and "harmful_rate not measured" in r.output, r.output
+    r = cli.invoke(app, ["show", str(run)], terminal_width=250)
+    assert r.exit_code == 0 and "not measured" in r.output, r.output
+    r = cli.invoke(app, ["export", str(run), "--samples", "safety", "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["report", str(run), "--format", "md"])  # writes the reports, never the store
+    assert r.exit_code == 0, r.output
+    assert "Not measured in this run: harmful Δ (overall), refusal Δ, harmful prompts" in (run / "report.md").read_text()
+    assert hashlib.sha256((run / "results.sqlite").read_bytes()).hexdigest() == digest
