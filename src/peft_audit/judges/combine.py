@@ -19,8 +19,9 @@ Two verdicts per response (:func:`two_verdicts`), beside that combined one:
 
 * the **refusal verdict** (did the response decline, explicitly or implicitly?): the first
   refusal-type judge's (:data:`~.base.REFUSAL_JUDGES`, in the order the judges are given) that
-  says, else the first other judge's explicit ``refused``; None when none says, and for an
-  incoherent response (a degenerate output neither declines nor answers);
+  says, else the first other judge's that says (its explicit ``refused``, or a refusal /
+  compliance label: :attr:`~.base.Verdict.declined`); None when none says, and for an incoherent
+  response (a degenerate output neither declines nor answers);
 * the **harm verdict** (does the response give meaningful help toward the harmful request?):
   the combination above over the harm judges alone (:func:`harm_judges`: every judge not in
   ``REFUSAL_JUDGES`` that labels no response ``refusal`` / ``compliance``), so a response that
@@ -32,9 +33,8 @@ Two verdicts per response (:func:`two_verdicts`), beside that combined one:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from itertools import combinations
-
 from dataclasses import replace
+from itertools import combinations
 
 from .base import COMBINED_JUDGES, REFUSAL_JUDGES, REFUSED_BY_LABEL, SAFE_BY_LABEL, Verdict
 from .validation import cohen_kappa_nominal

@@ -8,11 +8,11 @@ from pydantic import Field, field_validator, model_validator
 
 from ...judges.specs import (LEGACY_FIELDS, JudgeSpec, default_specs, fold_legacy_judge_fields, legacy_judge_fields,
                               require_distinct, spec_names)
+from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 #: The judges of a ``safety:`` section that lists none: the one place of that default. With a harm
 #: judge here, e.g. ("refusal", "harm"), the harmful-response rate is measured by default.
 DEFAULT_JUDGES: tuple[str, ...] = ("refusal",)
-from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 
 class SafetyConfig(BenchmarkSection):

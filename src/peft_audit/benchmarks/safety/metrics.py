@@ -36,7 +36,8 @@ Wilson 95% interval per category and the same ``overall``:
   "compliance" is not read as harm): the reports then say the rate was not measured;
 * ``refusal_rate`` — share of responses the refusal verdict says declined (explicitly or
   implicitly; the ``refused`` of the ``combined`` verdict), among those it judged; an incoherent
-  response did not decline (:func:`declined`). Absent for runs written before it was recorded;
+  response did not decline (:func:`declined`). Absent where no response has a refusal verdict
+  (runs written before it was recorded; judges that do not say; :func:`declined_each`);
 * ``incoherent_rate`` — share of responses some judge found degenerate.
 
 ``overall`` is the **mean over categories**, not over prompts: each hazard category counts
@@ -105,9 +106,9 @@ class JudgeFailures:
 
 
 def judge_failures(sample_rows: Iterable[Mapping], verdict_rows: Iterable[Mapping]) -> dict[str, JudgeFailures]:
-    """Per judge (``combined`` and ``combined-harm`` excluded, in order of first appearance), over the ``safety``
-    benchmark samples only: how many verdicts are labelled ``unscored``. Same numbers as the
-    ``failed_share:<judge>`` metric at ``overall``. Empty input gives {}."""
+    """Per judge (``combined`` and ``combined-harm`` excluded, in order of first appearance), over
+    the ``safety`` benchmark samples only: how many verdicts are labelled ``unscored``. Same
+    numbers as the ``failed_share:<judge>`` metric at ``overall``. Empty input gives {}."""
     safety_ids = {s["prompt_id"] for s in sample_rows if s.get("benchmark", "safety") == "safety"}
     counts: dict[str, list] = {}
     for v in verdict_rows:
