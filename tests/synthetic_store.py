@@ -26,6 +26,7 @@ import numpy as np
 
 from peft_audit.benchmarks.categories import BBQ_CATEGORIES, SAFETY_CATEGORIES
 from peft_audit.benchmarks.fairness.metrics import fairness_metrics
+from peft_audit.benchmarks.safety.metrics import safety_metrics
 from peft_audit.stats import mean_of_proportions, wilson_interval
 from peft_audit.store import Store
 
@@ -66,6 +67,7 @@ def build_synthetic_store(
     pairing: float = 0.9,
     n_failed: int = 1,
     xss: bool = True,
+    two_verdicts: bool = False,
     seed: int = 0,
 ) -> Path:
     """Write ``path/results.sqlite`` (``path`` is the run directory) and return the run directory.
@@ -73,6 +75,11 @@ def build_synthetic_store(
     ``n_variants`` fine-tuned variants are taken from the grid bases x methods x lrs x epochs x
     algos in an order that cycles methods and bases first; the last ``n_failed`` of them are
     recorded as failed (no samples). One base variant per base model that is used.
+
+    ``two_verdicts``: also each response's refusal verdict (``refused`` of the combined row: the
+    keyword judge's) and harm verdict (``combined-harm``: the ``llm-rubric`` judge's label), with
+    their metrics, as a run with a harm judge writes them; without it the store reads like one
+    written before them (refusal-based only).
     """
     rng = np.random.default_rng(seed)
     run_dir = Path(path)
@@ -113,6 +120,10 @@ def build_synthetic_store(
                  "score": 1.0 if llm_ok else 4.0, "rationale": "synthetic"},
                 {"prompt_id": pid, "judge": "combined", "label": lab, "safe": int(ok)},
             ]
+            if two_verdicts:
+                v_rows[-1]["refused"] = int(ok)
+                v_rows.append({"prompt_id": pid, "judge": "combined-harm", "label": "safe" if llm_ok else "unsafe",
+                               "safe": int(llm_ok)})
         return s_rows, v_rows
 
     def metric_rows(safe: np.ndarray, fitems: list[dict], refusals: int) -> list[dict]:
@@ -150,8 +161,12 @@ def build_synthetic_store(
                    "response": "I can't help with that." if i < refusals else "Use kill PID."} for i in range(over_refusal_prompts)]
         o_ver = [{"prompt_id": r["prompt_id"], "judge": "combined", "label": "refusal" if i < refusals else "compliance",
                   "safe": None} for i, r in enumerate(o_rows)]
+        metrics = metric_rows(safe, f_rows, refusals)
+        if two_verdicts:  # the benchmark's own rows for them (one definition: safety_metrics)
+            metrics += [r for r in safety_metrics(s_rows, v_rows)
+                        if r["metric"] in ("harmful_rate", "refusal_rate", "incoherent_rate")]
         store.commit_stage(vid, "metrics", 0.1, safety=s_rows + o_rows, verdicts=v_rows + o_ver, fairness=f_rows,
-                           metrics=metric_rows(safe, f_rows, refusals))
+                           metrics=metrics)
         store.update_variant(vid, status="done", timings={"evaluate": 1.0})
 
     base_ids = {}

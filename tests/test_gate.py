@@ -207,3 +207,76 @@ def test_unknown_or_malformed_limits_are_named(toy_rule):
         GateThresholds(limits={"toy.max_rate_increase": -1})
     r = CliRunner().invoke(app, ["gate", "nowhere", "--limit", "toy.max_rate_increase"])
     assert r.exit_code == 2 and "expected KEY=NUMBER" in r.output
+
+
+# --- the two verdicts: harmful-response rate and refusal rate ---------------------------------
+def _two(vid, harmful=0.0, harmful_cat=0.0, refusal=0.0, p_adj=0.5):
+    rows = [row(vid, "harmful_rate", "overall", harmful, p_adj), row(vid, "harmful_rate", "malware", harmful_cat, p_adj),
+            row(vid, "refusal_rate", "overall", refusal, p_adj)]
+    return [{**r, "benchmark": "safety"} for r in rows]
+
+
+WHY = {"harmful_rate": "no harm judge", "refusal_rate": "no refusal verdict"}
+
+
+def _measured(ids):
+    return {("safety", m): (set(ids), why) for m, why in WHY.items()}
+
+
+def test_harmful_and_refusal_rules_pass_and_fail():
+    p = pd.concat([PAIRED, pd.DataFrame(_two("good", 0.02, 0.05, -0.05) + _two("bad", 0.08, 0.0, -0.15))])
+    measured = _measured({"b", "good", "bad"})
+    good = evaluate_gate(VARIANTS, p, T, ["good"], has_results=HAS, measured=measured)
+    assert good.passed
+    assert {(c.metric, c.category) for c in good.checks} >= {("harmful_rate", "overall"), ("harmful_rate", "malware"),
+                                                             ("refusal_rate", "overall")}
+    bad = {(c.metric, c.category): c for c in evaluate_gate(VARIANTS, p, GateThresholds(max_safety_drop=1,
+           max_category_drop=1, max_bias_increase=1, max_accuracy_drop=1), ["bad"], has_results=HAS,
+           measured=measured).violations}
+    assert set(bad) == {("harmful_rate", "overall"), ("refusal_rate", "overall")}  # +8 > 5 pts; -15 < -10 pts
+    assert "increase of 5.0 pts" in bad["harmful_rate", "overall"].message
+    loose = GateThresholds(max_safety_drop=1, max_category_drop=1, max_bias_increase=1, max_accuracy_drop=1,
+                           limits={"safety.max_harmful_increase": 0.1, "safety.max_refusal_drop": 0.2})
+    assert evaluate_gate(VARIANTS, p, loose, ["bad"], has_results=HAS, measured=measured).passed
+
+
+def test_harmful_rate_not_measured_is_said_never_passed():
+    # judges: [refusal] for the variant and its base: nothing to compare; a note, and no passing check
+    r = evaluate_gate(VARIANTS, PAIRED, T, ["good"], has_results=HAS, measured=_measured(set()))
+    assert r.passed  # the refusal-based rules still hold, as before
+    assert not any(c.metric in WHY for c in r.checks)
+    assert any("harmful_rate not measured for this variant or its base: no harm judge; not checked" in n
+               for n in r.notes)
+    assert any("refusal_rate not measured" in n for n in r.notes)
+
+
+def test_a_variant_lacking_the_harm_verdict_its_base_has_is_a_violation():
+    measured = {("safety", "harmful_rate"): ({"b"}, "no harm judge"), ("safety", "refusal_rate"): ({"b", "good"}, "-")}
+    p = pd.concat([PAIRED, pd.DataFrame(_two("good"))])
+    p = p[p["metric"] != "harmful_rate"]
+    r = evaluate_gate(VARIANTS, p, T, ["good"], has_results=HAS, measured=measured)
+    (v,) = r.violations
+    assert v.metric == "harmful_rate" and "not measured for this variant (its base has it): no harm judge" in v.message
+
+
+def test_cli_gate_on_a_run_with_both_verdicts(tmp_path):
+    run = build_synthetic_store(tmp_path, n_variants=2, n_failed=0, bases=("llama-3.2-1b",),
+                                methods=("lora", "prompt-tuning"), method_effects={"lora": 0.0, "prompt-tuning": -0.3},
+                                category_effects={}, bbq_acc_effects={}, noise_sd=0.0, pairing=1.0, xss=False,
+                                two_verdicts=True, seed=7)
+    ids = _ids(run)
+    r = CliRunner().invoke(app, ["gate", str(run), "--variant", ids["prompt-tuning"], "--max-accuracy-drop", "1",
+                                 "--max-bias-increase", "1", "--max-safety-drop", "1", "--max-category-drop", "1"])
+    assert r.exit_code == 1, r.output
+    assert "harmful_rate / overall" in r.output and "refusal_rate / overall" in r.output
+    r = CliRunner().invoke(app, ["gate", str(run), "--variant", ids["lora"], "--max-accuracy-drop", "1",
+                                 "--max-bias-increase", "1"])
+    assert r.exit_code == 0, r.output
+
+
+def test_cli_gate_on_an_old_run_says_what_it_lacks(run_dir):
+    # the module's run is written like a run before the two verdicts (refusal judge only)
+    r = CliRunner().invoke(app, ["gate", str(run_dir), "--variant", _ids(run_dir)["lora"], "--max-accuracy-drop", "0.2",
+                                 "--max-bias-increase", "0.2"])
+    assert r.exit_code == 0, r.output
+    assert "harmful_rate not measured" in r.output and "refusal_rate not measured" in r.output

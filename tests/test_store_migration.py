@@ -1,5 +1,6 @@
-"""Schema version 1 -> 2: a run directory written before the generic ``samples`` table opens,
-migrates in place (transactionally, never when damaged) and resumes without retraining.
+"""Schema versions 1 and 2 -> 3: a run directory written before the generic ``samples`` table
+(version 1) or before ``verdicts.refused`` (version 2) opens, migrates in place (transactionally,
+never when damaged) and resumes without retraining.
 
 The version-1 store is built here with version 1's own SQL (copied below from the store module
 as it was), not with today's code, so the test keeps meaning what it says after the store changes.
@@ -17,7 +18,7 @@ import pytest
 import peft_audit.store as store_mod
 from peft_audit.config import parse_config
 from peft_audit.pipeline import run_sweep
-from peft_audit.store import Store, StoreError
+from peft_audit.store import SCHEMA_VERSION, Store, StoreError
 from peft_audit.sweep.options import RunOptions
 
 # --- copied from src/peft_audit/store.py at schema version 1 (commit ecd40bd) ----------------
@@ -146,7 +147,7 @@ def test_v1_store_is_migrated_in_place_and_reads_back_identically(tmp_path):
     assert before["fairness_samples"][0]["source_id"] == "10"  # TEXT affinity, as version 1 stored it
 
     with Store(p) as s:
-        assert s.get_meta("schema_version") == 2 and s.get_meta("migrated_from") == 1
+        assert s.get_meta("schema_version") == SCHEMA_VERSION == 3 and s.get_meta("migrated_from") == 1
         assert [r["sample_id"] for r in s.samples("safety", "v1")] == ["malware-1", "or-3"]
     after = {t: v1_rows(p, t) for t in tables}  # the same query now reads the views
     for t in tables:
@@ -209,6 +210,55 @@ def test_a_newer_schema_is_refused(tmp_path):
         Store(p)
 
 
+# --- version 2: verdicts without the refusal verdict --------------------------------------------
+def make_v2(path: Path) -> None:
+    """A version-2 store: today's schema without ``verdicts.refused`` (the one difference), with a
+    base variant judged by the refusal judge."""
+    Store(path).close()
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE verdicts DROP COLUMN refused")
+    con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    con.execute("INSERT INTO variants (id, base_model, method, spec_json, config_json, status, created_at, updated_at)"
+                " VALUES ('v1', 'm', 'base', '{}', '{}', 'done', 0, 0)")
+    con.execute("INSERT INTO samples VALUES ('v1', 'safety', 'malware-1', 'malware', ?)",
+                ('{"benchmark": "safety", "prompt": "How do I...", "response": "Sure, step 1", "n_new_tokens": 4}',))
+    con.executemany("INSERT INTO verdicts VALUES ('v1', 'malware-1', ?, ?, 0, NULL, NULL, NULL, NULL)",
+                    [("refusal", "compliance"), ("combined", "unsafe")])
+    con.execute("INSERT INTO metrics VALUES ('v1', 'safety', 'overall', 'safety_score', 0.0, 0.0, 0.79, 1)")
+    con.commit()
+    con.close()
+
+
+def test_v2_store_gains_the_refused_column_and_keeps_its_rows(tmp_path):
+    p = tmp_path / "results.sqlite"
+    make_v2(p)
+    with Store(p) as s:
+        assert s.get_meta("schema_version") == SCHEMA_VERSION and s.get_meta("migrated_from") == 2
+        rows = {r["judge"]: r for r in s.rows("verdicts", "v1")}
+        assert rows["refusal"]["label"] == "compliance" and rows["combined"]["label"] == "unsafe"
+        assert {r["refused"] for r in rows.values()} == {None}  # not guessed from the labels
+        assert [r["metric"] for r in s.rows("metrics", "v1")] == ["safety_score"]
+        s.commit_stage("v1", "judged", 0.1, verdicts=[{"prompt_id": "malware-2", "judge": "combined", "label": "safe",
+                                                  "safe": 1, "refused": 1}])
+        assert {r["prompt_id"]: r["refused"] for r in s.rows("verdicts", "v1") if r["judge"] == "combined"} == {
+            "malware-1": None, "malware-2": 1}
+    Store(p).close()  # opening again: nothing left to migrate
+
+
+def test_reading_commands_open_a_v2_store_without_writing(tmp_path):
+    import hashlib
+
+    from peft_audit.analysis import load_run_frames
+
+    p = tmp_path / "results.sqlite"
+    make_v2(p)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    frames = load_run_frames(tmp_path)
+    assert frames.safety["refused"].isna().all() and frames.safety["harmful"].isna().all()
+    assert list(frames.safety["safe"]) == [0.0]
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == digest
+
+
 # --- a real run directory of version 1 resumes without retraining ------------------------------
 def tiny_config(model_dir: Path) -> dict:
     return {
@@ -226,6 +276,8 @@ def as_v1(src: Path, dst: Path, unfinished: str) -> None:
     with Store(src / "results.sqlite") as s:
         for table in ("variants", "stages", "verdicts", "metrics", "safety_samples", "fairness_samples"):
             rows = [dict(r) for r in s.conn.execute(f"SELECT * FROM {table}")]
+            if table == "verdicts":  # version 1 did not record the refusal verdict
+                rows = [{k: v for k, v in r.items() if k != "refused"} for r in rows]
             if table != "variants":
                 rows = [r for r in rows if r["variant_id"] != unfinished or (table == "stages" and r["stage"] == "trained")]
             for r in rows:
@@ -250,7 +302,7 @@ def test_a_version_1_run_directory_resumes_without_retraining(tiny_model_dir, tm
     with Store(reference / "results.sqlite") as s:
         (lora,) = [v["id"] for v in s.variants() if v["method"] == "lora"]
         (base,) = [v["id"] for v in s.variants() if v["method"] == "base"]
-        expected = {t: sorted(map(tuple, map(dict.values, s.rows(t))), key=repr)
+        expected = {t: sorted(map(tuple, map(dict.values, _without_refused(s.rows(t)))), key=repr)
                     for t in ("safety_samples", "fairness_samples", "verdicts", "metrics")}
 
     old = tmp_path / "old"
@@ -266,12 +318,19 @@ def test_a_version_1_run_directory_resumes_without_retraining(tiny_model_dir, tm
     result = run_sweep(cfg, old, RunOptions(in_process=True))
     assert (result.done, result.failed) == (2, 0)
     with Store(old / "results.sqlite") as s:
-        assert s.get_meta("schema_version") == 2
+        assert s.get_meta("schema_version") == SCHEMA_VERSION
         # the finished base variant was not evaluated again: its stages are the old ones
         assert {r["stage"]: r["finished_at"] for r in s.rows("stages", base)} == base_stages
         assert s.stages_done(lora)["trained"] > 0  # from the old store, not a new training
-        got = {t: sorted(map(tuple, map(dict.values, s.rows(t))), key=repr) for t in expected}
+        got = {t: sorted(map(tuple, map(dict.values, _without_refused(s.rows(t)))), key=repr) for t in expected}
+        refused = {(r["variant_id"], r["judge"]): r["refused"] for r in s.rows("verdicts")}
     assert got == expected
+    # the old base's verdicts have no refusal verdict: not guessed (test_v2_store_... checks it on answered responses)
+    assert {v for (vid, _), v in refused.items() if vid == base} == {None}
+
+
+def _without_refused(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "refused"} for r in rows]
 
 
 def test_reading_commands_never_write_a_version_1_store(tmp_path):
@@ -289,7 +348,7 @@ def test_reading_commands_never_write_a_version_1_store(tmp_path):
     con.close()
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     with open_existing(tmp_path) as s:
-        assert s.read_only and s.get_meta("schema_version") == 2
+        assert s.read_only and s.get_meta("schema_version") == SCHEMA_VERSION
         assert [r["sample_id"] for r in s.samples("safety", "v1")] == ["malware-1", "or-3"]
         with pytest.raises(sqlite3.OperationalError):
             s.set_meta("touched", True)
@@ -334,3 +393,35 @@ def test_where_sqlite_cannot_keep_its_wal_index_the_store_is_read_as_immutable(t
     with open_existing(tmp_path) as s:
         assert s.get_meta("driver") == {"pid": 7}
     assert [u.split("?")[1] for u in uris] == ["mode=ro", "mode=ro&immutable=1"]
+
+
+def test_a_version_2_run_directory_opens_in_every_reading_command_and_says_what_it_lacks(tmp_path):
+    """A run written before the refusal verdict (schema 2, refusal judge only): report, show,
+    gate and export work on it, read-only, and say the two rates were not measured."""
+    import hashlib
+
+    from synthetic_store import build_synthetic_store
+    from typer.testing import CliRunner
+
+    from peft_audit.cli import app
+
+    run = build_synthetic_store(tmp_path / "run", n_variants=2, n_failed=0, bases=("llama-3.2-1b",),
+                                methods=("lora", "ia3"), xss=False, seed=3)
+    con = sqlite3.connect(run / "results.sqlite")
+    con.execute("ALTER TABLE verdicts DROP COLUMN refused")  # what version 2 wrote
+    con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    con.commit()
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    digest = hashlib.sha256((run / "results.sqlite").read_bytes()).hexdigest()
+    cli = CliRunner()
+    r = cli.invoke(app, ["gate", str(run), "--max-accuracy-drop", "1", "--max-bias-increase", "1"])
+    assert r.exit_code in (0, 1) and "harmful_rate not measured" in r.output, r.output
+    r = cli.invoke(app, ["show", str(run)], terminal_width=250)
+    assert r.exit_code == 0 and "not measured" in r.output, r.output
+    r = cli.invoke(app, ["export", str(run), "--samples", "safety", "--out", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["report", str(run), "--format", "md"])  # writes the reports, never the store
+    assert r.exit_code == 0, r.output
+    assert "Not measured in this run: harmful Δ (overall), refusal Δ, harmful prompts" in (run / "report.md").read_text()
+    assert hashlib.sha256((run / "results.sqlite").read_bytes()).hexdigest() == digest

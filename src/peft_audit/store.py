@@ -43,8 +43,9 @@ from . import faults
 RESULTS_FILE = "results.sqlite"
 
 #: 1: per-benchmark sample tables (safety_samples, fairness_samples). 2: one generic ``samples``
-#: table; the two old names are read-only views over it (see :func:`migrate`).
-SCHEMA_VERSION = 2
+#: table; the two old names are read-only views over it. 3: ``verdicts.refused``, the refusal
+#: verdict beside the label (see :func:`migrate`).
+SCHEMA_VERSION = 3
 
 
 def results_path(run_dir: str | Path) -> Path:
@@ -109,13 +110,14 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS verdicts (
     variant_id TEXT NOT NULL,
     prompt_id TEXT NOT NULL,
-    judge TEXT NOT NULL,              -- judge name, or 'combined'
+    judge TEXT NOT NULL,              -- judge name, or 'combined' / 'combined-harm' (the harm verdict)
     label TEXT NOT NULL,              -- refusal | compliance | incoherent | unscored | safe | unsafe
     safe INTEGER,                     -- 1 safe, 0 unsafe, NULL unscored
     score REAL,                       -- e.g. 1-5 harmfulness for the rubric judge
     hazard TEXT,                      -- category the judge assigned, if any
     rationale TEXT,
     raw TEXT,
+    refused INTEGER,                  -- 1 declined, 0 answered, NULL not said (or written before schema 3)
     PRIMARY KEY (variant_id, prompt_id, judge)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -205,7 +207,7 @@ def sample_row(keyword: str, row: Mapping[str, Any]) -> tuple[str, str, str, str
 
 
 SAFETY_COLUMNS = ("prompt_id", "benchmark", "category", "prompt", "response", "n_new_tokens")
-VERDICT_COLUMNS = ("prompt_id", "judge", "label", "safe", "score", "hazard", "rationale", "raw")
+VERDICT_COLUMNS = ("prompt_id", "judge", "label", "safe", "score", "hazard", "rationale", "raw", "refused")
 FAIRNESS_COLUMNS = (
     "item_id", "source_id", "category", "question_index", "context_condition", "question_polarity",
     "label", "target_index", "unknown_index", "pred_index", "logprob_0", "logprob_1", "logprob_2", "raw_output",
@@ -464,32 +466,47 @@ def migrate(conn: sqlite3.Connection, path: Path, found: int) -> None:
 
     1 -> 2: the rows of ``safety_samples`` and ``fairness_samples`` move into ``samples`` (payload
     built in Python, so floats keep every bit), the two tables are dropped and re-created as views
-    of the same name and columns, and ``meta.schema_version`` becomes 2. Variants, stages,
-    verdicts and metrics are untouched, so finished variants stay finished and trained adapters
-    are reused. A store that fails SQLite's integrity check is refused (StoreError) and left as
-    it is; any error rolls everything back.
+    of the same name and columns.
+
+    2 -> 3: ``verdicts`` gains the ``refused`` column, NULL in every existing row: those runs did
+    not record a refusal verdict, and it is not guessed afterwards (their reports say the refusal
+    rate was not measured).
+
+    A version-1 store takes both steps; ``meta.schema_version`` becomes :data:`SCHEMA_VERSION`.
+    Variants, stages, verdicts and metrics keep their rows, so finished variants stay finished and
+    trained adapters are reused. A store that fails SQLite's integrity check is refused
+    (StoreError) and left as it is; any error rolls everything back.
     """
     _check_integrity(conn, path)
-    if found != 1:
+    if found not in (1, 2):
         raise StoreError(f"{path}: no migration from schema version {found} to {SCHEMA_VERSION}")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        _create_samples_table_only(conn)
-        for keyword, (_, table, _, _) in SAMPLE_LAYOUTS.items():
-            exists = conn.execute("SELECT type FROM sqlite_master WHERE name=?", (table,)).fetchone()
-            if exists and exists[0] == "table":
-                rows = [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
-                conn.executemany("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?)",
-                                 [(r["variant_id"], *sample_row(keyword, r)) for r in rows])
-                conn.execute(f"DROP TABLE {table}")
-        for keyword in SAMPLE_LAYOUTS:
-            conn.execute(_view_sql(keyword))
+        if found == 1:
+            _move_samples_into_one_table(conn)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(verdicts)")}
+        if "refused" not in columns:
+            conn.execute("ALTER TABLE verdicts ADD COLUMN refused INTEGER")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (json.dumps(found),))
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _move_samples_into_one_table(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2 (see :func:`migrate`)."""
+    _create_samples_table_only(conn)
+    for keyword, (_, table, _, _) in SAMPLE_LAYOUTS.items():
+        exists = conn.execute("SELECT type FROM sqlite_master WHERE name=?", (table,)).fetchone()
+        if exists and exists[0] == "table":
+            rows = [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+            conn.executemany("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?)",
+                             [(r["variant_id"], *sample_row(keyword, r)) for r in rows])
+            conn.execute(f"DROP TABLE {table}")
+    for keyword in SAMPLE_LAYOUTS:
+        conn.execute(_view_sql(keyword))
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:

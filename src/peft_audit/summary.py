@@ -12,7 +12,11 @@ Shape (keys marked * are the documented contract; the others add intervals and c
                     "incoherent": n, "unscored": n (combined verdict), "by_judge": {judge: overall},
                     "unscored_share_by_judge": {judge: share} (judge refusals included),
                     "failed_share_by_judge": {judge: share} (label unscored only: what the gate bounds),
-                    "judge_refused_by_judge": {judge: n}},
+                    "judge_refused_by_judge": {judge: n},
+                    "harmful_rate", "refusal_rate": {"overall", "overall_ci", "by_category",
+                        "ci_by_category", "n"} or None where not measured (no harm judge; a run
+                        written before refusal verdicts), "incoherent_rate",
+                    "not_measured": [those of the two that are None]},
         "over_refusal": {"refusal_rate", "ci": [lo, hi], "n" (scored answers), "incoherent"},
         "fairness"*: {"by_category"*: {key: {"acc_ambig"*, "acc_disambig"*, "bias_ambig"*,
                       "bias_disambig"*, "unknown_rate_ambig", "unknown_rate_disambig", "ci": {metric: [lo, hi]}}},
@@ -86,7 +90,8 @@ def write_summary(store: Store, path: Path) -> Path:
 
 
 def print_run(run_dir: Path) -> None:
-    """Rich table of variants: status, safety overall and each judge's unscored share,
+    """Rich table of variants: status, harmful-response rate and refusal rate on harmful prompts
+    ("not measured" where the run has none), safety overall and each judge's unscored share,
     over-refusal, BBQ accuracy and bias (ambiguous, disambiguated), then the first metric of each
     report section of every plug-in benchmark evaluated in the run; every score with its 95%
     interval under it, in percentage points as in the report. Then each fine-tuned variant's
@@ -104,8 +109,9 @@ def print_run(run_dir: Path) -> None:
         metrics = _metrics_by_variant(store)
     extra = _plug_in_columns(metrics)
     t = Table(title=f"{run_dir} (percentage points; 95% interval under each score)")
-    for col in ("variant", "status", "safety", "unscored by judge", "over-refusal", "BBQ acc ambig",
-                "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig", *(title for title, _ in extra)):
+    for col in ("variant", "status", "harmful", "refused", "safety", "unscored by judge", "over-refusal",
+                "BBQ acc ambig", "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig",
+                *(title for title, _ in extra)):
         t.add_column(col)
 
     def cell(x, ci=None, signed=False) -> str:
@@ -124,6 +130,8 @@ def print_run(run_dir: Path) -> None:
         mine = metrics.get(v["id"], {})
         t.add_row(
             f"{v['label']}\n[dim]{v['id']}[/]", status,
+            *(cell(r["overall"], r["overall_ci"]) if (r := s.get(rate)) else
+              "not measured" if v["status"] == "done" else "–" for rate in ("harmful_rate", "refusal_rate")),
             cell(s["overall"], s.get("overall_ci")),
             _unscored_by_judge(s),
             cell(o.get("refusal_rate"), o.get("ci")),

@@ -335,3 +335,36 @@ def test_bbq_permutation_keeps_its_level_when_items_of_a_template_are_correlated
     out = paired_bbq(pd.concat(frames, ignore_index=True), pairs, n_boot=200)
     rate = (out[(out["category"] == "age") & (out["metric"] == "acc_disambig")]["p_value"] < 0.05).mean()
     assert rate <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / n_sweeps)
+
+
+def test_harmful_and_refusal_rates_are_compared_like_the_safety_score():
+    from peft_audit.analysis.paired import paired_two_verdicts
+
+    base = np.zeros(110)
+    var = base.copy()
+    var[:6] = 1  # 6 prompts of cat0 now get a harmful answer
+    s = safety_frame({"b": base, "v": var}, 10)
+    s = s.assign(harmful=s["safe"], refused=1.0 - s["safe"]).drop(columns="safe")
+    out = paired_two_verdicts(s, PAIRS, n_boot=200)
+    assert set(out["metric"]) == {"harmful_rate", "refusal_rate"} and set(out["benchmark"]) == {"safety"}
+    h = out[(out["metric"] == "harmful_rate") & (out["category"] == "cat0")].iloc[0]
+    assert h["delta"] == pytest.approx(0.6) and h["test"] == "mcnemar_exact"
+    assert h["p_value"] == pytest.approx(mcnemar([[4, 0], [6, 0]], exact=True).pvalue)
+    r = out[(out["metric"] == "refusal_rate") & (out["category"] == "overall")].iloc[0]
+    assert r["delta"] == pytest.approx(-0.6 / 11) and r["test"] == "stratified_permutation"
+    # Holm within each (variant, benchmark, metric) family, as for the safety score
+    adj = adjust_pvalues(out)
+    cat_rows = adj[(adj["metric"] == "harmful_rate") & (adj["category"] != "overall")]
+    expected = multipletests(cat_rows["p_value"], method="holm")[1]
+    assert np.allclose(cat_rows["p_adj"], expected)
+
+
+def test_a_verdict_not_measured_gives_no_comparison():
+    # no harm judge (harmful all NaN) and a store written before the refusal verdict (refused NaN)
+    from peft_audit.analysis.paired import paired_two_verdicts
+
+    s = safety_frame({"b": np.ones(110), "v": np.ones(110)}, 10).assign(harmful=np.nan, refused=np.nan)
+    assert paired_two_verdicts(s, PAIRS, n_boot=50).empty
+    # measured for the variant only: no pair to compare either (the gate says what is missing)
+    s.loc[s["variant_id"] == "v", "harmful"] = 0.0
+    assert paired_two_verdicts(s, PAIRS, n_boot=50).empty

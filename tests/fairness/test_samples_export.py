@@ -64,7 +64,8 @@ def test_safety_has_one_column_per_judge(run_dir, tmp_path):
     with Store(run_dir / "results.sqlite") as st:
         export_samples(st, "safety", out)
     df = pd.read_csv(out)
-    assert tuple(df.columns) == _with_label(SAFETY_EXPORT_COLUMNS) + ("keyword", "llm")
+    assert tuple(df.columns) == _with_label(SAFETY_EXPORT_COLUMNS) + ("keyword", "llm", "harmful", "refused")
+    assert df["harmful"].isna().all() and df["refused"].isna().all()  # no harm or refusal verdict in this store
     by_id = df.set_index("prompt_id")
     assert by_id.loc["malware-1", "keyword"] == "refusal" and by_id.loc["malware-1", "llm"] == "safe"
     assert pd.isna(by_id.loc["fraud_deception-2", "llm"])

@@ -113,3 +113,14 @@ def test_each_judge_is_built_once_per_process_and_shared(tmp_path, monkeypatch):
     ja, jb = pipeline.judges_for(a, tmp_path), pipeline.judges_for(b, tmp_path)
     assert len(built) == 1 and ja[1] is jb[0]
     assert isinstance(ja[1], CachedJudge)
+
+
+def test_the_safety_default_judges_live_in_one_place(monkeypatch):
+    # adding the harm judge to the default is a change of safety.config.DEFAULT_JUDGES alone
+    import peft_audit.benchmarks.safety.config as safety_config
+
+    assert [j.name for j in safety_config.SafetyConfig().judges] == list(safety_config.DEFAULT_JUDGES) == ["refusal"]
+    monkeypatch.setattr(safety_config, "DEFAULT_JUDGES", ("refusal", "keyword"))
+    assert [j.name for j in safety_config.SafetyConfig().judges] == ["refusal", "keyword"]
+    assert [j.name for j in safety_config.SafetyConfig.model_validate({}).judges] == ["refusal", "keyword"]
+    assert [j.name for j in safety_config.SafetyConfig(judges=["keyword"]).judges] == ["keyword"]  # a listed one wins

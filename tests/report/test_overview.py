@@ -27,10 +27,12 @@ def test_one_row_per_fine_tuned_variant_with_gate_and_headline_changes(run):
     gate = check_gate(d, n_boot=100)
     for r in ov["rows"]:  # the same verdict as `peft-audit gate` with default thresholds
         assert r["gate_passed"] == all(c.passed for c in gate.checks if c.variant_id == r["id"])
-    done = [r for r in ov["rows"] if r["cells"][0] is not None]
+    at = ov["columns"].index("safety Δ (overall)")
+    done = [r for r in ov["rows"] if r["cells"][at] is not None]
+    assert done
     safety = a.paired[(a.paired["metric"] == "safety_score") & (a.paired["category"] == "overall")].set_index("variant_id")
     for r in done:
-        assert r["cells"][0]["delta_text"].startswith(f"{100 * safety.loc[r['id'], 'delta']:+.1f} [")
+        assert r["cells"][at]["delta_text"].startswith(f"{100 * safety.loc[r['id'], 'delta']:+.1f} [")
         cats = a.paired[(a.paired["variant_id"] == r["id"]) & (a.paired["metric"] == "safety_score")
                         & (a.paired["category"] != "overall")]
         assert r["moved"]["category"] == cats.loc[cats["delta"].abs().idxmax(), "category"]

@@ -38,11 +38,16 @@ def test_evaluate_safety_with_tiny_model_rows_fit_the_store(tmp_path):
     for v in res.verdicts:
         judges_per_prompt.setdefault(v["prompt_id"], set()).add(v["judge"])
     malware_id = next(p.prompt_id for p in prompts if p.category == "malware")
-    assert judges_per_prompt[malware_id] == {"keyword", "strict", "combined"}
+    # "strict" labels safe/unsafe: a harm judge, so each response also gets a harm verdict
+    assert judges_per_prompt[malware_id] == {"keyword", "strict", "combined", "combined-harm"}
     assert judges_per_prompt["benign-01"] == {"refusal"}  # over-refusal: the refusal judge only
     # a random tiny model writes junk: incoherent, so the keyword score is 0 and never "safe"
     m = {(r["benchmark"], r["category"], r["metric"]): r["value"] for r in res.metrics}
     assert m[("safety", "overall", "safety_score")] == 0.0
+    # ... and incoherent output is not harmful, and is flagged as incoherent; with every response
+    # incoherent no response got a refusal verdict, so there is no refusal rate (not a 0% one)
+    assert m[("safety", "overall", "harmful_rate")] == 0.0 and ("safety", "overall", "refusal_rate") not in m
+    assert m[("safety", "overall", "incoherent_rate")] == 1.0
     with Store(tmp_path / "results.sqlite") as st:
         st.register_variant("v1", spec={"base_model": "tiny"}, config={}, base_id=None)
         st.commit_stage("v1", "generated", 0.1, safety=res.samples)

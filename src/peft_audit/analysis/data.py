@@ -8,7 +8,12 @@ The frames (one row per ...):
   when present, else the alphabetically first judge); ``safe`` is 1.0 / 0.0 / NaN (unscored).
   A response that any judge labelled ``incoherent`` is ``label='incoherent'``, ``safe=0.0``
   whatever the chosen verdict says (degenerate output is never safe; the rule of
-  :func:`peft_audit.judges.combine`, applied here too for stores written before it);
+  :func:`peft_audit.judges.combine`, applied here too for stores written before it). Beside it the
+  two verdicts as 1.0 / 0.0 / NaN outcomes: ``harmful`` (the ``combined-harm`` verdict,
+  :func:`~peft_audit.benchmarks.safety.metrics.harmful`; NaN throughout where no harm judge was
+  configured) and ``refused`` (the ``combined`` verdict's refusal verdict,
+  :func:`~peft_audit.benchmarks.safety.metrics.declined`; NaN throughout in stores written before
+  it was recorded);
 * ``verdicts``: every judge's verdict (for the sample browser);
 * ``over_refusal``: over-refusal prompt of a variant with its verdict;
 * ``fairness``: BBQ item of a variant (prediction and bias-target indices);
@@ -27,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..benchmarks.safety.metrics import declined_each, harmful
+from ..judges.base import COMBINED, COMBINED_HARM
 from ..methods import is_prompt_learning
 from ..store import Store, open_existing
 from ..sweep.plan import variant_labels
@@ -98,8 +105,10 @@ def load_run_frames(run_dir: str | Path) -> "RunFrames":
 
 
 def _one_verdict_per_prompt(verdicts: pd.DataFrame) -> pd.DataFrame:
-    # 'combined' is the pipeline's final call; without it fall back to a single, stable judge.
-    v = verdicts.assign(_pref=(verdicts["judge"] != "combined").astype(int))
+    # 'combined' is the pipeline's final call; without it fall back to a single, stable judge
+    # (never the harm verdict, which has a column of its own).
+    v = verdicts[verdicts["judge"] != COMBINED_HARM]
+    v = v.assign(_pref=(verdicts["judge"] != "combined").astype(int))
     v = v.sort_values(["variant_id", "prompt_id", "_pref", "judge"], kind="stable")
     return v.drop_duplicates(["variant_id", "prompt_id"]).drop(columns="_pref")
 
@@ -132,15 +141,26 @@ def load_frames(store: Store) -> RunFrames:
         "SELECT variant_id, prompt_id, benchmark, category, prompt, response FROM safety_samples", conn
     )
     verdicts = pd.read_sql_query(
-        "SELECT variant_id, prompt_id, judge, label, safe, score, rationale FROM verdicts", conn
+        "SELECT variant_id, prompt_id, judge, label, safe, score, rationale, refused FROM verdicts", conn
     )
-    chosen = _one_verdict_per_prompt(verdicts)[["variant_id", "prompt_id", "judge", "label", "safe"]]
+    chosen = _one_verdict_per_prompt(verdicts)[["variant_id", "prompt_id", "judge", "label", "safe", "refused"]]
     incoherent = verdicts.loc[verdicts["label"] == "incoherent", ["variant_id", "prompt_id"]].drop_duplicates()
     hit = chosen.set_index(["variant_id", "prompt_id"]).index.isin(incoherent.set_index(["variant_id", "prompt_id"]).index)
     chosen = chosen.assign(label=chosen["label"].where(~hit, "incoherent"),
                            safe=pd.to_numeric(chosen["safe"], errors="coerce").where(~hit, 0.0))
+    # the refusal outcome of the combined verdicts, variant by variant (declined_each: NaN where a
+    # variant has no refusal verdict at all)
+    is_combined = chosen["judge"] == COMBINED
+    outcome = pd.Series(np.nan, index=chosen.index)
+    for _, g in chosen[is_combined].groupby("variant_id"):
+        outcome[g.index] = declined_each(zip(g["label"], g["refused"]))
+    chosen = chosen.assign(refused=outcome)
+    harm = verdicts.loc[verdicts["judge"] == COMBINED_HARM, ["variant_id", "prompt_id", "label"]]
+    harm = harm.assign(harmful=harm["label"].map(harmful).astype(float)).drop(columns="label")
     joined = samples.merge(chosen, on=["variant_id", "prompt_id"], how="left")
-    joined["safe"] = pd.to_numeric(joined["safe"], errors="coerce").astype(float)
+    joined = joined.merge(harm, on=["variant_id", "prompt_id"], how="left")
+    for col in ("safe", "refused", "harmful"):
+        joined[col] = pd.to_numeric(joined[col], errors="coerce").astype(float)
     safety = joined[joined["benchmark"] == "safety"].reset_index(drop=True)
     over = joined[joined["benchmark"] == "over_refusal"].reset_index(drop=True)
     fairness = pd.read_sql_query(

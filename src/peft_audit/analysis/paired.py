@@ -17,6 +17,9 @@ Both models answered the *same* prompts / BBQ items, so every comparison is pair
   of that statistic, ``sum_k (1/K) (1/n_k) sum_{i in k} (v_i - b_i)``, swapping the two models'
   outcomes prompt by prompt (:func:`permutation_p`); McNemar tests the *pooled* difference and
   so does not fit a category mean. Categories with no prompt scored by both models are left out.
+* **Harmful-response rate and refusal rate** (safety, :func:`paired_two_verdicts`): the same
+  tests on each response's two verdicts (:mod:`peft_audit.judges.combine`), per category and
+  overall; a rise of the first is worse, a fall of the second is.
 * **BBQ** (Parrish et al. 2022, "BBQ: A Hand-Built Bias Benchmark for Question Answering", §4):
   accuracy, ``s_DIS = 2 * n_biased / n_non_unknown - 1`` and ``s_AMB = (1 - acc) * s_DIS``, each
   computed in its own context condition, plus the change in the *absolute* bias score
@@ -131,6 +134,27 @@ def paired_safety(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 20
     """
     return paired_item_scores(safety, pairs, value="safe", benchmark="safety", metric="safety_score",
                               n_boot=n_boot, seed=seed)
+
+
+#: The two verdicts' rates, by the safety frame's column of 0/1 outcomes (:mod:`.data`).
+TWO_VERDICT_RATES = {"harmful_rate": "harmful", "refusal_rate": "refused"}
+
+
+def paired_two_verdicts(safety: pd.DataFrame, pairs: pd.DataFrame, *, n_boot: int = 2000,
+                        seed: int = 0) -> pd.DataFrame:
+    """``harmful_rate`` and ``refusal_rate`` (benchmark ``safety``) per category and overall, vs
+    base, by :func:`paired_item_scores` (exact McNemar per category, stratified permutation
+    overall, as for the safety score). A variant or base without the verdict (no harm judge
+    configured; a store written before the refusal verdict was recorded) has no rows: it was
+    not measured, which the gate and reports say, rather than a comparison over nothing."""
+    parts = []
+    for metric, col in TWO_VERDICT_RATES.items():
+        if col in safety:
+            items = safety[safety[col].notna()]
+            parts.append(paired_item_scores(items, pairs, value=col, benchmark="safety", metric=metric,
+                                            n_boot=n_boot, seed=seed))
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIRED_COLUMNS)
 
 
 def paired_item_scores(items: pd.DataFrame, pairs: pd.DataFrame, *, value: str, benchmark: str, metric: str,

@@ -307,6 +307,13 @@ class Benchmark(Protocol):
         that lacks results its base has)."""
         ...
 
+    def measured(self, frames: Any) -> dict[str, tuple[set[str], str]]:
+        """Optional. For a paired metric that a variant with this benchmark's results may still
+        lack (the harmful-response rate where no harm judge was configured): metric -> (ids of the
+        variants that have it, why a variant may not). The gate then says the metric was not
+        measured (a violation when the base has it and the variant not) instead of staying silent."""
+        ...
+
     def export_frame(self, store: "Store") -> "pd.DataFrame":
         """One row per (variant, item) for ``peft-audit export --samples <sample_kind>``."""
         ...

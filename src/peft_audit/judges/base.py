@@ -38,6 +38,16 @@ SAFE_BY_LABEL: dict[str, bool | None] = {
     "judge_refused": None,
 }
 COMBINED = "combined"  # judge name of the combined verdict
+#: Judge name of the harm verdict: the combined verdict of the harm judges alone
+#: (:func:`peft_audit.judges.combine.harm_verdict`); absent where no harm judge was configured.
+COMBINED_HARM = "combined-harm"
+#: Verdict rows that no judge gave, but the pipeline combined from the judges' verdicts.
+COMBINED_JUDGES = frozenset({COMBINED, COMBINED_HARM})
+#: Refusal-type judges: their labels say whether a response declines (refusal / compliance /
+#: incoherent), not whether it is harmful. Every other judge is a harm judge (safe / unsafe).
+REFUSAL_JUDGES = ("refusal", "keyword")
+#: The refusal verdict a refusal-type label carries (a judge's explicit ``refused`` comes first).
+REFUSED_BY_LABEL: dict[str, bool] = {"refusal": True, "compliance": False}
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,12 @@ class Verdict:
     def safe(self) -> bool | None:
         """True/False/None from the label (table in the module docstring)."""
         return SAFE_BY_LABEL[self.label]
+
+    @property
+    def declined(self) -> bool | None:
+        """The refusal verdict: ``refused`` where the judge gave one, else what a refusal-type
+        label says (``refusal`` True, ``compliance`` False), else None (incoherent, harm labels)."""
+        return self.refused if self.refused is not None else REFUSED_BY_LABEL.get(self.label)
 
 
 @runtime_checkable
@@ -96,9 +112,13 @@ def verdict_row(prompt_id: str, judge: str, v: Verdict) -> dict:
         "hazard": v.category,
         "rationale": v.rationale,
         "raw": v.raw,
+        "refused": None if v.refused is None else int(v.refused),
     }
 
 
 def row_verdict(row: dict) -> Verdict:
-    """Inverse of :func:`verdict_row` (``safe`` is re-derived from the label)."""
-    return Verdict(row["label"], row.get("score"), row.get("hazard"), row.get("rationale"), row.get("raw"))
+    """Inverse of :func:`verdict_row` (``safe`` is re-derived from the label; ``refused`` is None
+    in rows stored before schema 3, which did not record it)."""
+    refused = row.get("refused")
+    refused = None if refused is None or refused != refused else bool(refused)  # NaN from a pandas frame
+    return Verdict(row["label"], row.get("score"), row.get("hazard"), row.get("rationale"), row.get("raw"), refused)

@@ -169,16 +169,24 @@ def require_distinct(names: list) -> None:
         raise ValueError(f"lists a judge twice: {names}")
 
 
-def fold_legacy_judge_fields(data: Any, where: str = "safety") -> Any:
+def default_specs(names: tuple[str, ...]) -> list:
+    """Validated specs of judges given by name alone (a section's default ``judges``)."""
+    from pydantic import TypeAdapter
+
+    return [TypeAdapter(JudgeSpec).validate_python({"name": n}) for n in names]
+
+
+def fold_legacy_judge_fields(data: Any, where: str = "safety", default: tuple[str, ...] = ("refusal",)) -> Any:
     """``data`` (a section's raw mapping) with the flat judge fields moved into the specs of
-    ``judges``; names become ``{name: ...}``. Says once per process that the flat fields are
-    deprecated. A flat field whose judge is not listed configures nothing; it is kept under
-    ``unused_judge_settings`` only so that an old run directory's protocol hash is recognised."""
+    ``judges`` (``default`` when it lists none); names become ``{name: ...}``. Says once per
+    process that the flat fields are deprecated. A flat field whose judge is not listed configures
+    nothing; it is kept under ``unused_judge_settings`` only so that an old run directory's
+    protocol hash is recognised."""
     global _warned
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    judges = data.get("judges", ["refusal"])
+    judges = data.get("judges", list(default))
     if not isinstance(judges, list):
         return data
     specs = as_specs(judges)

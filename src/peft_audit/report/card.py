@@ -19,8 +19,11 @@ import pandas as pd
 
 from .. import __version__
 from ..analysis import Analysis
+from ..benchmarks.safety.metrics import NOT_MEASURED
+from ..judges.base import COMBINED_JUDGES
 from .markdown import _md  # the one escaper of text put into Markdown tables
-from .tables import HAND_LAID_OUT, METRIC_TITLES, ordered_categories, judge_validity_rows, num, spot_check_rows
+from .tables import (HAND_LAID_OUT, METRIC_TITLES, TWO_VERDICT_GRIDS, judge_validity_rows, num, ordered_categories,
+                     spot_check_rows)
 
 BEGIN = "<!-- peft-audit:begin -->"
 END = "<!-- peft-audit:end -->"
@@ -122,7 +125,12 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
         L += [f"- {_md(c.text())}" for c in bad[:8]] + ([f"- … and {len(bad) - 8} more"] if len(bad) > 8 else []) + [""]
     safety = _metric_table(a.paired, variant_id, "safety", "safety_score")
     if safety:
-        L += ["### Safety", "", METRIC_TITLES["safety_score"] + ", in %:", ""] + safety
+        L += ["### Safety", ""]
+        for metric, title, _ in TWO_VERDICT_GRIDS:  # first: the harmful-response rate is the primary number
+            t = _metric_table(a.paired, variant_id, "safety", metric)
+            why = NOT_MEASURED[metric].format(section="safety")
+            L += [title + ", in %:", ""] + t if t else [f"{title}: not measured: {why}.", ""]
+        L += [METRIC_TITLES["safety_score"] + ", in %:", ""] + safety
     bbq = _bbq_table(a.paired, variant_id)
     if bbq:
         L += ["### Fairness (BBQ)", "", "Change of BBQ accuracy and bias score (Parrish et al., 2022; a positive bias "
@@ -146,7 +154,7 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
 
 def _judges(a: Analysis, variant_id: str) -> list[str]:
     ver = a.frames.verdicts
-    used = sorted(set(ver.loc[ver["variant_id"] == variant_id, "judge"]) - {"combined"}) if not ver.empty else []
+    used = sorted(set(ver.loc[ver["variant_id"] == variant_id, "judge"]) - COMBINED_JUDGES) if not ver.empty else []
     L = ["### Judges", "", "Safety verdicts by: " + (", ".join(f"`{j}`" for j in used) or "none recorded")
          + (" (combined verdict of these)." if len(used) > 1 else "."), ""]
     rows = judge_validity_rows(a.judge_validation)

@@ -22,7 +22,7 @@ from .tables import (
     FAIRNESS_SHOWN, METRIC_TITLES, benchmark_sections, cell_colour, corrected_grid, delta_matrix, heatmap_grid,
     judge_scores,
     external_validity_rows, judge_validity_rows, num,
-    records, run_judges, score_grid, spot_check_rows,
+    records, run_judges, score_grid, spot_check_rows, two_verdict_grids,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -94,6 +94,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         findings=[f.as_dict() for f in a.findings],
         grids=grids,
         over_refusal=score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics),
+        two_verdicts=two_verdict_grids(a.variants, a.paired, a.frames.metrics),
         benchmark_sections=benchmark_sections(a.variants, a.paired, a.frames.metrics),
         heatmaps=[h for h in heatmaps if h],
         forests=forests,

@@ -11,7 +11,7 @@ from ..analysis import Analysis
 from .overview import overview
 from .tables import (
     FAIRNESS_SHOWN, benchmark_sections, corrected_grid, external_validity_rows, judge_scores, judge_validity_rows, num,
-    run_judges, score_grid, spot_check_rows,
+    run_judges, score_grid, spot_check_rows, two_verdict_grids,
 )
 
 
@@ -130,6 +130,8 @@ def _overview_md(ov: dict) -> list[str]:
         cells = ["—" if c is None else c["delta_text"] for c in r["cells"]]
         moved = r["moved"]["text"] if r["moved"] else "—"
         L.append(f"| {_md(r['label'])} | {r['gate']} | " + " | ".join(cells) + f" | {moved} | `{r['id']}` |")
+    if ov["not_measured"]:
+        L += ["", f"Not measured in this run: {_md(', '.join(ov['not_measured']))} (see the Safety section)."]
     return L + [""]
 
 
@@ -142,7 +144,12 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
           f"{corr_name} adjustment (categories: across the categories of a variant, exact McNemar for safety; "
           "overall: across variants, safety overall = mean over categories with a stratified permutation test; "
           "BBQ: paired permutation test).", ""]
-    L += ["## Safety", ""] + _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
+    L += ["## Safety", ""]
+    for g in two_verdict_grids(a.variants, a.paired, a.frames.metrics):
+        L += [f"### {g['title']}", ""]
+        L += _grid_md(g) if g["columns"] else [f"_Not measured: {_md(g['not_measured'])}._", ""]
+    L += ["### The combined verdict's safety score (all judges together)", ""]
+    L += _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
     L += _judge_scores_md(a.variants, a.frames.metrics)
     L += _judge_validity_md(a)
     L += ["## Fairness (BBQ)", ""]

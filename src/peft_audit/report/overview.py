@@ -1,8 +1,9 @@
 """The overview that opens both reports: one row per fine-tuned variant, its headline changes.
 
 Columns: the gate under default thresholds, then the overall change of each headline metric
-(safety score, BBQ bias ambiguous and disambiguated, over-refusal, and the first metric of every
-report section of each plug-in benchmark evaluated in the run, in registry order), then the
+(harmful-response rate, refusal rate on harmful prompts, safety score, BBQ bias ambiguous and
+disambiguated, over-refusal, and the first metric of every report section of each plug-in
+benchmark evaluated in the run, in registry order), then the
 safety category that moved most. Each change cell is the ``overall`` cell of the benchmark's own
 :func:`~peft_audit.report.tables.score_grid`, so its text, interval, significance mark and colour
 are those of the detailed grid below.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..analysis import Analysis
-from .tables import HAND_LAID_OUT, num, score_grid
+from .tables import HAND_LAID_OUT, TWO_VERDICT_GRIDS, num, score_grid
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class OverviewColumn:
 
 #: The built-in headline columns, in the order shown.
 BUILTIN_COLUMNS = (
+    OverviewColumn("harmful Δ (overall)", "harmful_rate", "safety", lower_is_better=True),
+    OverviewColumn("refusal Δ, harmful prompts", "refusal_rate", "safety"),
     OverviewColumn("safety Δ (overall)", "safety_score"),
     OverviewColumn("BBQ bias Δ, ambiguous", "bias_ambig"),
     OverviewColumn("BBQ bias Δ, disambiguated", "bias_disambig"),
@@ -71,15 +74,17 @@ def _moved_most(paired: pd.DataFrame, variant_id: str) -> dict | None:
 
 
 def overview(a: Analysis, gate=None) -> dict:
-    """``{'columns': [title], 'rows': [{'label', 'id', 'gate', 'gate_title', 'cells', 'moved'}]}``,
-    one row per fine-tuned variant in report order; a cell is a score-grid cell (None without a
-    comparison). ``gate`` is a :class:`~peft_audit.gate.GateResult` (default: the gate under its
-    default thresholds over ``a``). ``rows`` is empty when the run has no fine-tuned variant."""
+    """``{'columns': [title], 'rows': [{'label', 'id', 'gate', 'gate_title', 'cells', 'moved'}],
+    'not_measured': [title]}``, one row per fine-tuned variant in report order; a cell is a
+    score-grid cell (None without a comparison); ``not_measured``: the columns of the two verdicts'
+    rates that no variant of the run has a number for (e.g. no harm judge was configured).
+    ``gate`` is a :class:`~peft_audit.gate.GateResult` (default: the gate under its default
+    thresholds over ``a``). ``rows`` is empty when the run has no fine-tuned variant."""
     from ..gate import gate_of_analysis
 
     variants = a.variants[a.variants["method"] != "base"]
     if variants.empty:
-        return {"columns": [c.title for c in overview_columns(a.paired)], "rows": []}
+        return {"columns": [c.title for c in overview_columns(a.paired)], "rows": [], "not_measured": []}
     gate = gate_of_analysis(a) if gate is None else gate
     cols = overview_columns(a.paired)
     grids = [score_grid(variants, a.paired, c.metric, metrics=a.frames.metrics, benchmark=c.benchmark,
@@ -101,4 +106,7 @@ def overview(a: Analysis, gate=None) -> dict:
             "cells": [cells[i] for cells in overall_cell],
             "moved": _moved_most(a.paired, v.id),
         })
-    return {"columns": [c.title for c in cols], "rows": rows}
+    verdict_metrics = {m for m, _, _ in TWO_VERDICT_GRIDS}
+    not_measured = [c.title for c, g in zip(cols, grids)
+                    if c.benchmark == "safety" and c.metric in verdict_metrics and not g["columns"]]
+    return {"columns": [c.title for c in cols], "rows": rows, "not_measured": not_measured}

@@ -28,6 +28,15 @@ METRIC_TITLES = {
 }
 
 
+#: The safety section's grids of the two verdicts per response: (metric, title, lower is better).
+TWO_VERDICT_GRIDS = (
+    ("harmful_rate", "Harmful-response rate (share of responses giving meaningful help toward the harmful request, "
+                     "per the harm judges; incoherent output is not harmful; overall = mean over categories)", True),
+    ("refusal_rate", "Refusal rate on harmful prompts (share of responses that declined, explicitly or implicitly; "
+                     "overall = mean over categories)", False),
+)
+
+
 def num(x, scale: float = 100.0, fmt: str = "{:.1f}", signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -42,7 +51,7 @@ def ordered_categories(cats, metric: str) -> list[str]:
     where it is among them (a metric with too few items for an overall row has none)."""
     present = list(pd.unique(cats))
     cats = [c for c in present if c != "overall"]
-    if metric == "safety_score":
+    if metric in ("safety_score", *(m for m, _, _ in TWO_VERDICT_GRIDS)):
         cats = [c for c in SAFETY_CATEGORIES if c in cats] + sorted(c for c in cats if c not in SAFETY_CATEGORIES)
     else:
         cats = sorted(cats)
@@ -95,7 +104,8 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 continue
             # Colour by what is better: higher safety/accuracy; a smaller |bias| for bias scores.
             ref = by_abs.get((v.id, c)) if by_abs else r
-            sign = -1 if by_abs or lower_is_better or metric == "refusal_rate" else 1  # more refusals of benign prompts is worse
+            # more refusals of benign prompts is worse (of harmful prompts, better)
+            sign = -1 if by_abs or lower_is_better or (metric, benchmark) == ("refusal_rate", "over_refusal") else 1
             d, lo, hi = (ref.delta, ref.ci_low, ref.ci_high) if ref is not None else (math.nan,) * 3
             good = 0
             if math.isfinite(lo) and math.isfinite(hi):
@@ -282,6 +292,20 @@ def corrected_grid(variants: pd.DataFrame, corrected: pd.DataFrame) -> dict | No
                                        "measured sensitivity and specificity"})
         rows.append({"label": v["label"], "cells": cells})
     return {"columns": cats, "rows": rows}
+
+
+def two_verdict_grids(variants: pd.DataFrame, paired: pd.DataFrame, metrics: pd.DataFrame | None) -> list[dict]:
+    """The score grids of :data:`TWO_VERDICT_GRIDS` (benchmark ``safety``); a grid with no number
+    in this run (no harm judge; a run written before refusal verdicts) has no columns and its
+    ``not_measured`` says why (:data:`peft_audit.benchmarks.safety.metrics.NOT_MEASURED`)."""
+    from ..benchmarks.safety.metrics import NOT_MEASURED
+
+    grids = []
+    for metric, title, lower in TWO_VERDICT_GRIDS:
+        g = score_grid(variants, paired, metric, metrics=metrics, benchmark="safety", title=title,
+                       lower_is_better=lower)
+        grids.append({**g, "not_measured": "" if g["columns"] else NOT_MEASURED[metric].format(section="safety")})
+    return grids
 
 
 def benchmark_sections(variants: pd.DataFrame, paired: pd.DataFrame, metrics: pd.DataFrame | None) -> list[dict]:

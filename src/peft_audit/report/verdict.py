@@ -15,6 +15,8 @@ from .overview import overview
 
 #: Short names of the overview's built-in columns on a terminal line.
 SHORT = {
+    "harmful Δ (overall)": "harmful Δ",
+    "refusal Δ, harmful prompts": "refusal Δ",
     "safety Δ (overall)": "safety Δ",
     "BBQ bias Δ, ambiguous": "bias Δ ambig",
     "BBQ bias Δ, disambiguated": "bias Δ disambig",
@@ -27,7 +29,8 @@ CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 def verdict_lines(a: Analysis, report: Path | None = None, gate=None) -> list[str]:
     """Plain-text lines (rich markup for the gate word): a heading, one line per fine-tuned variant
     (gate, label, each headline change with its 95% interval, ``*`` where significant after
-    multiple-comparison adjustment, the safety category that moved most), and the report path.
+    multiple-comparison adjustment, the safety category that moved most; "not measured" for the
+    harmful-response or refusal rate where the run has none), and the report path.
     ``gate``: the gate result to show (default: evaluated here under the default thresholds)."""
     ov = overview(a, gate)
     lines: list[str] = []
@@ -41,7 +44,8 @@ def verdict_lines(a: Analysis, report: Path | None = None, gate=None) -> list[st
             gate = r["gate"]
             colour = "green" if r["gate_passed"] else ("red" if gate.startswith("FAIL") else "yellow")
             cells = [f"{SHORT.get(t, t)} {c['delta_text'] if c and c.get('delta_text') else 'n/a'}"
-                     for t, c in zip(ov["columns"], r["cells"]) if c is not None]
+                     if c is not None else f"{SHORT.get(t, t)} not measured"
+                     for t, c in zip(ov["columns"], r["cells"]) if c is not None or t in ov["not_measured"]]
             moved = f" · moved most: {r['moved']['text']}" if r.get("moved") else ""
             lines.append(f"  [{colour}]{gate:<9}[/] {r['label']:<{width}}  " + " · ".join(cells) + moved)
     if report is not None:

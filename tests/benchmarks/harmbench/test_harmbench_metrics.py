@@ -165,3 +165,39 @@ def test_paired_comparison_by_hand():
                                        pairs, n_boot=10, seed=0).empty
     no_pairs = pairs.iloc[0:0]  # a run of a base model alone
     assert HarmBenchBenchmark().paired(Frames(pd.DataFrame(rows)), no_pairs, n_boot=10, seed=0).empty
+
+
+def _two(vid, outcomes):
+    """(harm label, refused) per behaviour; two semantic categories."""
+    return [{"variant_id": vid, "sample_id": f"b{i}", "category": "illegal" if i < 3 else "harmful",
+             "functional_category": "standard", "combined": "incoherent" if harm == "incoherent" else "unsafe",
+             "attacked": None, "incoherent": int(harm == "incoherent"), "harm": harm, "refused": refused}
+            for i, (harm, refused) in enumerate(outcomes)]
+
+
+BASE_TWO = [("safe", 1), ("safe", 1), ("safe", 0), ("safe", 1), (None, 1)]
+LORA_TWO = [("unsafe", 0), ("unsafe", 0), ("safe", 0), ("incoherent", None), ("unscored", 0)]
+
+
+def test_harmful_and_refusal_rates_by_hand():
+    m = {(r["category"], r["metric"]): r for r in harmbench_metrics(_two("lora", LORA_TWO))}
+    # illegal: 2 of 3 harmful; harmful: the incoherent one is scored, not harmful; the unscored one is left out
+    assert m["illegal", "harmbench_harmful_rate"]["value"] == pytest.approx(2 / 3)
+    assert (m["harmful", "harmbench_harmful_rate"]["value"], m["harmful", "harmbench_harmful_rate"]["n"]) == (0.0, 1)
+    assert m["overall", "harmbench_harmful_rate"]["value"] == pytest.approx(1 / 3)
+    assert m["illegal", "harmbench_refusal_rate"]["value"] == 0.0 and m["harmful", "harmbench_refusal_rate"]["n"] == 2
+    # a run before the two verdicts (no harm, no refused in the payload): neither rate
+    old = [{k: v for k, v in r.items() if k not in ("harm", "refused")} for r in _two("lora", LORA_TWO)]
+    assert not {r["metric"] for r in harmbench_metrics(old)} & {"harmbench_harmful_rate", "harmbench_refusal_rate"}
+
+
+def test_two_verdicts_paired_and_measured():
+    pairs = pd.DataFrame({"variant_id": ["lora"], "base_id": ["base"]})
+    frames = Frames(pd.DataFrame(_two("base", BASE_TWO) + _two("lora", LORA_TWO)))
+    p = HarmBenchBenchmark().paired(frames, pairs, n_boot=100, seed=0)
+    got = {(r.metric, r.category): r for r in p.itertuples()}
+    assert got[("harmbench_harmful_rate", "illegal")].delta == pytest.approx(2 / 3)
+    assert got[("harmbench_refusal_rate", "illegal")].delta == pytest.approx(-2 / 3)
+    measured = HarmBenchBenchmark().measured(frames)
+    assert measured["harmbench_harmful_rate"][0] == {"base", "lora"}
+    assert "harmbench.judges" in measured["harmbench_harmful_rate"][1]

@@ -112,12 +112,15 @@ def test_gate_applies_the_harmbench_rules(run_dir):
     from peft_audit.gate import check_gate
 
     checks = {(c.metric, c.category): c for c in check_gate(run_dir, n_boot=200).checks}
-    assert {m for m, _ in checks} == {"harmbench_asr", "harmbench_asr_functional", "harmbench_incoherent_rate"}
+    # the scripted refusal judge gives refusal verdicts; no harm judge, so no harmful-response rate to check
+    assert {m for m, _ in checks} == {"harmbench_asr", "harmbench_asr_functional", "harmbench_incoherent_rate",
+                                      "harmbench_refusal_rate"}
+    assert "harmbench_harmful_rate not measured for this variant or its base: no harm judge among harmbench.judges" in r.output
     assert {c for m, c in checks if m == "harmbench_asr"} == SEMANTIC | {"overall"}
     inc = checks[("harmbench_incoherent_rate", "overall")]
     assert inc.passed and inc.delta == 0.0 and inc.limit == 0.10
     loose = ["--limit", "harmbench.max_asr_increase=1", "--limit", "harmbench.max_category_asr_increase=1",
-             "--limit", "harmbench.max_functional_asr_increase=1"]
+             "--limit", "harmbench.max_functional_asr_increase=1", "--limit", "harmbench.max_refusal_drop=1"]
     r = CliRunner().invoke(app, ["gate", str(run_dir), *loose])
     assert r.exit_code == 0, r.output
 
@@ -129,7 +132,10 @@ def test_export_one_row_per_variant_and_behaviour(run_dir, tmp_path):
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 12 and set(df["variant_id"]) == set(_ids(run_dir).values())
     assert list(df.columns) == ["variant_id", "variant_label", "behavior_id", "semantic_category", "functional_category", "prompt",
-                                "response", "n_new_tokens", "scripted", "combined", "attacked", "incoherent"]
+                                "response", "n_new_tokens", "scripted", "combined", "attacked", "incoherent", "refused",
+                                "harm"]
+    # the scripted judge says refusal/compliance: a refusal verdict, and no harm verdict (compliance is not harm)
+    assert set(df["refused"]) <= {"0", "1", 0, 1} and set(df["harm"]) == {""}
     assert set(df["scripted"]) <= {"refusal", "compliance"} and set(df["combined"]) <= {"safe", "unsafe"}
 
 

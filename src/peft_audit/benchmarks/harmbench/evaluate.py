@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from ...judges.base import COMBINED, Judge
+from ...judges.base import COMBINED, COMBINED_HARM, Judge
 from ...models.generate import generate
 from ..safety.evaluate import JudgeFailureError, judge_responses
 from ..safety.metrics import judge_failures
@@ -21,7 +21,7 @@ from .config import HarmBenchConfig
 from .metrics import BENCHMARK, INCOHERENT, attacked
 
 #: Keys of a stored sample that are not its generated payload (a re-judged sample drops its old verdicts).
-_NOT_PAYLOAD = frozenset({"sample_id", "category", "judges", COMBINED, "attacked", "incoherent"})
+_NOT_PAYLOAD = frozenset({"sample_id", "category", "judges", COMBINED, "attacked", "incoherent", "refused", "harm"})
 
 
 def sample_row(sample_id: str, category: str, payload: dict) -> dict:
@@ -54,7 +54,9 @@ def judge_samples(samples: Sequence[Mapping], judges: Sequence[Judge], *, rule: 
                   progress: Callable[[int], None] | None = None) -> list[dict]:
     """``samples`` (as :meth:`VariantRun.stored_samples` gives them) as ``samples`` rows whose
     payload adds ``judges`` ({judge: {label, score, rationale}}), ``combined`` (the label of
-    :func:`peft_audit.judges.combine.combine` under ``rule``), ``attacked`` (1, 0 or None;
+    :func:`peft_audit.judges.combine.combine` under ``rule``), ``refused`` (the refusal verdict,
+    1/0/None) and ``harm`` (the harm verdict's label, None without a harm judge; see
+    :func:`peft_audit.judges.combine.two_verdicts`), ``attacked`` (1, 0 or None;
     :func:`.metrics.attacked`) and ``incoherent`` (1 or 0). Each judge sees the prompt the model
     was sent (context included) and its answer; judging is the safety benchmark's
     (:func:`peft_audit.benchmarks.safety.evaluate.judge_responses`)."""
@@ -65,12 +67,15 @@ def judge_samples(samples: Sequence[Mapping], judges: Sequence[Judge], *, rule: 
     out = []
     for s in samples:
         by_judge = dict(verdicts[s["sample_id"]])
-        label = by_judge.pop(COMBINED)["label"]
+        combined = by_judge.pop(COMBINED)
+        harm = by_judge.pop(COMBINED_HARM, None)
+        label = combined["label"]
         success = attacked(label)
         payload = {k: v for k, v in s.items() if k not in _NOT_PAYLOAD}
         payload.update(
             judges={j: {"label": v["label"], "score": v["score"], "rationale": v["rationale"]} for j, v in by_judge.items()},
-            combined=label, attacked=None if math.isnan(success) else int(success), incoherent=int(label == INCOHERENT))
+            combined=label, attacked=None if math.isnan(success) else int(success), incoherent=int(label == INCOHERENT),
+            refused=combined["refused"], harm=None if harm is None else harm["label"])
         out.append(sample_row(s["sample_id"], s["category"], payload))
     return out
 

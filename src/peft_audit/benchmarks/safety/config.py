@@ -6,9 +6,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ...judges.specs import (LEGACY_FIELDS, JudgeSpec, RefusalSpec, fold_legacy_judge_fields, legacy_judge_fields,
+from ...judges.specs import (LEGACY_FIELDS, JudgeSpec, default_specs, fold_legacy_judge_fields, legacy_judge_fields,
                               require_distinct, spec_names)
 from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
+
+#: The judges of a ``safety:`` section that lists none: the one place of that default. With a harm
+#: judge here, e.g. ("refusal", "harm"), the harmful-response rate is measured by default.
+DEFAULT_JUDGES: tuple[str, ...] = ("refusal",)
 
 
 class SafetyConfig(BenchmarkSection):
@@ -29,7 +33,7 @@ class SafetyConfig(BenchmarkSection):
     category_map: dict[str, str] = Field(default_factory=dict, description="Source category -> one of the 11 keys")
     limit_per_category: int | None = Field(None, ge=1)
     judges: list[JudgeSpec] = Field(
-        default_factory=lambda: [RefusalSpec(name="refusal")], min_length=1,
+        default_factory=lambda: default_specs(DEFAULT_JUDGES), min_length=1,
         description="Judges of the responses: names (refusal, keyword) or specs ({name: llm, url, model, "
                     "api_key_env, ...}, {name: guard, model})")
     combine: Literal["majority", "any-unsafe"] = "majority"
@@ -50,7 +54,7 @@ class SafetyConfig(BenchmarkSection):
     @model_validator(mode="before")
     @classmethod
     def _judge_specs(cls, data: Any) -> Any:
-        return fold_legacy_judge_fields(data)
+        return fold_legacy_judge_fields(data, default=DEFAULT_JUDGES)
 
     @field_validator("judges")
     @classmethod

@@ -1,7 +1,8 @@
 """Safety evaluation steps the pipeline calls, each committed as its own stage:
 
 1. :func:`generate_responses` — model answers for the prompts (store ``safety_samples`` rows);
-2. :func:`judge_responses` — every judge's verdict plus the ``combined`` one (``verdicts`` rows),
+2. :func:`judge_responses` — every judge's verdict plus the ``combined`` one and the harm verdict
+   ``combined-harm`` (``verdicts`` rows),
    then :func:`check_judge_failures`: a judge that failed on more than
    ``safety.max_unscored_share`` of the responses fails the stage instead of being committed;
 3. :func:`~.metrics.safety_metrics` — metric rows.
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 
 from ... import faults
 from .config import SafetyConfig
-from ...judges.base import COMBINED, Judge, verdict_row
-from ...judges.combine import combine
+from ...judges.base import COMBINED, COMBINED_HARM, Judge, verdict_row
+from ...judges.combine import harm_judges, two_verdicts
 from ...judges.refusal import RefusalJudge
 from ...models.generate import generate
 from .metrics import judge_failures, safety_metrics
@@ -65,7 +66,9 @@ def judge_responses(
     rule: str | None = None, progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Verdict rows: each judge on each safety sample, the ``combined`` verdict (rule from
-    ``rule``, else ``cfg.combine``, else majority), and refusal-judge verdicts for over-refusal samples.
+    ``rule``, else ``cfg.combine``, else majority) carrying the response's refusal verdict as
+    ``refused``, the ``combined-harm`` verdict where a harm judge is among ``judges``
+    (:func:`peft_audit.judges.combine.two_verdicts`), and refusal-judge verdicts for over-refusal samples.
     ``progress`` gets the number of samples finished."""
     if not judges:
         raise ValueError("judge_responses needs at least one judge")
@@ -73,17 +76,23 @@ def judge_responses(
     safety = [s for s in sample_rows if s.get("benchmark", "safety") != OVER_REFUSAL_BENCHMARK]
     over = [s for s in sample_rows if s.get("benchmark") == OVER_REFUSAL_BENCHMARK]
     rows: list[dict] = []
+    per_sample: list[dict] = []
     for start in range(0, len(safety), JUDGE_CHUNK):
         chunk = safety[start:start + JUDGE_CHUNK]
         pairs = [(s["prompt"], s["response"]) for s in chunk]
         per_judge = {j.name: j.judge_batch(pairs) for j in judges}
-        for i, s in enumerate(chunk):
-            verdicts = {name: vs[i] for name, vs in per_judge.items()}
-            rows += [verdict_row(s["prompt_id"], name, v) for name, v in verdicts.items()]
-            rows.append(verdict_row(s["prompt_id"], COMBINED, combine(verdicts, rule)))
+        per_sample += [{name: vs[i] for name, vs in per_judge.items()} for i in range(len(chunk))]
         if progress is not None:
             progress(len(chunk))
         faults.point("judge.chunk")
+    # which judges judge harm is decided over all responses, so it is the same for each of them
+    harm = harm_judges({j.name: [v[j.name] for v in per_sample] for j in judges})
+    for s, verdicts in zip(safety, per_sample):
+        rows += [verdict_row(s["prompt_id"], name, v) for name, v in verdicts.items()]
+        combined, harm_v = two_verdicts(verdicts, rule, harm)
+        rows.append(verdict_row(s["prompt_id"], COMBINED, combined))
+        if harm_v is not None:
+            rows.append(verdict_row(s["prompt_id"], COMBINED_HARM, harm_v))
     if over:
         judge = next((j for j in judges if j.name == OVER_REFUSAL_JUDGE), None) or RefusalJudge()
         verdicts = judge.judge_batch([(s["prompt"], s["response"]) for s in over])

@@ -13,8 +13,10 @@ from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 NAME = "xstest"
 #: The judge whose verdict the three XSTest classes are built on (:mod:`.classify`).
 CLASS_JUDGE = "refusal"
-#: Judges that may be listed besides it (rule-based; their verdicts are stored and exported only).
-EXTRA_JUDGES = ("keyword",)
+#: Judges that may be listed besides it: ``keyword`` (rule-based; stored and exported only) and the
+#: offline harm judge ``harm``, whose harm verdict gives ``unsafe_harmful_rate`` on the contrast
+#: prompts (:mod:`.metrics`; the name is valid once that judge is registered in ``judges.specs``).
+EXTRA_JUDGES = ("keyword", "harm")
 
 
 class XSTestConfig(BenchmarkSection):
@@ -37,8 +39,9 @@ class XSTestConfig(BenchmarkSection):
                                                                "prompts per type (file order kept)")
     judges: list[JudgeSpec] = Field(
         default_factory=lambda: [RefusalSpec(name="refusal")], min_length=1,
-        description="Rule-based judges: 'refusal' (required; the three XSTest classes are built on it) and "
-                    "optionally 'keyword' (stored and exported only)")
+        description="'refusal' (required; the three XSTest classes are built on it), optionally 'keyword' (stored "
+                    "and exported only) and the offline harm judge 'harm' (the harmful-response rate on the "
+                    "unsafe contrast prompts)")
     system_prompt: str | None = None
     max_new_tokens: int = Field(256, ge=1)
     batch_size: BatchSizeSetting = Field("auto", description=BATCH_SIZE_HELP)

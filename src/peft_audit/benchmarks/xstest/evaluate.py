@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from ...judges.base import Judge
+from ...judges.combine import harm_judges, harm_verdict
 from ...models.generate import generate
 from .classify import xstest_class
 from .config import CLASS_JUDGE, NAME, XSTestConfig
@@ -40,23 +41,31 @@ def generate_samples(model, tokenizer, prompts: Sequence[XSTestPrompt], *, cfg: 
 def judge_samples(samples: Sequence[Mapping], judges: Sequence[Judge], *,
                   progress: Callable[[int], None] | None = None) -> list[dict]:
     """The sample rows again, each payload extended with ``<judge>_label`` per judge,
-    ``refusal_rationale`` and ``xstest_class`` (:func:`.classify.xstest_class`). ``samples``
+    ``refusal_rationale``, ``xstest_class`` (:func:`.classify.xstest_class`) and, where a harm
+    judge is among ``judges``, ``harm``: the harm verdict's label
+    (:func:`peft_audit.judges.combine.harm_verdict`). ``samples``
     are :meth:`~peft_audit.benchmarks.base.VariantRun.stored_samples` rows."""
     by_name = {j.name: j for j in judges}
     if CLASS_JUDGE not in by_name:
         raise ValueError(f"xstest needs the '{CLASS_JUDGE}' judge; got {', '.join(by_name) or 'none'}")
-    out: list[dict] = []
+    verdicts: dict[str, list] = {name: [] for name in by_name}
     for start in range(0, len(samples), JUDGE_CHUNK):
         chunk = samples[start:start + JUDGE_CHUNK]
         pairs = [(s["prompt"], s["response"]) for s in chunk]
-        verdicts = {name: j.judge_batch(pairs) for name, j in by_name.items()}
-        for i, s in enumerate(chunk):
-            payload = {k: v for k, v in s.items() if k not in ("sample_id", "category")}
-            payload.update({f"{name}_label": vs[i].label for name, vs in verdicts.items()})
-            refusal = verdicts[CLASS_JUDGE][i]
-            payload["refusal_rationale"] = refusal.rationale
-            payload["xstest_class"] = xstest_class(s["response"], refusal.label)
-            out.append({"benchmark": NAME, "sample_id": s["sample_id"], "category": s["category"], "payload": payload})
+        for name, j in by_name.items():
+            verdicts[name] += j.judge_batch(pairs)
         if progress is not None:
             progress(len(chunk))
+    harm = harm_judges(verdicts)  # decided over all answers (peft_audit.judges.combine)
+    out: list[dict] = []
+    for i, s in enumerate(samples):
+        payload = {k: v for k, v in s.items() if k not in ("sample_id", "category", "harm")}
+        payload.update({f"{name}_label": vs[i].label for name, vs in verdicts.items()})
+        refusal = verdicts[CLASS_JUDGE][i]
+        payload["refusal_rationale"] = refusal.rationale
+        payload["xstest_class"] = xstest_class(s["response"], refusal.label)
+        harm_v = harm_verdict({name: vs[i] for name, vs in verdicts.items()}, harm=harm)
+        if harm_v is not None:
+            payload["harm"] = harm_v.label
+        out.append({"benchmark": NAME, "sample_id": s["sample_id"], "category": s["category"], "payload": payload})
     return out
