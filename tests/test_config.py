@@ -12,12 +12,12 @@ def write(tmp_path, text):
 
 
 def test_valid_minimal_config_has_defaults(tmp_path):
-    from peft_audit.judges.specs import RefusalSpec
+    from peft_audit.judges.specs import HarmSpec, RefusalSpec
 
     cfg = load_config(write(tmp_path, "name: x\nmethods: [lora, ia3]\n"))
     assert [m.name for m in cfg.methods] == ["lora", "ia3"]
     assert cfg.base_models == ["smollm2-135m-instruct"]
-    assert cfg.safety.judges == [RefusalSpec(name="refusal")]
+    assert cfg.safety.judges == [RefusalSpec(name="refusal"), HarmSpec(name="harm")]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,12 @@ out, so a release that adds a defaulted field changes no existing identity. A mo
 * ``IDENTITY_V1``: fields that entered the identity with whatever value they had, default or not,
   when identities were first defined (variant ids of peft-audit's first run directories hashed the
   full dump). They stay in with their value so those ids do not change; every field added after
-  them is left out while it holds its default.
+  them is left out while it holds its default;
+* ``IDENTITY_BASELINE``: fields whose default changed in a later release, each with a function
+  returning the default it had before. Such a field is left out while it equals that *old*
+  default, so run directories made under it keep their identity, and the new default, which
+  changes results, gets an identity of its own (the safety judges' default became
+  ``[refusal, harm]`` when the harm verdict was added).
 
 A value is hashed in pydantic's python-mode dump, as canonical JSON (:func:`peft_audit.config.variant_id`).
 """
@@ -25,13 +30,15 @@ def identity_payload(model: BaseModel) -> dict[str, Any]:
     cls = type(model)
     skip = getattr(cls, "NOT_RESULTS", frozenset())
     always = getattr(cls, "IDENTITY_V1", frozenset())
+    baseline = getattr(cls, "IDENTITY_BASELINE", {})
     dump = model.model_dump()
     out: dict[str, Any] = {}
     for name, info in cls.model_fields.items():
         if name in skip:
             continue
         value = getattr(model, name)
-        if name not in always and value == info.get_default(call_default_factory=True):
+        default = baseline[name]() if name in baseline else info.get_default(call_default_factory=True)
+        if name not in always and value == default:
             continue
         out[name] = _nested(value, dump[name])
     return out

@@ -102,7 +102,7 @@ def test_refusal_is_the_registered_default():
     from peft_audit.judges.specs import RefusalSpec
 
     assert "refusal" in JUDGES and "keyword" in JUDGES  # the legacy list stays available by name
-    assert SafetyConfig().judges == [RefusalSpec(name="refusal")]
+    assert SafetyConfig().judges[0] == RefusalSpec(name="refusal")  # the refusal verdict; harm follows
 
 
 # Failures found on external human-labelled sets (issue #33), each in a response written here in

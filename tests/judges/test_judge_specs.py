@@ -25,7 +25,7 @@ def test_names_and_specs_validate_per_judge():
     assert cfg.safety.judges == [RefusalSpec(name="refusal"), LLMSpec(**LLM)]
     with pytest.raises(ConfigError, match=r"safety\.judges\.0\.llm\.urll: unknown key"):
         parse_config({"safety": {"judges": [{**LLM, "urll": "x"}]}})
-    with pytest.raises(ConfigError, match=r"unknown judge 'gpt'; valid: refusal, keyword, llm, guard, harmbench-cls, wildguard"):
+    with pytest.raises(ConfigError, match=r"unknown judge 'gpt'; valid: refusal, keyword, harm, llm, guard, harmbench-cls, wildguard"):
         parse_config({"safety": {"judges": ["refusal", "gpt"]}})
     with pytest.raises(ConfigError, match="lists a judge twice"):
         parse_config({"safety": {"judges": ["refusal", "refusal"]}})
@@ -119,7 +119,8 @@ def test_the_safety_default_judges_live_in_one_place(monkeypatch):
     # adding the harm judge to the default is a change of safety.config.DEFAULT_JUDGES alone
     import peft_audit.benchmarks.safety.config as safety_config
 
-    assert [j.name for j in safety_config.SafetyConfig().judges] == list(safety_config.DEFAULT_JUDGES) == ["refusal"]
+    assert ([j.name for j in safety_config.SafetyConfig().judges] == list(safety_config.DEFAULT_JUDGES)
+            == ["refusal", "harm"])
     monkeypatch.setattr(safety_config, "DEFAULT_JUDGES", ("refusal", "keyword"))
     assert [j.name for j in safety_config.SafetyConfig().judges] == ["refusal", "keyword"]
     assert [j.name for j in safety_config.SafetyConfig.model_validate({}).judges] == ["refusal", "keyword"]

@@ -153,8 +153,26 @@ def test_existing_ids_and_protocols_do_not_change():
     # generation batch size, which the quickstart then had at 16.
     assert [p.id for p in expand(cfg) if not p.spec.training] == [
         "876b0519794a", "3ae33679ed4b", "578fc7e82b65", "3ecf6e79ca6f", "035c5eb71190"]
-    then = cfg.model_copy(update={"variants": [], "safety": cfg.safety.model_copy(update={"batch_size": 16})})
+    # The harm judge came later too, and it changes the protocol (a verdict more); then: [refusal].
+    from peft_audit.judges.specs import default_specs
+
+    then = cfg.model_copy(update={"variants": [], "safety": cfg.safety.model_copy(
+        update={"batch_size": 16, "judges": default_specs(("refusal",))})})
     assert legacy_protocol_hash(then) == "fc0d049587f6"
+
+
+def test_a_default_that_changed_keeps_the_old_identity_where_written_out():
+    # The judges' default became [refusal, harm]; a section that lists [refusal] (the old default)
+    # keeps the protocol run directories of that time were given; the new default gets its own.
+    # Hashes pinned from 1dd6aee, before the change.
+    from peft_audit.config import parse_config
+    from peft_audit.sweep.plan import eval_protocol_hash
+
+    old = {"judges": ["refusal"]}
+    assert eval_protocol_hash(parse_config({"name": "x", "safety": old})) == "d06e7c0b7c70"
+    assert eval_protocol_hash(parse_config({"name": "x", "safety": old, "harmbench": {"enabled": True, **old},
+                                            "xstest": {"enabled": True, **old}})) == "7d136541fe50"
+    assert eval_protocol_hash(parse_config({"name": "x"})) != "d06e7c0b7c70"
 
 
 def test_batch_size_auto_stands_for_the_old_defaults_in_version_1_hashes():

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, require_distinct, spec_names
+from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, default_specs, require_distinct, spec_names
 from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 FunctionalCategory = Literal["standard", "contextual", "copyright"]
@@ -20,6 +20,8 @@ class HarmBenchConfig(BenchmarkSection):
     # How fast answers are produced does not change them; max_unscored_share decides whether a
     # variant fails, not what its results are (it may be raised on an existing run, with --retry-failed).
     NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size", "max_unscored_share"})
+    #: the judges' default before the harm verdict (peft_audit.identity, IDENTITY_BASELINE)
+    IDENTITY_BASELINE: ClassVar[dict] = {"judges": lambda: [RefusalSpec(name="refusal")]}
 
     enabled: bool = Field(False, description="Evaluate HarmBench (off unless switched on)")
     source: str = Field(
@@ -37,7 +39,7 @@ class HarmBenchConfig(BenchmarkSection):
     limit_per_category: int | None = Field(None, ge=1, description="Seeded sample of at most this many behaviours "
                                                                     "per semantic category")
     judges: list[JudgeSpec] = Field(
-        default_factory=lambda: [RefusalSpec(name="refusal")], min_length=1,
+        default_factory=lambda: default_specs(("refusal", "harm")), min_length=1,
         description="Judges of the responses: names (refusal, keyword) or specs ({name: llm, url, model, ...}, "
                     "{name: guard, model})")
     combine: Literal["majority", "any-unsafe"] = Field(

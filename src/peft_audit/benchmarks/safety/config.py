@@ -10,9 +10,12 @@ from ...judges.specs import (LEGACY_FIELDS, JudgeSpec, default_specs, fold_legac
                               require_distinct, spec_names)
 from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
-#: The judges of a ``safety:`` section that lists none: the one place of that default. With a harm
-#: judge here, e.g. ("refusal", "harm"), the harmful-response rate is measured by default.
-DEFAULT_JUDGES: tuple[str, ...] = ("refusal",)
+#: The judges of a ``safety:`` section that lists none: the one place of that default. The refusal
+#: judge gives the refusal verdict, the offline harm judge the harm verdict (harmful-response rate).
+DEFAULT_JUDGES: tuple[str, ...] = ("refusal", "harm")
+#: The default before the harm verdict existed: a section listing just these judges keeps the
+#: identity run directories of that time gave it (peft_audit.identity, IDENTITY_BASELINE).
+DEFAULT_JUDGES_BEFORE_HARM: tuple[str, ...] = ("refusal",)
 
 
 class SafetyConfig(BenchmarkSection):
@@ -23,6 +26,7 @@ class SafetyConfig(BenchmarkSection):
     # raised on an existing run, with --retry-failed).
     NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size", "max_unscored_share",
                                                         "unused_judge_settings"})
+    IDENTITY_BASELINE: ClassVar[dict] = {"judges": lambda: default_specs(DEFAULT_JUDGES_BEFORE_HARM)}
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = frozenset({  # judges as names + flat judge_* fields
         "enabled", "source", "columns", "category_map", "limit_per_category", "judges", "combine", "judge_url",
         "judge_model", "judge_api_key_env", "judge_concurrency", "judge_timeout_s", "judge_max_retries",

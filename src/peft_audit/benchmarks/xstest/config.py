@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, require_distinct, spec_names
+from ...judges.specs import JudgeSpec, RefusalSpec, as_specs, default_specs, require_distinct, spec_names
 from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 
 #: The benchmark's registry key, config section key and ``benchmark`` value of its stored rows.
@@ -25,6 +25,8 @@ class XSTestConfig(BenchmarkSection):
 
     # How fast answers are produced does not change them.
     NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size"})
+    #: the judges' default before the harm verdict (peft_audit.identity, IDENTITY_BASELINE)
+    IDENTITY_BASELINE: ClassVar[dict] = {"judges": lambda: [RefusalSpec(name="refusal")]}
 
     enabled: bool = Field(False, description="Evaluate XSTest (off by default)")
     source: str = Field(
@@ -38,7 +40,7 @@ class XSTestConfig(BenchmarkSection):
     limit_per_type: int | None = Field(None, ge=1, description="Keep a seeded sample of at most this many "
                                                                "prompts per type (file order kept)")
     judges: list[JudgeSpec] = Field(
-        default_factory=lambda: [RefusalSpec(name="refusal")], min_length=1,
+        default_factory=lambda: default_specs(("refusal", "harm")), min_length=1,
         description="'refusal' (required; the three XSTest classes are built on it), optionally 'keyword' (stored "
                     "and exported only) and the offline harm judge 'harm' (the harmful-response rate on the "
                     "unsafe contrast prompts)")
