@@ -528,11 +528,11 @@ def export(
 @command()
 def judge(
     file: Path = typer.Argument(..., help="CSV (with header), JSONL or JSON file of prompt/response pairs."),
-    judges: str = typer.Option("refusal", "--judges", help="Comma list of judges: refusal, keyword, llm, guard."),
+    judges: str = typer.Option("refusal", "--judges", help="Comma list of judges: refusal, keyword, harm, llm, guard, harmbench-cls, wildguard (the last four configured by --config)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Judged table to write: .csv, .jsonl or .parquet."),
     column: list[str] = typer.Option([], "--column", help="Column mapping canonical=source, e.g. response=output."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Column of human labels (refusal/compliance/incoherent, or safe/unsafe): print each judge's agreement with it."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judges specs to use (llm, guard)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judges specs to use (llm, guard, harmbench-cls, wildguard)."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for the llm judge."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name for the llm judge."),
 ) -> None:

@@ -249,8 +249,10 @@ def external_validity_rows(judges: list[str]) -> dict:
 
 
 def run_judges(verdicts: pd.DataFrame) -> list[str]:
-    """The judges whose verdicts a run stored (the combined verdict left out), sorted."""
-    return sorted(set(verdicts["judge"]) - {"combined"}) if verdicts is not None and not verdicts.empty else []
+    """The judges whose verdicts a run stored (the combined verdicts left out), sorted."""
+    from ..judges.base import COMBINED_JUDGES
+
+    return sorted(set(verdicts["judge"]) - COMBINED_JUDGES) if verdicts is not None and not verdicts.empty else []
 
 
 SPOT_CHECK_SHOWN = ("safe_agreement", "kappa_safe", "sensitivity_safe", "specificity_safe", "recall:refusal",
