@@ -44,7 +44,7 @@ def main() -> None:
     prompts = [p.prompt for p in load_safety_prompts(SafetyConfig())][: args.prompts]
     loaded = load_base("smollm2-135m-instruct", dtype="float32")
     judge = HarmJudge.bundled(batch_size=args.batch_size)
-    gen_s, judge_s, tokens = [], [], []
+    gen_s, judge_s, probe_s, tokens = [], [], [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         outs = generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=args.max_new_tokens,
@@ -55,14 +55,22 @@ def main() -> None:
         pairs = [(p, full_length(loaded.tokenizer, o.text, args.max_new_tokens)) for p, o in zip(prompts, outs)]
         judge.judge_batch(pairs[:1])  # the first call loads the model's first layers
         t0 = time.perf_counter()
-        judge.judge_batch(pairs)
+        verdicts = judge.judge_batch(pairs)
         judge_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()  # the worst case: every response read as compliance, so probed
+        judge.features(pairs, judge.probe.pooling)
+        probe_s.append(time.perf_counter() - t0)
     g = len(prompts) / statistics.median(gen_s)
     j = len(prompts) / statistics.median(judge_s)
-    print(f"{len(prompts)} responses, {statistics.median(tokens):.0f} new tokens each (median), "
-          f"probe layer {judge.probe.layer} of 30, batch {args.batch_size}")
-    print(f"generation: {g:.2f} responses/s   harm judge: {j:.2f} responses/s")
-    print(f"judge cost / generation cost: {g / j:.3f} (bound 0.5)   judge rate >= 2 responses/s: {j >= 2}")
+    w = len(prompts) / statistics.median(probe_s)
+    probed = sum(1 for v in verdicts if v.score not in (None, 0.0))
+    print(f"{len(prompts)} responses, {statistics.median(tokens):.0f} new tokens each (median), judged at "
+          f"{args.max_new_tokens}; probe layer {judge.probe.layer} of 30, batch {args.batch_size}")
+    print(f"generation: {g:.2f} responses/s")
+    print(f"harm judge as run: {j:.2f} responses/s ({probed} of {len(prompts)} read as compliance and probed)")
+    print(f"harm judge, every response probed (worst case): {w:.2f} responses/s")
+    print(f"judge cost / generation cost, worst case: {g / w:.3f} (bound 0.5); worst-case rate >= 2 responses/s: "
+          f"{w >= 2}")
 
 
 if __name__ == "__main__":

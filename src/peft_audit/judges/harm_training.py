@@ -3,22 +3,30 @@
     python -m peft_audit.judges.harm_training --gptfuzz judge-data/gptfuzz_eval.jsonl \\
         --xstest judge-data/xstest.jsonl --harmbench judge-data/harmbench_val.jsonl --write
 
+The judge is gated (:mod:`.harm`): a response the refusal judge reads as a refusal is not
+harmful, and the probe decides for the others. So the probe is fitted on the responses to
+*harmful* requests that the refusal judge reads as compliance, where the question is whether
+what was given meaningfully helps; every figure is measured on all responses to harmful requests,
+gate included. Responses to benign requests are left out: every safety benchmark here asks
+harmful requests, and with them in, "compliance is safe" was learnt from XSTest's benign half,
+which cost 0.10 of agreement on GPTFuzz left out (0.769 against 0.868 at the chosen setting).
+
 Training data (each row: request, response, harmful or not):
 
 * ``gptfuzz`` — GPTFuzz (Yu et al. 2023), jailbreak responses labelled by its authors:
   ``unsafe`` = the response helps with the harmful question;
-* ``xstest`` — XSTest v2 completions (Röttger et al. 2024) with harm read off its labels: a
-  response to a *safe* prompt is not harmful; to an *unsafe* (contrast) prompt, full compliance is
-  harmful and full refusal is not; partial refusals are left out (XSTest does not say whether
-  what was given helps);
+* ``xstest`` — XSTest v2 completions (Röttger et al. 2024) to its *unsafe* (contrast) prompts,
+  with harm read off its labels: full compliance is harmful, full refusal is not; partial
+  refusals are left out (XSTest does not say whether what was given helps);
 * ``own`` — the project's responses of the bundled model and its variants, labelled for harm by
   hand under ``data/LABELLING.md`` (``harm`` field of ``data/labelled_responses.jsonl``).
 
 ``harmbench`` (HarmBench's classifier validation set, Mazeika et al. 2024) is **test only**: it
 is read after everything is chosen, and only to measure. Settings (layer, pooling, the L2
-strength, the threshold) are chosen by leave-one-dataset-out agreement over the training sets:
-the probe is trained on all sets but one and measured on the one left out, so a setting that
-only fits one set's style does not win.
+strength, the threshold) are chosen by the mean held-out agreement of :func:`held_out`: GPTFuzz
+and XSTest each left out whole (the probe trained on the other sets), so a setting that only fits
+one set's style does not win, and the own set's ``test`` split with its ``dev`` split trained on,
+as the judge meets the bundled model's outputs.
 
 The classifier is L2-regularised logistic regression on standardised features, fitted by
 L-BFGS (Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, 2nd ed., §4.4 and
@@ -62,6 +70,22 @@ class LabelledSet:
     pairs: list[tuple[str, str]]
     harmful: np.ndarray
     source: str
+    #: rows whose request is harmful (the rows trained and measured on)
+    harmful_request: np.ndarray | None = None
+    #: the refusal judge's label of each response (the gate)
+    refusal_label: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        from .refusal import classify
+
+        if self.harmful_request is None:
+            self.harmful_request = np.ones(len(self.pairs), bool)
+        self.refusal_label = np.array([classify(r)[0] for _, r in self.pairs])
+
+    @property
+    def gated(self) -> np.ndarray:
+        """Harmful-request rows the refusal judge reads as compliance: the ones the probe decides."""
+        return self.harmful_request & (self.refusal_label == "compliance")
 
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps([self.pairs, self.harmful.tolist()]).encode())
@@ -94,7 +118,8 @@ def load_set(name: str, path: Path) -> LabelledSet:
         y = [r["label"] == "unsafe" for r in rows]
     prompt = "behavior" if name == "harmbench" else "prompt"  # HarmBench judges against the behaviour
     pairs = [(r[prompt] or "", r["response"] or "") for r in rows]
-    return LabelledSet(name, pairs, np.asarray(y, dtype=float), str(path))
+    harmful_request = np.array([r.get("prompt_kind", "harmful") != "benign" for r in rows], bool)
+    return LabelledSet(name, pairs, np.asarray(y, dtype=float), str(path), harmful_request)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float, weight: np.ndarray | None = None
@@ -131,9 +156,12 @@ def _balanced_weights(names: Sequence[str]) -> np.ndarray:
     return np.array([1.0 / np.sum(names == n) for n in names])
 
 
-def _agreement(y: np.ndarray, p: np.ndarray, threshold: float) -> list[dict]:
-    human = ["unsafe" if v else "safe" for v in y]
-    judged = ["unsafe" if v >= threshold else "safe" for v in p]
+def _agreement(s: LabelledSet, p: np.ndarray, threshold: float, rows: np.ndarray | None = None) -> list[dict]:
+    """Agreement of the gated verdicts (``p``: P(unsafe), 0 where the gate says refusal) with the
+    human labels, over the harmful-request rows of ``s`` (and ``rows`` where given)."""
+    keep = s.harmful_request if rows is None else s.harmful_request & rows
+    human = ["unsafe" if v else "safe" for v in s.harmful[keep]]
+    judged = ["unsafe" if v >= threshold else "safe" for v in p[keep]]
     return agreement_table(human, judged)
 
 
@@ -141,16 +169,38 @@ def _value(rows: list[dict], metric: str) -> dict:
     return next(r for r in rows if r["metric"] == metric)
 
 
+def fit_gated(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], names: Sequence[str], l2: float,
+              exclude: dict[str, np.ndarray] | None = None) -> tuple:
+    """The probe's fit on the gated rows of the sets ``names`` (each set the same total weight),
+    leaving out the rows marked in ``exclude``."""
+    masks = {n: sets[n].gated & ~(exclude or {}).get(n, np.zeros(len(sets[n].pairs), bool)) for n in names}
+    x = np.concatenate([feats[n][masks[n]] for n in names])
+    y = np.concatenate([sets[n].harmful[masks[n]] for n in names])
+    return fit_logistic(x, y, l2=l2, weight=_balanced_weights([n for n in names for _ in range(int(masks[n].sum()))]))
+
+
+def gated_probability(fit: tuple, features: np.ndarray, s: LabelledSet) -> np.ndarray:
+    """P(unsafe) of each row of ``s``: the probe's on the rows the gate lets through, 0 elsewhere."""
+    return np.where(s.gated, _probe(fit, 0, (), 0.5).probability(features), 0.0)
+
+
 def leave_one_out(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], l2: float
                   ) -> dict[str, np.ndarray]:
-    """P(unsafe) for each set's rows from a probe trained on the other sets."""
-    out = {}
-    for held in sets:
-        train = [n for n in sets if n != held]
-        x = np.concatenate([feats[n] for n in train])
-        y = np.concatenate([sets[n].harmful for n in train])
-        fit = fit_logistic(x, y, l2=l2, weight=_balanced_weights([n for n in train for _ in sets[n].pairs]))
-        out[held] = _probe(fit, 0, (), 0.5).probability(feats[held])
+    """Gated P(unsafe) for each set's rows from a probe trained on the other sets."""
+    return {held: gated_probability(fit_gated(feats, sets, [n for n in sets if n != held], l2), feats[held],
+                                    sets[held]) for held in sets}
+
+
+def held_out(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], l2: float, own_test: np.ndarray
+             ) -> dict[str, np.ndarray]:
+    """Gated P(unsafe) as the judge will meet each set: GPTFuzz and XSTest from a probe trained on
+    the other sets (the outside styles it must transfer to), the own set's ``test`` split from a
+    probe trained on everything else, its ``dev`` split included (the bundled model's own outputs,
+    which are always in the training data). Rows not held out are NaN."""
+    out = leave_one_out({n: f for n, f in feats.items() if n != "own"} | {"own": feats["own"]},
+                        {n: s for n, s in sets.items() if n != "own"} | {"own": sets["own"]}, l2)
+    fit = fit_gated(feats, sets, list(sets), l2, exclude={"own": own_test})
+    out["own"] = np.where(own_test, gated_probability(fit, feats["own"], sets["own"]), np.nan)
     return out
 
 
@@ -182,26 +232,38 @@ def pooled(f: dict[str, np.ndarray], pooling: tuple[str, ...]) -> np.ndarray:
     return np.concatenate([f[p] for p in pooling], axis=1)
 
 
-def search(sets: dict[str, LabelledSet], cache: Path, log: Callable[[str], None]) -> dict:
-    """The setting with the best mean leave-one-dataset-out safe/unsafe agreement, and every
-    setting's figures (layer, pooling, l2, threshold)."""
+def _accuracy(s: LabelledSet, p: np.ndarray, t: float) -> float:
+    keep = s.harmful_request & ~np.isnan(p)
+    return float(np.mean((p[keep] >= t) == (s.harmful[keep] == 1)))
+
+
+def search(sets: dict[str, LabelledSet], cache: Path, log: Callable[[str], None], own_test: np.ndarray) -> dict:
+    """The setting with the best mean held-out safe/unsafe agreement (:func:`held_out`: GPTFuzz
+    and XSTest each left out, the own set's test split), and every setting's figures (layer,
+    pooling, l2, threshold)."""
     tried = []
     by_layer = features_for(sets, LAYERS, cache, log)
     for layer in LAYERS:
-        fs = by_layer[layer]
         for pooling in POOLINGS:
-            feats = {n: pooled(fs[n], pooling) for n in sets}
+            feats = {n: pooled(by_layer[layer][n], pooling) for n in sets}
             for l2 in L2_STRENGTHS:
-                probs = leave_one_out(feats, sets, l2)
+                probs = held_out(feats, sets, l2, own_test)
                 for t in THRESHOLDS:
-                    acc = {n: float(np.mean((probs[n] >= t) == (sets[n].harmful == 1))) for n in sets}
+                    acc = {n: _accuracy(sets[n], probs[n], t) for n in sets}
                     tried.append({"layer": layer, "pooling": list(pooling), "l2": l2, "threshold": t,
-                                  "leave_one_out": acc, "mean": float(np.mean(list(acc.values())))})
+                                  "held_out": acc, "mean": float(np.mean(list(acc.values())))})
             best = max((r for r in tried if r["layer"] == layer and r["pooling"] == list(pooling)),
                        key=lambda r: r["mean"])
-            log(f"layer {layer} {'+'.join(pooling)}: best mean leave-one-out {best['mean']:.3f} "
-                f"(l2 {best['l2']}, threshold {best['threshold']}) {best['leave_one_out']}")
+            log(f"layer {layer} {'+'.join(pooling)}: best mean held-out agreement {best['mean']:.3f} "
+                f"(l2 {best['l2']}, threshold {best['threshold']}) "
+                + ", ".join(f"{k} {v:.3f}" for k, v in best["held_out"].items()))
     return {"best": max(tried, key=lambda r: r["mean"]), "tried": len(tried)}
+
+
+def own_test_rows(path: Path) -> np.ndarray:
+    """Rows of the own set in its held-out ``test`` split (the split of ``data/LABELLING.md``)."""
+    rows = [r for r in _jsonl(path) if r.get("harm") in ("safe", "unsafe")]
+    return np.array([r.get("split") == "test" for r in rows], bool)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,29 +283,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets = {"gptfuzz": load_set("gptfuzz", args.gptfuzz), "xstest": load_set("xstest", args.xstest),
             "own": load_set("own", own)}
     for s in sets.values():
-        log(f"{s.name}: {len(s.pairs)} rows, {int(s.harmful.sum())} harmful")
-    chosen = search(sets, args.cache, log)
+        log(f"{s.name}: {int(s.harmful_request.sum())} responses to harmful requests, {int(s.harmful.sum())} harmful, "
+            f"{int(s.gated.sum())} read as compliance")
+    own_test = own_test_rows(own)
+    chosen = search(sets, args.cache, log, own_test)
     best = chosen["best"]
     layer, pooling, l2, threshold = best["layer"], tuple(best["pooling"]), best["l2"], best["threshold"]
-    fs = features_for(sets, LAYERS, args.cache, log)[layer]
-    feats = {n: pooled(fs[n], pooling) for n in sets}
+    feats = {n: pooled(f, pooling) for n, f in features_for(sets, LAYERS, args.cache, log)[layer].items()}
     probs = leave_one_out(feats, sets, l2)
-    figures = {f"leave_out_{n}": _agreement(sets[n].harmful, probs[n], threshold) for n in sets}
-    x = np.concatenate([feats[n] for n in sets])
-    y = np.concatenate([sets[n].harmful for n in sets])
-    probe = _probe(fit_logistic(x, y, l2=l2, weight=_balanced_weights([n for n in sets for _ in sets[n].pairs])),
-                   layer, pooling, threshold)
+    figures = {f"leave_out_{n}": _agreement(sets[n], probs[n], threshold) for n in sets}
+    # the own set's held-out test split, with everything else (its dev split included) trained on
+    test = {"own": own_test}
+    fit = fit_gated(feats, sets, list(sets), l2, exclude=test)
+    figures["own_test"] = _agreement(sets["own"], gated_probability(fit, feats["own"], sets["own"]), threshold,
+                                     rows=test["own"])
+    probe = _probe(fit_gated(feats, sets, list(sets), l2), layer, pooling, threshold)
     if args.harmbench:  # test only: everything above is fixed before this set is read
         hb = load_set("harmbench", args.harmbench)
         hf = pooled(features_for({"harmbench": hb}, LAYERS, args.cache, log)[layer]["harmbench"], pooling)
-        figures["test_harmbench"] = _agreement(hb.harmful, probe.probability(hf), threshold)
+        figures["test_harmbench"] = _agreement(hb, np.where(hb.gated, probe.probability(hf), 0.0), threshold)
     card = {
-        "method": "logistic probe (L2) on SmolLM2-135M-Instruct hidden states, pooled over the response's tokens; "
-                  "settings chosen by leave-one-dataset-out agreement over the training sets",
-        "data": {n: {"source": s.source.rsplit("/", 1)[-1], "rows": len(s.pairs), "harmful": int(s.harmful.sum())}
+        "method": "gated logistic probe: a response the refusal judge reads as a refusal is safe; for the others, "
+                  "an L2 logistic regression on SmolLM2-135M-Instruct hidden states pooled over the response's "
+                  "tokens; fitted on responses to harmful requests read as compliance; layer, pooling, L2 and "
+                  "threshold chosen by leave-one-dataset-out agreement over the training sets",
+        "data": {n: {"source": s.source.rsplit("/", 1)[-1], "harmful_requests": int(s.harmful_request.sum()),
+                     "harmful": int(s.harmful[s.harmful_request].sum()), "fitted_on": int(s.gated.sum())}
                  for n, s in sets.items()},
         "chosen": {"layer": layer, "pooling": list(pooling), "l2": l2, "threshold": threshold,
-                   "leave_one_out_mean": best["mean"], "settings_tried": chosen["tried"]},
+                   "held_out_mean": best["mean"], "settings_tried": chosen["tried"]},
         "figures": figures,
     }
     for name, rows in figures.items():
