@@ -113,7 +113,9 @@ def measure(judges: list, tables: dict[str, list[dict]]) -> dict:
             human = [r[spec.label_column] for r in part_rows]
             pairs = [(r[spec.prompt_column], r["response"]) for r in part_rows]
             for judge in judges:
-                doc["judges"][judge.name][part] = cell(verdict_agreement(human, judge.judge_batch(pairs)))
+                # a judge trained on this set publishes its figure with the set left out instead
+                held = getattr(judge, "held_out_agreement", lambda _: None)(part)
+                doc["judges"][judge.name][part] = cell(held or verdict_agreement(human, judge.judge_batch(pairs)))
         for ref, published, column, cite in REFERENCES.get(name, []):
             entry = {"set": name, "published_safe_agreement": published, "citation": cite}
             if column is not None and rows and column in rows[0]:
@@ -134,6 +136,8 @@ def cell_text(c: dict | None) -> str:
     if k["value"] is not None:
         text += f", κ {k['value']:.2f} [{k['ci_low']:.2f}, {k['ci_high']:.2f}]"
     text += f", n={s['n']}"
+    if c["basis"].startswith("held out"):
+        text += " (held out: trained without this set)"
     return text + (" (proxy)" if c["basis"].startswith("proxy") else "")
 
 
