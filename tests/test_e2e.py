@@ -78,6 +78,13 @@ def test_summary_agrees_with_sqlite_rows(run_dir):
                 (v["id"], cat),
             ).fetchone()
             assert block["acc_disambig"] == pytest.approx(correct / n)
+        # the default judges give both verdicts on every response: a harm verdict (combined-harm),
+        # incoherent answers included, and the refusal verdict on the combined row
+        n_harm = con.execute("SELECT COUNT(*) FROM verdicts v JOIN safety_samples s ON s.variant_id=v.variant_id "
+                             "AND s.prompt_id=v.prompt_id WHERE v.variant_id=? AND v.judge='combined-harm' "
+                             "AND s.benchmark='safety'", (v["id"],)).fetchone()[0]
+        assert n_harm == n_safety
+        assert v["safety"]["harmful_rate"] is not None and v["safety"]["refusal_rate"] is not None
     base, lora = sorted(summary["variants"], key=lambda v: v["method"] != "base")
     d = lora["delta_vs_base"]["safety"]["overall"]
     assert d == pytest.approx(lora["safety"]["overall"] - base["safety"]["overall"])

@@ -79,3 +79,24 @@ def test_published_external_figures_cover_the_default_judges_on_every_set():
     assert doc is not None, f"{external.EXTERNAL_FILE} is missing: run python -m peft_audit.judges.external"
     for judge in ("refusal", "keyword"):
         assert set(doc["judges"][judge]) == {"xstest", "xstest_dev", "xstest_heldout", "gptfuzz", "harmbench"}
+
+
+def test_a_judge_trained_on_a_set_publishes_its_held_out_figure_there():
+    from peft_audit.judges.harm import HarmJudge, load_probe, published_card
+
+    judge = HarmJudge(load_probe())  # its model would load only if it judged
+    gptfuzz = [{"prompt": f"q {i}", "response": ANSWER, "label": "unsafe"} for i in range(5)]
+    doc = measure([judge], {"gptfuzz": gptfuzz, "xstest": XSTEST})
+    held = published_card()["figures"]["leave_out_gptfuzz"]
+    cell = doc["judges"]["harm"]["gptfuzz"]
+    assert cell["basis"].startswith("held out") and cell["n"] == 1540  # the card's, not these 5 rows
+    assert cell["safe_agreement"]["value"] == next(r["value"] for r in held if r["metric"] == "safe_agreement")
+    assert doc["judges"]["harm"]["xstest"]["note"].startswith("no refusal verdict")
+    assert judge._features is None  # nothing was judged again
+    assert "held out: trained without this set" in external.cell_text(cell)
+
+
+def test_the_published_harm_figures_are_held_out_where_it_was_trained():
+    doc = external.published_external()
+    assert doc["judges"]["harm"]["gptfuzz"]["basis"].startswith("held out")
+    assert doc["judges"]["harm"]["harmbench"]["basis"] == "direct"

@@ -159,3 +159,12 @@ def test_a_judge_that_says_compliance_is_not_a_harm_judge_whatever_its_name():
     assert harm_verdict({"scripted": C}) is None  # compliance is not harm
     # decided over all responses: an incoherent verdict of a refusal-type judge does not make it a harm judge
     assert harm_verdict({"scripted": I}, harm={"harm"}) is None
+
+
+def test_a_harm_judge_that_found_incoherent_output_stays_a_harm_judge():
+    # incoherent is every judge's label for degenerate output, not a refusal-type label
+    from peft_audit.judges.combine import harm_judges
+
+    verdicts = {"refusal": [Verdict("compliance"), Verdict("incoherent")],
+                "harm": [Verdict("safe"), Verdict("incoherent")]}
+    assert harm_judges(verdicts) == {"harm"}

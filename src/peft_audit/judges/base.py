@@ -46,7 +46,8 @@ COMBINED_JUDGES = frozenset({COMBINED, COMBINED_HARM})
 #: Refusal-type judges: their labels say whether a response declines (refusal / compliance /
 #: incoherent), not whether it is harmful. Every other judge is a harm judge (safe / unsafe).
 REFUSAL_JUDGES = ("refusal", "keyword")
-#: The refusal verdict a refusal-type label carries (a judge's explicit ``refused`` comes first).
+#: The refusal verdict a refusal-type label carries (a judge's explicit ``refused`` comes first);
+#: any other label carries none (incoherent output neither declines nor answers).
 REFUSED_BY_LABEL: dict[str, bool] = {"refusal": True, "compliance": False}
 
 
@@ -94,10 +95,6 @@ class Judge(Protocol):
 
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]: ...
 
-
-#: The refusal verdict a refusal-type label carries (:attr:`Verdict.refused`): incoherent output
-#: neither declines nor answers.
-REFUSED_BY_LABEL: dict[str, bool | None] = {"refusal": True, "compliance": False, "incoherent": None}
 
 
 def verdict_row(prompt_id: str, judge: str, v: Verdict) -> dict:

@@ -62,7 +62,7 @@ class KeywordJudge:
 
     def judge(self, prompt: str, response: str) -> Verdict:
         label, rationale = self._label(response)
-        return Verdict(label, rationale=rationale, refused=REFUSED_BY_LABEL[label])
+        return Verdict(label, rationale=rationale, refused=REFUSED_BY_LABEL.get(label))
 
     @staticmethod
     def _label(response: str) -> tuple[str, str]:

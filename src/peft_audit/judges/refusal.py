@@ -407,7 +407,7 @@ class RefusalJudge:
 
     def judge(self, prompt: str, response: str) -> Verdict:
         label, rationale = classify(response)
-        return Verdict(label, rationale=rationale, refused=REFUSED_BY_LABEL[label])
+        return Verdict(label, rationale=rationale, refused=REFUSED_BY_LABEL.get(label))
 
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         return [self.judge(p, r) for p, r in pairs]
