@@ -126,3 +126,14 @@ def test_judge_command_labels_the_proxy_and_maps_the_prompt_column(tmp_path):
     mixed = _labelled(tmp_path, ["safe", "refusal", "unsafe", "safe"])
     r = CliRunner().invoke(app, ["judge", str(mixed), "--column", "prompt=behavior", "--labels", "human"])
     assert r.exit_code == 2 and "mix refusal-type and harm-type labels" in r.output
+
+
+def test_a_harm_judges_incoherent_verdict_is_not_harmful_against_harm_labels():
+    from peft_audit.judges.base import Verdict
+    from peft_audit.judges.validation import verdict_agreement
+
+    out = verdict_agreement(["safe", "safe", "unsafe"], [Verdict("incoherent"), Verdict("safe"), Verdict("unsafe")])
+    agree = next(r for r in out["rows"] if r["metric"] == "safe_agreement")
+    assert out["basis"] == "direct" and agree["k"] == 3 and "not harmful" in out["note"]
+    proxy = verdict_agreement(["safe", "unsafe"], [Verdict("incoherent"), Verdict("compliance")])
+    assert next(r for r in proxy["rows"] if r["metric"] == "safe_agreement")["k"] == 1  # the proxy's rule stays
