@@ -115,3 +115,13 @@ def test_summary_show_and_export_carry_both_verdicts(both, old):
             assert safety_rows["harmful"].isna().all() and safety_rows["refused"].isna().all()
         out = CliRunner().invoke(app, ["show", str(d)], terminal_width=250).output
         assert "harmful" in out and ("not measured" in out) != measured
+
+
+def test_the_report_tables_leave_out_rates_no_variant_has(tmp_path):
+    from peft_audit.report.overview import overview_table
+
+    ov = {"columns": ["harmful Δ (overall)", "safety Δ (overall)"], "not_measured": ["harmful Δ (overall)"],
+          "rows": [{"label": "v", "id": "x", "cells": [None, {"delta_text": "+1.0"}]}]}
+    table = overview_table(ov)
+    assert table["columns"] == ["safety Δ (overall)"] and table["rows"][0]["cells"] == [{"delta_text": "+1.0"}]
+    assert table["not_measured"] == ["harmful Δ (overall)"] and ov["columns"][0] == "harmful Δ (overall)"

@@ -145,7 +145,8 @@ def test_every_enabled_benchmark_counts_its_own_work_plug_ins_included(monkeypat
     assert w["strongreject"].max_new_tokens == 256
     # a Hub dataset is not downloaded by plan: unknown, and said
     assert w["harmbench"].generations is None and cost.unknown() == ["harmbench"]
-    assert cost.model_judges() == ["guard (org/guard-1b)", "llm (judge-7b)"]
+    # the harm judge of xstest's and harmbench's default judges runs the bundled model's first layers
+    assert cost.model_judges() == ["guard (org/guard-1b)", "harm (bundled SmolLM2, first layers)", "llm (judge-7b)"]
     assert w["harmbench"].max_new_tokens == 512  # its own answer length, known without the data
     # loglik BBQ is scored, not generated
     loglik = cfg.model_copy(update={"fairness": cfg.fairness.model_copy(update={"mode": "loglik"})})
@@ -180,4 +181,5 @@ def test_plan_prints_each_benchmark_s_work_and_the_estimate_says_what_it_leaves_
     assert "harmbench per variant: someorg/harmbench-behaviors: not downloaded" in res.output
     assert "benchmarks: safety, fairness, xstest, strongreject, harmbench" in res.output
     assert "not counted (a Hub dataset that is not downloaded): harmbench" in res.output
-    assert "not timed: judges that run a model of their own: llm (judge-7b)" in res.output
+    assert ("not timed: judges that run a model of their own: harm (bundled SmolLM2, first layers), llm (judge-7b)"
+            in res.output)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..analysis import Analysis
 from . import plots
-from .overview import overview
+from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, METRIC_TITLES, benchmark_sections, cell_colour, corrected_grid, delta_matrix, heatmap_grid,
     judge_scores,
@@ -90,7 +90,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
     return env.get_template("report.html.j2").render(
         title=title,
         correction={"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction],
-        overview=overview(a, gate),
+        overview=overview_table(overview(a, gate)),
         findings=[f.as_dict() for f in a.findings],
         grids=grids,
         over_refusal=score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics),

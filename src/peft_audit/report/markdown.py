@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from ..analysis import Analysis
-from .overview import overview
+from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, benchmark_sections, corrected_grid, external_validity_rows, judge_scores, judge_validity_rows, num,
     run_judges, score_grid, spot_check_rows, two_verdict_grids,
@@ -119,6 +119,7 @@ def _table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> list[str]:
 
 
 def _overview_md(ov: dict) -> list[str]:
+    ov = overview_table(ov)
     L = ["## Overview", ""]
     if not ov["rows"]:
         return L + ["_No fine-tuned variant in this run: nothing is compared with a base model._", ""]

@@ -110,3 +110,13 @@ def overview(a: Analysis, gate=None) -> dict:
     not_measured = [c.title for c, g in zip(cols, grids)
                     if c.benchmark == "safety" and c.metric in verdict_metrics and not g["columns"]]
     return {"columns": [c.title for c in cols], "rows": rows, "not_measured": not_measured}
+
+
+def overview_table(ov: dict) -> dict:
+    """:func:`overview`'s output as the report tables lay it out: the rate columns in its
+    ``not_measured`` left out (said once under the table instead; a column of dashes would push
+    the overview off the first screen). The console's verdict lines keep them, saying "not
+    measured" on each line."""
+    keep = [i for i, c in enumerate(ov["columns"]) if c not in ov["not_measured"]]
+    rows = [{**r, "cells": [r["cells"][i] for i in keep]} for r in ov["rows"]]
+    return {**ov, "columns": [ov["columns"][i] for i in keep], "rows": rows}
