@@ -125,3 +125,13 @@ def test_the_report_tables_leave_out_rates_no_variant_has(tmp_path):
     table = overview_table(ov)
     assert table["columns"] == ["safety Δ (overall)"] and table["rows"][0]["cells"] == [{"delta_text": "+1.0"}]
     assert table["not_measured"] == ["harmful Δ (overall)"] and ov["columns"][0] == "harmful Δ (overall)"
+
+
+def test_reports_quote_the_harm_judges_card_when_the_run_used_it():
+    from peft_audit.judges.harm import published_card
+    from peft_audit.report.tables import harm_card_text
+
+    assert harm_card_text(["refusal"]) is None
+    text = harm_card_text(["harm", "refusal"])
+    hb = next(r for r in published_card()["figures"]["test_harmbench"] if r["metric"] == "safe_agreement")
+    assert f"HarmBench val (test only) {hb['value']:.3f}" in text and "GPTFuzz, trained without it" in text

@@ -21,7 +21,7 @@ from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, METRIC_TITLES, benchmark_sections, cell_colour, corrected_grid, delta_matrix, heatmap_grid,
     judge_scores,
-    external_validity_rows, judge_validity_rows, num,
+    external_validity_rows, harm_card_text, judge_validity_rows, num,
     records, run_judges, score_grid, spot_check_rows, two_verdict_grids,
 )
 
@@ -110,6 +110,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         judge_scores=judge_scores(a.variants, a.frames.metrics),
         judge_validity=judge_validity_rows(a.judge_validation),
         external_validity=external_validity_rows(run_judges(a.frames.verdicts)),
+        harm_card=harm_card_text(run_judges(a.frames.verdicts)),
         spot_check=spot_check_rows(a.spot_check),
         corrected=corrected_grid(a.variants, a.corrected),
         failed=records(a.variants[a.variants["status"] != "done"]),

@@ -11,7 +11,7 @@ from ..analysis import Analysis
 from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, benchmark_sections, corrected_grid, external_validity_rows, judge_scores, judge_validity_rows, num,
-    run_judges, score_grid, spot_check_rows, two_verdict_grids,
+    harm_card_text, run_judges, score_grid, spot_check_rows, two_verdict_grids,
 )
 
 
@@ -71,6 +71,9 @@ def _judge_validity_md(a: Analysis) -> list[str]:
               "al. 2024 (HarmBench).", "",
               "| judge | " + " | ".join(ext["columns"]) + " |", "|---" * (len(ext["columns"]) + 1) + "|"]
         L += ["| " + _md(r["name"]) + " | " + " | ".join(r["cells"]) + " |" for r in ext["rows"]] + [""]
+    harm_card = harm_card_text(run_judges(a.frames.verdicts))
+    if harm_card:
+        L += [_md(harm_card), ""]
     spot = spot_check_rows(a.spot_check)
     if not spot:
         L += ["No human spot-check of this run yet: `peft-audit label RUN_DIR --n 40` draws a random sample to "

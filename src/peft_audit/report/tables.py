@@ -248,6 +248,32 @@ def external_validity_rows(judges: list[str]) -> dict:
     return {"columns": [REPORTED_PARTS[p] for p in parts], "rows": table_rows(doc, parts, measured)}
 
 
+#: The harm judge's card figures a report quotes, in this order (:mod:`peft_audit.judges.harm`).
+HARM_CARD_FIGURES = {"leave_out_gptfuzz": "GPTFuzz, trained without it",
+                     "leave_out_xstest": "XSTest's unsafe prompts, trained without XSTest",
+                     "own_test": "the own labelled set's test split", "test_harmbench": "HarmBench val (test only)"}
+
+
+def harm_card_text(judges: list[str]) -> str | None:
+    """One sentence with the ``harm`` judge's measured figures from its card (safe/unsafe agreement
+    [95% interval] (k/n), κ) when ``judges`` includes it; None otherwise or without a card."""
+    from ..judges.harm import published_card
+    from .console import stat_text
+
+    card = published_card() if "harm" in judges else None
+    if not card:
+        return None
+    parts = []
+    for key, title in HARM_CARD_FIGURES.items():
+        rows = {r["metric"]: r for r in card["figures"].get(key, [])}
+        if "safe_agreement" in rows:
+            kappa = rows.get("kappa_safe", {}).get("value")
+            parts.append(f"{title} {stat_text(rows['safe_agreement'])}"
+                         + (f", κ {kappa:.2f}" if kappa is not None else ""))
+    return ("The harm judge (its card, judges/data/harm_probe.json; responses to harmful requests, "
+            "safe/unsafe agreement [95% interval] (k/n)): " + "; ".join(parts) + ".") if parts else None
+
+
 def run_judges(verdicts: pd.DataFrame) -> list[str]:
     """The judges whose verdicts a run stored (the combined verdicts left out), sorted."""
     from ..judges.base import COMBINED_JUDGES
