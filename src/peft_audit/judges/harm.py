@@ -16,13 +16,15 @@ How, in two steps:
 2. **The probe**, for the responses read as compliance: does what was given meaningfully help?
    A linear probe on the hidden states of the bundled SmolLM2-135M-Instruct (the only model the
    package ships). The request and the response are laid out in one chat turn
-(:data:`TEMPLATE`), run through the model's first ``layer`` decoder layers only (the probe needs
-nothing above them, so judging costs a fraction of a forward pass), pooled over the response's
-tokens, standardised, and scored by a logistic regression whose weights ship with the package
-as safetensors plus a JSON card (:data:`PROBE_FILE`, :data:`CARD_FILE`; never pickle). Probing
-a frozen language model's representations with a linear classifier is the method of Alain &
-Bengio (2016, "Understanding intermediate layers using linear classifier probes"); that safety
-judgements are linearly readable from middle layers is shown e.g. by Zou et al. (2023,
+   (:data:`TEMPLATE`), run through the model's first ``layer`` decoder layers only (the probe
+   needs nothing above them, so judging costs a fraction of a forward pass), pooled over the
+   response's tokens, standardised, and scored by a logistic regression whose weights ship with
+   the package as safetensors plus a JSON card (:data:`PROBE_FILE`, :data:`CARD_FILE`; never
+   pickle).
+
+Probing a frozen language model's representations with a linear classifier is the method of
+Alain & Bengio (2016, "Understanding intermediate layers using linear classifier probes"); that
+safety judgements are linearly readable from middle layers is shown e.g. by Zou et al. (2023,
 "Representation Engineering") and Arditi et al. (2024, "Refusal in Language Models Is Mediated
 by a Single Direction").
 

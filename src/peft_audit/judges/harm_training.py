@@ -9,7 +9,8 @@ harmful, and the probe decides for the others. So the probe is fitted on the res
 what was given meaningfully helps; every figure is measured on all responses to harmful requests,
 gate included. Responses to benign requests are left out: every safety benchmark here asks
 harmful requests, and with them in, "compliance is safe" was learnt from XSTest's benign half,
-which cost 0.10 of agreement on GPTFuzz left out (0.769 against 0.868 at the chosen setting).
+which cost about 0.1 of agreement on GPTFuzz left out (0.65-0.77 against 0.82-0.87 at layer 16,
+mean and max pooling, thresholds 0.2-0.7).
 
 Training data (each row: request, response, harmful or not):
 
