@@ -56,7 +56,8 @@ def test_heatmap_colours_flip_for_bias():
 
 
 def test_external_validity_rows_show_the_run_judges_beside_the_field_references():
-    from peft_audit.report.tables import external_validity_rows, run_judges
+    from peft_audit.analysis.data import run_judges
+    from peft_audit.report.tables import external_validity_rows
 
     ext = external_validity_rows(["refusal", "llm"])  # llm was not measured on the external sets
     assert ext["columns"][:2] == ["XSTest (all)", "XSTest held-out half"]
@@ -67,4 +68,5 @@ def test_external_validity_rows_show_the_run_judges_beside_the_field_references(
     assert all("[" in c and "n=" in c for c in refusal)
     assert "(proxy)" in refusal[ext["columns"].index("HarmBench val (test only)")]
     assert external_validity_rows(["llm"]) == {"columns": [], "rows": []}
-    assert run_judges(pd.DataFrame({"judge": ["keyword", "combined", "refusal"]})) == ["keyword", "refusal"]
+    assert run_judges(pd.DataFrame({"judge": ["keyword", "combined", "combined-harm", "refusal"]})) == [
+        "keyword", "refusal"]

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import RunFrames, comparison_pairs, load_frames, load_run_frames, method_family, open_store
-from ..judges.base import COMBINED_JUDGES
+from .data import RunFrames, comparison_pairs, load_frames, load_run_frames, method_family, open_store, run_judges
 from ..judges.spot_check import read_labels
 from .factors import factor_analysis, spread_by_base, sweep_table
 from .findings import Finding, compute_findings
@@ -108,9 +107,8 @@ def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int =
                   .agg(n_variants="count", mean="mean", min="min", max="max").reset_index())
     findings = compute_findings(variants=frames.variants, paired=paired, table=table, ranking=ranking, spread=spread,
                                 factors=factors, correlation=corr, seed=seed, correction=correction)
-    run_judges = sorted(set(frames.verdicts["judge"]) - COMBINED_JUDGES) if not frames.verdicts.empty else []
     return Analysis(correction, frames, frames.variants, paired, table, factors, spread, corr, tradeoffs, ranking,
-                    judges, findings, judge_validation=published_validation(run_judges),
+                    judges, findings, judge_validation=published_validation(run_judges(frames.verdicts)),
                     spot_check=spot_check_agreement(frames.verdicts, labels or {}),
                     corrected=corrected_safety(frames.safety, frames.verdicts, labels or {}))
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..benchmarks.safety.metrics import declined_each, harmful
-from ..judges.base import COMBINED, COMBINED_HARM
+from ..judges.base import COMBINED, COMBINED_HARM, COMBINED_JUDGES
 from ..methods import is_prompt_learning
 from ..store import Store, open_existing
 from ..sweep.plan import variant_labels
@@ -184,3 +184,8 @@ def comparison_pairs(variants: pd.DataFrame) -> pd.DataFrame:
 
 def as_float(x) -> np.ndarray:
     return np.asarray(pd.to_numeric(x, errors="coerce"), dtype=float)
+
+
+def run_judges(verdicts: pd.DataFrame) -> list[str]:
+    """The judges whose verdicts a run stored (the combined verdicts left out), sorted."""
+    return sorted(set(verdicts["judge"]) - COMBINED_JUDGES) if verdicts is not None and not verdicts.empty else []

@@ -16,13 +16,14 @@ import jinja2
 import pandas as pd
 
 from ..analysis import Analysis
+from ..analysis.data import run_judges
 from . import plots
 from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, METRIC_TITLES, benchmark_sections, cell_colour, corrected_grid, delta_matrix, heatmap_grid,
     judge_scores,
     external_validity_rows, harm_card_text, judge_validity_rows, num,
-    records, run_judges, score_grid, spot_check_rows, two_verdict_grids,
+    records, score_grid, spot_check_rows, two_verdict_grids,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -8,10 +8,11 @@ import re
 import pandas as pd
 
 from ..analysis import Analysis
+from ..analysis.data import run_judges
 from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, benchmark_sections, corrected_grid, external_validity_rows, judge_scores, judge_validity_rows, num,
-    harm_card_text, run_judges, score_grid, spot_check_rows, two_verdict_grids,
+    harm_card_text, score_grid, spot_check_rows, two_verdict_grids,
 )
 
 

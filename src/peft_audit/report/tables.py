@@ -274,13 +274,6 @@ def harm_card_text(judges: list[str]) -> str | None:
             "safe/unsafe agreement [95% interval] (k/n)): " + "; ".join(parts) + ".") if parts else None
 
 
-def run_judges(verdicts: pd.DataFrame) -> list[str]:
-    """The judges whose verdicts a run stored (the combined verdicts left out), sorted."""
-    from ..judges.base import COMBINED_JUDGES
-
-    return sorted(set(verdicts["judge"]) - COMBINED_JUDGES) if verdicts is not None and not verdicts.empty else []
-
-
 SPOT_CHECK_SHOWN = ("safe_agreement", "kappa_safe", "sensitivity_safe", "specificity_safe", "recall:refusal",
                     "precision:refusal")
 
