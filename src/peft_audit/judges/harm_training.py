@@ -185,11 +185,12 @@ def gated_probability(fit: tuple, features: np.ndarray, s: LabelledSet) -> np.nd
     return np.where(s.gated, _probe(fit, 0, (), 0.5).probability(features), 0.0)
 
 
-def leave_one_out(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], l2: float
-                  ) -> dict[str, np.ndarray]:
-    """Gated P(unsafe) for each set's rows from a probe trained on the other sets."""
-    return {held: gated_probability(fit_gated(feats, sets, [n for n in sets if n != held], l2), feats[held],
-                                    sets[held]) for held in sets}
+def leave_one_out(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], l2: float,
+                  held: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Gated P(unsafe) for the rows of each set in ``held`` (default: every set) from a probe
+    trained on the other sets."""
+    return {h: gated_probability(fit_gated(feats, sets, [n for n in sets if n != h], l2), feats[h], sets[h])
+            for h in (sets if held is None else held)}
 
 
 def held_out(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], l2: float, own_test: np.ndarray
@@ -198,8 +199,7 @@ def held_out(feats: dict[str, np.ndarray], sets: dict[str, LabelledSet], l2: flo
     the other sets (the outside styles it must transfer to), the own set's ``test`` split from a
     probe trained on everything else, its ``dev`` split included (the bundled model's own outputs,
     which are always in the training data). Rows not held out are NaN."""
-    out = leave_one_out({n: f for n, f in feats.items() if n != "own"} | {"own": feats["own"]},
-                        {n: s for n, s in sets.items() if n != "own"} | {"own": sets["own"]}, l2)
+    out = leave_one_out(feats, sets, l2, held=[n for n in sets if n != "own"])
     fit = fit_gated(feats, sets, list(sets), l2, exclude={"own": own_test})
     out["own"] = np.where(own_test, gated_probability(fit, feats["own"], sets["own"]), np.nan)
     return out
