@@ -535,6 +535,7 @@ def judge(
     config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety.judges specs to use (llm, guard, harmbench-cls, wildguard)."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for the llm judge."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name for the llm judge."),
+    max_unscored_share: Optional[float] = typer.Option(None, "--max-unscored-share", min=0, max=1, help="Largest share of rows a judge may leave unscored (failed or timed-out requests, unparseable or oversized answers) before the command exits 1; default: safety.max_unscored_share of --config, else 0.05."),
 ) -> None:
     """Judge any file of prompt/response pairs; with --labels, measure each judge against them.
 
@@ -554,26 +555,30 @@ def judge(
     from .config import SafetyConfig, load_config, validation_message
     from .judges import build_judges
     from .export import write_table
-    from .judges.judge_file import JudgeFileError, judge_file
+    from .judges.judge_file import JudgeFileError, judge_file, unscored_warning
+    from .judges.llm import JudgeError
     from .report.console import render_agreement
 
     names = [n.strip() for n in judges.split(",") if n.strip()]
     try:
-        configured = {j.name: j.model_dump() for j in (load_config(config).safety.judges if config else [])}
+        loaded = load_config(config).safety if config else None
+        configured = {j.name: j.model_dump() for j in (loaded.judges if loaded else [])}
         specs = []
         for name in names:
             spec = configured.get(name, {"name": name})
             if name == "llm":
                 spec = spec | {k: v for k, v in (("url", judge_url), ("model", judge_model)) if v}
             specs.append(spec)
-        safety_cfg = SafetyConfig.model_validate({"judges": specs})
+        share = max_unscored_share if max_unscored_share is not None else (loaded.max_unscored_share if loaded else None)
+        safety_cfg = SafetyConfig.model_validate({"judges": specs} | (
+            {"max_unscored_share": share} if share is not None else {}))
         built = build_judges(safety_cfg.judges, cache_path=None)
         judged, agreement = judge_file(file, built, columns=_parse_pairs(column, "--column"), labels_column=labels)
         if out is not None:
             console.print(f"wrote {write_table(judged, out)}")
     except ValidationError as e:
         _fail(validation_message("--judges/--config", e, "judge settings"))
-    except (ConfigError, JudgeFileError, ValueError) as e:
+    except (ConfigError, JudgeFileError, JudgeError, ValueError) as e:
         _fail(user_message(e))
     if labels:
         for name, result in agreement.items():
@@ -582,6 +587,10 @@ def judge(
         counts = {j.name: judged[f"{j.name}_label"].value_counts().to_dict() for j in built}
         for name, c in counts.items():
             typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    warning = unscored_warning(judged, [j.name for j in built], safety_cfg.max_unscored_share)
+    if warning:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FOUND)
 
 
 @command()

@@ -37,6 +37,11 @@ SAFE_BY_LABEL: dict[str, bool | None] = {
     "unscored": None,
     "judge_refused": None,
 }
+#: Longest ``rationale`` a :class:`Verdict` keeps (characters; a judge's reason is a sentence or
+#: two) and longest ``raw`` answer (a few hundred tokens). Longer text is cut and says so, so that a
+#: judge server answering with megabytes fills neither the store, the judgment cache nor the report.
+MAX_RATIONALE_CHARS = 1000
+MAX_RAW_CHARS = 4000
 COMBINED = "combined"  # judge name of the combined verdict
 #: Judge name of the harm verdict: the combined verdict of the harm judges alone
 #: (:func:`peft_audit.judges.combine.harm_verdict`); absent where no harm judge was configured.
@@ -51,6 +56,15 @@ REFUSAL_JUDGES = ("refusal", "keyword")
 REFUSED_BY_LABEL: dict[str, bool] = {"refusal": True, "compliance": False}
 
 
+def cut_text(text: str | None, limit: int) -> str | None:
+    """``text`` if at most ``limit`` characters, else its start and a note giving its full length,
+    ``limit`` characters in all (so cutting again changes nothing). None stays None."""
+    if text is None or len(text) <= limit:
+        return text
+    note = f" [... cut; {len(text)} characters in all]"
+    return text[:max(limit - len(note), 0)] + note
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One judgment. ``score`` is judge-specific (1-5 harmfulness for the llm judge), ``category``
@@ -60,7 +74,10 @@ class Verdict:
     "response refusal" part; the refusal judge's own label): True when the response declines,
     explicitly or implicitly, False when it answers, None when the judge does not say. A harm
     judge's ``label`` (safe/unsafe) and ``refused`` are two verdicts: a response can be neither a
-    refusal nor harmful (off-target, vague or harmless)."""
+    refusal nor harmful (off-target, vague or harmless).
+
+    ``rationale`` and ``raw`` are cut to :data:`MAX_RATIONALE_CHARS` / :data:`MAX_RAW_CHARS`
+    (:func:`cut_text`) when the verdict is made."""
 
     label: str
     score: float | None = None
@@ -72,6 +89,9 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.label not in SAFE_BY_LABEL:
             raise ValueError(f"unknown verdict label {self.label!r}; valid: {', '.join(SAFE_BY_LABEL)}")
+        # frozen: the bound is applied here, once, for every judge and every reader of a verdict
+        object.__setattr__(self, "rationale", cut_text(self.rationale, MAX_RATIONALE_CHARS))
+        object.__setattr__(self, "raw", cut_text(self.raw, MAX_RAW_CHARS))
 
     @property
     def safe(self) -> bool | None:

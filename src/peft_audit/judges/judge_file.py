@@ -8,7 +8,8 @@ The input is a CSV (with header) or JSONL file; ``columns`` maps the canonical n
 ``<judge>_label`` and ``<judge>_rationale`` per judge. With ``labels_column``, each judge's
 agreement with those human labels is computed by :func:`.validation.verdict_agreement`: refusal
 labels (refusal/compliance/incoherent) are compared with refusal verdicts, harm labels (safe/unsafe)
-with harm verdicts, a refusal judge's as a proxy.
+with harm verdicts, a refusal judge's as a proxy. :func:`unscored_warning` says when a judge left
+too many rows unscored (the command then exits 1).
 """
 
 from __future__ import annotations
@@ -63,6 +64,24 @@ def resolve_columns(available: Sequence[str], columns: Mapping[str, str], path: 
                 f"pass --column {canon}=<name>"
             )
     return out
+
+
+def unscored_warning(judged, judge_names: Sequence[str], max_share: float) -> str | None:
+    """One line naming the first judge that left more than ``max_share`` of the rows of ``judged``
+    (:func:`judge_file`'s table) ``unscored`` (failed or timed-out requests, unparseable or
+    oversized answers; ``judge_refused`` is a decision and not counted), with its share, the
+    limit and its first reason; None when every judge stayed within it or there are no rows."""
+    from ..benchmarks.safety.metrics import judge_failures
+
+    ids = range(len(judged))
+    rows = [{"prompt_id": i, "judge": name, "label": label, "rationale": why} for name in judge_names
+            for i, label, why in zip(ids, judged[f"{name}_label"], judged[f"{name}_rationale"])]
+    for f in judge_failures([{"prompt_id": i} for i in ids], rows).values():
+        if f.share is not None and f.share > max_share:
+            return (f"judge {f.judge!r} left {f.n_failed} of {f.n} rows unscored ({100 * f.share:.1f}% > "
+                    f"max_unscored_share {100 * max_share:.1f}%); first failure: {' '.join(f.first_reason.split())}. Check the judge "
+                    "(its server, url and model), then judge the file again")
+    return None
 
 
 def judge_file(

@@ -31,6 +31,16 @@ Robustness: 429, 5xx, timeouts and connection errors are retried with exponentia
 same way. Requests run on ``concurrency`` threads. The API key is read from the environment
 variable named in the config and only ever placed in the Authorization header: it is not
 logged, stored or put in errors.
+
+Bounds (a judge server is not trusted to behave): ``timeout_s`` is the whole of one request,
+connecting, headers and every byte of the body, not each read, so a server that accepts and
+never answers, trickles its reply or never ends a chunked body is cut off at ``timeout_s``; all
+tries of one request together, backoff waits included, end within ``(max_retries + 1) *
+timeout_s`` (a retry whose wait would reach that is not made). A reply body over
+``max_response_bytes`` is not read further and is not retried (the headers are bounded by the
+HTTP parser, 100 KB). Either way the verdict is ``unscored``, never ``safe``. The reason and raw
+answer a verdict keeps are cut to :data:`.base.MAX_RATIONALE_CHARS` and
+:data:`.base.MAX_RAW_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -44,9 +54,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio
 import httpx
 
 from .base import Verdict
+from .specs import DEFAULT_MAX_RESPONSE_BYTES
 
 # Bump whenever RUBRIC, the response format or the parsing changes what a verdict means: the
 # judgment cache is keyed on it, so old answers are not served for the new rubric.
@@ -204,10 +216,11 @@ def _verdict_from_reply(r: httpx.Response | str) -> Verdict:
 def _transport_reason(e: httpx.TransportError) -> str:
     """``connection refused`` etc. from the OS error under httpx's, else the exception's text."""
     cause = e.__cause__ or e.__context__
-    while cause is not None and not isinstance(cause, OSError):
+    # the first OS error with an errno (anyio wraps it in "All connection attempts failed")
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno):
         cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror.lower()
+    if isinstance(cause, OSError):  # asyncio's strerror says "Connect call failed"; a DNS error's errno is < 0
+        return (os.strerror(cause.errno) if cause.errno > 0 else cause.strerror or str(cause)).lower()
     text = str(e)
     if "refused" in text.lower():
         return "connection refused"
@@ -245,11 +258,15 @@ def completion_text(r: httpx.Response | str) -> str | Verdict:
     return text
 
 
+class _ReplyTooLarge(Exception):
+    """A 2xx reply body longer than the endpoint's ``max_response_bytes``."""
+
+
 class OpenAIEndpoint:
     """One OpenAI-compatible endpoint (``url`` is the full endpoint URL, e.g. from
-    :func:`chat_completions_url` or :func:`completions_url`): POSTs with the retry rules of the
-    module docstring, the key read from the environment per request, and :meth:`map` over
-    ``concurrency`` threads. ``judge_name`` names the judge in errors."""
+    :func:`chat_completions_url` or :func:`completions_url`): POSTs with the retry rules and
+    bounds of the module docstring, the key read from the environment per request, and
+    :meth:`map` over ``concurrency`` threads. ``judge_name`` names the judge in errors."""
 
     def __init__(
         self,
@@ -261,6 +278,7 @@ class OpenAIEndpoint:
         max_retries: int = 4,
         concurrency: int = 4,
         backoff_s: float = 1.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         judge_name: str = "llm",
     ):
         self.url = url
@@ -270,33 +288,72 @@ class OpenAIEndpoint:
         self.concurrency = concurrency
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
         self.judge_name = judge_name
         self.requests_sent = 0  # for tests and logs: real HTTP requests made
         self._count_lock = threading.Lock()
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s))
+        # Loading the CA bundle is the costly part of a client; each request's client shares this.
+        self._ssl_context = httpx.create_ssl_context()
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to release: each request opens and closes its own connection."""
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        # identity: the byte cap then counts what the server sends, not what a gzip body inflates to
+        return {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {key}"} if key else {})}
+
+    async def _attempt(self, body: dict, deadline: float) -> httpx.Response:
+        """One POST whose connection, headers and whole body must arrive before ``deadline``
+        (``time.monotonic()``; TimeoutError after it), its body cut off at ``max_response_bytes``
+        (:class:`_ReplyTooLarge` for a 2xx reply; an error reply keeps its first bytes). The
+        deadline is an anyio cancel scope, so it also ends a read that is waiting for a byte."""
+        with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
+            async with httpx.AsyncClient(verify=self._ssl_context, timeout=None) as client:
+                async with client.stream("POST", self.url, json=body, headers=self._headers()) as r:
+                    if r.status_code in (401, 403, 404):
+                        return httpx.Response(r.status_code, request=r.request)
+                    cap, ok = self.max_response_bytes, r.status_code < 400
+                    declared = r.headers.get("content-length", "")
+                    if ok and declared.isdigit() and int(declared) > cap:
+                        raise _ReplyTooLarge()
+                    data = bytearray()
+                    async for chunk in r.aiter_bytes():
+                        data += chunk
+                        if len(data) > cap:
+                            if ok:
+                                raise _ReplyTooLarge()
+                            del data[cap:]
+                            break
+                    return httpx.Response(r.status_code, content=bytes(data), request=r.request,
+                                          headers={"content-type": r.headers.get("content-type", "application/json")})
 
     def post(self, body: dict) -> httpx.Response | str:
         """The first answer that is not retryable, or (after the retries) why there is none.
-        401/403/404 raise :class:`JudgeError`."""
+        401/403/404 raise :class:`JudgeError`. Returns within ``(max_retries + 1) * timeout_s``
+        (module docstring)."""
         last = "no attempt"
+        tries = 0
+        give_up_at = time.monotonic() + (self.max_retries + 1) * self.timeout_s
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                wait = self.backoff_s * 2 ** (attempt - 1)
+                if time.monotonic() + wait >= give_up_at:
+                    break
+                time.sleep(wait)
+            tries += 1
+            with self._count_lock:
+                self.requests_sent += 1
             try:
-                with self._count_lock:
-                    self.requests_sent += 1
-                r = self._client.post(self.url, json=body, headers=self._headers())
-            except httpx.TimeoutException as e:
-                # Says which limit (connect/read/...) so "accepts but never answers" is recognisable.
-                last = f"timeout after {self.timeout_s:g} s ({e.__class__.__name__}) from {self.url}"
+                r = anyio.run(self._attempt, body, min(time.monotonic() + self.timeout_s, give_up_at))
+            except TimeoutError:
+                last = f"timeout after {self.timeout_s:g} s (timeout_s: no complete reply by then) from {self.url}"
                 continue
+            except httpx.DecodingError as e:
+                return f"reply from {self.url} could not be decoded: {e}"
+            except _ReplyTooLarge:
+                return (f"reply from {self.url} is larger than max_response_bytes ({self.max_response_bytes} bytes); "
+                        "not read further")
             except httpx.TransportError as e:
                 last = f"connection error to {self.url}: {_transport_reason(e)}"
                 continue
@@ -311,7 +368,7 @@ class OpenAIEndpoint:
                 last = f"HTTP {r.status_code}"
                 continue
             return r
-        return f"gave up after {self.max_retries + 1} attempts: {last}"
+        return f"gave up after {tries} attempt{'s' * (tries != 1)}: {last}"
 
     # LLMJudge subclasses in benchmarks/ call the earlier private name.
     _post = post

@@ -24,8 +24,7 @@ from .specs import GuardSpec, HarmBenchClsSpec, JudgeSpec, LLMSpec, WildGuardSpe
 def _llm(spec: LLMSpec) -> Judge:
     from .llm import LLMJudge
 
-    return LLMJudge(url=spec.url, model=spec.model, api_key_env=spec.api_key_env, timeout_s=spec.timeout_s,
-                    max_retries=spec.max_retries, concurrency=spec.concurrency, backoff_s=spec.backoff_s)
+    return LLMJudge(url=spec.url, model=spec.model, **spec.endpoint_settings())
 
 
 def _guard(spec: GuardSpec) -> Judge:
@@ -44,8 +43,7 @@ def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
         from .llm import OpenAIEndpoint, completions_url
 
         return completion.HttpCompleter(OpenAIEndpoint(
-            url=completions_url(spec.url), model=spec.model, api_key_env=spec.api_key_env, timeout_s=spec.timeout_s,
-            max_retries=spec.max_retries, concurrency=spec.concurrency, backoff_s=spec.backoff_s, judge_name=spec.name))
+            url=completions_url(spec.url), model=spec.model, judge_name=spec.name, **spec.endpoint_settings()))
     if spec.backend == "vllm":
         from ..models.vllm_backend import require_vllm
 

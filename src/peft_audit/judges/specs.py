@@ -21,6 +21,10 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+#: Default cap on a judge endpoint's reply body: a chat or completion answer of a few hundred
+#: tokens is a few KB, so 64 KiB leaves room for verbose servers and stops a runaway reply early.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,14 +58,23 @@ class _EndpointSettings(_Spec):
     """How an OpenAI-compatible endpoint is called (the ``llm`` judge; the field classifiers'
     ``backend: http``)."""
 
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"concurrency", "timeout_s", "max_retries", "backoff_s"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"concurrency", "timeout_s", "max_retries", "backoff_s",
+                                                       "max_response_bytes"})
 
     api_key_env: str = Field("PEFT_AUDIT_JUDGE_API_KEY", description="Environment variable holding the key "
                              "(only its name is stored)")
     concurrency: int = Field(4, ge=1)
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, description="Seconds one request may take in all (connecting, headers and "
+                             "the whole body); all tries of one request together get (max_retries + 1) * timeout_s")
     max_retries: int = Field(4, ge=0)
     backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles per retry")
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024, description="Largest reply body accepted; "
+                                    "a longer reply is not read further and its verdict is 'unscored'")
+
+    def endpoint_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`peft_audit.judges.llm.OpenAIEndpoint` these settings give."""
+        return self.model_dump(include={"api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s",
+                                        "max_response_bytes"})
 
 
 class LLMSpec(_EndpointSettings):

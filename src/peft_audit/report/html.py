@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..analysis import Analysis
 from ..analysis.data import run_judges
+from ..judges.base import MAX_RATIONALE_CHARS, cut_text
 from . import plots
 from .overview import overview, overview_table
 from .tables import (
@@ -52,7 +53,8 @@ def sample_browser_data(a: Analysis) -> dict:
     for r in f.verdicts.itertuples(index=False):
         ver.setdefault((r.variant_id, r.prompt_id), []).append(
             [r.judge, r.label, _clean(None if r.safe is None else float(r.safe)), _clean(r.score),
-             r.rationale if isinstance(r.rationale, str) else None])
+             # cut again here: a store written before reasons were bounded may hold megabytes
+             cut_text(r.rationale, MAX_RATIONALE_CHARS) if isinstance(r.rationale, str) else None])
     rows = []
     for r in samples.itertuples(index=False):
         if r.prompt not in prompts:

@@ -232,8 +232,7 @@ def grade_responses(cfg: StrongRejectConfig, pairs: list[tuple[str, str]], *, ca
     from .rubric import RubricJudge, grade_of
 
     spec = cfg.rubric_judge
-    inner = RubricJudge(url=spec.url, model=spec.model, api_key_env=spec.api_key_env, timeout_s=spec.timeout_s,
-                        max_retries=spec.max_retries, concurrency=spec.concurrency, backoff_s=spec.backoff_s)
+    inner = RubricJudge(url=spec.url, model=spec.model, **spec.endpoint_settings())
     cache = JudgmentCache(cache_path) if cache_path is not None else None
     judge = CachedJudge(inner, cache) if cache is not None else inner
     grades = []

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ...judges.base import Verdict
+from ...judges.base import MAX_RATIONALE_CHARS, MAX_RAW_CHARS, Verdict, cut_text
 from ...judges.llm import (_FENCE, _FILTER_400, _FORMAT_REJECTED, _JUDGE_REFUSAL, JudgeError, LLMJudge,
                            _verdict_from_reply)
 
@@ -183,7 +183,12 @@ def grade_of(verdict: Verdict) -> RubricGrade:
 
 def _verdict(grade: RubricGrade, raw: str) -> Verdict:
     if grade.status != "scored":
-        return Verdict(grade.status, rationale=grade.reason, raw=raw[:2000])
+        return Verdict(grade.status, rationale=grade.reason, raw=raw)
+    if len(raw) > MAX_RAW_CHARS or len(grade.reason or "") > MAX_RATIONALE_CHARS:
+        # grade_of reads raw again (the stored rubric_reason comes from it), so it must survive
+        # the Verdict's cut whole: the ratings as JSON, with the reason cut as a rationale is
+        raw = json.dumps({"reason": cut_text(grade.reason, MAX_RATIONALE_CHARS), "refused": grade.refused,
+                          "convincing": grade.convincing, "specific": grade.specific})
     # safe/unsafe only so that the judgment cache keeps it (it keeps verdicts with a safe value)
     return Verdict("safe" if grade.score == 0 else "unsafe", score=grade.score, rationale=grade.reason, raw=raw)
 
