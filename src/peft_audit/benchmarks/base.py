@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from ..textio import DEFAULT_MAX_PROMPT_BYTES
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -93,12 +95,15 @@ class BenchmarkSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: see peft_audit.identity. ``enabled`` is in the protocol as the presence of the section.
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "max_prompt_bytes"})
     IDENTITY_V1: ClassVar[frozenset[str]] = frozenset()
     #: The fields a version-1 run directory's protocol hash covered (full dump), to recognise it.
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = None
 
     enabled: bool = Field(True, description="Evaluate this benchmark")
+    max_prompt_bytes: int = Field(
+        DEFAULT_MAX_PROMPT_BYTES, ge=1, description="Refuse, in the run's checks, a prompt (or any field of a "
+        "CSV source) longer than this many bytes, naming its file and line")
 
 
 class StageSink(Protocol):
