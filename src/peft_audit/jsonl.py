@@ -60,3 +60,15 @@ def _json_kind(value: Any) -> str:
     """The JSON name of a parsed value's type (an array, not a Python list)."""
     names = {list: "an array", str: "a string", bool: "true/false", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def read_json_list(source: str | Path, *, what: str = "file") -> list[tuple[str, dict[str, Any]]]:
+    """``(location, object)`` of a .json file holding one list of objects; location ``file item N``.
+    :class:`JSONLineError` naming the line of bad JSON, or saying the file is not such a list."""
+    try:
+        data = json.loads(read_text(source, what))
+    except json.JSONDecodeError as e:
+        raise JSONLineError(f"{source}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise JSONLineError(f"{source}: a .json {what} must hold a list of objects; use .jsonl for one object per line")
+    return [(f"{source} item {i}", row) for i, row in enumerate(data, 1)]
