@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..csvio import read_csv_records
 from ..jsonl import read_json_list, read_records
-from ..textio import InputFileError, read_text
+from ..textio import InputFileError
 from .base import Judge
 from .validation import verdict_agreement
 

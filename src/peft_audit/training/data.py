@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
-from ..jsonl import read_jsonl  # noqa: F401  (re-exported: tests and loaders read data files)
 from ..csvio import read_csv_records
-from ..jsonl import read_json_list, read_records
-from ..textio import read_text
+from ..jsonl import read_json_list, read_jsonl, read_records  # read_jsonl re-exported: tests read data files
 from .provenance import content_hash, file_sha256
 
 DATA_DIR = Path(__file__).parent / "data"
