@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +104,10 @@ class BenchmarkSection(BaseModel):
     max_prompt_bytes: int = Field(
         DEFAULT_MAX_PROMPT_BYTES, ge=1, description="Refuse, in the run's checks, a prompt (or any field of a "
         "CSV source) longer than this many bytes, naming its file and line")
+
+
+class PromptTooLongError(ValueError):
+    """A prompt that does not fit the model's context with the answer's tokens; names file and line."""
 
 
 class StageSink(Protocol):
@@ -212,6 +216,23 @@ class VariantRun:
         return generate(self.model, self.tokenizer, prompts, system_prompt=system_prompt,
                         max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                         compiled=self.compile)
+
+    def check_prompts_fit(self, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
+        """Before generating: every prompt (its ``.prompt``, read at ``.where``), as the chat input
+        with ``cfg.system_prompt``, must leave ``cfg.max_new_tokens`` of the model's context, else
+        :class:`PromptTooLongError` names its file and line (the variant fails before any answer)."""
+        from ..models.generate import first_overlong
+
+        system_prompt, max_new = getattr(cfg, "system_prompt", None), cfg.max_new_tokens  # type: ignore[attr-defined]
+        hit = first_overlong(self.model, self.tokenizer, [p.prompt for p in prompts], system_prompt=system_prompt,
+                             max_new_tokens=max_new)
+        if hit is not None:
+            i, n, context = hit
+            where = getattr(prompts[i], "where", "") or f"{section} prompt {i + 1}"
+            raise PromptTooLongError(
+                f"{where}: prompt of {n} tokens (chat template included) plus {section}.max_new_tokens {max_new} "
+                f"exceeds the model's context of {context} tokens; shorten the prompt, remove it, or lower "
+                f"{section}.max_new_tokens")
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:

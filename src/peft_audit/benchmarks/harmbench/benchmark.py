@@ -88,6 +88,7 @@ class HarmBenchBenchmark:
 
         if run.needs(GENERATED):
             behaviors = load_behaviors(cfg, seed=0)
+            run.check_prompts_fit(behaviors, cfg, self.name)
             with run.timed("harmbench.generate"):
                 rows = generate_samples(run.model, run.tokenizer, behaviors, cfg=cfg,
                                         progress=run.progress("HarmBench generate", len(behaviors)), generator=run.generate)

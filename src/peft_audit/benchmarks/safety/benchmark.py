@@ -64,6 +64,7 @@ class SafetyBenchmark:
         if cfg.over_refusal:
             prompts = prompts + over_refusal_prompts()
         if run.needs("generated"):
+            run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("generate"):
                 samples = generate_responses(run.model, run.tokenizer, prompts, cfg=cfg,
                                              progress=run.progress("generate", len(prompts)), generator=run.generate)

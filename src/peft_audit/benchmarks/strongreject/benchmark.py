@@ -94,6 +94,7 @@ class StrongRejectBenchmark:
 
         if run.needs("strongreject.generated"):
             prompts = load_forbidden_prompts(cfg, seed=0)
+            run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("strongreject.generate"):
                 gens = run.generate([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
                                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,

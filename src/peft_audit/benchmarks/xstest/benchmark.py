@@ -91,6 +91,7 @@ class XSTestBenchmark:
 
         if run.needs(GENERATED):
             prompts = load_xstest_prompts(cfg, seed=0)
+            run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("generate"):
                 rows = generate_samples(run.model, run.tokenizer, prompts, cfg=cfg,
                                         progress=run.progress("generate", len(prompts)), generator=run.generate)
