@@ -151,6 +151,9 @@ def parse_rows(rows, max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[XSTestPr
         if missing:
             raise XSTestDataError(f"{loc}: no column {missing[0]!r} (columns: {', '.join(map(str, row))}); XSTest's "
                                   "layout has id, prompt, type, label, focus, note")
+        for key in ("prompt", "type", "label"):  # a JSONL number or NaN must not become the text "nan"
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise XSTestDataError(f"{loc}: column {key!r} must be text, got {row[key]!r}")
         cell = {k: "" if v is None else str(v).strip() for k, v in row.items()}
         prompt, ptype = cell["prompt"], cell["type"]
         if not prompt:
