@@ -371,3 +371,17 @@ def test_prompt_that_leaves_no_room_for_the_answer_fails_naming_its_line(tmp_pat
     long_answer = SafetyConfig(source=str(f), max_new_tokens=510)
     with pytest.raises(PromptTooLongError, match=rf"{f}:1: .* plus safety.max_new_tokens 510"):
         run.check_prompts_fit(prompts[:1], long_answer, "safety")
+
+
+def test_prompt_too_long_for_a_local_models_context_fails_the_runs_checks(tmp_path, tiny_model_dir):
+    import yaml
+
+    f = _jsonl(tmp_path / "p.jsonl", [{"prompt": "hello", "category": "malware"},
+                                      {"prompt": "xq7 " * 300, "category": "malware"}])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "e", "base_models": [str(tiny_model_dir)], "fairness": {"enabled": False},
+                                   "safety": {"source": str(f), "max_new_tokens": 8, "over_refusal": False}}))
+    r = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2, r.output
+    assert f"{f}:2: prompt of" in r.output and "exceeds the model's context of 512 tokens" in r.output
+    assert not (tmp_path / "run").exists()

@@ -110,6 +110,25 @@ class PromptTooLongError(ValueError):
     """A prompt that does not fit the model's context with the answer's tokens; names file and line."""
 
 
+def check_prompts_fit(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
+    """Every prompt (its ``.prompt``, read at ``.where``), as the chat input with
+    ``cfg.system_prompt``, must leave ``cfg.max_new_tokens`` of the model's context
+    (:func:`peft_audit.models.generate.context_length`; ``model`` needs only its ``config``), else
+    :class:`PromptTooLongError` names its file and line. Nothing is checked when the context is unknown."""
+    from ..models.generate import first_overlong
+
+    system_prompt, max_new = getattr(cfg, "system_prompt", None), cfg.max_new_tokens  # type: ignore[attr-defined]
+    hit = first_overlong(model, tokenizer, [p.prompt for p in prompts], system_prompt=system_prompt,
+                         max_new_tokens=max_new)
+    if hit is not None:
+        i, n, context = hit
+        where = getattr(prompts[i], "where", "") or f"{section} prompt {i + 1}"
+        raise PromptTooLongError(
+            f"{where}: prompt of {n} tokens (chat template included) plus {section}.max_new_tokens {max_new} "
+            f"exceeds the model's context of {context} tokens; shorten the prompt, remove it, or lower "
+            f"{section}.max_new_tokens")
+
+
 class StageSink(Protocol):
     """Where a variant's finished stages go: the store itself (in-process), or a channel to the
     driver process, which alone writes (subprocess and Ray executors)."""
@@ -218,21 +237,9 @@ class VariantRun:
                         compiled=self.compile)
 
     def check_prompts_fit(self, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
-        """Before generating: every prompt (its ``.prompt``, read at ``.where``), as the chat input
-        with ``cfg.system_prompt``, must leave ``cfg.max_new_tokens`` of the model's context, else
-        :class:`PromptTooLongError` names its file and line (the variant fails before any answer)."""
-        from ..models.generate import first_overlong
-
-        system_prompt, max_new = getattr(cfg, "system_prompt", None), cfg.max_new_tokens  # type: ignore[attr-defined]
-        hit = first_overlong(self.model, self.tokenizer, [p.prompt for p in prompts], system_prompt=system_prompt,
-                             max_new_tokens=max_new)
-        if hit is not None:
-            i, n, context = hit
-            where = getattr(prompts[i], "where", "") or f"{section} prompt {i + 1}"
-            raise PromptTooLongError(
-                f"{where}: prompt of {n} tokens (chat template included) plus {section}.max_new_tokens {max_new} "
-                f"exceeds the model's context of {context} tokens; shorten the prompt, remove it, or lower "
-                f"{section}.max_new_tokens")
+        """:func:`check_prompts_fit` on this variant's model: before it generates, so that the
+        variant fails before any answer."""
+        check_prompts_fit(self.model, self.tokenizer, prompts, cfg, section)
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -307,6 +314,12 @@ class Benchmark(Protocol):
     def check(self, cfg: BenchmarkSection) -> None:
         """Optional. Load the data and build the judges ``cfg`` names, raising a clear error, so
         that a run fails in seconds before any model loads (the pipeline's ``preflight``)."""
+        ...
+
+    def prompts(self, cfg: BenchmarkSection) -> list[Any]:
+        """Optional, for a benchmark that generates: the prompts it sends, each with ``.prompt``
+        and ``.where`` (file:line), its section having ``max_new_tokens`` (and ``system_prompt``).
+        The run's checks then refuse one that does not fit a local base model's context."""
         ...
 
     def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:
