@@ -147,6 +147,8 @@ def test_bbq_label_must_be_an_integer_option(tmp_path, label):
 @pytest.mark.parametrize("field, value, message", [
     ("question", "", "question is empty"), ("ans1", None, "ans1 must be text"), ("context", ["a"], "context must be text"),
     ("example_id", None, "example_id must be a number or text"),
+    ("additional_metadata", "x", "additional_metadata must be an object"),
+    ("additional_metadata", {"stereotyped_groups": 1}, "additional_metadata must be an object whose stereotyped_groups"),
 ])
 def test_bbq_fields_are_checked(tmp_path, field, value, message):
     rows = _bbq_rows()
@@ -283,6 +285,10 @@ def test_judge_command_refuses_empty_prompt_and_ragged_row_in_one_line(tmp_path)
     ("t.jsonl", '{"prompt": "a", "response": "b"}\n\n{"prompt": " ", "response": "b"}\n', "t.jsonl:3: column 'prompt' "
                                                                                          "(the prompt) is empty"),
     ("t.jsonl", '{"prompt": "a", "response": null}\n', "t.jsonl:1: column 'response' is missing or null"),
+    ("t.jsonl", '{"messages": [{"role": "user"}, {"role": "assistant", "content": "b"}]}\n',
+     "t.jsonl:1: message 1 of 'messages' needs a 'role' and a 'content'"),
+    ("t.jsonl", '{"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "b"}]}\n',
+     "t.jsonl:1: 'messages' has no user turn with text"),
 ])
 def test_training_data_errors_name_file_and_line(tmp_path, name, body, message):
     f = tmp_path / name

@@ -79,6 +79,11 @@ def read_hub(name: str, split: str) -> list[dict[str, Any]]:
 def _messages_row(messages: Any, where: str) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise ValueError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+    for n, m in enumerate(messages, 1):
+        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: message {n} of 'messages' needs a 'role' and a 'content', both text")
+    if not any(m["role"] == "user" and m["content"].strip() for m in messages):
+        raise ValueError(f"{where}: 'messages' has no user turn with text (an empty prompt)")
     if messages[-1].get("role") != "assistant":
         raise ValueError(f"{where}: the last message must have role 'assistant' (the turn that is learned)")
     return {"messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]}

@@ -138,7 +138,11 @@ def parse_row(
     if unknown is None:
         raise BBQFormatError(f"{where}: no option is labelled 'unknown' in answer_info")
     meta = raw.get("additional_metadata") or {}
-    groups = tuple(str(g) for g in (meta.get("stereotyped_groups") or []))
+    groups = meta.get("stereotyped_groups") or [] if isinstance(meta, Mapping) else None
+    if not isinstance(groups, list):
+        raise BBQFormatError(f"{where}: additional_metadata must be an object whose stereotyped_groups is a list, "
+                             f"got {raw.get('additional_metadata')!r}")
+    groups = tuple(str(g) for g in groups)
     source_id = str(example_id).strip()
     loc = (target_locs or {}).get((cat, source_id))
     if loc is not None and loc in (0, 1, 2) and loc != unknown:
