@@ -391,3 +391,11 @@ def test_prompt_too_long_for_a_local_models_context_fails_the_runs_checks(tmp_pa
     assert r.exit_code == 2, r.output
     assert f"{f}:2: prompt of" in r.output and "exceeds the model's context of 512 tokens" in r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_human_labels_file_with_a_ragged_row_names_its_line(tmp_path):
+    from peft_audit.judges.spot_check import LabelsError, labels_path, read_labels
+
+    labels_path(tmp_path).write_text("variant_id,prompt_id,label\nv,p1,refusal\n\nv,p2,compliance,extra\n")
+    with pytest.raises(LabelsError, match=r"human_labels\.csv:4: 4 fields, but the header names 3"):
+        read_labels(tmp_path)
