@@ -123,6 +123,7 @@ def test_safety_byte_limit_is_the_sections_setting(tmp_path):
     ('a\n""\nc\n', "category_1.csv:2: empty prompt"),  # was dropped silently, and a category could vanish
     ("a\nb, c\n", "category_1.csv:2: 2 fields, but a HEx-PHI file holds one prompt per row"),
     (f'"{BIG}"\n', "category_1.csv:1: a field is longer than 32768 characters"),
+    ("\n\n", "category_1.csv: no prompts"),
 ])
 def test_hexphi_directory_errors_name_file_and_line(tmp_path, body, message):
     (tmp_path / "category_1.csv").write_text(body, encoding="utf-8")

@@ -327,7 +327,7 @@ def load_bbq(
     Hugging Face dataset id). ``categories`` are our keys (e.g. "age", "race_x_ses") or official
     spellings; None means all available. Raises BBQFormatError (file:line; also when no usable
     item is left), FileNotFoundError or PermissionError (gated dataset) with what to do."""
-    cats = [category_key(c) for c in categories] if categories else None
+    cats = list(dict.fromkeys(category_key(c) for c in categories)) if categories else None  # "Age", "age": one
     locs = read_target_locs(metadata_csv) if metadata_csv else None
     bad: list[str] = []
     src = str(source)

@@ -88,7 +88,8 @@ LIMIT_KEY = "safety.max_prompt_bytes"
 def _csv_prompts(path: Path, category: str, max_bytes: int) -> list[SafetyPrompt]:
     """One header-less HEx-PHI file: one prompt per row (blank lines skipped). A row with more
     than one non-empty field (an unquoted comma), an empty prompt (``""``) or one over
-    ``max_bytes`` raises :class:`SafetyDataError` naming file and line."""
+    ``max_bytes`` raises :class:`SafetyDataError` naming file and line, as does a file without
+    a prompt."""
     rows = _read(lambda: read_csv_records(path, what="safety prompt file", header=False, field_limit=max_bytes,
                                           limit_key=LIMIT_KEY))[1]
     out = []
@@ -98,6 +99,8 @@ def _csv_prompts(path: Path, category: str, max_bytes: int) -> list[SafetyPrompt
                                   "prompts that contain commas")
         text = fields[0].strip()
         out.append(SafetyPrompt(f"{category}-{len(out) + 1:03d}", category, _prompt(text, loc, max_bytes), where=loc))
+    if not out:  # the category would vanish from the results unseen
+        raise SafetyDataError(f"{path}: no prompts (an empty file); remove it, or restore its category's prompts")
     return out
 
 
