@@ -354,8 +354,15 @@ def test_gate_fails_an_enabled_benchmark_without_results():
         "source?), so nothing was checked"]
 
 
-def test_default_byte_limit():
-    assert DEFAULT_MAX_PROMPT_BYTES == 32 * 1024 == SafetyConfig().max_prompt_bytes
+def test_byte_limit_is_in_every_section_and_not_in_the_protocol():
+    from peft_audit.benchmarks.registry import BENCHMARKS
+    from peft_audit.config import parse_config
+    from peft_audit.sweep.plan import eval_protocol_hash
+
+    assert DEFAULT_MAX_PROMPT_BYTES == 32 * 1024
+    assert all(b.section().max_prompt_bytes == DEFAULT_MAX_PROMPT_BYTES for b in BENCHMARKS.values())
+    raised = {name: {"max_prompt_bytes": 100_000} for name in ("safety", "fairness")}
+    assert eval_protocol_hash(parse_config(raised)) == eval_protocol_hash(parse_config({}))
 
 
 # -- a prompt longer than the model's context ------------------------------------------------------

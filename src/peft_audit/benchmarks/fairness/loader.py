@@ -128,7 +128,8 @@ def parse_row(
     if too_long:
         raise BBQFormatError(too_long.replace(": prompt of", ": context and question of", 1))
     example_id = raw["example_id"]
-    if isinstance(example_id, bool) or not isinstance(example_id, (str, numbers.Integral)) or not str(example_id).strip():
+    if (isinstance(example_id, bool) or not isinstance(example_id, (str, numbers.Integral))
+            or not str(example_id).strip()):
         raise BBQFormatError(f"{where}: example_id must be a number or text, got {example_id!r}")
     info = raw["answer_info"]
     if not isinstance(info, Mapping) or any(not isinstance(info.get(f"ans{i}"), Sequence) for i in range(3)):
