@@ -29,8 +29,9 @@ Checks per fine-tuned variant, against its base model (deltas from
 With ``significant_only`` a threshold breach counts only when the drop is also significant
 (adjusted p < alpha; Holm by default: a category row across the variant's categories, an
 overall row across the variants checked). A variant that is missing from the
-store, not finished, whose base is missing/unfinished, or that lacks results its base has, is
-always a violation: the gate never passes what it could not check.
+store, not finished, whose base is missing/unfinished, that lacks results its base has, or that
+(or whose base) has no results of a benchmark the run's config enables, is always a violation:
+the gate never passes what it could not check.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def evaluate_gate(
     *, has_results: dict[tuple[str, str], bool] | None = None,
     failures: dict[str, dict[str, JudgeFailures]] | None = None,
     measured: Mapping[tuple[str, str], tuple[set[str], str]] | None = None,
+    enabled: frozenset[str] | None = None,
 ) -> GateResult:
     """Pure gate logic on the variants frame and paired comparisons (PAIRED_COLUMNS).
 
@@ -154,7 +156,9 @@ def evaluate_gate(
     checked against ``max_unscored_share`` for the variant and its base (None: not checked).
     ``measured[(benchmark, metric)]`` = (variant ids that have the metric, why one may not)
     (:meth:`~peft_audit.benchmarks.base.Benchmark.measured`); a rule over a metric listed there
-    that a variant or its base lacks says it was not measured.
+    that a variant or its base lacks says it was not measured. ``enabled``: the benchmarks the
+    run's config enables (:func:`~.analysis.data.enabled_benchmarks`); one of them without results
+    for a variant or its base is a violation (it evaluated nothing), never "not evaluated".
     """
     res = GateResult()
     by_id = {r["id"]: r for r in variants.to_dict("records")}
@@ -166,7 +170,8 @@ def evaluate_gate(
         has_results = {(v, b): True for v, b in zip(paired["variant_id"], paired["benchmark"]) if b in BENCHMARKS}
     # A benchmark no variant of the run was evaluated on is said once, not once per variant.
     in_run = {b for (_, b), has in has_results.items() if has}
-    absent = [b for b in BENCHMARKS if b not in in_run]
+    enabled = enabled or frozenset()
+    absent = [b for b in BENCHMARKS if b not in in_run and b not in enabled]
     if absent:
         res.notes.append(f"not evaluated in this run, so not checked: {', '.join(absent)}")
     for vid in ids:
@@ -192,7 +197,12 @@ def evaluate_gate(
         p = paired[paired["variant_id"] == vid]
         for bench in BENCHMARKS:
             mine, theirs = has_results.get((vid, bench), False), has_results.get((v["base_id"], bench), False)
-            if theirs and not mine:
+            if bench in enabled and not (mine and theirs):
+                whose = "this variant" + (" or its base" if not theirs else "") if not mine else "its base model"
+                res.checks.append(Check(vid, label, bench, "-", False, f"{bench} is enabled in this run but has no "
+                                        f"results for {whose}: it evaluated nothing (an empty source?), so nothing "
+                                        "was checked"))
+            elif theirs and not mine:
                 res.checks.append(Check(vid, label, bench, "-", False, f"no {bench} results (its base has them)"))
             elif not theirs and not mine and bench in in_run:
                 res.notes.append(f"{label}: {bench} not evaluated for this variant or its base; not checked")
@@ -279,7 +289,8 @@ def check_gate(
     keep_frames = f.restricted_to(keep)
     paired = paired_by_benchmark(keep_frames, pairs, correction=correction, n_boot=n_boot, seed=seed)
     has, fails, measured = _evidence(f, keep)
-    return evaluate_gate(v, paired, thresholds, variant_ids, has_results=has, failures=fails, measured=measured)
+    return evaluate_gate(v, paired, thresholds, variant_ids, has_results=has, failures=fails, measured=measured,
+                         enabled=f.enabled)
 
 
 def gate_of_analysis(a, thresholds: GateThresholds = GateThresholds()) -> GateResult:
@@ -287,7 +298,8 @@ def gate_of_analysis(a, thresholds: GateThresholds = GateThresholds()) -> GateRe
     paired table, so the report's overview and ``peft-audit gate`` judge the same numbers; the
     adjusted p-values differ from ``check_gate``'s only under ``significant_only``)."""
     has, fails, measured = _evidence(a.frames, set(a.variants["id"]))
-    return evaluate_gate(a.variants, a.paired, thresholds, has_results=has, failures=fails, measured=measured)
+    return evaluate_gate(a.variants, a.paired, thresholds, has_results=has, failures=fails, measured=measured,
+                         enabled=a.frames.enabled)
 
 
 def _evidence(f, ids) -> tuple[dict[tuple[str, str], bool], dict[str, dict[str, JudgeFailures]],

@@ -20,7 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .benchmarks.base import ProgressFactory, StageSink, VariantRun
+from .benchmarks.base import ProgressFactory, StageSink, VariantRun, check_prompts_fit
 from .config import SweepConfig, benchmark_sections
 from .store import Store, adapter_dir_for, results_path
 from .sweep.logs import LOGS_DIR, forget_notices, route_notices, show_once
@@ -241,9 +241,10 @@ def preflight(cfg: SweepConfig) -> None:
     """Every check ``peft-audit plan`` makes (variant expansion, method arguments; the data its
     cost estimate reads is loaded here in full), each base model's name (a file that exists, an
     alias, a Hub id's form; nothing downloaded), whether the device computes in an
-    ``eval_dtype`` other than auto, the training data of the variants that train, and each
-    enabled benchmark's ``check`` (its data loads, its judges build). Raises the first problem;
-    reads nothing from the run directory."""
+    ``eval_dtype`` other than auto, the training data of the variants that train, each
+    enabled benchmark's ``check`` (its data loads, its judges build), and that its prompts fit a
+    local base model's context (:func:`_check_prompts_fit`). Raises the first problem; reads
+    nothing from the run directory."""
     from .models.resolve import check_model_name
 
     plan = expand(cfg)
@@ -281,6 +282,31 @@ def preflight(cfg: SweepConfig) -> None:
         check = getattr(benchmark, "check", None)
         if check is not None:
             check(section)
+    _check_prompts_fit(cfg, plan)
+
+
+def _check_prompts_fit(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
+    """Each generating benchmark's prompts fit each local base model's context with that
+    benchmark's ``max_new_tokens`` (its tokenizer and config are read, no weights). Models not in
+    a local directory are checked per variant, once loaded, before they answer."""
+    from types import SimpleNamespace
+
+    from .models.resolve import check_model_name
+
+    generating = [(b, s) for b, s in benchmark_sections(cfg) if hasattr(b, "prompts")]
+    local = sorted({pv.spec.base_model for pv in plan if check_model_name(pv.spec.base_model) == "dir"})
+    if not generating or not local:
+        return
+    from transformers import AutoConfig
+
+    from .models.load import load_tokenizer
+
+    for name in local:
+        path = Path(name).expanduser()
+        model = SimpleNamespace(config=AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
+        tokenizer = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
+        for benchmark, section in generating:
+            check_prompts_fit(model, tokenizer, benchmark.prompts(section), section, benchmark.name)
 
 
 def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: Path | None, executor) -> RunResult:

@@ -10,7 +10,12 @@ import io
 from pathlib import Path
 
 
-class TextEncodingError(ValueError):
+class InputFileError(ValueError):
+    """A user's input file that cannot be read as what it should be; the message names the file
+    and line (the readers of :mod:`peft_audit.textio`, :mod:`peft_audit.jsonl`, :mod:`peft_audit.csvio`)."""
+
+
+class TextEncodingError(InputFileError):
     """A file that is not UTF-8 text; the message names file, line and byte."""
 
 
@@ -26,6 +31,21 @@ def read_text(path: str | Path, what: str = "file") -> str:
             f"{path}:{line}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); it is "
             f"probably Latin-1 or Windows-1252: save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > fixed`"
         ) from None
+
+
+#: The default of every benchmark section's ``max_prompt_bytes``: far above any benchmark's prompts
+#: (HarmBench's longest contextual behaviour is a few KiB), far below what stalls generation.
+DEFAULT_MAX_PROMPT_BYTES = 32 * 1024
+
+
+def prompt_size_error(text: str, where: str, limit: int, key: str) -> str | None:
+    """The message for a prompt of more than ``limit`` bytes (UTF-8) at ``where`` (file:line),
+    naming the setting ``key`` that raises the limit; None when it fits."""
+    size = len(text.encode("utf-8"))
+    if size <= limit:
+        return None
+    return (f"{where}: prompt of {size} bytes, over the limit of {limit} ({key}); shorten it, or raise {key} "
+            "if the model's context holds it")
 
 
 def open_text(path: str | Path, what: str = "file") -> io.StringIO:

@@ -65,6 +65,8 @@ class RunFrames:
     fairness: pd.DataFrame
     metrics: pd.DataFrame
     samples: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SAMPLE_FRAME_COLUMNS))
+    #: the benchmarks the run's config enables (:func:`enabled_benchmarks`); None: not known
+    enabled: frozenset[str] | None = None
 
     def items(self, benchmark: str) -> pd.DataFrame:
         """One row per (variant, item) of plug-in ``benchmark``: variant_id, sample_id, category
@@ -84,7 +86,7 @@ class RunFrames:
             return df[df[col].isin(ids)] if col in df else df
 
         return RunFrames(keep(self.variants, "id"), keep(self.safety), keep(self.verdicts), keep(self.over_refusal),
-                         keep(self.fairness), keep(self.metrics), keep(self.samples))
+                         keep(self.fairness), keep(self.metrics), keep(self.samples), self.enabled)
 
 
 def open_store(run_dir: str | Path) -> Store:
@@ -172,7 +174,19 @@ def load_frames(store: Store) -> RunFrames:
     plugins = pd.read_sql_query(
         "SELECT variant_id, benchmark, sample_id, category, payload FROM samples "
         "WHERE benchmark NOT IN ('safety', 'fairness')", conn)
-    return RunFrames(variants, safety, verdicts, over, fairness, metrics, plugins)
+    return RunFrames(variants, safety, verdicts, over, fairness, metrics, plugins, enabled_benchmarks(store))
+
+
+def enabled_benchmarks(store: Store) -> frozenset[str] | None:
+    """The registered benchmarks whose section the run's stored config enables (a section the
+    config lacks counts with its default); None for a store without a config (written by hand)."""
+    from ..benchmarks.registry import BENCHMARKS
+
+    config = store.get_meta("config")
+    if not isinstance(config, dict):
+        return None
+    return frozenset(name for name, b in BENCHMARKS.items()
+                     if (config.get(name) or {}).get("enabled", b.section.model_fields["enabled"].default))
 
 
 def comparison_pairs(variants: pd.DataFrame) -> pd.DataFrame:

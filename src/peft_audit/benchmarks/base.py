@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ..textio import DEFAULT_MAX_PROMPT_BYTES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,12 +95,38 @@ class BenchmarkSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: see peft_audit.identity. ``enabled`` is in the protocol as the presence of the section.
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "max_prompt_bytes"})
     IDENTITY_V1: ClassVar[frozenset[str]] = frozenset()
     #: The fields a version-1 run directory's protocol hash covered (full dump), to recognise it.
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = None
 
     enabled: bool = Field(True, description="Evaluate this benchmark")
+    max_prompt_bytes: int = Field(
+        DEFAULT_MAX_PROMPT_BYTES, ge=1, description="Refuse, in the run's checks, a prompt (or any field of a "
+        "CSV source) longer than this many bytes, naming its file and line")
+
+
+class PromptTooLongError(ValueError):
+    """A prompt that does not fit the model's context with the answer's tokens; names file and line."""
+
+
+def check_prompts_fit(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
+    """Every prompt (its ``.prompt``, read at ``.where``), as the chat input with
+    ``cfg.system_prompt``, must leave ``cfg.max_new_tokens`` of the model's context
+    (:func:`peft_audit.models.generate.context_length`; ``model`` needs only its ``config``), else
+    :class:`PromptTooLongError` names its file and line. Nothing is checked when the context is unknown."""
+    from ..models.generate import first_overlong
+
+    system_prompt, max_new = getattr(cfg, "system_prompt", None), cfg.max_new_tokens  # type: ignore[attr-defined]
+    hit = first_overlong(model, tokenizer, [p.prompt for p in prompts], system_prompt=system_prompt,
+                         max_new_tokens=max_new)
+    if hit is not None:
+        i, n, context = hit
+        where = getattr(prompts[i], "where", "") or f"{section} prompt {i + 1}"
+        raise PromptTooLongError(
+            f"{where}: prompt of {n} tokens (chat template included) plus {section}.max_new_tokens {max_new} "
+            f"exceeds the model's context of {context} tokens; shorten the prompt, remove it, or lower "
+            f"{section}.max_new_tokens")
 
 
 class StageSink(Protocol):
@@ -208,6 +236,11 @@ class VariantRun:
                         max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                         compiled=self.compile)
 
+    def check_prompts_fit(self, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
+        """:func:`check_prompts_fit` on this variant's model: before it generates, so that the
+        variant fails before any answer."""
+        check_prompts_fit(self.model, self.tokenizer, prompts, cfg, section)
+
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
         """Add the block's wall seconds to ``timings[name]``; for a member of a group, corrected
@@ -281,6 +314,12 @@ class Benchmark(Protocol):
     def check(self, cfg: BenchmarkSection) -> None:
         """Optional. Load the data and build the judges ``cfg`` names, raising a clear error, so
         that a run fails in seconds before any model loads (the pipeline's ``preflight``)."""
+        ...
+
+    def prompts(self, cfg: BenchmarkSection) -> list[Any]:
+        """Optional, for a benchmark that generates: the prompts it sends, each with ``.prompt``
+        and ``.where`` (file:line), its section having ``max_new_tokens`` (and ``system_prompt``).
+        The run's checks then refuse one that does not fit a local base model's context."""
         ...
 
     def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..textio import TextEncodingError, open_text
+from ..csvio import read_csv_records
+from ..jsonl import read_json_list, read_records
+from ..textio import InputFileError
 from .base import Judge
 from .validation import verdict_agreement
 
@@ -29,26 +31,48 @@ class JudgeFileError(ValueError):
 
 
 def read_table(path: Path):
-    """The file as a DataFrame of strings (.csv with header, .jsonl, or .json list)."""
+    """The file as a DataFrame of strings (.csv with header, .jsonl, or .json list of objects);
+    a missing value is ``""``. See :func:`read_rows` for what is refused."""
+    return _frame(*read_rows(path))
+
+
+def _frame(columns: list[str], rows: list[tuple[str, dict[str, str]]]):
     import pandas as pd
 
+    return pd.DataFrame([row for _, row in rows], columns=columns, dtype=object)
+
+
+def read_rows(path: Path) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
+    """``(columns, [(location, row)])`` of a .csv (with header), .jsonl or .json (a list of
+    objects) file; location ``file:line`` (``file item N`` in a .json list), values as text.
+    Raises :class:`JudgeFileError` naming the line of a CSV row with more or fewer fields than
+    its header, a JSONL line that is not an object, or for a file with no rows."""
     if not path.is_file():
         raise JudgeFileError(f"{path}: file not found")
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".jsonl", ".json"):
-        try:
-            text = open_text(path, "file of responses")  # names the line of a non-UTF-8 byte
-        except TextEncodingError as e:
-            raise JudgeFileError(str(e)) from None
     try:
         if suffix == ".csv":
-            return pd.read_csv(text, dtype=str, keep_default_na=False)
-        if suffix in (".jsonl", ".json"):
-            df = pd.read_json(text, lines=suffix == ".jsonl", dtype=False)
-            return df.astype(object).where(df.notna(), "").astype(str)
-    except ValueError as e:
-        raise JudgeFileError(f"{path}: cannot read as {suffix[1:].upper()}: {e}") from None
-    raise JudgeFileError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .json")
+            columns, records = read_csv_records(path, what="file of responses")
+        elif suffix in (".jsonl", ".json"):
+            read = read_records if suffix == ".jsonl" else read_json_list
+            records = read(path, what="file of responses")
+            columns = list(dict.fromkeys(k for _, row in records for k in row))  # first seen first
+        else:
+            raise JudgeFileError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .json")
+    except InputFileError as e:
+        raise JudgeFileError(str(e)) from None
+    if not records:
+        raise JudgeFileError(f"{path}: no rows to judge")
+    return columns, [(loc, {c: _text(row.get(c)) for c in columns}) for loc, row in records]
+
+
+def _text(value) -> str:
+    """A cell as text: missing or null is ``""``, a nested value its JSON."""
+    import json
+
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def resolve_columns(available: Sequence[str], columns: Mapping[str, str], path: Path) -> dict[str, str]:
@@ -90,10 +114,15 @@ def judge_file(
 ):
     """(judged DataFrame, {judge name: :func:`.validation.verdict_agreement` or None}) for one input
     file; each judge is measured on the verdict kind the labels are of."""
-    df = read_table(path)
-    cols = resolve_columns(list(df.columns), columns or {}, path)
-    if labels_column is not None and labels_column not in df.columns:
-        raise JudgeFileError(f"{path}: no labels column {labels_column!r} (columns: {', '.join(df.columns)})")
+    names, rows = read_rows(path)
+    cols = resolve_columns(names, columns or {}, path)
+    if labels_column is not None and labels_column not in names:
+        raise JudgeFileError(f"{path}: no labels column {labels_column!r} (columns: {', '.join(names)})")
+    for loc, row in rows:
+        if not row[cols["prompt"]].strip():
+            raise JudgeFileError(f"{loc}: column {cols['prompt']!r} (the prompt) is empty; a judge needs the prompt "
+                                 "the response answers")
+    df = _frame(names, rows)
     pairs = list(zip(df[cols["prompt"]].tolist(), df[cols["response"]].tolist()))
     agreement: dict[str, dict | None] = {}
     out = df.copy()

@@ -13,14 +13,13 @@ labelled: that is what the judge-error correction in the report assumes
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..csvio import csv_dict_writer, csv_writer
-from ..textio import open_text
+from ..csvio import csv_dict_writer, csv_writer, read_csv_records
+from ..textio import InputFileError
 
 LABELS_FILE = "human_labels.csv"
 LABEL_COLUMNS = ("variant_id", "prompt_id", "label")
@@ -47,20 +46,19 @@ def read_labels(run_dir: Path) -> dict[tuple[str, str], str]:
 
 def _read_label_rows(path: Path, needed: Sequence[str]) -> Iterable[tuple[tuple[str, str], str]]:
     try:
-        with open_text(path, "labels file") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in needed if c not in (reader.fieldnames or [])]
-            if missing:
-                raise LabelsError(f"{path}: missing column(s) {', '.join(missing)}; needs {', '.join(needed)}")
-            for line, row in enumerate(reader, 2):
-                label = (row.get("label") or "").strip().lower()
-                if not label:
-                    continue
-                if label not in HUMAN_LABELS:
-                    raise LabelsError(f"{path}:{line}: label {label!r} is not one of {', '.join(HUMAN_LABELS)}")
-                yield (row["variant_id"], row["prompt_id"]), label
-    except UnicodeDecodeError as e:
-        raise LabelsError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+        header, records = read_csv_records(path, what="labels file")
+    except InputFileError as e:  # not UTF-8, a row with more or fewer fields than the header: file:line
+        raise LabelsError(str(e)) from None
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise LabelsError(f"{path}: missing column(s) {', '.join(missing)}; needs {', '.join(needed)}")
+    for at, row in records:
+        label = (row.get("label") or "").strip().lower()
+        if not label:
+            continue
+        if label not in HUMAN_LABELS:
+            raise LabelsError(f"{at}: label {label!r} is not one of {', '.join(HUMAN_LABELS)}")
+        yield (row["variant_id"], row["prompt_id"]), label
 
 
 def append_labels(run_dir: Path, labels: Iterable[tuple[str, str, str]]) -> int:

@@ -123,6 +123,38 @@ def chat_input_ids(tokenizer, prompt: str, system_prompt: str | None = None) -> 
     return list(enc["input_ids"])
 
 
+#: Model config keys that hold the context length, by family (llama/qwen/mistral/gemma, GPT-2, ...).
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def context_length(model, tokenizer) -> int | None:
+    """The number of tokens ``model`` attends to: its config's context length, else the
+    tokenizer's ``model_max_length`` when that is a real limit (transformers writes a huge
+    placeholder when it is unknown); None when neither says."""
+    config = getattr(model, "config", None)
+    for key in _CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 10**7 else None
+
+
+def first_overlong(model, tokenizer, prompts: list[str], *, system_prompt: str | None,
+                   max_new_tokens: int) -> tuple[int, int, int] | None:
+    """``(index, prompt tokens, context)`` of the first prompt whose chat input
+    (:func:`chat_input_ids`) plus ``max_new_tokens`` exceeds :func:`context_length`; None when
+    all fit or the context is unknown."""
+    context = context_length(model, tokenizer)
+    if context is None:
+        return None
+    for i, prompt in enumerate(prompts):
+        n = len(chat_input_ids(tokenizer, prompt, system_prompt))
+        if n + max_new_tokens > context:
+            return i, n, context
+    return None
+
+
 def _stop_ids(model, tokenizer) -> list[int]:
     ids: list[int] = []
     for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):

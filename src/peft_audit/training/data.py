@@ -15,16 +15,14 @@ shuffled with the variant seed.
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
-from ..jsonl import read_jsonl  # noqa: F401  (re-exported: tests and loaders read data files)
-from ..textio import open_text, read_text
+from ..csvio import read_csv_records
+from ..jsonl import read_json_list, read_jsonl, read_records  # read_jsonl re-exported: tests read data files
 from .provenance import content_hash, file_sha256
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -50,19 +48,18 @@ class TrainingData:
     n_safety: int  # refusal demonstrations mixed in
 
 
-def read_local(path: Path) -> list[dict[str, Any]]:
-    """Rows of a .jsonl, .json (list of objects) or .csv file."""
+def read_local(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(location, row)`` of each row of a .jsonl, .json (list of objects) or .csv file; location
+    ``file:line`` (``file item N`` in a .json list). A JSONL line that is not an object, a CSV row
+    with more or fewer fields than its header and bad JSON raise ValueError naming the line.
+    CSV fields have no length limit: training truncates to ``max_seq_len`` tokens."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return read_jsonl(path)
+        return read_records(path, what="training data file")
     if suffix == ".json":
-        data = json.loads(read_text(path, "training data file"))
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise ValueError(f"{path}: a .json data file must hold a list of objects")
-        return data
+        return read_json_list(path, what="training data file")
     if suffix == ".csv":
-        with open_text(path, "training data file") as f:
-            return list(csv.DictReader(f))
+        return read_csv_records(path, what="training data file")[1]
     raise ValueError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json or .csv")
 
 
@@ -82,15 +79,21 @@ def read_hub(name: str, split: str) -> list[dict[str, Any]]:
 def _messages_row(messages: Any, where: str) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise ValueError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+    for n, m in enumerate(messages, 1):
+        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: message {n} of 'messages' needs a 'role' and a 'content', both text")
+    if not any(m["role"] == "user" and m["content"].strip() for m in messages):
+        raise ValueError(f"{where}: 'messages' has no user turn with text (an empty prompt)")
     if messages[-1].get("role") != "assistant":
         raise ValueError(f"{where}: the last message must have role 'assistant' (the turn that is learned)")
     return {"messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]}
 
 
 def normalise_rows(
-    raw: list[dict[str, Any]], algo: str, columns: dict[str, str], source: str
+    raw: list[dict[str, Any]], algo: str, columns: dict[str, str], source: str, where: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Map source rows onto the canonical shape of ``algo``; ValueError naming existing columns."""
+    """Map source rows onto the canonical shape of ``algo``; ValueError naming existing columns,
+    or naming the row (``where[i]``, else ``source row i``) whose column is missing or empty."""
     if algo not in CANONICAL:
         raise ValueError(f"unknown training algorithm {algo!r}; valid: {', '.join(CANONICAL)}")
     unknown = set(columns) - set(CANONICAL[algo]) - {"messages"}
@@ -103,8 +106,9 @@ def normalise_rows(
         raise ValueError(f"{source}: the dataset has no rows")
     present = list(raw[0].keys())
     messages_col = columns.get("messages", "messages")
+    at = where or [f"{source} row {i}" for i in range(len(raw))]
     if algo == "sft" and messages_col in present and "prompt" not in columns and "response" not in columns:
-        return [_messages_row(r.get(messages_col), f"{source} row {i}") for i, r in enumerate(raw)]
+        return [_messages_row(r.get(messages_col), at[i]) for i, r in enumerate(raw)]
     wanted = {key: columns.get(key, key) for key in CANONICAL[algo]}
     missing = [f"{key!r}" + (f" (mapped to {col!r})" if col != key else "") for key, col in wanted.items() if col not in present]
     if missing:
@@ -122,7 +126,9 @@ def normalise_rows(
                 # Conversational preference data (e.g. chosen = [user, assistant]): keep the last turn.
                 value = value[-1].get("content", "")
             if value is None or (isinstance(value, float) and value != value):
-                raise ValueError(f"{source} row {i}: column {col!r} is empty")
+                raise ValueError(f"{at[i]}: column {col!r} is missing or null; fill it or remove the row")
+            if key == "prompt" and not str(value).strip():  # an empty answer may be what is taught, not a prompt
+                raise ValueError(f"{at[i]}: column {col!r} (the prompt) is empty; fill it or remove the row")
             row[key] = str(value)
         rows.append(row)
     return rows
@@ -163,7 +169,7 @@ def mix_safety(rows: list[dict[str, Any]], algo: str, fraction: float, seed: int
 def load_training_data(training: TrainingConfig, algo: str, *, seed: int = 0) -> TrainingData:
     """Load, cap, mix and shuffle the training rows named by ``training.data`` for ``algo``."""
     data = training.data
-    source_hash = None
+    source_hash, where = None, None
     if data == "builtin":
         path = BUILTIN_FILES.get(algo)
         if path is None:
@@ -181,14 +187,16 @@ def load_training_data(training: TrainingConfig, algo: str, *, seed: int = 0) ->
     else:
         p = Path(data).expanduser()
         if p.is_file():
-            raw, source, kind, source_hash = read_local(p), str(p), "file", file_sha256(p)
+            located = read_local(p)
+            raw, where = [row for _, row in located], [loc for loc, _ in located]
+            source, kind, source_hash = str(p), "file", file_sha256(p)
         elif p.is_dir():  # a saved/downloaded dataset directory: same loader as a hub id
             raw, source, kind = read_hub(str(p), training.data_split), str(p), "hub"
         elif p.suffix.lower() in {".jsonl", ".json", ".csv"} or data.startswith((".", "/", "~")):
             raise ValueError(f"training data file not found: {p}")
         else:
             raw, source, kind = read_hub(data, training.data_split), data, "hub"
-    rows = normalise_rows(raw, algo, dict(training.columns), source)
+    rows = normalise_rows(raw, algo, dict(training.columns), source, where)
     if training.max_examples is not None:
         rows = rows[: training.max_examples]
     rows, n_safety = mix_safety(rows, algo, training.safety_mix, seed)

@@ -80,14 +80,14 @@ def test_limit_per_category_is_a_seeded_sample_in_file_order():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("Behavior,SemanticCategory,BehaviorID\nx,illegal,a\n", "line 1: missing column(s) FunctionalCategory, ContextString"),
-    (HEADER + "x,standard,illegal,,,a\ny,standrad,illegal,,,b\n", "line 3, column FunctionalCategory: 'standrad'"),
-    (HEADER + "x,standard,weapons,,,a\n", "line 2, column SemanticCategory: 'weapons' is not one of chemical_biological"),
-    (HEADER + '"multi\nline",standard,illegal,,,a\n" ",standard,illegal,,,b\n', "line 4, column Behavior: empty"),
-    (HEADER + "x,contextual,illegal,context,,a\n", "line 2, column ContextString: empty, but behaviour 'a' is contextual"),
-    (HEADER + "x,standard,illegal,,,a\ny,standard,illegal,,,a\n", "line 3, column BehaviorID: 'a' is already used on line 2"),
-    (HEADER + "x,standard,illegal,,\n", "line 2: expected 6 fields"),
-    (HEADER + "x,standard,illegal,,,a,extra\n", "line 2: expected 6 fields"),
+    ("Behavior,SemanticCategory,BehaviorID\nx,illegal,a\n", ":1: missing column(s) FunctionalCategory, ContextString"),
+    (HEADER + "x,standard,illegal,,,a\ny,standrad,illegal,,,b\n", ":3, column FunctionalCategory: 'standrad'"),
+    (HEADER + "x,standard,weapons,,,a\n", ":2, column SemanticCategory: 'weapons' is not one of chemical_biological"),
+    (HEADER + '"multi\nline",standard,illegal,,,a\n" ",standard,illegal,,,b\n', ":4, column Behavior: empty"),
+    (HEADER + "x,contextual,illegal,context,,a\n", ":2, column ContextString: empty, but behaviour 'a' is contextual"),
+    (HEADER + "x,standard,illegal,,,a\ny,standard,illegal,,,a\n", ":3, column BehaviorID: 'a' is already used at "),
+    (HEADER + "x,standard,illegal,,\n", ":2: 5 fields, but the header names 6"),
+    (HEADER + "x,standard,illegal,,,a,extra\n", ":2: 7 fields, but the header names 6"),
     ("", "empty file"),
     (HEADER.strip() + ",ImageFileName\nx,standard,illegal,,,a,x.png\n", "multimodal HarmBench file"),
 ])
@@ -167,7 +167,7 @@ def test_hub_repo_not_found_and_offline(monkeypatch, tmp_path):
 def test_line_numbers_count_blank_lines_and_multiline_fields(tmp_path):
     f = tmp_path / "b.csv"
     f.write_bytes((HEADER + '"a\r\nb",standard,illegal,,,a\r\n\r\n\r\nx,standard,weapons,,,b\r\n').encode())
-    with pytest.raises(HarmBenchDataError, match="line 6, column SemanticCategory"):
+    with pytest.raises(HarmBenchDataError, match=r"b\.csv:6, column SemanticCategory"):
         load_behaviors(HarmBenchConfig(source=str(f)))
     f.write_bytes((HEADER + '"a\u2028b",standard,illegal,,,a\n').encode())
     assert load_behaviors(HarmBenchConfig(source=str(f)))[0].behavior == "a\u2028b"

@@ -52,10 +52,10 @@ def test_limit_per_category_is_seeded_and_keeps_ids_and_order():
 
 
 @pytest.mark.parametrize("text, match", [
-    ("category,prompt\nViolence,x\n", r"line 1: no column 'forbidden_prompt' \(header: category, prompt\)"),
+    ("category,prompt\nViolence,x\n", r"bad.csv:1: no column 'forbidden_prompt' \(header: category, prompt\)"),
     ("category,source,forbidden_prompt\nViolence,c,x\nWeapons,c,y\n",
-     r"line 3, column 'category': 'Weapons' is not a StrongREJECT category; valid: Disinformation and deception;"),
-    ("category,source,forbidden_prompt\nViolence,c,  \n", r"line 2, column 'forbidden_prompt': empty prompt"),
+     r"bad.csv:3, column 'category': 'Weapons' is not a StrongREJECT category; valid: Disinformation and deception;"),
+    ("category,source,forbidden_prompt\nViolence,c,  \n", r"bad.csv:2, column 'forbidden_prompt': empty prompt"),
     ("category,source,forbidden_prompt\n", "no prompts"),
 ])
 def test_bad_csv_names_file_line_and_column(tmp_path, text, match):

@@ -76,7 +76,7 @@ def test_limit_per_type_is_seeded_and_keeps_order():
     ("id,prompt,type,label\n1,x,contrast_privacy,safe\n", r"type 'contrast_privacy' is labelled 'safe'"),
     ("id,prompt,type,label\n1,x,homonyms,maybe\n", r"p\.csv:2: column 'label' is 'maybe'; expected 'safe' or 'unsafe'"),
     ("id,prompt,type,label\n1,x,homonyms,safe\n1,y,homonyms,safe\n", r"p\.csv:3: id '1' already used at .*p\.csv:2"),
-    ("id,prompt,type,label\n1,a, b,homonyms,safe\n", r"p\.csv:2: 5 fields, but the header names 4: quote fields"),
+    ("id,prompt,type,label\n1,a, b,homonyms,safe\n", r"p\.csv:2: 5 fields, but the header names 4; quote fields"),
     ("id,prompt,type,label\n1,x,overall,safe\n", r"type 'overall' is reserved"),
 ])
 def test_bad_rows_name_file_line_and_column(tmp_path, text, message):

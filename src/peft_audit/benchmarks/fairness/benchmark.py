@@ -24,6 +24,16 @@ EXPORT_COLUMNS = (
 )
 
 
+def _load(cfg: FairnessConfig):
+    """The BBQ items ``cfg`` names (:func:`.loader.load_bbq`), the same for the run's checks,
+    the plan's workload and each variant."""
+    from . import load_bbq
+
+    return load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
+                    skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv,
+                    max_prompt_bytes=cfg.max_prompt_bytes)
+
+
 class BBQBenchmark:
     name = "fairness"
     section = FairnessConfig
@@ -42,10 +52,8 @@ class BBQBenchmark:
         """Preflight: the BBQ items load (files, Hub dataset, metadata CSV); skipped rows and
         items whose biased answer cannot be resolved are said once, before any model work."""
         from ...sweep.logs import notice
-        from . import load_bbq
 
-        loaded = load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
-                          skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv)
+        loaded = _load(cfg)
         if loaded.bad_lines:
             notice(f"BBQ: {len(loaded.bad_lines)} bad row(s) skipped (skip_bad_items), first: {loaded.bad_lines[0]}")
         if loaded.n_unresolved:
@@ -55,25 +63,22 @@ class BBQBenchmark:
     def workload(self, cfg: FairnessConfig) -> Workload:
         """The BBQ items (after ``per_cell`` and ``categories``): scored by log-likelihood, or in
         ``generate`` mode answered with a letter (a few new tokens each); unknown for a Hub dataset."""
-        from . import load_bbq
         from .score import GENERATE_MAX_NEW_TOKENS
 
         generate = cfg.mode == "generate"
         if not is_local_or_builtin(cfg.source):
             return Workload(None if generate else 0, GENERATE_MAX_NEW_TOKENS if generate else 0,
                             0 if generate else None, f"{cfg.source}: not downloaded")
-        n = len(load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
-                         skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv).items)
+        n = len(_load(cfg).items)
         if generate:
             return Workload(n, GENERATE_MAX_NEW_TOKENS, 0, f"{n} items (answered with a letter)")
         return Workload(0, 0, n, f"{n} items (log-likelihood of 3 answers each)")
 
     def evaluate(self, cfg: FairnessConfig, run: VariantRun) -> list[dict]:
-        from . import fairness_metrics, load_bbq, score_bbq
+        from . import fairness_metrics, score_bbq
 
         if run.needs("scored"):
-            loaded = load_bbq(cfg.source, per_cell=cfg.per_cell, categories=cfg.categories, seed=0,
-                              skip_bad_items=cfg.skip_bad_items, metadata_csv=cfg.metadata_csv)
+            loaded = _load(cfg)
             items = loaded.items
             # Items whose biased answer cannot be resolved are left out of bias scores; say how many.
             data_rows = [

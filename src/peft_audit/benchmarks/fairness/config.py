@@ -12,7 +12,7 @@ from ..base import BATCH_SIZE_HELP, BatchSizeSetting, BenchmarkSection
 class FairnessConfig(BenchmarkSection):
     """Fairness benchmark: BBQ (Parrish et al., 2022)."""
 
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = BenchmarkSection.NOT_RESULTS | {"batch_size"}
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = frozenset({
         "enabled", "source", "per_cell", "categories", "mode", "prompt_format", "length_normalise", "batch_size",
         "bootstrap", "skip_bad_items", "metadata_csv"})

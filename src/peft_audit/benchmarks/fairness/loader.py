@@ -6,15 +6,18 @@ one JSONL file, or a Hugging Face dataset id.
     load_bbq("path/to/BBQ/data", per_cell=50, metadata_csv="path/to/additional_metadata.csv")
     load_bbq("oskarvanderwal/bbq", categories=["age"])   # config per category, or "All"
 
-Every row is validated: a malformed line raises :class:`BBQFormatError` naming the file and
-line number, unless ``skip_bad_items=True`` (then the line is skipped and listed in
-``BBQLoadResult.bad_lines``). ``per_cell`` samples that many items (seeded, without
+Every row is validated: a malformed line (not a JSON object, a missing or mistyped field, a
+label that is not the integer 0, 1 or 2, an empty question or answer, a context and question
+over ``max_prompt_bytes``) raises :class:`BBQFormatError` naming the file and line number,
+unless ``skip_bad_items=True`` (then the line is skipped and listed in
+``BBQLoadResult.bad_lines``). An item seen twice (same category and ``example_id``: a file given
+twice) and a source without a usable item are errors either way. ``per_cell`` samples that many items (seeded, without
 replacement) from every (category, context_condition, question_polarity) cell.
 """
 
 from __future__ import annotations
 
-import csv
+import numbers
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...csvio import read_csv_records
 from ...jsonl import JSONLineError, parse_lines
-from ...textio import open_text
+from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, open_text, prompt_size_error
 from ..categories import BBQ_ALL_CATEGORIES, BBQ_FILE_STEMS
 from .targets import bias_target_index, find_unknown_index, stereotyped_from_target, template_profile
 
@@ -56,6 +60,8 @@ class BBQItem:
     unknown_index: int
     answer_info: Mapping[str, Any] = field(hash=False, compare=False)
     stereotyped_groups: tuple[str, ...] = ()
+    #: where it was read (``file:line``, or the dataset row), for errors about it
+    where: str = field(default="", hash=False, compare=False)
 
 
 @dataclass
@@ -76,8 +82,13 @@ def category_key(name: str) -> str:
     raise ValueError(f"unknown BBQ category {name!r}; valid: {', '.join(BBQ_ALL_CATEGORIES)}")
 
 
+#: The setting that limits a context and question's size (named in errors).
+LIMIT_KEY = "fairness.max_prompt_bytes"
+
+
 def parse_row(
-    raw: Mapping[str, Any], where: str, target_locs: Mapping[tuple[str, str], int] | None = None
+    raw: Mapping[str, Any], where: str, target_locs: Mapping[tuple[str, str], int] | None = None,
+    max_bytes: int = DEFAULT_MAX_PROMPT_BYTES,
 ) -> BBQItem:
     """Validate one official-format row into a :class:`BBQItem` (item_id filled by the caller).
 
@@ -102,12 +113,24 @@ def parse_row(
         cat = category_key(str(raw["category"]))
     except ValueError as e:
         raise BBQFormatError(f"{where}: {e}") from None
-    try:
-        label = int(raw["label"])
-    except (TypeError, ValueError):
-        raise BBQFormatError(f"{where}: label must be 0, 1 or 2, got {raw['label']!r}") from None
-    if label not in (0, 1, 2):
-        raise BBQFormatError(f"{where}: label must be 0, 1 or 2, got {label}")
+    label = raw["label"]
+    # bool is an int in Python: `true` must not pass as option 1, nor 1.5 as option 1
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or label not in (0, 1, 2):
+        raise BBQFormatError(f"{where}: label must be 0, 1 or 2 (an integer), got {label!r}")
+    label = int(label)
+    for key in ("context", "question", "ans0", "ans1", "ans2"):
+        if not isinstance(raw[key], str):
+            raise BBQFormatError(f"{where}: {key} must be text, got {raw[key]!r}")
+    for key in ("question", "ans0", "ans1", "ans2"):
+        if not raw[key].strip():
+            raise BBQFormatError(f"{where}: {key} is empty")
+    too_long = prompt_size_error(raw["context"] + raw["question"], where, max_bytes, LIMIT_KEY)
+    if too_long:
+        raise BBQFormatError(too_long.replace(": prompt of", ": context and question of", 1))
+    example_id = raw["example_id"]
+    if (isinstance(example_id, bool) or not isinstance(example_id, (str, numbers.Integral))
+            or not str(example_id).strip()):
+        raise BBQFormatError(f"{where}: example_id must be a number or text, got {example_id!r}")
     info = raw["answer_info"]
     if not isinstance(info, Mapping) or any(not isinstance(info.get(f"ans{i}"), Sequence) for i in range(3)):
         raise BBQFormatError(f"{where}: answer_info must map ans0..ans2 to [text, group]")
@@ -116,8 +139,12 @@ def parse_row(
     if unknown is None:
         raise BBQFormatError(f"{where}: no option is labelled 'unknown' in answer_info")
     meta = raw.get("additional_metadata") or {}
-    groups = tuple(str(g) for g in (meta.get("stereotyped_groups") or []))
-    source_id = str(raw["example_id"])
+    groups = meta.get("stereotyped_groups") or [] if isinstance(meta, Mapping) else None
+    if not isinstance(groups, list):
+        raise BBQFormatError(f"{where}: additional_metadata must be an object whose stereotyped_groups is a list, "
+                             f"got {raw.get('additional_metadata')!r}")
+    groups = tuple(str(g) for g in groups)
+    source_id = str(example_id).strip()
     loc = (target_locs or {}).get((cat, source_id))
     if loc is not None and loc in (0, 1, 2) and loc != unknown:
         target = loc
@@ -127,7 +154,7 @@ def parse_row(
         item_id="", source_id=source_id, category=cat, question_index=str(raw.get("question_index", "")),
         question_polarity=pol, context_condition=cond, context=str(raw["context"]), question=str(raw["question"]),
         answers=answers, label=label, target_index=target, unknown_index=unknown,
-        answer_info={k: list(v) for k, v in info.items()}, stereotyped_groups=groups,
+        answer_info={k: list(v) for k, v in info.items()}, stereotyped_groups=groups, where=where,
     )
 
 
@@ -139,38 +166,41 @@ def read_target_locs(path: str | Path) -> dict[tuple[str, str], int]:
     if not path.is_file():
         raise FileNotFoundError(f"metadata_csv {path} not found (BBQ's analysis_scripts/additional_metadata.csv)")
     out: dict[tuple[str, str], int] = {}
-    with open_text(path, "metadata CSV") as f:
-        reader = csv.DictReader(f)
-        need = {"category", "example_id", "target_loc"}
-        if not need <= set(reader.fieldnames or ()):
-            raise BBQFormatError(f"{path}: needs columns {sorted(need)}, has {reader.fieldnames}")
-        for row in reader:
-            loc = (row["target_loc"] or "").strip()
-            if loc in ("", "NA", "nan"):
-                continue
-            try:
-                out[(category_key(row["category"]), str(row["example_id"]).strip())] = int(float(loc))
-            except ValueError:
-                continue  # a category outside BBQ or a malformed cell: name matching decides
+    try:
+        header, records = read_csv_records(path, what="metadata CSV")
+    except InputFileError as e:
+        raise BBQFormatError(str(e)) from None
+    need = {"category", "example_id", "target_loc"}
+    if not need <= set(header):
+        raise BBQFormatError(f"{path}:1: needs columns {sorted(need)}, has {header}; use BBQ's "
+                             "analysis_scripts/additional_metadata.csv")
+    for _, row in records:
+        loc = (row["target_loc"] or "").strip()
+        if loc in ("", "NA", "nan"):
+            continue
+        try:
+            out[(category_key(row["category"]), str(row["example_id"]).strip())] = int(float(loc))
+        except ValueError:
+            continue  # a category outside BBQ or a malformed cell: name matching decides
     return out
 
 
-def _read_jsonl(path: Path, bad: list[str], skip_bad: bool, locs) -> list[BBQItem]:
-    items = []
+def _read_jsonl(path: Path, bad: list[str], skip_bad: bool, locs, max_bytes: int) -> list[BBQItem]:
+    items: list[BBQItem] = []
     with open_text(path, "BBQ file") as f:
         for where, raw in parse_lines(f, str(path)):
             if isinstance(raw, JSONLineError):
                 raw = BBQFormatError(str(raw).removeprefix(f"{where}: "))
-            _parse_or_skip(raw, where, items, bad, skip_bad, locs)
+            _parse_or_skip(raw, where, items, bad, skip_bad, locs, max_bytes)
     return items
 
 
-def _parse_or_skip(raw, where: str, items: list, bad: list[str], skip_bad: bool, locs) -> None:
+def _parse_or_skip(raw, where: str, items: list, bad: list[str], skip_bad: bool, locs, max_bytes: int) -> None:
     """Append the parsed row to ``items``; a bad row raises, or is listed in ``bad`` when skipping."""
     try:
         if isinstance(raw, BBQFormatError):
             raise BBQFormatError(f"{where}: {raw}")
-        items.append(parse_row(raw, where, locs))
+        items.append(parse_row(raw, where, locs, max_bytes))
     except BBQFormatError as e:
         if not skip_bad:
             raise BBQFormatError(f"{e} -- fix the row, or set `fairness: {{skip_bad_items: true}}` in the sweep file to skip bad rows") from None
@@ -193,7 +223,7 @@ def _directory_files(root: Path, categories: Sequence[str] | None) -> list[Path]
     return found
 
 
-def _load_hf(dataset_id: str, categories: Sequence[str] | None, bad, skip_bad, locs) -> list[BBQItem]:
+def _load_hf(dataset_id: str, categories: Sequence[str] | None, bad, skip_bad, locs, max_bytes: int) -> list[BBQItem]:
     import datasets
 
     configs = [_KEY_TO_STEM[c] for c in categories] if categories else ["All"]
@@ -217,7 +247,7 @@ def _load_hf(dataset_id: str, categories: Sequence[str] | None, bad, skip_bad, l
         split = "test" if "test" in splits else (next(iter(splits)) if splits else None)
         rows: Iterable = ds[split] if split is not None else ds
         for n, raw in enumerate(rows):
-            _parse_or_skip(raw, f"{dataset_id}[{config}/{split}] row {n}", items, bad, skip_bad, locs)
+            _parse_or_skip(raw, f"{dataset_id}[{config}/{split}] row {n}", items, bad, skip_bad, locs, max_bytes)
     return items
 
 
@@ -252,14 +282,19 @@ def resolve_by_template(items: list[BBQItem]) -> list[BBQItem]:
 
 
 def _assign_ids(items: list[BBQItem]) -> list[BBQItem]:
+    """Each item's id, ``<category>-<example_id>``. An item read twice (a file given twice, a row
+    repeated) would be scored twice: :class:`BBQFormatError` naming both places."""
     from dataclasses import replace
 
-    seen: dict[str, int] = defaultdict(int)
+    first: dict[str, str] = {}
     out = []
     for it in items:
-        base = f"{it.category.replace('_', '-')}-{it.source_id}"
-        seen[base] += 1
-        out.append(replace(it, item_id=base if seen[base] == 1 else f"{base}-{seen[base]}"))
+        item_id = f"{it.category.replace('_', '-')}-{it.source_id}"
+        if item_id in first:
+            raise BBQFormatError(f"{it.where}: example_id {it.source_id} of category {it.category} was already read at "
+                                 f"{first[item_id]}; is a file given twice or a row repeated? Remove the copy")
+        first[item_id] = it.where
+        out.append(replace(it, item_id=item_id))
     return out
 
 
@@ -287,26 +322,32 @@ def load_bbq(
     seed: int = 0,
     skip_bad_items: bool = False,
     metadata_csv: str | Path | None = None,
+    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES,
 ) -> BBQLoadResult:
     """Load and validate BBQ items from ``source`` ("builtin", a directory, a .jsonl file, or a
     Hugging Face dataset id). ``categories`` are our keys (e.g. "age", "race_x_ses") or official
-    spellings; None means all available. Raises BBQFormatError (file:line), FileNotFoundError or
-    PermissionError (gated dataset) with what to do."""
-    cats = [category_key(c) for c in categories] if categories else None
+    spellings; None means all available. Raises BBQFormatError (file:line; also when no usable
+    item is left), FileNotFoundError or PermissionError (gated dataset) with what to do."""
+    cats = list(dict.fromkeys(category_key(c) for c in categories)) if categories else None  # "Age", "age": one
     locs = read_target_locs(metadata_csv) if metadata_csv else None
     bad: list[str] = []
     src = str(source)
     path = Path(src)
     if src == "builtin":
-        items = _read_jsonl(BUILTIN_PATH, bad, skip_bad_items, locs)
+        items = _read_jsonl(BUILTIN_PATH, bad, skip_bad_items, locs, max_prompt_bytes)
     elif path.is_dir():
-        items = [it for p in _directory_files(path, cats) for it in _read_jsonl(p, bad, skip_bad_items, locs)]
+        items = [it for p in _directory_files(path, cats)
+                 for it in _read_jsonl(p, bad, skip_bad_items, locs, max_prompt_bytes)]
     elif path.is_file():
-        items = _read_jsonl(path, bad, skip_bad_items, locs)
+        items = _read_jsonl(path, bad, skip_bad_items, locs, max_prompt_bytes)
     elif path.suffix in (".jsonl", ".json") or src.startswith((".", "/", "~")):
         raise FileNotFoundError(f"BBQ source {src!r} does not exist")
     else:
-        items = _load_hf(src, cats, bad, skip_bad_items, locs)
+        items = _load_hf(src, cats, bad, skip_bad_items, locs, max_prompt_bytes)
+    if not items:  # nothing to score must not pass as "no change"
+        why = (f"all {len(bad)} rows are bad (skip_bad_items), first: {bad[0]}" if bad
+               else "the source holds no rows (an empty file?)")
+        raise BBQFormatError(f"BBQ source {src!r}: no usable items: {why}")
     if cats:
         items = [it for it in items if it.category in cats]
         if not items:

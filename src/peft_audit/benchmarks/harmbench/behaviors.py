@@ -28,13 +28,13 @@ contextual) and ``limit_per_category`` a seeded sample per semantic category.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ...csvio import read_csv_records
+from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error, read_text
 from ..hub import download_dataset_file
 from .config import HarmBenchConfig
 
@@ -71,6 +71,8 @@ class Behavior:
     semantic_category: str
     context: str = ""
     tags: str = ""
+    #: where it was read (``file:line``), for errors about it
+    where: str = field(default="", compare=False)
 
     @property
     def category(self) -> str:
@@ -83,20 +85,16 @@ class Behavior:
         return direct_request(self.behavior, self.context)
 
 
-def read_behaviors(text: str, where: str) -> list[Behavior]:
+def read_behaviors(text: str, where: str, max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[Behavior]:
     """Parse a behaviours CSV (``text``, named ``where`` in errors). Raises
-    :class:`HarmBenchDataError` naming the line and column of a missing column, an unknown
-    category, an empty behaviour, a contextual behaviour without context or a repeated BehaviorID.
-    Multimodal files (an ``ImageFileName`` column) are refused: their behaviours need the image."""
-    read: list[tuple[int, str]] = []  # (line number, text) of each physical line the parser consumed
-
-    def lines():
-        for number, line in enumerate(io.StringIO(text.lstrip("\ufeff"), newline=""), 1):
-            read.append((number, line))
-            yield line
-
-    reader = csv.DictReader(lines())
-    header = reader.fieldnames or []
+    :class:`HarmBenchDataError` naming the line and column of a missing column, a row with more or
+    fewer fields than the header, an unknown category, an empty behaviour, a contextual behaviour
+    without context, a repeated BehaviorID or a test case (context and behaviour) over
+    ``max_bytes``. Multimodal files (an ``ImageFileName`` column) are refused: their behaviours need the image."""
+    try:
+        header, records = read_csv_records(where, text=text, field_limit=max_bytes, limit_key=LIMIT_KEY)
+    except InputFileError as e:
+        raise HarmBenchDataError(str(e)) from None
     if not header:
         raise HarmBenchDataError(f"{where}: empty file; expected a CSV with header {','.join(COLUMNS)}")
     if "ImageFileName" in header:
@@ -104,22 +102,14 @@ def read_behaviors(text: str, where: str) -> list[Behavior]:
                                  "their images. Use a text file such as harmbench_behaviors_text_all.csv")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise HarmBenchDataError(f"{where} line 1: missing column(s) {', '.join(missing)}; HarmBench's layout is "
+        raise HarmBenchDataError(f"{where}:1: missing column(s) {', '.join(missing)}; HarmBench's layout is "
                                  f"{','.join(COLUMNS)} (found: {','.join(map(str, header))})")
     out: list[Behavior] = []
-    first_line: dict[str, int] = {}
-    done = len(read)
-    for row in reader:
-        # A quoted field may span lines and blank lines are skipped: name the record's first line.
-        start = next(n for n, line in read[done:] if line.strip())
-        done = len(read)
-        at = f"{where} line {start}"
-        if None in row or any(row[c] is None for c in REQUIRED_COLUMNS):
-            raise HarmBenchDataError(f"{at}: expected {len(header)} fields, found a different number; check the "
-                                     "quoting of fields that hold commas or line breaks")
+    first_line: dict[str, str] = {}
+    for at, row in records:
         values = {c: (row.get(c) or "").strip() for c in COLUMNS}
         if not any(values.values()):
-            continue  # a blank line
+            continue  # a row of empty fields
         func, sem, bid = values["FunctionalCategory"], values["SemanticCategory"], values["BehaviorID"]
         if func not in FUNCTIONAL_CATEGORIES:
             raise HarmBenchDataError(f"{at}, column FunctionalCategory: {func!r} is not one of "
@@ -132,15 +122,23 @@ def read_behaviors(text: str, where: str) -> list[Behavior]:
         if not bid:
             raise HarmBenchDataError(f"{at}, column BehaviorID: empty; every behaviour needs a unique id")
         if bid in first_line:
-            raise HarmBenchDataError(f"{at}, column BehaviorID: {bid!r} is already used on line {first_line[bid]}; "
+            raise HarmBenchDataError(f"{at}, column BehaviorID: {bid!r} is already used at {first_line[bid]}; "
                                      "ids must be unique")
         if func == "contextual" and not values["ContextString"]:
             raise HarmBenchDataError(f"{at}, column ContextString: empty, but behaviour {bid!r} is contextual")
-        first_line[bid] = start
+        first_line[bid] = at
         # Behaviour and context text exactly as published (HarmBench sends them unstripped).
         context = row.get("ContextString") or "" if values["ContextString"] else ""
-        out.append(Behavior(bid, row["Behavior"], func, sem, context, values["Tags"]))
+        behavior = Behavior(bid, row["Behavior"], func, sem, context, values["Tags"], at)
+        too_long = prompt_size_error(behavior.prompt, at, max_bytes, LIMIT_KEY)
+        if too_long:
+            raise HarmBenchDataError(too_long)
+        out.append(behavior)
     return out
+
+
+#: The setting that limits a test case's size (named in errors).
+LIMIT_KEY = "harmbench.max_prompt_bytes"
 
 
 def builtin_behaviors() -> list[Behavior]:
@@ -165,12 +163,13 @@ def load_behaviors(cfg: HarmBenchConfig, *, seed: int = 0) -> list[Behavior]:
                                          "to the behaviours CSV in it")
         if path.is_file():
             where = str(path)
-            behaviors = read_behaviors(_read_text(path), where)
+            behaviors = read_behaviors(_read_text(path), where, cfg.max_prompt_bytes)
         elif path.exists():
             raise HarmBenchDataError(f"harmbench.source {source}: not a file or directory")
         elif _HUB_ID.match(source) and not source.startswith((".", "~")):
             where = f"{source}/{cfg.file}"
-            behaviors = read_behaviors(_read_text(_download(source, cfg.file, cfg.revision)), where)
+            behaviors = read_behaviors(_read_text(_download(source, cfg.file, cfg.revision)), where,
+                                       cfg.max_prompt_bytes)
         else:
             raise HarmBenchDataError(f"harmbench.source {source!r} is neither 'builtin', an existing CSV file or "
                                      "directory, nor a Hugging Face dataset id (owner/name)")
@@ -189,9 +188,9 @@ def load_behaviors(cfg: HarmBenchConfig, *, seed: int = 0) -> list[Behavior]:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise HarmBenchDataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the CSV as UTF-8") from None
+        return read_text(path, "HarmBench behaviours CSV")
+    except InputFileError as e:
+        raise HarmBenchDataError(str(e)) from None
 
 
 def _download(repo: str, filename: str, revision: str | None) -> Path:

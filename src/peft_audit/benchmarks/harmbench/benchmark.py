@@ -69,25 +69,28 @@ class HarmBenchBenchmark:
 
     def check(self, cfg: HarmBenchConfig) -> None:
         """Preflight, before any model loads: the data loads and the judges build."""
+        self.prompts(cfg)
+        check_judges(cfg.judges)
+
+    def prompts(self, cfg: HarmBenchConfig) -> list:
+        """The behaviours kept (functional categories, ``limit_per_category``); each one's
+        ``.prompt`` is its direct request."""
         from .behaviors import load_behaviors
 
-        load_behaviors(cfg, seed=0)
-        check_judges(cfg.judges)
+        return load_behaviors(cfg, seed=0)
 
     def workload(self, cfg: HarmBenchConfig) -> Workload:
         """The behaviours kept (functional categories, ``limit_per_category``), each answered up
         to ``max_new_tokens``."""
-        from .behaviors import load_behaviors
-
-        return generation_workload(cfg, lambda: load_behaviors(cfg, seed=0), unit="behaviours")
+        return generation_workload(cfg, lambda: self.prompts(cfg), unit="behaviours")
 
     def evaluate(self, cfg: HarmBenchConfig, run: VariantRun) -> list[dict]:
-        from .behaviors import load_behaviors
         from .evaluate import check_judge_failures, flat, generate_samples, judge_samples
         from .metrics import harmbench_metrics
 
         if run.needs(GENERATED):
-            behaviors = load_behaviors(cfg, seed=0)
+            behaviors = self.prompts(cfg)
+            run.check_prompts_fit(behaviors, cfg, self.name)
             with run.timed("harmbench.generate"):
                 rows = generate_samples(run.model, run.tokenizer, behaviors, cfg=cfg,
                                         progress=run.progress("HarmBench generate", len(behaviors)), generator=run.generate)

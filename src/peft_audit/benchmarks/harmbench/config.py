@@ -19,7 +19,7 @@ class HarmBenchConfig(BenchmarkSection):
 
     # How fast answers are produced does not change them; max_unscored_share decides whether a
     # variant fails, not what its results are (it may be raised on an existing run, with --retry-failed).
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size", "max_unscored_share"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = BenchmarkSection.NOT_RESULTS | {"batch_size", "max_unscored_share"}
     #: the judges' default before the harm verdict (peft_audit.identity, IDENTITY_BASELINE)
     IDENTITY_BASELINE: ClassVar[dict] = {"judges": lambda: [RefusalSpec(name="refusal")]}
 

@@ -36,12 +36,15 @@ class SafetyBenchmark:
 
     def check(self, cfg: SafetyConfig) -> None:
         """Preflight: the prompts load and the judges build."""
+        self.prompts(cfg)
+        check_judges(cfg.judges)
+
+    def prompts(self, cfg: SafetyConfig) -> list:
+        """The prompts answered: the safety prompts, then (``over_refusal``) the benign ones."""
         from . import load_safety_prompts, over_refusal_prompts
 
-        load_safety_prompts(cfg, seed=0)
-        if cfg.over_refusal:
-            over_refusal_prompts()
-        check_judges(cfg.judges)
+        prompts = load_safety_prompts(cfg, seed=0)
+        return prompts + over_refusal_prompts() if cfg.over_refusal else prompts
 
     def workload(self, cfg: SafetyConfig) -> Workload:
         """The safety prompts (after ``limit_per_category``) and the over-refusal prompts, each
@@ -57,13 +60,11 @@ class SafetyBenchmark:
                         f"{harmful} prompts (+ {benign} over-refusal)", judges)
 
     def evaluate(self, cfg: SafetyConfig, run: VariantRun) -> list[dict]:
-        from . import (check_judge_failures, generate_responses, judge_responses, load_safety_prompts,
-                       over_refusal_prompts, safety_metrics)
+        from . import check_judge_failures, generate_responses, judge_responses, safety_metrics
 
-        prompts = load_safety_prompts(cfg, seed=0)
-        if cfg.over_refusal:
-            prompts = prompts + over_refusal_prompts()
+        prompts = self.prompts(cfg)
         if run.needs("generated"):
+            run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("generate"):
                 samples = generate_responses(run.model, run.tokenizer, prompts, cfg=cfg,
                                              progress=run.progress("generate", len(prompts)), generator=run.generate)

@@ -24,8 +24,8 @@ class SafetyConfig(BenchmarkSection):
     # How fast or how patiently answers are produced and judged does not change them;
     # max_unscored_share decides whether a variant fails, not what its results are (it may be
     # raised on an existing run, with --retry-failed).
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size", "max_unscored_share",
-                                                        "unused_judge_settings"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = BenchmarkSection.NOT_RESULTS | {
+        "batch_size", "max_unscored_share", "unused_judge_settings"}
     IDENTITY_BASELINE: ClassVar[dict] = {"judges": lambda: default_specs(DEFAULT_JUDGES_BEFORE_HARM)}
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = frozenset({  # judges as names + flat judge_* fields
         "enabled", "source", "columns", "category_map", "limit_per_category", "judges", "combine", "judge_url",

@@ -11,10 +11,10 @@ The built-in sets are written by this project (``data/probes.jsonl``, ``data/ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
-from ...jsonl import read_jsonl
+from ...jsonl import read_records
 from ..categories import SAFETY_CATEGORIES
 
 OVER_REFUSAL_BENCHMARK = "over_refusal"
@@ -35,12 +35,14 @@ class SafetyPrompt:
     category: str
     prompt: str
     benchmark: str = "safety"
+    #: where it was read (``file:line``), for errors about it
+    where: str = field(default="", compare=False)
 
 
 def _read_builtin(name: str, benchmark: str) -> list[SafetyPrompt]:
     text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
-    rows = read_jsonl(f"{__package__}/data/{name}", text=text)
-    return [SafetyPrompt(r["prompt_id"], r["category"], r["prompt"], benchmark) for r in rows]
+    rows = read_records(f"{__package__}/data/{name}", text=text)
+    return [SafetyPrompt(r["prompt_id"], r["category"], r["prompt"], benchmark, loc) for loc, r in rows]
 
 
 def builtin_prompts() -> list[SafetyPrompt]:

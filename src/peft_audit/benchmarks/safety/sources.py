@@ -19,16 +19,15 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 from .config import SafetyConfig
-from ...jsonl import JSONLineError, read_jsonl
-from ...textio import open_text
+from ...csvio import read_csv_records
+from ...jsonl import read_records
+from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error
 from ..hub import http_status
 from ..categories import SAFETY_CATEGORIES
 from .prompts import SafetyPrompt, builtin_prompts
@@ -49,13 +48,13 @@ def load_safety_prompts(cfg: SafetyConfig, *, seed: int = 0) -> list[SafetyPromp
     if source == "builtin":
         prompts = builtin_prompts()
     elif source in ("hexphi", HEXPHI_REPO):
-        prompts = _load_hexphi_hub()
+        prompts = _load_hexphi_hub(cfg.max_prompt_bytes)
     else:
         path = Path(source).expanduser()
         if path.is_dir():
-            prompts = load_hexphi_dir(path)
+            prompts = load_hexphi_dir(path, cfg.max_prompt_bytes)
         elif path.is_file() and path.suffix.lower() in (".csv", ".jsonl"):
-            prompts = load_table(path, cfg.columns, cfg.category_map)
+            prompts = load_table(path, cfg.columns, cfg.category_map, cfg.max_prompt_bytes)
         elif path.exists():
             raise SafetyDataError(f"safety.source {source}: expected a directory, a .csv or a .jsonl file")
         else:
@@ -82,10 +81,45 @@ def limit_per_category(prompts: list[SafetyPrompt], limit: int | None, *, seed: 
     return [p for i, p in enumerate(prompts) if i in keep]
 
 
-def _csv_prompts(path: Path, category: str) -> list[SafetyPrompt]:
-    with open_text(path, "safety prompt file") as f:
-        texts = [row[0].strip() for row in csv.reader(f) if row and row[0].strip()]
-    return [SafetyPrompt(f"{category}-{i:03d}", category, t) for i, t in enumerate(texts, 1)]
+#: The setting that limits a prompt's size (named in errors).
+LIMIT_KEY = "safety.max_prompt_bytes"
+
+
+def _csv_prompts(path: Path, category: str, max_bytes: int) -> list[SafetyPrompt]:
+    """One header-less HEx-PHI file: one prompt per row (blank lines skipped). A row with more
+    than one non-empty field (an unquoted comma), an empty prompt (``""``) or one over
+    ``max_bytes`` raises :class:`SafetyDataError` naming file and line, as does a file without
+    a prompt."""
+    rows = _read(lambda: read_csv_records(path, what="safety prompt file", header=False, field_limit=max_bytes,
+                                          limit_key=LIMIT_KEY))[1]
+    out = []
+    for loc, fields in rows:
+        if len([f for f in fields if f.strip()]) > 1:
+            raise SafetyDataError(f"{loc}: {len(fields)} fields, but a HEx-PHI file holds one prompt per row; quote "
+                                  "prompts that contain commas")
+        text = fields[0].strip()
+        out.append(SafetyPrompt(f"{category}-{len(out) + 1:03d}", category, _prompt(text, loc, max_bytes), where=loc))
+    if not out:  # the category would vanish from the results unseen
+        raise SafetyDataError(f"{path}: no prompts (an empty file); remove it, or restore its category's prompts")
+    return out
+
+
+def _prompt(text: str, loc: str, max_bytes: int) -> str:
+    """``text``, or :class:`SafetyDataError` when it is empty or over the size limit."""
+    if not text:
+        raise SafetyDataError(f"{loc}: empty prompt; remove the row or write the prompt")
+    too_long = prompt_size_error(text, loc, max_bytes, LIMIT_KEY)
+    if too_long:
+        raise SafetyDataError(too_long)
+    return text
+
+
+def _read(read):
+    """``read()``, its reader's errors (they name file and line) raised as :class:`SafetyDataError`."""
+    try:
+        return read()
+    except InputFileError as e:
+        raise SafetyDataError(str(e)) from None
 
 
 def _hexphi_key(number: int, where: str) -> str:
@@ -94,7 +128,7 @@ def _hexphi_key(number: int, where: str) -> str:
     return SAFETY_CATEGORIES[number - 1]
 
 
-def load_hexphi_dir(directory: Path) -> list[SafetyPrompt]:
+def load_hexphi_dir(directory: Path, max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[SafetyPrompt]:
     """Read a local HEx-PHI copy: ``category_N*.csv`` files (N = 1..11, no header)."""
     files: dict[int, Path] = {}
     for f in sorted(directory.iterdir()):
@@ -110,7 +144,7 @@ def load_hexphi_dir(directory: Path) -> list[SafetyPrompt]:
         )
     out: list[SafetyPrompt] = []
     for n in sorted(files):
-        out.extend(_csv_prompts(files[n], _hexphi_key(n, str(files[n]))))
+        out.extend(_csv_prompts(files[n], _hexphi_key(n, str(files[n])), max_bytes))
     return out
 
 
@@ -131,7 +165,7 @@ def _offline_help(e: Exception) -> str:
     )
 
 
-def _load_hexphi_hub() -> list[SafetyPrompt]:
+def _load_hexphi_hub(max_bytes: int) -> list[SafetyPrompt]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -173,24 +207,15 @@ def _load_hexphi_hub() -> list[SafetyPrompt]:
                                   "retry later or use a local copy") from None
         except OSError as e:  # connection errors
             raise SafetyDataError(_offline_help(e)) from None
-        out.extend(_csv_prompts(Path(local), key))
+        out.extend(_csv_prompts(Path(local), key, max_bytes))
     return out
 
 
-def _read_rows(path: Path) -> Iterable[dict]:
-    if path.suffix.lower() == ".jsonl":
-        try:
-            yield from read_jsonl(path)
-        except JSONLineError as e:
-            raise SafetyDataError(str(e)) from None
-    else:
-        with open_text(path, "safety prompt file") as f:
-            yield from csv.DictReader(f)
-
-
-def load_table(path: Path, columns: dict[str, str], category_map: dict[str, str]) -> list[SafetyPrompt]:
+def load_table(path: Path, columns: dict[str, str], category_map: dict[str, str],
+               max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[SafetyPrompt]:
     """Read prompts from a CSV (with header) or JSONL file using a column mapping
-    (``prompt`` required, ``category`` optional; defaults are the same names)."""
+    (``prompt`` required, ``category`` optional; defaults are the same names). Every row must
+    have a non-empty prompt of at most ``max_bytes`` and a category; errors name file and line."""
     bad = sorted(set(columns) - {"prompt", "category"})
     if bad:
         raise SafetyDataError(f"safety.columns: unknown keys {bad}; valid: prompt, category")
@@ -201,33 +226,41 @@ def load_table(path: Path, columns: dict[str, str], category_map: dict[str, str]
         )
     prompt_col = columns.get("prompt", "prompt")
     cat_col = columns.get("category", "category")
+    if path.suffix.lower() == ".jsonl":
+        rows = _read(lambda: read_records(path, what="safety prompt file"))
+    else:
+        rows = _read(lambda: read_csv_records(path, what="safety prompt file", field_limit=max_bytes,
+                                              limit_key=LIMIT_KEY))[1]
     counters: dict[str, int] = {}
     out: list[SafetyPrompt] = []
-    for i, row in enumerate(_read_rows(path), 1):
+    for loc, row in rows:
         if prompt_col not in row:
             raise SafetyDataError(
-                f"{path} row {i}: no column {prompt_col!r} (columns: {', '.join(map(str, row))}); "
-                "set safety.columns.prompt"
+                f"{loc}: no column {prompt_col!r} (columns: {', '.join(map(str, row))}); set safety.columns.prompt"
             )
-        text = str(row[prompt_col] or "").strip()
-        if not text:
-            continue
-        raw_cat = row.get(cat_col)
-        if raw_cat is None:
+        value = row[prompt_col]
+        if not isinstance(value, str):
+            raise SafetyDataError(f"{loc}: column {prompt_col!r} must be text, got {value!r}")
+        text = _prompt(value.strip(), loc, max_bytes)
+        if cat_col not in row:
             if "*" not in category_map:
                 raise SafetyDataError(
-                    f"{path} row {i}: no category column {cat_col!r}; set safety.columns.category, or "
+                    f"{loc}: no category column {cat_col!r}; set safety.columns.category, or "
                     "safety.category_map: {'*': <key>} to put every prompt in one category"
                 )
             cat = category_map["*"]
         else:
-            raw_cat = str(raw_cat).strip()
+            raw_cat = row[cat_col]
+            if not isinstance(raw_cat, str) or not raw_cat.strip():
+                raise SafetyDataError(f"{loc}: column {cat_col!r} is empty or not text ({raw_cat!r}); every "
+                                      f"prompt needs a category. Valid keys: {', '.join(SAFETY_CATEGORIES)}")
+            raw_cat = raw_cat.strip()
             cat = category_map.get(raw_cat, raw_cat)
             if cat not in SAFETY_CATEGORIES:
                 raise SafetyDataError(
-                    f"{path} row {i}: category {raw_cat!r} is not one of the 11 keys; add it to "
+                    f"{loc}: category {raw_cat!r} is not one of the 11 keys; add it to "
                     f"safety.category_map. Valid keys: {', '.join(SAFETY_CATEGORIES)}"
                 )
         counters[cat] = counters.get(cat, 0) + 1
-        out.append(SafetyPrompt(f"{cat}-{counters[cat]:03d}", cat, text))
+        out.append(SafetyPrompt(f"{cat}-{counters[cat]:03d}", cat, text, where=loc))
     return out

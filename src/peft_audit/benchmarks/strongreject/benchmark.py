@@ -73,27 +73,29 @@ class StrongRejectBenchmark:
 
     def check(self, cfg: StrongRejectConfig) -> None:
         """Preflight, before any model loads: the data loads and the judges build."""
-        from .prompts import load_forbidden_prompts
-
-        load_forbidden_prompts(cfg, seed=0)
+        self.prompts(cfg)
         check_judges(cfg.judges)
         if cfg.rubric_judge is not None:
             check_judges([cfg.rubric_judge])
 
+    def prompts(self, cfg: StrongRejectConfig) -> list:
+        """The forbidden prompts after ``limit_per_category``."""
+        from .prompts import load_forbidden_prompts
+
+        return load_forbidden_prompts(cfg, seed=0)
+
     def workload(self, cfg: StrongRejectConfig) -> Workload:
         """The forbidden prompts (after ``limit_per_category``), each answered up to
         ``max_new_tokens``; the rubric judge, an LLM endpoint, is among the judges not counted."""
-        from .prompts import load_forbidden_prompts
-
-        return generation_workload(cfg, lambda: load_forbidden_prompts(cfg, seed=0),
+        return generation_workload(cfg, lambda: self.prompts(cfg),
                                    judges=[*cfg.judges, cfg.rubric_judge])
 
     def evaluate(self, cfg: StrongRejectConfig, run: VariantRun) -> list[dict]:
         from .metrics import strongreject_metrics
-        from .prompts import load_forbidden_prompts
 
         if run.needs("strongreject.generated"):
-            prompts = load_forbidden_prompts(cfg, seed=0)
+            prompts = self.prompts(cfg)
+            run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("strongreject.generate"):
                 gens = run.generate([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
                                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,

@@ -18,7 +18,7 @@ class StrongRejectConfig(BenchmarkSection):
 
     # How fast or how patiently answers are produced and judged does not change them;
     # max_unscored_share decides whether a variant fails, not what its results are.
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size", "max_unscored_share"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = BenchmarkSection.NOT_RESULTS | {"batch_size", "max_unscored_share"}
 
     enabled: bool = Field(False, description="Evaluate this benchmark (off by default)")
     source: str = Field(

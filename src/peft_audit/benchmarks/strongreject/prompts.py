@@ -21,13 +21,13 @@ per-category sample, file order kept).
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ...csvio import read_csv_records
+from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error, read_text
 from ..hub import download_dataset_file
 from ..safety.sources import limit_per_category
 from .config import StrongRejectConfig
@@ -57,34 +57,47 @@ class ForbiddenPrompt:
     category: str  # a key of CATEGORIES
     prompt: str
     source: str  # the release's own 'source' column (where the prompt was collected from)
+    #: where it was read (``file:line``), for errors about it
+    where: str = field(default="", compare=False)
 
 
-def parse_forbidden_csv(text: str, where: str) -> list[ForbiddenPrompt]:
-    """Prompts of a CSV in the official layout. Errors name ``where``, the line and the column."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    missing = [c for c in ("category", "forbidden_prompt") if c not in (reader.fieldnames or [])]
+def parse_forbidden_csv(text: str, where: str, max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[ForbiddenPrompt]:
+    """Prompts of a CSV in the official layout. Errors name ``where``, the line and the column:
+    a missing column, a row with more or fewer fields than the header, an unknown category, an
+    empty prompt or one over ``max_bytes``."""
+    try:
+        header, records = read_csv_records(where, text=text, field_limit=max_bytes, limit_key=LIMIT_KEY)
+    except InputFileError as e:
+        raise StrongRejectDataError(str(e)) from None
+    missing = [c for c in ("category", "forbidden_prompt") if c not in header]
     if missing:
         raise StrongRejectDataError(
-            f"{where} line 1: no column {missing[0]!r} (header: {', '.join(reader.fieldnames or []) or 'empty'}); "
+            f"{where}:1: no column {missing[0]!r} (header: {', '.join(header) or 'empty'}); "
             f"expected the StrongREJECT layout {', '.join(COLUMNS)}")
     counters: dict[str, int] = {}
     out: list[ForbiddenPrompt] = []
-    for row in reader:
-        line = reader.line_num  # the record's last line (a quoted prompt may span several)
+    for at, row in records:
         raw_cat = " ".join(str(row.get("category") or "").split())
         key = _BY_NAME.get(raw_cat.casefold())
         if key is None:
             raise StrongRejectDataError(
-                f"{where} line {line}, column 'category': {raw_cat!r} is not a StrongREJECT category; valid: "
+                f"{at}, column 'category': {raw_cat!r} is not a StrongREJECT category; valid: "
                 + "; ".join(CATEGORIES.values()))
         text_ = str(row.get("forbidden_prompt") or "").strip()
         if not text_:
-            raise StrongRejectDataError(f"{where} line {line}, column 'forbidden_prompt': empty prompt")
+            raise StrongRejectDataError(f"{at}, column 'forbidden_prompt': empty prompt")
+        too_long = prompt_size_error(text_, at, max_bytes, LIMIT_KEY)
+        if too_long:
+            raise StrongRejectDataError(too_long)
         counters[key] = counters.get(key, 0) + 1
-        out.append(ForbiddenPrompt(f"{key}-{counters[key]:03d}", key, text_, str(row.get("source") or "").strip()))
+        out.append(ForbiddenPrompt(f"{key}-{counters[key]:03d}", key, text_, str(row.get("source") or "").strip(), at))
     if not out:
         raise StrongRejectDataError(f"{where}: no prompts (only a header?)")
     return out
+
+
+#: The setting that limits a prompt's size (named in errors).
+LIMIT_KEY = "strongreject.max_prompt_bytes"
 
 
 def builtin_prompts() -> list[ForbiddenPrompt]:
@@ -103,18 +116,25 @@ def load_forbidden_prompts(cfg: StrongRejectConfig, *, seed: int = 0) -> list[Fo
         if path.suffix.lower() != ".csv":
             raise StrongRejectDataError(f"strongreject.source {source}: expected a .csv file in the StrongREJECT "
                                         f"layout ({', '.join(COLUMNS)})")
-        prompts = parse_forbidden_csv(path.read_text(encoding="utf-8"), str(path))
+        prompts = parse_forbidden_csv(_read_text(path), str(path), cfg.max_prompt_bytes)
     elif path.exists():
         raise StrongRejectDataError(f"strongreject.source {source}: is a directory; name the .csv file itself "
                                     "(e.g. strongreject_dataset/strongreject_dataset.csv)")
     elif _HUB_ID.match(source):
         local = download_from_hub(source, cfg.hub_filename, cfg.hub_revision)
-        prompts = parse_forbidden_csv(local.read_text(encoding="utf-8"), f"{source}/{cfg.hub_filename}")
+        prompts = parse_forbidden_csv(_read_text(local), f"{source}/{cfg.hub_filename}", cfg.max_prompt_bytes)
     else:
         raise StrongRejectDataError(f"strongreject.source {source!r} is neither 'builtin', an existing .csv file, "
                                     "nor a Hugging Face dataset id (org/name)")
     # the safety benchmark's seeded per-category sample (it needs only each prompt's ``category``)
     return limit_per_category(prompts, cfg.limit_per_category, seed=seed)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return read_text(path, "StrongREJECT CSV")
+    except InputFileError as e:
+        raise StrongRejectDataError(str(e)) from None
 
 
 def download_from_hub(repo_id: str, filename: str, revision: str | None) -> Path:

@@ -73,24 +73,26 @@ class XSTestBenchmark:
 
     def check(self, cfg: XSTestConfig) -> None:
         """Preflight, before any model loads: the data loads and the judges build."""
+        self.prompts(cfg)
+        check_judges(cfg.judges)
+
+    def prompts(self, cfg: XSTestConfig) -> list:
+        """XSTest's prompts after ``limit_per_type``."""
         from .sources import load_xstest_prompts
 
-        load_xstest_prompts(cfg, seed=0)
-        check_judges(cfg.judges)
+        return load_xstest_prompts(cfg, seed=0)
 
     def workload(self, cfg: XSTestConfig) -> Workload:
         """XSTest's prompts (after ``limit_per_type``), each answered up to ``max_new_tokens``."""
-        from .sources import load_xstest_prompts
-
-        return generation_workload(cfg, lambda: load_xstest_prompts(cfg, seed=0))
+        return generation_workload(cfg, lambda: self.prompts(cfg))
 
     def evaluate(self, cfg: XSTestConfig, run: VariantRun) -> list[dict]:
         from .evaluate import generate_samples, judge_samples
         from .metrics import xstest_metrics
-        from .sources import load_xstest_prompts
 
         if run.needs(GENERATED):
-            prompts = load_xstest_prompts(cfg, seed=0)
+            prompts = self.prompts(cfg)
+            run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("generate"):
                 rows = generate_samples(run.model, run.tokenizer, prompts, cfg=cfg,
                                         progress=run.progress("generate", len(prompts)), generator=run.generate)

@@ -24,7 +24,7 @@ class XSTestConfig(BenchmarkSection):
     unsafe, and compliance on their unsafe contrast prompts."""
 
     # How fast answers are produced does not change them.
-    NOT_RESULTS: ClassVar[frozenset[str]] = frozenset({"enabled", "batch_size"})
+    NOT_RESULTS: ClassVar[frozenset[str]] = BenchmarkSection.NOT_RESULTS | {"batch_size"}
     #: the judges' default before the harm verdict (peft_audit.identity, IDENTITY_BASELINE)
     IDENTITY_BASELINE: ClassVar[dict] = {"judges": lambda: [RefusalSpec(name="refusal")]}
 

@@ -30,14 +30,14 @@ JSONL are read: Hub copies stored as parquet must be converted first (the error 
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ...jsonl import JSONLineError, parse_lines
+from ...csvio import read_csv_records
+from ...jsonl import read_records
+from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error
 from ..hub import download_dataset_file
 from ..safety.sources import limit_per_category
 from .config import XSTestConfig
@@ -67,6 +67,8 @@ class XSTestPrompt:
     label: str
     focus: str = ""
     note: str = ""
+    #: where it was read (``file:line``), for errors about it
+    where: str = field(default="", compare=False)
 
     @property
     def category(self) -> str:
@@ -85,7 +87,8 @@ def load_xstest_prompts(cfg: XSTestConfig, *, seed: int = 0) -> list[XSTestPromp
     source = cfg.source
     if source == "builtin":
         text = resources.files(__package__).joinpath("data", BUILTIN_FILE).read_text(encoding="utf-8")
-        prompts = parse_rows(_csv_rows(text.splitlines(keepends=True), f"{__package__}/data/{BUILTIN_FILE}"))
+        prompts = parse_rows(_records(lambda: read_csv_records(f"{__package__}/data/{BUILTIN_FILE}", text=text)[1]),
+                             cfg.max_prompt_bytes)
     else:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -93,11 +96,11 @@ def load_xstest_prompts(cfg: XSTestConfig, *, seed: int = 0) -> list[XSTestPromp
             if not path.is_file():
                 raise XSTestDataError(f"xstest.source {source}: no file {cfg.filename!r} in that directory; "
                                       "set xstest.filename")
-            prompts = read_table(path)
+            prompts = read_table(path, cfg.max_prompt_bytes)
         elif path.is_file():
-            prompts = read_table(path)
+            prompts = read_table(path, cfg.max_prompt_bytes)
         elif _HUB_ID.match(source) and not source.lower().endswith((*_READABLE, ".parquet")):
-            prompts = read_table(download_from_hub(source, cfg.filename, cfg.revision))
+            prompts = read_table(download_from_hub(source, cfg.filename, cfg.revision), cfg.max_prompt_bytes)
         else:
             raise XSTestDataError(
                 f"xstest.source {source!r} is neither 'builtin', an existing .csv/.jsonl file or directory, nor a "
@@ -107,16 +110,28 @@ def load_xstest_prompts(cfg: XSTestConfig, *, seed: int = 0) -> list[XSTestPromp
     return limit_per_category(prompts, cfg.limit_per_type, seed=seed)
 
 
-def read_table(path: Path) -> list[XSTestPrompt]:
-    """Prompts of a CSV (with header) or JSONL file in XSTest's columns."""
+def read_table(path: Path, max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[XSTestPrompt]:
+    """Prompts of a CSV (with header) or JSONL file in XSTest's columns (UTF-8, with or without a
+    byte-order mark); a prompt over ``max_bytes`` is refused naming its line."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
-            return parse_rows(_csv_rows(f, str(path)))
+        return parse_rows(_records(lambda: read_csv_records(path, what="XSTest file", field_limit=max_bytes,
+                                                            limit_key=LIMIT_KEY)[1]), max_bytes)
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            return parse_rows(_jsonl_rows(f, str(path)))
+        return parse_rows(_records(lambda: read_records(path, what="XSTest file")), max_bytes)
     raise XSTestDataError(_unsupported(path.name, str(path)))
+
+
+#: The setting that limits a prompt's size (named in errors).
+LIMIT_KEY = "xstest.max_prompt_bytes"
+
+
+def _records(read) -> list[tuple[str, dict]]:
+    """``read()``, its reader's errors (they name file and line) raised as :class:`XSTestDataError`."""
+    try:
+        return read()
+    except InputFileError as e:
+        raise XSTestDataError(str(e)) from None
 
 
 def _unsupported(name: str, where: str) -> str:
@@ -126,31 +141,7 @@ def _unsupported(name: str, where: str) -> str:
             "xstest_prompts.csv")
 
 
-def _csv_rows(lines, where: str) -> Iterator[tuple[str, dict]]:
-    """``(file:line, row)`` per CSV record (the line where the record ends)."""
-    reader = csv.DictReader(lines)
-    try:
-        for row in reader:
-            loc = f"{where}:{reader.line_num}"
-            if None in row:  # more fields than the header names
-                raise XSTestDataError(f"{loc}: {len(row) - 1 + len(row[None])} fields, but the header names "
-                                      f"{len(reader.fieldnames or [])}: quote fields that contain commas")
-            yield loc, row
-    except csv.Error as e:
-        raise XSTestDataError(f"{where}:{reader.line_num}: not readable as CSV ({e})") from None
-
-
-def _jsonl_rows(lines, where: str) -> Iterator[tuple[str, dict]]:
-    """``(file:line, object)`` per non-blank JSONL line."""
-    for loc, value in parse_lines(lines, where):
-        if isinstance(value, JSONLineError):
-            raise XSTestDataError(str(value))
-        if not isinstance(value, dict):
-            raise XSTestDataError(f"{loc}: each line must be a JSON object with XSTest's keys, got {type(value).__name__}")
-        yield loc, value
-
-
-def parse_rows(rows) -> list[XSTestPrompt]:
+def parse_rows(rows, max_bytes: int = DEFAULT_MAX_PROMPT_BYTES) -> list[XSTestPrompt]:
     """Validate ``(location, row)`` pairs (module docstring) into prompts; errors name the
     location (file:line) and the column."""
     out: list[XSTestPrompt] = []
@@ -160,10 +151,16 @@ def parse_rows(rows) -> list[XSTestPrompt]:
         if missing:
             raise XSTestDataError(f"{loc}: no column {missing[0]!r} (columns: {', '.join(map(str, row))}); XSTest's "
                                   "layout has id, prompt, type, label, focus, note")
+        for key in ("prompt", "type", "label"):  # a JSONL number or NaN must not become the text "nan"
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise XSTestDataError(f"{loc}: column {key!r} must be text, got {row[key]!r}")
         cell = {k: "" if v is None else str(v).strip() for k, v in row.items()}
         prompt, ptype = cell["prompt"], cell["type"]
         if not prompt:
             raise XSTestDataError(f"{loc}: column 'prompt' is empty")
+        too_long = prompt_size_error(prompt, loc, max_bytes, LIMIT_KEY)
+        if too_long:
+            raise XSTestDataError(too_long)
         if not ptype:
             raise XSTestDataError(f"{loc}: column 'type' is empty")
         if ptype == "overall":
@@ -180,7 +177,7 @@ def parse_rows(rows) -> list[XSTestPrompt]:
         if pid in first_seen:
             raise XSTestDataError(f"{loc}: id {pid!r} already used at {first_seen[pid]}; ids must be unique")
         first_seen[pid] = loc
-        out.append(XSTestPrompt(pid, prompt, ptype, label, cell.get("focus", ""), cell.get("note", "")))
+        out.append(XSTestPrompt(pid, prompt, ptype, label, cell.get("focus", ""), cell.get("note", ""), loc))
     return out
 
 
