@@ -100,6 +100,7 @@ WRITERS = {
     "export parquet": (["export", "{run}", "--samples", "fairness", "--out", "{dest}/items.parquet"], "items.parquet"),
     "junit": (["gate", "{run}", "--junit", "{dest}/gate.xml"], "gate.xml"),
     "card": (["card", "{run}", "--variant", "{vid}", "--out", "{dest}/card.md"], "card.md"),
+    "label sheet": (["label", "{run}", "--n", "3", "--sheet", "{dest}/sheet.csv"], "sheet.csv"),
 }
 
 
@@ -159,6 +160,20 @@ def test_denied_directory_names_the_file_and_leaves_nothing(name, run, tuned_id)
         for p in (top, *top.rglob("*")):
             p.chmod(0o755) if p.is_dir() else None
         shutil.rmtree(top)
+
+
+def test_human_labels_on_full_disk_are_kept_whole(run, full_disk):
+    from peft_audit.judges.spot_check import append_labels, labels_path, read_labels
+
+    here = _copy_run(run, full_disk / "run")
+    append_labels(here, [("v", "p1", "refusal")])
+    before = labels_path(here).read_bytes()
+    _fill(full_disk)
+    with pytest.raises(OSError) as e:
+        append_labels(here, [("v", f"p{i}", "compliance") for i in range(2, 2000)])
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(labels_path(here))
+    assert labels_path(here).read_bytes() == before and read_labels(here) == {("v", "p1"): "refusal"}
+    assert _leftovers(full_disk) == []
 
 
 def test_summary_json_on_full_disk_names_it(run, full_disk):
