@@ -161,3 +161,18 @@ def test_plan_refuses_long_label_and_keeps_long_model_names_short(tmp_path):
     assert r.exit_code == 0, r.output
     _terminal_safe(r.output)
     assert len(r.output.splitlines()) < 40  # one row, not hundreds of folded lines
+
+
+def test_status_and_card_print_plain_text(hostile_run):
+    r = CliRunner().invoke(app, ["status", str(hostile_run)])
+    assert r.exit_code == 0, r.output
+    _terminal_safe(r.output)
+    assert "[red]R" in r.output  # the failed variant's error, shown as written
+    c = sqlite3.connect(hostile_run / "results.sqlite")
+    done = c.execute("SELECT id FROM variants WHERE method != 'base' AND status = 'done'").fetchone()[0]
+    c.close()
+    r = CliRunner().invoke(app, ["card", str(hostile_run), "--variant", done])  # Markdown to the terminal
+    assert r.exit_code == 0, r.output
+    _terminal_safe(r.output)
+    r = CliRunner().invoke(app, ["card", str(hostile_run), "--variant", "ev"])  # the failed one: an error naming it
+    assert r.exit_code == 2 and not RAW.search(r.output), r.output

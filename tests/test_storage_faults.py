@@ -261,7 +261,7 @@ def test_read_only_run_dir_is_audited_where_it_is(read_only_run, tuned_id, tmp_p
     assert sorted(p.name for p in here.iterdir()) == [RESULTS_FILE]
 
 
-def test_out_onto_existing_paths(run, tmp_path):
+def test_out_onto_existing_paths(run, tuned_id, tmp_path):
     a_file = tmp_path / "taken"
     a_file.write_text("x")
     r = _cli("report", run, "--format", "md", "--out", a_file)
@@ -274,8 +274,8 @@ def test_out_onto_existing_paths(run, tmp_path):
     a_dir.mkdir()
     r = _cli("export", run, "--samples", "safety", "--out", a_dir)
     assert r.exit_code == 2 and str(a_dir) in r.output and "give a file, not a directory" in r.output
-    r = _cli("card", run, "--variant", "nonexistent-variant", "--out", a_dir)
-    assert r.exit_code == 2
+    r = _cli("card", run, "--variant", tuned_id, "--out", a_dir)
+    assert r.exit_code == 2 and str(a_dir) in r.output and "give a file, not a directory" in r.output
     assert _leftovers(tmp_path) == []
 
 

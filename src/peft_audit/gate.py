@@ -182,7 +182,7 @@ def evaluate_gate(
             res.checks.append(Check(vid, label, "status", "-", False, "is a base model (the reference), not a fine-tune"))
             continue
         if v["status"] != "done":
-            err = f": {v['error']}" if v.get("error") else ""
+            err = f": {plain(v['error'], limit=200)}" if v.get("error") else ""  # in full: `peft-audit show`
             res.checks.append(Check(vid, label, "status", "-", False, f"status is {v['status']}{err}"))
             continue
         base = by_id.get(v["base_id"])
