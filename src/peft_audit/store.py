@@ -108,7 +108,7 @@ _NOT_DAMAGE = {
     "FULL": "the disk is full; free some space and run the command again",
     "IOERR": "the disk is full, read-only or failing (a disk I/O error); free some space or check the device, "
              "or copy the run directory to another disk and run the command there",
-    "READONLY": "it is on a read-only location SQLite cannot read it from; copy the run directory elsewhere",
+    "READONLY": "it is on a read-only location; copy the run directory elsewhere, or use a new --out directory",
     "CANTOPEN": "the file or its directory cannot be opened; check their permissions",
     "PERM": "access is not permitted; check the permissions of the file and its directory",
     "BUSY": "another process holds it locked (a sweep still writing?); wait for it and run the command again",
@@ -123,7 +123,7 @@ def store_error_message(e: sqlite3.Error, path: str | Path | None, *, fix: str =
     where = f"{path}" if path is not None else "the results store"
     why = _NOT_DAMAGE.get(_sqlite_kind(e))
     if why:
-        return f"{where}: could not be read (SQLite: {e}): {why}. The store itself was not found damaged"
+        return f"{where}: SQLite could not use it ({e}): {why}. The store itself was not found damaged"
     return (f"{where}: not a usable peft-audit results store (SQLite: {e}); it is damaged or not a peft-audit "
             f"store and was left untouched. {fix}")
 
