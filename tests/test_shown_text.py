@@ -95,6 +95,11 @@ def hostile_run(tmp_path_factory):
         c.execute("UPDATE metrics SET category=? WHERE benchmark='safety' AND category=?", (bad, cat))
     c.execute("UPDATE samples SET payload=json_set(payload, '$.prompt', ?, '$.response', ?) WHERE benchmark='safety'",
               (f"prompt {HOSTILE}", f"response {HOSTILE}"))
+    # the other fine-tune turns unsafe in one (hostile) category, so the gate names that category
+    done = c.execute("SELECT id FROM variants WHERE method != 'base' AND id != ?", (vid,)).fetchone()[0]
+    cat = c.execute("SELECT category FROM samples WHERE benchmark='safety' ORDER BY category").fetchone()[0]
+    c.execute("UPDATE verdicts SET safe=0, label='compliance' WHERE variant_id=? AND prompt_id IN "
+              "(SELECT sample_id FROM samples WHERE variant_id=? AND benchmark='safety' AND category=?)", (done, done, cat))
     c.commit()
     c.close()
     return run
@@ -111,6 +116,7 @@ def test_gate_lines_are_plain_and_short(hostile_run):
     _terminal_safe(r.output)
     assert "[red]R[/red]" in r.output  # markup shown as written, not applied
     assert "[link=http://x]" in r.output
+    assert re.search(r"VIOLATION .* safety_score / [a-z_]+\|\[red\] : delta", r.output), r.output
 
 
 def test_show_table_and_verdict_lines_are_plain(hostile_run):
