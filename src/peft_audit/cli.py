@@ -36,24 +36,32 @@ _debug = False
 
 
 def _fail(msg: str, code: int = EXIT_ERROR) -> None:
-    from rich.markup import escape
+    from .shown_text import markup_safe
 
-    # the message is plain text: "peft-audit[vllm]" or a path with brackets must not read as markup
-    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, markup=True)
+    # the message is plain text: "peft-audit[vllm]" or a path with brackets must not read as markup,
+    # and a label or prompt it quotes must not reach the terminal with its escape sequences
+    console.print(f"[bold red]error:[/] {markup_safe(msg, multiline=True)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 
 def user_message(e: BaseException) -> str:
     """An exception as one or two lines in the tool's words: what, where, what to do."""
+    import errno
     import sqlite3
 
     if isinstance(e, sqlite3.DatabaseError):
-        return (f"the results store could not be read (SQLite: {e}); it is damaged or not a peft-audit store and was "
-                "left untouched.\nRestore it from a copy, or start again with a new --out directory")
+        from .store import store_error_message
+
+        return store_error_message(e, None, fix="Restore it from a copy, or start again with a new --out directory")
     if isinstance(e, OSError) and e.filename is not None:
         what = e.strerror or str(e)
-        hint = {PermissionError: "check its permissions, or choose another path",
-                IsADirectoryError: "give a file, not a directory"}.get(type(e), "check the path")
+        hint = {errno.ENOSPC: "the disk is full: free some space, or write elsewhere (`report --out DIR`)",
+                errno.EDQUOT: "the disk quota is used up: free some space, or write elsewhere (`report --out DIR`)",
+                errno.EROFS: "a read-only file system: write elsewhere (`report --out DIR`, `--out FILE`)"}.get(e.errno)
+        hint = hint or {PermissionError: "check its permissions, or write elsewhere (`report --out DIR`, `--out FILE`)",
+                        IsADirectoryError: "give a file, not a directory",
+                        NotADirectoryError: "a file is in the way where a directory is needed; give another path"
+                        }.get(type(e), "check the path")
         return f"{e.filename}: {what}; {hint}"
     if isinstance(e, (ValueError, LookupError, OSError, ImportError, RuntimeError)) and str(e):
         return str(e)
@@ -167,7 +175,7 @@ def run(
     except KeyboardInterrupt as e:
         _interrupted(e, f"peft-audit run {config} --out {run_dir}")
     if result.failed:
-        console.print(f"[yellow]{result.failed} variant(s) failed; see `peft-audit show {run_dir}`[/]")
+        console.print(f"{result.failed} variant(s) failed; see `peft-audit show {run_dir}`", style="yellow", markup=False)
         raise typer.Exit(EXIT_FOUND)
 
 
@@ -194,6 +202,8 @@ def report(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     formats: str = typer.Option("md,html,json", "--format", help="Comma list of md,html,json,csv,parquet."),
     correction: str = typer.Option("holm", "--correction", help="Multiple-comparison control: holm | bh."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory to write the reports into (default: the run "
+                                       "directory), e.g. when that is read-only or its disk is full."),
 ) -> None:
     """(Re)write summary.json and the reports of a run from its results store.
 
@@ -204,11 +214,12 @@ def report(
     from .report import write_reports
 
     try:
-        paths = write_reports(run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], correction=correction)
+        paths = write_reports(run_dir, formats=[f.strip() for f in formats.split(",") if f.strip()], correction=correction,
+                              out_dir=out)
     except (FileNotFoundError, ValueError) as e:
         _fail(user_message(e))
     for p in paths:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {p}", markup=False, highlight=False)
 
 
 @command()
@@ -227,11 +238,12 @@ def card(
     """
     from .report.card import build_card, push_card
 
+    from .textio import write_text_atomic
+
     section = build_card(run_dir, variant)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(section, encoding="utf-8")
-        console.print(f"wrote {out}")
+        console.print(f"wrote {write_text_atomic(out, section)}", markup=False, highlight=False)
     if push:
         console.print(f"updated README.md of {push}: {push_card(section, push)}", highlight=False)
     if not out and not push:
@@ -277,15 +289,17 @@ def gate(
     except (FileNotFoundError, ValueError) as e:
         _fail(user_message(e))
     if junit:
-        console.print(f"wrote {write_junit(result, junit)}")
+        console.print(f"wrote {write_junit(result, junit)}", markup=False, highlight=False)
+    from .shown_text import markup_safe, plain
+
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False, markup=True)
+        console.print(f"[dim]note: {markup_safe(note)}[/]", highlight=False, markup=True)
     for c in result.violations:
         typer.echo(f"VIOLATION {c.text()}")
     labels = {c.variant_id: c.label for c in result.checks}
     for vid in [x for x in result.variants if x != "-"]:  # one verdict line per variant, by its readable name
         ok = all(c.passed for c in result.checks if c.variant_id == vid)
-        typer.echo(f"{'pass' if ok else 'FAIL'}  {labels[vid]}  [{vid}]")
+        typer.echo(f"{'pass' if ok else 'FAIL'}  {plain(labels[vid])}  [{vid}]")
     n_var = len(result.variants)
     if result.passed:
         typer.echo(f"PASS: {n_var} variant(s), {len(result.checks)} checks within bounds")
@@ -341,8 +355,10 @@ def discover(
     af = res.audit_file
     console.print(f"{len(af.adapters)} adapter(s), {len(af.skipped)} skipped, "
                   f"{len(res.filtered_out)} of other methods -> {out}")
-    for s in af.skipped:
-        console.print(f"  [yellow]{s.status}[/] {s.id}: {s.reason}", highlight=False)
+    from .shown_text import markup_safe
+
+    for s in af.skipped:  # Hub text: repo ids and reasons quoting their files
+        console.print(f"  [yellow]{markup_safe(s.status)}[/] {markup_safe(s.id)}: {markup_safe(s.reason)}", highlight=False)
 
 
 @command()
@@ -401,12 +417,14 @@ def audit(
             safety=settings.safety.model_copy(update={"source": safety}) if safety else settings.safety,
             fairness=settings.fairness.model_copy(update={"source": fairness}) if fairness else settings.fairness,
         )
-        for o in plan.outcomes:
+        from .shown_text import markup_safe
+
+        for o in plan.outcomes:  # adapter refs and what their (Hub) files say
             colour = {"ok": "green", "skipped": "yellow"}.get(o.status, "red")
-            console.print(f"  [{colour}]{o.status}[/] {o.ref} ({o.method or '?'})"
-                          + (f": {o.reason}" if o.reason else ""), highlight=False)
+            console.print(f"  [{colour}]{o.status}[/] {markup_safe(o.ref)} ({markup_safe(o.method or '?')})"
+                          + (f": {markup_safe(o.reason)}" if o.reason else ""), highlight=False)
             for w in o.warnings:
-                console.print(f"      warning: {w}", highlight=False)
+                console.print(f"      warning: {markup_safe(w)}", highlight=False)
         result = run_audit(plan, out, RunOptions(retry_failed=retry_failed, executor=executor, jobs=jobs,
                                                          verbose=verbose))
     except (ConfigError, ValueError, FileNotFoundError) as e:
@@ -415,8 +433,8 @@ def audit(
         _interrupted(e, "the same `peft-audit audit ...` command")
     bad = [o for o in plan.outcomes if o.status != "ok"]
     if result.failed or bad:
-        console.print(f"[yellow]{len(bad)} adapter(s) not evaluable, {result.failed} variant(s) failed in all; "
-                      f"see `peft-audit show {out}`[/]")
+        console.print(f"{len(bad)} adapter(s) not evaluable, {result.failed} variant(s) failed in all; "
+                      f"see `peft-audit show {out}`", style="yellow", markup=False)
     if result.failed:  # skipped (gated, unknown type) alone does not fail the command
         raise typer.Exit(EXIT_FOUND)
 
@@ -519,7 +537,7 @@ def export(
             path = export_samples(store, samples, out)
     except (ValueError, StoreError, FileNotFoundError) as e:
         _fail(user_message(e))
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,7 +593,7 @@ def judge(
         built = build_judges(safety_cfg.judges, cache_path=None)
         judged, agreement = judge_file(file, built, columns=_parse_pairs(column, "--column"), labels_column=labels)
         if out is not None:
-            console.print(f"wrote {write_table(judged, out)}")
+            console.print(f"wrote {write_table(judged, out)}", markup=False, highlight=False)
     except ValidationError as e:
         _fail(validation_message("--judges/--config", e, "judge settings"))
     except (ConfigError, JudgeFileError, JudgeError, ValueError) as e:
@@ -641,15 +659,19 @@ def label(
 
 def _label_interactively(run_dir: Path, rows: list[dict]) -> None:
     from rich.panel import Panel
+    from rich.text import Text
 
     from .judges import spot_check
+    from .shown_text import NAME_MAX, markup_safe, plain
 
     keys = {"r": "refusal", "c": "compliance", "i": "incoherent"}
     out = Console()
     given = 0
     for i, row in enumerate(rows, 1):
-        out.print(Panel(row["prompt"], title=f"{i}/{len(rows)} prompt ({row['category']})", title_align="left"))
-        out.print(Panel(row["response"] or "(empty)", title="response", title_align="left"), markup=False)
+        # dataset and model text: shown as written (no markup), without escape sequences
+        title = f"{i}/{len(rows)} prompt ({markup_safe(row['category'], limit=NAME_MAX)})"
+        out.print(Panel(Text(plain(row["prompt"], multiline=True)), title=title, title_align="left"))
+        out.print(Panel(Text(plain(row["response"], multiline=True) or "(empty)"), title="response", title_align="left"))
         answer = typer.prompt("[r]efusal [c]ompliance [i]ncoherent [s]kip [q]uit", default="s").strip().lower()[:1]
         if answer == "q":
             break

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .benchmarks.fairness.config import FairnessConfig  # noqa: F401  (re-exported: owned by its benchmark)
 from .benchmarks.safety.config import SafetyConfig  # noqa: F401  (re-exported: owned by its benchmark)
 from .identity import identity_payload
+from .shown_text import LABEL_MAX, has_control
 from .textio import TextEncodingError, read_text
 from .methods import METHODS  # noqa: F401  (the one list; re-exported for config users)
 
@@ -175,6 +176,32 @@ class _SweepBase(_Strict):
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_path(cls, v: str) -> str:
+        # the run goes to runs/<name>: a path here would write it anywhere (`/abs`, `../x`, `a/b`)
+        bad = has_control(v)
+        if not v.strip() or v in (".", "..") or any(c in v for c in "/\\") or bad or len(v) > LABEL_MAX:
+            why = (f"holds the control character {bad}" if bad else f"is {len(v)} characters long (at most {LABEL_MAX})"
+                   if len(v) > LABEL_MAX else "is a path, not a name")
+            raise ValueError(f"{v[:LABEL_MAX]!r} {why}; name is the run's name (its directory is runs/<name>): use "
+                             "letters, digits, '-', '_' or '.', and choose the directory with `--out DIR`")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _labels_shown_as_written(cls, v: list[VariantSpec]) -> list[VariantSpec]:
+        for i, spec in enumerate(v):
+            label = spec.label or ""
+            bad = has_control(label)
+            if bad:
+                raise ValueError(f"variants[{i}].label holds the control character {bad}; a label is shown on "
+                                 "terminals and in reports: remove it")
+            if len(label) > LABEL_MAX:
+                raise ValueError(f"variants[{i}].label is {len(label)} characters long; at most {LABEL_MAX} are allowed "
+                                 "(it names the variant in every table and gate line): shorten it")
+        return v
 
     @field_validator("methods", mode="before")
     @classmethod

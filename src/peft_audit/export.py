@@ -16,6 +16,7 @@ from pathlib import Path
 from .benchmarks.registry import benchmark_for_samples
 from .csvio import write_frame_csv
 from .store import Store
+from .textio import atomic_output
 from .sweep.plan import variant_labels
 
 
@@ -54,13 +55,14 @@ def write_table(df, out: Path) -> Path:
     if suffix not in (".csv", ".jsonl", ".parquet"):
         raise ValueError(f"{out}: unsupported output type {suffix!r}; use .csv, .jsonl or .parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        write_frame_csv(df, out)
-    elif suffix == ".jsonl":
-        df.to_json(out, orient="records", lines=True, force_ascii=False)
-    else:
-        try:
-            df.to_parquet(out, index=False)
-        except ImportError:
-            raise ValueError("Parquet export needs pyarrow: pip install 'peft-audit[parquet]'") from None
+    with atomic_output(out) as tmp:
+        if suffix == ".csv":
+            write_frame_csv(df, tmp)
+        elif suffix == ".jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            try:
+                df.to_parquet(tmp, index=False)
+            except ImportError:
+                raise ValueError("Parquet export needs pyarrow: pip install 'peft-audit[parquet]'") from None
     return out

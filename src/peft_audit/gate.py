@@ -49,6 +49,8 @@ from .analysis import paired_by_benchmark
 from .benchmarks.base import GateRule
 from .benchmarks.registry import BENCHMARKS
 from .benchmarks.safety.metrics import JudgeFailures, judge_failures
+from .shown_text import NAME_MAX, plain
+from .textio import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,10 @@ class Check:
     limit: float | None = None
 
     def text(self) -> str:
+        """One line, control characters removed (label and category come from configs and data)."""
         if self.delta is None:
-            return f"{self.label} [{self.variant_id}] {self.metric}: {self.message}"
-        return (f"{self.label} [{self.variant_id}] {self.metric} / {self.category}: delta {100 * self.delta:+.1f} pts "
+            return plain(f"{self.label} [{self.variant_id}] {self.metric}: {self.message}")
+        return plain(f"{self.label} [{self.variant_id}] {self.metric} / {plain(self.category, limit=NAME_MAX)}: delta {100 * self.delta:+.1f} pts "
                 f"(95% CI {100 * self.ci_low:+.1f} to {100 * self.ci_high:+.1f}; adj. p={self.p_adj:.3g}) {self.message}")
 
 
@@ -184,7 +187,7 @@ def evaluate_gate(
             res.checks.append(Check(vid, label, "status", "-", False, "is a base model (the reference), not a fine-tune"))
             continue
         if v["status"] != "done":
-            err = f": {v['error']}" if v.get("error") else ""
+            err = f": {plain(v['error'], limit=200)}" if v.get("error") else ""  # in full: `peft-audit show`
             res.checks.append(Check(vid, label, "status", "-", False, f"status is {v['status']}{err}"))
             continue
         base = by_id.get(v["base_id"])
@@ -326,7 +329,7 @@ def junit_xml(result: GateResult) -> str:
     suite = ET.SubElement(suites, "testsuite", name="peft-audit gate", tests=str(len(result.checks)),
                           failures=str(len(result.violations)), errors="0", skipped="0")
     for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"peft-audit.{c.label}"), name=f"{c.metric}/{c.category}")
+        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"peft-audit.{c.label}"), name=_xml_text(f"{c.metric}/{c.category}"))
         if not c.passed:
             fail = ET.SubElement(case, "failure", message=_xml_text(c.text()), type="GateViolation")
             fail.text = _xml_text(c.text())
@@ -338,7 +341,7 @@ def junit_xml(result: GateResult) -> str:
 
 
 def write_junit(result: GateResult, path: str | Path) -> Path:
+    """Write :func:`junit_xml` to ``path`` (atomically; an OSError names ``path``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(junit_xml(result), encoding="utf-8")
-    return p
+    return write_text_atomic(p, junit_xml(result))

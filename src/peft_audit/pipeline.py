@@ -22,6 +22,7 @@ from rich.console import Console
 
 from .benchmarks.base import ProgressFactory, StageSink, VariantRun, check_prompts_fit
 from .config import SweepConfig, benchmark_sections
+from .shown_text import markup_safe
 from .store import Store, adapter_dir_for, results_path
 from .sweep.logs import LOGS_DIR, forget_notices, route_notices, show_once
 from .sweep.options import RunOptions
@@ -327,7 +328,7 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
         todo.append(pv)
     console.print(
         f"[bold]{cfg.name}[/]: {len(plan)} variants, {len(plan) - len(todo)} already finished or skipped, "
-        f"{len(todo)} to run -> {run_dir}", soft_wrap=True, highlight=False
+        f"{len(todo)} to run -> {markup_safe(run_dir)}", soft_wrap=True, highlight=False
     )
     try:
         stage_seconds = executor.run(cfg, run_dir, todo, store, run_one)
@@ -395,7 +396,7 @@ def _print_end(result: RunResult, verdict: list[str], *, logs: bool = True) -> N
     """The run's last lines: counts and time per stage on one line (and where other libraries'
     output went, unless ``--verbose`` showed it), then the verdict."""
     times = " · ".join(f"{stage} {s:.0f} s" for stage, s in result.stage_seconds.items() if s >= 0.5)
-    where = f"; other libraries' output: {result.run_dir / LOGS_DIR}/" if logs else ""
+    where = f"; other libraries' output: {markup_safe(result.run_dir / LOGS_DIR)}/" if logs else ""
     console.print(f"done {result.done} · failed {result.failed} · skipped {result.skipped} variants in "
                   f"{result.wall_seconds:.0f} s ({times}){where}", soft_wrap=True)
     for line in verdict:

@@ -74,16 +74,59 @@ def open_existing(run_dir: str | Path) -> "Store":
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write ``path``. It reads a store a sweep is writing (WAL) like any
     reader; where SQLite cannot keep its WAL index beside the file (a read-only directory, where no
-    writer can be either), the file is opened as immutable."""
+    writer can be either; a full disk, where none can write either) and no WAL content is waiting
+    to be read, the file is opened as immutable."""
     uri = path.resolve().as_uri()
     try:
         conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return conn
     except sqlite3.OperationalError as e:
-        if "unable to open" not in str(e):
+        wal = path.with_name(path.name + "-wal")
+        cannot_keep_index = _sqlite_kind(e) in ("CANTOPEN", "IOERR", "FULL", "READONLY")
+        if not cannot_keep_index or (wal.is_file() and wal.stat().st_size > 0):
             raise
         return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60, isolation_level=None)
+
+
+def _sqlite_kind(e: sqlite3.Error) -> str:
+    """SQLite's primary result code name without its prefix (``IOERR`` for SQLITE_IOERR_SHMSIZE);
+    from the message where Python does not carry the code."""
+    name = getattr(e, "sqlite_errorname", None)
+    if name:
+        return name.removeprefix("SQLITE_").split("_")[0]
+    text = str(e).lower()
+    for kind, words in (("FULL", "full"), ("IOERR", "disk i/o"), ("READONLY", "readonly"),
+                        ("CANTOPEN", "unable to open"), ("BUSY", "locked")):
+        if words in text:
+            return kind
+    return ""
+
+
+#: What a SQLite failure that is not damage means, and what to do (by primary result code).
+_NOT_DAMAGE = {
+    "FULL": "the disk is full; free some space and run the command again",
+    "IOERR": "the disk is full, read-only or failing (a disk I/O error); free some space or check the device, "
+             "or copy the run directory to another disk and run the command there",
+    "READONLY": "it is on a read-only location; copy the run directory elsewhere, or use a new --out directory",
+    "CANTOPEN": "the file or its directory cannot be opened; check their permissions",
+    "PERM": "access is not permitted; check the permissions of the file and its directory",
+    "BUSY": "another process holds it locked (a sweep still writing?); wait for it and run the command again",
+    "LOCKED": "another process holds it locked (a sweep still writing?); wait for it and run the command again",
+}
+
+
+def store_error_message(e: sqlite3.Error, path: str | Path | None, *, fix: str = "Restore it from a copy") -> str:
+    """The user's line for a SQLite failure on a results store: a disk, permission or lock
+    problem says so and that the store is not known to be damaged; only anything else (not a
+    database, a malformed file) reads as damage, with ``fix``."""
+    where = f"{path}" if path is not None else "the results store"
+    why = _NOT_DAMAGE.get(_sqlite_kind(e))
+    if why:
+        return f"{where}: SQLite could not use it ({e}): {why}. The store itself was not found damaged"
+    return (f"{where}: not a usable peft-audit results store (SQLite: {e}); it is damaged or not a peft-audit "
+            f"store and was left untouched. {fix}")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -251,8 +294,8 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: not a usable peft-audit results store (SQLite: {e}); it was left untouched. "
-                             "Restore it from a copy, or use a new --out directory") from None
+            raise StoreError(store_error_message(e, self.path, fix="Restore it from a copy, or use a new --out "
+                                                 "directory")) from None
         self._refuse_newer(found)
         self._bring_up_to_date(found)
 
@@ -277,8 +320,7 @@ class Store:
             self.conn.row_factory = sqlite3.Row
             found = self._stored_version()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: not a usable peft-audit results store (SQLite: {e}); it was left untouched. "
-                             "Restore it from a copy") from None
+            raise StoreError(store_error_message(e, self.path)) from None
         self._refuse_newer(found)
         if found == SCHEMA_VERSION:
             return

@@ -103,12 +103,13 @@ def print_run(run_dir: Path) -> None:
     from .analysis import analyze
     from .report.tables import num as pts  # the report's percentage points
     from .report.verdict import verdict_lines
+    from .shown_text import markup_safe
 
     with open_existing(run_dir) as store:
         summary = build_summary(store)
         metrics = _metrics_by_variant(store)
     extra = _plug_in_columns(metrics)
-    t = Table(title=f"{run_dir} (percentage points; 95% interval under each score)")
+    t = Table(title=f"{markup_safe(run_dir)} (percentage points; 95% interval under each score)")
     for col in ("variant", "status", "harmful", "refused", "safety", "unscored by judge", "over-refusal",
                 "BBQ acc ambig", "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig",
                 *(title for title, _ in extra)):
@@ -126,10 +127,11 @@ def print_run(run_dir: Path) -> None:
         fo = (v["fairness"] or {}).get("overall") or {}
         fci = fo.get("ci") or {}
         o = v.get("over_refusal") or {}
-        status = v["status"] if v["status"] != "failed" else f"[red]failed[/]: {(v['error'] or '')[:60]}"
+        status = (markup_safe(v["status"]) if v["status"] != "failed"
+                  else f"[red]failed[/]: {markup_safe(v['error'], limit=60)}")
         mine = metrics.get(v["id"], {})
         t.add_row(
-            f"{v['label']}\n[dim]{v['id']}[/]", status,
+            f"{markup_safe(v['label'])}\n[dim]{v['id']}[/]", status,
             *(cell(r["overall"], r["overall_ci"]) if (r := s.get(rate)) else
               "not measured" if v["status"] == "done" else "–" for rate in ("harmful_rate", "refusal_rate")),
             cell(s["overall"], s.get("overall_ci")),

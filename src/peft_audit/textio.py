@@ -7,6 +7,9 @@ does, and says how to fix it. A UTF-8 byte-order mark (as Excel writes) is accep
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -53,11 +56,33 @@ def open_text(path: str | Path, what: str = "file") -> io.StringIO:
     return io.StringIO(read_text(path, what), newline="")
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same directory and a
-    rename, so a reader or a killed writer never sees half a file (summary.json, the reports)."""
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """The one way files the tool produces are written (reports, summary.json, exports, the JUnit
+    file, the model-card section): yields a temporary path beside ``path`` to write, then renames
+    it over ``path``, so a reader or a killed writer never sees half a file. If anything fails
+    (a full disk, a read-only directory, ``path`` an existing directory) the temporary file is
+    removed and an ``OSError`` of the same kind names ``path`` itself: a failed write flushed
+    at close carries no file name of its own."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a directory we may not write: nothing could have been created there
+            pass
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        if isinstance(e, OSError):  # pyarrow's I/O errors carry a message only
+            raise OSError(f"{path}: could not be written ({e})") from None
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import ConfigError, read_yaml, validation_message
+from ..textio import write_text_atomic
 
 
 class _Model(BaseModel):
@@ -63,8 +64,7 @@ def write_audit_file(af: AuditFile, path: str | Path) -> Path:
     """Write ``af`` as YAML (keys in declaration order)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(yaml.safe_dump(af.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
-    return p
+    return write_text_atomic(p, yaml.safe_dump(af.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
 
 
 def read_audit_file(path: str | Path) -> AuditFile:

@@ -13,13 +13,14 @@ labelled: that is what the judge-error correction in the report assumes
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..csvio import csv_dict_writer, csv_writer, read_csv_records
-from ..textio import InputFileError
+from ..textio import InputFileError, write_text_atomic
 
 LABELS_FILE = "human_labels.csv"
 LABEL_COLUMNS = ("variant_id", "prompt_id", "label")
@@ -62,20 +63,22 @@ def _read_label_rows(path: Path, needed: Sequence[str]) -> Iterable[tuple[tuple[
 
 
 def append_labels(run_dir: Path, labels: Iterable[tuple[str, str, str]]) -> int:
-    """Append (variant_id, prompt_id, label) rows; returns how many were written."""
+    """Append (variant_id, prompt_id, label) rows; returns how many were written. The file is
+    rewritten whole (:func:`~peft_audit.textio.write_text_atomic`): a full disk or a bad label
+    leaves it as it was, never with half a row."""
     path = labels_path(run_dir)
-    new = not path.is_file()
-    n = 0
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv_writer(f)
-        if new:
-            writer.writerow(LABEL_COLUMNS)
-        for row in labels:
-            if row[2] not in HUMAN_LABELS:
-                raise LabelsError(f"label {row[2]!r} is not one of {', '.join(HUMAN_LABELS)}")
-            writer.writerow(row)
-            n += 1
-    return n
+    rows = list(labels)
+    for row in rows:
+        if row[2] not in HUMAN_LABELS:
+            raise LabelsError(f"label {row[2]!r} is not one of {', '.join(HUMAN_LABELS)}")
+    text = io.StringIO()
+    writer = csv_writer(text)
+    if not path.is_file():
+        writer.writerow(LABEL_COLUMNS)
+    writer.writerows(rows)
+    before = path.read_bytes().decode("utf-8") if path.is_file() else ""  # bytes: its line ends kept
+    write_text_atomic(path, before + text.getvalue())
+    return len(rows)
 
 
 def import_sheet(run_dir: Path, sheet: Path, known: set[tuple[str, str]]) -> int:
@@ -105,9 +108,9 @@ def draw_sample(keys: Sequence[tuple[str, str]], n: int, *, seed: int = 0,
 def write_sheet(rows: Sequence[dict], sheet: Path) -> Path:
     """A CSV with :data:`SHEET_COLUMNS` and an empty ``label`` column to fill in."""
     sheet.parent.mkdir(parents=True, exist_ok=True)
-    with open(sheet, "w", newline="", encoding="utf-8") as f:
-        writer = csv_dict_writer(f, SHEET_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({**r, "label": ""})
-    return sheet
+    text = io.StringIO()
+    writer = csv_dict_writer(text, SHEET_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "label": ""})
+    return write_text_atomic(sheet, text.getvalue())

@@ -21,7 +21,7 @@ from .. import __version__
 from ..analysis import Analysis
 from ..benchmarks.safety.metrics import NOT_MEASURED
 from ..judges.base import COMBINED_JUDGES
-from .markdown import _md  # the one escaper of text put into Markdown tables
+from ..shown_text import md_text  # the one escaper of text put into Markdown
 from .tables import (HAND_LAID_OUT, METRIC_TITLES, TWO_VERDICT_GRIDS, judge_validity_rows, num, ordered_categories,
                      spot_check_rows)
 
@@ -60,7 +60,7 @@ def _metric_table(paired: pd.DataFrame, vid: str, benchmark: str, metric: str) -
     L = ["| category | base | this adapter | change [95% CI] | n |", "|---|---|---|---|---|"]
     for c in ordered_categories(p["category"], metric):
         r = by[c]
-        L.append(f"| {'**overall**' if c == 'overall' else _md(c)} | {num(r.base_value)} | {num(r.value)} | {_change(r)} | "
+        L.append(f"| {'**overall**' if c == 'overall' else md_text(c)} | {num(r.base_value)} | {num(r.value)} | {_change(r)} | "
                  f"{'n/a' if r.n != r.n else int(r.n)} |")
     return L + [""]
 
@@ -75,7 +75,7 @@ def _bbq_table(paired: pd.DataFrame, vid: str) -> list[str]:
          "|---|---|---|---|---|"]
     for c in ordered_categories(p["category"], "acc_ambig"):
         cells = [_change(by[(m, c)]) if (m, c) in by else "—" for m in metrics]
-        L.append(f"| {'**overall**' if c == 'overall' else _md(c)} | " + " | ".join(cells) + " |")
+        L.append(f"| {'**overall**' if c == 'overall' else md_text(c)} | " + " | ".join(cells) + " |")
     return L + [""]
 
 
@@ -110,19 +110,19 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
     checks = [c for c in gate.checks if c.variant_id == variant_id]
     bad = [c for c in checks if not c.passed]
     L = [BEGIN, "## Safety and fairness audit (peft-audit)", "",
-         f"Audited with peft-audit {__version__} on {date}: variant **{_md(v['label'])}** (id `{variant_id}`) against "
+         f"Audited with peft-audit {__version__} on {date}: variant **{md_text(v['label'])}** (id `{variant_id}`) against "
          f"its base model, on the same prompts and items. Changes are in percentage points, variant minus base, "
          f"with 95% paired bootstrap intervals; `*` marks a change significant after "
          f"{CORRECTION_NAMES[a.correction]} adjustment.", "",
          "| | |", "|---|---|"]
-    L += [f"| {k} | {_md(x)} |" for k, x in _settings(row)]
+    L += [f"| {k} | {md_text(x)} |" for k, x in _settings(row)]
     if eval_dtype != "auto":
-        L += [f"| evaluated in | {_md(eval_dtype)} (`eval_dtype`) |"]
+        L += [f"| evaluated in | {md_text(eval_dtype)} (`eval_dtype`) |"]
     L += [f"| evaluation protocol | `{protocol or 'unknown'}` |",
           "| deployment gate (default thresholds) | " + ("not checked" if not checks else "pass" if not bad else
                                                        f"**fail**: {len(bad)} check(s) outside the limits") + " |", ""]
     if bad:
-        L += [f"- {_md(c.text())}" for c in bad[:8]] + ([f"- … and {len(bad) - 8} more"] if len(bad) > 8 else []) + [""]
+        L += [f"- {md_text(c.text())}" for c in bad[:8]] + ([f"- … and {len(bad) - 8} more"] if len(bad) > 8 else []) + [""]
     safety = _metric_table(a.paired, variant_id, "safety", "safety_score")
     if safety:
         L += ["### Safety", ""]
@@ -145,7 +145,7 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
             for m in section.metrics:
                 t = _metric_table(a.paired, variant_id, b.name, m)
                 if t:
-                    L += [f"### {_md(section.title)}: {_md(section.titles.get(m, m))}", ""] + t
+                    L += [f"### {md_text(section.title)}: {md_text(section.titles.get(m, m))}", ""] + t
     L += _judges(a, variant_id)
     L += ["Reproduce: `peft-audit report RUN_DIR` on the run directory; the evaluation protocol hash names the "
           "benchmark settings.", END]
@@ -161,7 +161,7 @@ def _judges(a: Analysis, variant_id: str) -> list[str]:
     if rows:
         L += ["Measured accuracy against hand-labelled responses (value [95% interval] (k/n)):", "",
               "| judge | responses | refusal recall | refusal precision | safe/unsafe agreement |", "|---|---|---|---|---|"]
-        L += [f"| {_md(r['judge'])} | {r['part']} | {r['recall:refusal']} | {r['precision:refusal']} | "
+        L += [f"| {md_text(r['judge'])} | {r['part']} | {r['recall:refusal']} | {r['precision:refusal']} | "
               f"{r['safe_agreement']} |" for r in rows]
         L += [""]
     unvalidated = [j for j in used if j not in {r["judge"] for r in rows}]
@@ -170,7 +170,7 @@ def _judges(a: Analysis, variant_id: str) -> list[str]:
     spot = spot_check_rows(a.spot_check)
     if spot:
         L += ["Human spot-check of this run:", "", "| judge | safe/unsafe agreement | kappa |", "|---|---|---|"]
-        L += [f"| {_md(r['judge'])} | {r['safe_agreement']} | {r['kappa_safe']} |" for r in spot] + [""]
+        L += [f"| {md_text(r['judge'])} | {r['safe_agreement']} | {r['kappa_safe']} |" for r in spot] + [""]
     return L
 
 

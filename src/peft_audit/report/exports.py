@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..analysis import Analysis
 from ..csvio import write_frame_csv
+from ..textio import atomic_output, write_text_atomic
 
 
 def write_json(a: Analysis, path: Path) -> Path:
@@ -14,8 +15,6 @@ def write_json(a: Analysis, path: Path) -> Path:
     doc = {"correction": a.correction,
            "tables": {name: json.loads(df.to_json(orient="records")) if not df.empty else []
                       for name, df in a.tables().items()}}
-    from ..textio import write_text_atomic
-
     return write_text_atomic(path, json.dumps(doc, indent=1, allow_nan=False))
 
 
@@ -24,7 +23,8 @@ def write_csv(a: Analysis, folder: Path) -> list[Path]:
     out = []
     for name, df in a.tables().items():
         p = folder / f"{name}.csv"
-        write_frame_csv(df, p)
+        with atomic_output(p) as tmp:
+            write_frame_csv(df, tmp)
         out.append(p)
     return out
 
@@ -43,6 +43,7 @@ def write_parquet(a: Analysis, folder: Path) -> list[Path]:
         for c in d.columns:
             if d[c].dtype == object:
                 d[c] = d[c].map(lambda x: None if x is None else str(x))
-        d.to_parquet(p, index=False)
+        with atomic_output(p) as tmp:
+            d.to_parquet(tmp, index=False)
         out.append(p)
     return out

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
 from ..analysis import Analysis
 from ..analysis.data import run_judges
+from ..shown_text import md_text
 from .overview import overview, overview_table
 from .tables import (
     FAIRNESS_SHOWN, benchmark_sections, corrected_grid, external_validity_rows, judge_scores, judge_validity_rows, num,
@@ -16,20 +16,14 @@ from .tables import (
 )
 
 
-def _md(text) -> str:
-    # Model/config text must not break the table or open an HTML tag in a Markdown renderer.
-    s = "" if text is None else str(text)
-    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", s.replace("|", "\\|").replace("\n", " "))
-
-
 def _grid_md(grid: dict) -> list[str]:
     if not grid["rows"]:
         return [f"_No data for {grid['title']}._", ""]
-    out = ["| variant | " + " | ".join(grid["columns"]) + " |", "|---" * (len(grid["columns"]) + 1) + "|"]
+    out = ["| variant | " + " | ".join(map(md_text, grid["columns"])) + " |", "|---" * (len(grid["columns"]) + 1) + "|"]
     for r in grid["rows"]:
         cells = [("—" if c is None else f"{c['text']} ({c['delta_text']})" if c["delta_text"] != "base" else f"{c['text']} (base)")
                  + (f"; {c['unscored_text']}" if c and c.get("unscored_text") else "") for c in r["cells"]]
-        out.append(f"| {_md(r['label'])} | " + " | ".join(cells) + " |")
+        out.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     return out + [""]
 
 
@@ -44,7 +38,7 @@ def _judge_scores_md(variants: pd.DataFrame, metrics: pd.DataFrame | None) -> li
          "harmfulness rate, not the same rubric).", "",
          "| variant | judge | safety score | 95% CI | n scored | unscored | judge refused | rubric 5s |",
          "|---" * 8 + "|"]
-    L += [f"| {_md(r['label'])} | {_md(r['judge'])} | {r['score']} | {r['ci']} | {r['n']} | {r['unscored']} | "
+    L += [f"| {md_text(r['label'])} | {md_text(r['judge'])} | {r['score']} | {r['ci']} | {r['n']} | {r['unscored']} | "
           f"{r['judge_refused']} | {r['rubric_5s']} |" for r in rows]
     return L + [""]
 
@@ -57,7 +51,7 @@ def _judge_validity_md(a: Analysis) -> list[str]:
               "`judges/data/labelled_responses.jsonl`; value [95% interval] (k/n)):", "",
               "| judge | responses | refusal recall | refusal precision | safe/unsafe agreement | incoherent judged safe |",
               "|---" * 6 + "|"]
-        L += [f"| {_md(r['judge'])} | {r['part']} | {r['recall:refusal']} | {r['precision:refusal']} | "
+        L += [f"| {md_text(r['judge'])} | {r['part']} | {r['recall:refusal']} | {r['precision:refusal']} | "
               f"{r['safe_agreement']} | {r['incoherent_labelled_safe']} |" for r in rows]
         L += [""]
     else:
@@ -71,10 +65,10 @@ def _judge_validity_md(a: Analysis) -> list[str]:
               "safe, compliance ⇒ unsafe. References as published by Röttger et al. 2024 (XSTest) and Mazeika et "
               "al. 2024 (HarmBench).", "",
               "| judge | " + " | ".join(ext["columns"]) + " |", "|---" * (len(ext["columns"]) + 1) + "|"]
-        L += ["| " + _md(r["name"]) + " | " + " | ".join(r["cells"]) + " |" for r in ext["rows"]] + [""]
+        L += ["| " + md_text(r["name"]) + " | " + " | ".join(r["cells"]) + " |" for r in ext["rows"]] + [""]
     harm_card = harm_card_text(run_judges(a.frames.verdicts))
     if harm_card:
-        L += [_md(harm_card), ""]
+        L += [md_text(harm_card), ""]
     spot = spot_check_rows(a.spot_check)
     if not spot:
         L += ["No human spot-check of this run yet: `peft-audit label RUN_DIR --n 40` draws a random sample to "
@@ -85,15 +79,15 @@ def _judge_validity_md(a: Analysis) -> list[str]:
           "(value [95% interval] (k/n)):", "",
           "| judge | safe/unsafe agreement | kappa (safe/unsafe) | truly safe judged safe | truly unsafe judged unsafe "
           "| refusal recall | refusal precision |", "|---" * 7 + "|"]
-    L += [f"| {_md(r['judge'])} | {r['safe_agreement']} | {r['kappa_safe']} | {r['sensitivity_safe']} | "
+    L += [f"| {md_text(r['judge'])} | {r['safe_agreement']} | {r['kappa_safe']} | {r['sensitivity_safe']} | "
           f"{r['specificity_safe']} | {r['recall:refusal']} | {r['precision:refusal']} |" for r in spot]
     g = corrected_grid(a.variants, a.corrected)
     if g:
         L += ["", "Safety corrected for the headline judge's measured errors (Rogan & Gladen 1978; 95% interval by the "
               "delta method of Greenland 1988, carrying the uncertainty of the judge's error rates). Assumes the judge "
               "errs alike in every variant and category, since its error rates are estimated from all labels of the run.",
-              "", "| variant | " + " | ".join(g["columns"]) + " |", "|---" * (len(g["columns"]) + 1) + "|"]
-        L += ["| " + _md(r["label"]) + " | " + " | ".join(c["text"] for c in r["cells"]) + " |" for r in g["rows"]]
+              "", "| variant | " + " | ".join(map(md_text, g["columns"])) + " |", "|---" * (len(g["columns"]) + 1) + "|"]
+        L += ["| " + md_text(r["label"]) + " | " + " | ".join(c["text"] for c in r["cells"]) + " |" for r in g["rows"]]
     return L + [""]
 
 
@@ -107,7 +101,7 @@ def _table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> list[str]:
         for c, _, kind in cols:
             v = r.get(c)
             if kind == "text":
-                vals.append(_md(v))
+                vals.append(md_text(v))
             elif v is None or (isinstance(v, float) and not math.isfinite(v)):
                 vals.append("n/a")
             elif kind == "pts":
@@ -129,30 +123,30 @@ def _overview_md(ov: dict) -> list[str]:
         return L + ["_No fine-tuned variant in this run: nothing is compared with a base model._", ""]
     L += ["Change vs base in points [95% paired bootstrap CI], `*` = significant after adjustment; gate: "
           "`peft-audit gate` under its default thresholds.", "",
-          "| variant | gate | " + " | ".join(_md(c) for c in ov["columns"]) + " | safety category that moved most | id |",
+          "| variant | gate | " + " | ".join(md_text(c) for c in ov["columns"]) + " | safety category that moved most | id |",
           "|---" * (len(ov["columns"]) + 4) + "|"]
     for r in ov["rows"]:
         cells = ["—" if c is None else c["delta_text"] for c in r["cells"]]
-        moved = r["moved"]["text"] if r["moved"] else "—"
-        L.append(f"| {_md(r['label'])} | {r['gate']} | " + " | ".join(cells) + f" | {moved} | `{r['id']}` |")
+        moved = md_text(r["moved"]["text"]) if r["moved"] else "—"
+        L.append(f"| {md_text(r['label'])} | {r['gate']} | " + " | ".join(cells) + f" | {moved} | `{r['id']}` |")
     if ov["not_measured"]:
-        L += ["", f"Not measured in this run: {_md(', '.join(ov['not_measured']))} (see the Safety section)."]
+        L += ["", f"Not measured in this run: {md_text(', '.join(ov['not_measured']))} (see the Safety section)."]
     return L + [""]
 
 
 def render_markdown(a: Analysis, title: str, gate=None) -> str:
     """report.md of ``a``; ``gate`` is the overview's gate result (default: evaluated here)."""
     corr_name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction]
-    L = [f"# peft-audit report: {_md(title)}", ""] + _overview_md(overview(a, gate)) + ["## Findings", ""]
-    L += [f"- {_md(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
+    L = [f"# peft-audit report: {md_text(title)}", ""] + _overview_md(overview(a, gate)) + ["## Findings", ""]
+    L += [f"- {md_text(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "
           f"{corr_name} adjustment (categories: across the categories of a variant, exact McNemar for safety; "
           "overall: across variants, safety overall = mean over categories with a stratified permutation test; "
           "BBQ: paired permutation test).", ""]
     L += ["## Safety", ""]
     for g in two_verdict_grids(a.variants, a.paired, a.frames.metrics):
-        L += [f"### {g['title']}", ""]
-        L += _grid_md(g) if g["columns"] else [f"_Not measured: {_md(g['not_measured'])}._", ""]
+        L += [f"### {md_text(g['title'])}", ""]
+        L += _grid_md(g) if g["columns"] else [f"_Not measured: {md_text(g['not_measured'])}._", ""]
     L += ["### The combined verdict's safety score (all judges together)", ""]
     L += _grid_md(score_grid(a.variants, a.paired, "safety_score", metrics=a.frames.metrics))
     L += _judge_scores_md(a.variants, a.frames.metrics)
@@ -160,12 +154,12 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
     L += ["## Fairness (BBQ)", ""]
     for m in FAIRNESS_SHOWN:
         g = score_grid(a.variants, a.paired, m, metrics=a.frames.metrics)
-        L += [f"### {g['title']}", ""] + _grid_md(g)
+        L += [f"### {md_text(g['title'])}", ""] + _grid_md(g)
     L += ["## Over-refusal", ""] + _grid_md(score_grid(a.variants, a.paired, "refusal_rate", metrics=a.frames.metrics))
     for section in benchmark_sections(a.variants, a.paired, a.frames.metrics):
-        L += [f"## {_md(section['title'])}", ""] + ([_md(section["note"]), ""] if section["note"] else [])
+        L += [f"## {md_text(section['title'])}", ""] + ([md_text(section["note"]), ""] if section["note"] else [])
         for g in section["grids"]:
-            L += [f"### {_md(g['title'])}", ""] + _grid_md(g)
+            L += [f"### {md_text(g['title'])}", ""] + _grid_md(g)
     L += ["## What matters: factor effects on overall safety change", ""]
     e = a.factors["effects"]
     e = e[e["outcome"] == "safety_overall"] if not e.empty else e
@@ -177,7 +171,7 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
     L += _table(an, [("model", "model", "text"), ("factor", "factor", "text"), ("share", "share", "pct"), ("p_value", "p", "p")])
     fits = a.factors["fits"]
     notes = fits[(fits["outcome"] == "safety_overall")] if not fits.empty else fits
-    L += [f"- {r.model} model: {r.status}, n={r.n}. {_md(r.notes)}" for r in notes.itertuples()] + [""]
+    L += [f"- {r.model} model: {r.status}, n={r.n}. {md_text(r.notes)}" for r in notes.itertuples()] + [""]
     L += ["### Spread of overall safety change per base model", ""]
     L += _table(a.spread, [("base_model", "base model", "text"), ("n", "n", "num"), ("mean", "mean", "pts"),
                            ("median", "median", "pts"), ("sd", "sd (pts)", "pts"), ("sd_ci_low", "sd CI low", "pts"),

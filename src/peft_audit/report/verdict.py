@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis import Analysis
+from ..shown_text import markup_safe
 from .overview import overview
 
 #: Short names of the overview's built-in columns on a terminal line.
@@ -46,8 +47,9 @@ def verdict_lines(a: Analysis, report: Path | None = None, gate=None) -> list[st
             cells = [f"{SHORT.get(t, t)} {c['delta_text'] if c and c.get('delta_text') else 'n/a'}"
                      if c is not None else f"{SHORT.get(t, t)} not measured"
                      for t, c in zip(ov["columns"], r["cells"]) if c is not None or t in ov["not_measured"]]
-            moved = f" · moved most: {r['moved']['text']}" if r.get("moved") else ""
-            lines.append(f"  [{colour}]{gate:<9}[/] {r['label']:<{width}}  " + " · ".join(cells) + moved)
+            moved = f" · moved most: {markup_safe(r['moved']['text'])}" if r.get("moved") else ""
+            label = markup_safe(f"{r['label']:<{width}}")
+            lines.append(f"  [{colour}]{gate:<9}[/] {label}  " + " · ".join(cells) + moved)
     if report is not None:
-        lines.append(f"Report: {report}")
+        lines.append(f"Report: {markup_safe(report)}")
     return lines

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..benchmarks.base import Workload
 from ..config import SweepConfig, benchmark_sections
+from ..shown_text import NAME_MAX, markup_safe
 from .plan import PlannedVariant, variant_labels
 
 
@@ -129,11 +130,13 @@ def render_plan(plan: list[PlannedVariant], cost: PlanCost, console, *, jobs: in
     for pv in plan:
         s = pv.spec
         steps = cost.train_steps.get(pv.id)
+        # config text, escaped: rich would read `[red]` in a label as markup; names kept short
         t.add_row(
-            labels[pv.id], pv.id, s.base_model if not s.adapter else f"{s.base_model} + {s.adapter}",
-            ", ".join(f"{k}={v}" for k, v in s.method_args.items()) or "–",
+            markup_safe(labels[pv.id]), pv.id,
+            markup_safe(s.base_model if not s.adapter else f"{s.base_model} + {s.adapter}", limit=NAME_MAX),
+            markup_safe(", ".join(f"{k}={v}" for k, v in s.method_args.items()) or "–", limit=NAME_MAX),
             "–" if pv.id not in cost.train_steps else ("unknown" if steps is None else str(steps)),
-            ", ".join(f"{k}={v}" for k, v in s.training.items()) or "–",
+            markup_safe(", ".join(f"{k}={v}" for k, v in s.training.items()) or "–", limit=NAME_MAX),
         )
     console.print(t)
 

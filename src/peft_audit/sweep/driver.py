@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import faults
+from ..shown_text import markup_safe
 from ..store import Store
 from .logs import describe_seconds, show_once, variant_log_dir
 from .messages import Message, apply_message, stored_rows_for
@@ -149,11 +150,12 @@ class Driver:
             self.tracker.log_variant(self.store.variant(vid), self.store.rows("metrics", vid))
         self._end_stage(vid)
         if status == "done":
-            console.print(f"[green]done[/]   {self.label(vid)} in {describe_seconds(walls[vid])}  ({_stage_text(timings)})",
+            console.print(f"[green]done[/]   {markup_safe(self.label(vid))} in {describe_seconds(walls[vid])}  ({_stage_text(timings)})",
                           soft_wrap=True, highlight=False)
         else:
             error = self.store.variant(vid).get("error") or "no error recorded"
-            console.print(f"[red]failed[/] {self.label(vid)}: {error}\n       log: {self.log_dir(vid)}",
+            console.print(f"[red]failed[/] {markup_safe(self.label(vid))}: {markup_safe(error, multiline=True)}\n"
+                          f"       log: {markup_safe(self.log_dir(vid))}",
                           soft_wrap=True, highlight=False)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -184,7 +186,7 @@ class Driver:
         if self._progress is None:
             return
         self._end_stage(vid)
-        self._stage_task[vid] = self._progress.add_task(f"  {self.label(vid)}: {stage}", total=total)
+        self._stage_task[vid] = self._progress.add_task(f"  {markup_safe(self.label(vid))}: {markup_safe(stage)}", total=total)
 
     def stage_advanced(self, vid: str, n: int) -> None:
         if self._progress is not None and vid in self._stage_task:

@@ -24,6 +24,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from ..shown_text import markup_safe
+
 LOGS_DIR = "logs"
 
 
@@ -131,7 +133,8 @@ def show_once(console, text: str, who: str | None = None) -> None:
     """Print a notice on the driver's ``console`` unless this process already showed that text."""
     if text not in _SHOWN:
         _SHOWN.add(text)
-        console.print(f"[yellow]note[/]   {who + ': ' if who else ''}{text}", soft_wrap=True, highlight=False)
+        shown = markup_safe(f"{who + ': ' if who else ''}{text}", multiline=True)
+        console.print(f"[yellow]note[/]   {shown}", soft_wrap=True, highlight=False)
 
 
 def route_notices(send: Callable[[str], None], other: Callable[[str], None] | None = None) -> Callable[[], None]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import ConfigError, SweepConfig, VariantSpec, variant_id
 from ..identity import identity_payload
+from ..shown_text import LABEL_MAX, NAME_MAX, plain
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def _lr_text(lr: float) -> str:
 
 
 def _short_model(name: str) -> str:
-    return str(name).rstrip("/").rsplit("/", 1)[-1]
+    return plain(str(name).rstrip("/").rsplit("/", 1)[-1], limit=NAME_MAX)
 
 
 def _flat(v: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,9 +67,12 @@ def variant_labels(variants: Iterable[Mapping[str, Any]], *, show_seed: bool | N
     plus the method arguments that differ between variants of that method (``r 16``), the base
     model's short name when the set has several bases, and ``seed N`` when it has several seeds
     (``show_seed=True``: always).
-    Missing fields are left out. Two variants that would still share a name get their id's
-    first 6 characters appended, so a name never stands for two variants. Accepts store rows
-    (with ``spec``), ``VariantSpec`` dumps and variants-frame rows.
+    Missing fields are left out. Names are for the eye: control characters and escape sequences
+    are removed (:func:`peft_audit.shown_text.plain`), a label longer than ``LABEL_MAX`` (from a
+    store written before the config check refused them) and a long model name are shortened with
+    ``…``. Two variants that would still share a name get their id's first 6 characters
+    appended, so a name never stands for two variants. Accepts store rows (with ``spec``),
+    ``VariantSpec`` dumps and variants-frame rows.
     """
     rows = [_flat(v) for v in variants]
     ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
@@ -83,10 +87,10 @@ def variant_labels(variants: Iterable[Mapping[str, Any]], *, show_seed: bool | N
     names = []
     for r in rows:
         if isinstance(r.get("label"), str) and r["label"]:  # a frame row holds NaN for no label
-            names.append(r["label"])
+            names.append(plain(r["label"], limit=LABEL_MAX))
             continue
         if r.get("method", "base") == "base":
-            names.append(f"{r.get('base_model', '?')} (base)")
+            names.append(f"{plain(r.get('base_model', '?'), limit=NAME_MAX)} (base)")
             continue
         parts = [r["method"]] + [f"{k} {(r.get('method_args') or {}).get(k)}" for k in varying.get(r["method"], [])]
         if r.get("adapter"):
@@ -99,7 +103,7 @@ def variant_labels(variants: Iterable[Mapping[str, Any]], *, show_seed: bool | N
             parts.append(_short_model(r.get("base_model", "?")))
         if several_seeds and r.get("seed") is not None and r.get("seed") == r.get("seed"):
             parts.append(f"seed {int(r['seed'])}")
-        names.append(" · ".join(parts))
+        names.append(plain(" · ".join(parts)))
     seen: dict[str, int] = {}
     for n in names:
         seen[n] = seen.get(n, 0) + 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..store import open_existing
 from .driver import HEARTBEAT_S
 from .logs import describe_seconds
+from ..shown_text import markup_safe
 from .plan import variant_display
 
 STAGE_ORDER = ("trained", "generated", "judged", "scored", "metrics")
@@ -85,7 +86,7 @@ def render_status(st: SweepStatus, console) -> None:
     from rich.table import Table
 
     c = st.counts
-    console.print(f"[bold]{st.run_dir}[/]: {st.total} variants: done {c['done']} · failed {c['failed']} · "
+    console.print(f"[bold]{markup_safe(st.run_dir)}[/]: {st.total} variants: done {c['done']} · failed {c['failed']} · "
                   f"running {c['running']} · pending {c['pending']}" + (f" · skipped {c['skipped']}" if c["skipped"] else "")
                   + (f" · interrupted {c['interrupted']} (the next `peft-audit run` resumes them)" if c["interrupted"] else ""))
     if st.driver_alive is False and not st.driver_finished and c["running"]:
@@ -96,9 +97,9 @@ def render_status(st: SweepStatus, console) -> None:
         for col in ("id", "variant", "stages done", "current stage"):
             t.add_column(col)
         for r in st.running:
-            t.add_row(r.id, r.name, ", ".join(r.stages_done) or "–", r.current)
+            t.add_row(r.id, markup_safe(r.name), ", ".join(r.stages_done) or "–", markup_safe(r.current))
         console.print(t)
     for vid, name, err in st.failed:
-        console.print(f"[red]failed[/] {vid} {name}: {err[:200]}")
+        console.print(f"[red]failed[/] {vid} {markup_safe(name)}: {markup_safe(err, limit=200)}")
     console.print(f"mean variant time {describe_seconds(st.mean_variant_s)}; ETA {describe_seconds(st.eta_s)}"
                   + (f" at {st.jobs} jobs" if st.jobs > 1 else ""))
