@@ -44,6 +44,12 @@ CASES = [
     ("lora-rank-pattern-list", "lora", {"rank_pattern": [4]}, ["rank_pattern: expected an object"], False),
     ("lora-rank-pattern-bad-regex", "lora", {"rank_pattern": {"q_proj(": 4}}, ["rank_pattern: key 'q_proj(' is not a regular expression"],
      False),
+    ("lora-rank-pattern-null", "lora", {"rank_pattern": None},
+     ["rank_pattern: expected an object {module pattern: value}, found None"], False),
+    ("lora-bias-number", "lora", {"bias": 5}, ["bias: expected one of none, all, lora_only, found 5"], False),
+    ("lora-init-number", "lora", {"init_lora_weights": 1},
+     ["init_lora_weights: expected true, false or an initialisation's name, found 1"], False),
+    ("lora-dora-text", "lora", {"use_dora": "yes"}, ["use_dora: expected true or false, found 'yes'"], False),
     ("lora-alpha-pattern-text", "lora", {"alpha_pattern": {"v_proj": "x"}},
      ["alpha_pattern['v_proj']: expected a finite number > 0, found 'x'"], False),
     ("lora-targets-other-architecture", "lora", {"target_modules": ["c_attn"]},
@@ -81,7 +87,13 @@ CASES = [
      ["trainable_token_indices: 100000 ids, but only 1 distinct"], False),
     ("lora-trainable-tokens-negative", "lora", {"trainable_token_indices": [-1]},
      ["trainable_token_indices: expected a list of token ids"], False),
+    ("lora-trainable-tokens-empty", "lora", {"trainable_token_indices": []}, ["trainable_token_indices: no ids"], False),
+    ("lora-trainable-tokens-without-tensor", "lora", {"trainable_token_indices": [1, 2]},
+     ["trainable_token_indices: 2 ids, but the weights file holds no trainable_tokens_delta tensor"], False),
     # IA3: sized by the base modules; what it targets must exist
+    ("ia3-modules-to-save-without-tensors", "ia3", {"modules_to_save": ["q_proj"]},  # PEFT would copy both whole
+     ["modules_to_save: ['q_proj'] selects module model.layers.0.self_attn.q_proj (and 1 more modules), but the "
+      "weights file holds no tensors for it"], False),
     ("ia3-targets-other-architecture", "ia3", {"target_modules": ["c_attn", "c_fc"], "feedforward_modules": ["c_fc"]},
      ["target_modules: ['c_attn', 'c_fc'] matches no module of the base model"], False),
     ("ia3-feedforward-not-targeted", "ia3", {"feedforward_modules": ["lm_head"]}, ["PEFT rejects it (ValueError"],
@@ -105,6 +117,8 @@ CASES = [
      ["num_virtual_tokens 5 x num_transformer_submodules 2, but tensor prompt_embeddings has 5 rows"], False),
     ("prompt-submodules-negative", "prompt-tuning", {"num_transformer_submodules": -1},
      ["num_transformer_submodules: expected a whole number >= 1, found -1"], False),
+    ("prompt-modules-to-save-without-tensors", "prompt-tuning", {"modules_to_save": ["lm_head"]},
+     ["modules_to_save: ['lm_head'] selects module lm_head, but the weights file holds no tensors for it"], False),
     ("prompt-num-layers", "prompt-tuning", {"num_layers": 1_000_000},
      ["num_layers: 1000000, but the base model has 2"], True),
     ("prompt-heads", "prompt-tuning", {"num_attention_heads": 7}, ["num_attention_heads: 7, but the base model has 4"],
@@ -162,20 +176,39 @@ def test_a_hostile_config_value_fails_in_one_line_naming_key_and_values(
 
 
 @pytest.fixture(scope="module")
-def patterned_lora(adapter_dirs, adapter_saver, tiny_model_dir) -> Path:
-    """A real LoRA with rank_pattern, alpha_pattern and modules_to_save (the embedding copied)."""
-    from peft import LoraConfig
+def more_adapters(adapter_dirs, adapter_saver, tiny_model_dir) -> dict[str, Path]:
+    """Real adapters with the rarer keys: LoRA with rank_pattern, alpha_pattern and modules_to_save
+    (the embedding copied); LoRA with trainable_token_indices; prompt tuning with modules_to_save."""
+    from peft import LoraConfig, PromptTuningConfig
 
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], rank_pattern={"v_proj": 2},
-                     alpha_pattern={"v_proj": 4}, modules_to_save=["embed_tokens"], task_type="CAUSAL_LM")
-    return adapter_saver(tiny_model_dir, cfg, adapter_dirs["lora"].parent / "patterned")
+    configs = {
+        "patterned": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], rank_pattern={"v_proj": 2},
+                                alpha_pattern={"v_proj": 4}, modules_to_save=["embed_tokens"], task_type="CAUSAL_LM"),
+        "tokens": LoraConfig(r=4, target_modules=["q_proj"], trainable_token_indices=[1, 2, 3], task_type="CAUSAL_LM"),
+        "prompt-saving-head": PromptTuningConfig(num_virtual_tokens=3, modules_to_save=["lm_head"], task_type="CAUSAL_LM"),
+    }
+    root = adapter_dirs["lora"].parent
+    return {name: adapter_saver(tiny_model_dir, cfg, root / name) for name, cfg in configs.items()}
 
 
-@pytest.mark.parametrize("edits", [{}, {"target_modules": r".*\.(q_proj|v_proj)"}, {"target_modules": DROP}],
-                         ids=["as-saved", "regex", "peft-default-targets"])
-def test_rank_pattern_modules_to_save_and_target_spellings_fit(patterned_lora, tiny_model_dir, tmp_path, edits):
-    res = check_compatibility(_edited(patterned_lora, tmp_path / "a", edits), tiny_model_dir)
+@pytest.fixture(scope="module")
+def patterned_lora(more_adapters) -> Path:
+    return more_adapters["patterned"]
+
+
+@pytest.mark.parametrize("name, edits", [
+    ("patterned", {}), ("patterned", {"target_modules": r".*\.(q_proj|v_proj)"}), ("patterned", {"target_modules": DROP}),
+    ("tokens", {}), ("prompt-saving-head", {}),
+], ids=["as-saved", "regex", "peft-default-targets", "trainable-tokens", "prompt-with-modules-to-save"])
+def test_rarer_keys_and_target_spellings_fit(more_adapters, tiny_model_dir, tmp_path, name, edits):
+    res = check_compatibility(_edited(more_adapters[name], tmp_path / "a", edits), tiny_model_dir)
     assert res.ok and res.reasons == [], res.reasons
+
+
+def test_trainable_token_ids_must_match_the_delta_rows(more_adapters, tiny_model_dir, tmp_path):
+    r = check_compatibility(_edited(more_adapters["tokens"], tmp_path / "a", {"trainable_token_indices": [1, 2, 3, 4]}),
+                            tiny_model_dir)
+    assert not r.ok and "trainable_token_indices: 4 ids, but tensor " in r.message() and "has shape [3, 32]" in r.message()
 
 
 def test_all_linear_selects_modules_the_file_has_no_tensors_for(patterned_lora, tiny_model_dir, tmp_path):

@@ -53,6 +53,10 @@ SIZING_KEYS = {
 #: Keys naming base modules: null, a text (a regular expression for target_modules) or a list of texts.
 MODULE_KEYS = ("target_modules", "modules_to_save", "feedforward_modules", "exclude_modules")
 
+#: Switches that PEFT reads as true/false; a number or text there fails inside PEFT's loader.
+FLAGS = ("use_dora", "use_rslora", "fan_in_fan_out", "lora_bias", "prefix_projection", "inference_mode")
+LORA_BIAS = ("none", "all", "lora_only")
+
 _PREFIX = "base_model.model."
 _TENSOR = re.compile(r"^(?P<mod>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B|ia3_l)(?:\.[^.]+)?$")
 
@@ -85,9 +89,9 @@ def check_types(method: str, acfg: dict[str, Any]) -> list[str]:
             bad.append(f"{CONFIG} lora_alpha: expected a finite number > 0, found {_show(acfg['lora_alpha'])}")
         for key, ok, what in (("rank_pattern", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
                               ("alpha_pattern", _positive_number, "a finite number > 0")):
-            pattern = acfg.get(key)
-            if pattern is None:
+            if key not in acfg:
                 continue
+            pattern = acfg[key]
             if not isinstance(pattern, dict):
                 bad.append(f"{CONFIG} {key}: expected an object {{module pattern: value}}, found {_show(pattern)}")
                 continue
@@ -96,6 +100,15 @@ def check_types(method: str, acfg: dict[str, Any]) -> list[str]:
                     bad.append(f"{CONFIG} {key}[{_show(name)}]: expected {what}, found {_show(v)}")
                 elif _regex_error(name):
                     bad.append(f"{CONFIG} {key}: key {_show(name)} is not a regular expression ({_regex_error(name)})")
+        bias = acfg.get("bias", "none")
+        if bias not in LORA_BIAS:
+            bad.append(f"{CONFIG} bias: expected one of {', '.join(LORA_BIAS)}, found {_show(bias)}")
+        init = acfg.get("init_lora_weights", True)
+        if not isinstance(init, (bool, str)):
+            bad.append(f"{CONFIG} init_lora_weights: expected true, false or an initialisation's name, found {_show(init)}")
+    for key in FLAGS:
+        if acfg.get(key) is not None and not isinstance(acfg[key], bool):
+            bad.append(f"{CONFIG} {key}: expected true or false, found {_show(acfg[key])}")
     for key in MODULE_KEYS:
         v = acfg.get(key)
         if v is None:
@@ -260,7 +273,7 @@ def _check_modules(method: str, cfg: Any, shapes: dict[str, tuple[int, ...]],
             warn.append(f"{CONFIG} target_modules: {_show(unmatched)} match no module of the base model; ignored")
     names = getattr(cfg, "modules_to_save", None)
     if names:
-        unmatched = _module_names_match(list(names), module_names)
+        unmatched = _module_names_match([names] if isinstance(names, str) else list(names), module_names)
         if unmatched:
             misfit.append(f"{CONFIG} modules_to_save: {_show(unmatched)} matches no module of the base model")
     rank: dict[tuple[str, int, int], list[str]] = {}
@@ -289,8 +302,25 @@ def _check_modules(method: str, cfg: Any, shapes: dict[str, tuple[int, ...]],
     if bare:
         invalid.append(f"{CONFIG} target_modules: {targets} selects module {bare[0]}{_and_more(bare)}, but the "
                        "weights file holds no tensors for it")
-    invalid += _check_extras(cfg, shapes, base_model)
+    invalid += _check_extras(cfg, shapes, base_model) + _check_saved_modules(cfg, shapes, base_model)
     return invalid, misfit, warn
+
+
+def _check_saved_modules(cfg: Any, shapes: dict[str, tuple[int, ...]], base_model: Any) -> list[str]:
+    """Every base module ``modules_to_save`` selects (PEFT copies it whole) has its tensors in the file."""
+    names = getattr(cfg, "modules_to_save", None)
+    if not names:
+        return []
+    names = [names] if isinstance(names, str) else names
+    # saved under the PeftModel's names: base_model.model.<module> (LoRA, IA3), base_model.<module> (prompts)
+    saved = {k.removeprefix(p) for k in shapes for p in ("base_model.model.", "base_model.")}
+    selected = [m for m, _ in base_model.named_modules()
+                if m and any(m == n or m.endswith("." + n) for n in names)]
+    bare = [m for m in selected if not any(k.startswith(m + ".") for k in saved)]
+    if not bare:
+        return []
+    return [f"{CONFIG} modules_to_save: {_show(_listed(names))} selects module {bare[0]}{_and_more(bare)}, but the "
+            "weights file holds no tensors for it"]
 
 
 def _and_more(items: list[str]) -> str:
@@ -319,15 +349,33 @@ def _check_extras(cfg: Any, shapes: dict[str, tuple[int, ...]], base_model: Any)
                 invalid.append(f"{CONFIG} layer_replication: builds {built} layers, but the weights file holds "
                                f"tensors of {held}")
     tokens = getattr(cfg, "trainable_token_indices", None)
-    vocab = base_model.config.vocab_size
-    if tokens:
-        ids = [i for ix in (tokens.values() if isinstance(tokens, dict) else [tokens]) for i in ix]
-        outside = [i for i in ids if i >= vocab]
-        if outside:
-            invalid.append(f"{CONFIG} trainable_token_indices: {_show(outside)}, but the base model has {vocab} tokens")
-        elif len(set(ids)) != len(ids):
-            invalid.append(f"{CONFIG} trainable_token_indices: {len(ids)} ids, but only {len(set(ids))} distinct")
+    if tokens is not None:
+        invalid += _check_trainable_tokens(tokens, shapes, base_model.config.vocab_size)
     return invalid
+
+
+def _check_trainable_tokens(tokens: list | dict, shapes: dict[str, tuple[int, ...]], vocab: int) -> list[str]:
+    """``trainable_token_indices`` (a list for the input embedding, or {module: list}): distinct ids
+    of the vocabulary, as many as each ``trainable_tokens_delta`` tensor has rows."""
+    by_module = tokens if isinstance(tokens, dict) else {"": tokens}
+    ids = [i for ix in by_module.values() for i in ix]
+    if not ids:
+        return [f"{CONFIG} trainable_token_indices: no ids; expected null or a list of token ids"]
+    outside = [i for i in ids if i >= vocab]
+    if outside:
+        return [f"{CONFIG} trainable_token_indices: {_show(outside)}, but the base model has {vocab} tokens"]
+    if any(len(set(ix)) != len(ix) for ix in by_module.values()):
+        return [f"{CONFIG} trainable_token_indices: {len(ids)} ids, but only {len(set(ids))} distinct"]
+    deltas = {k: v for k, v in shapes.items() if k.endswith(".token_adapter.trainable_tokens_delta")}
+    if not deltas:
+        return [f"{CONFIG} trainable_token_indices: {len(ids)} ids, but the weights file holds no "
+                "trainable_tokens_delta tensor"]
+    for key, shape in deltas.items():
+        module = key[: -len(".token_adapter.trainable_tokens_delta")]
+        wanted = next((ix for name, ix in by_module.items() if not name or module.endswith("." + name)), None)
+        if wanted is not None and (not shape or shape[0] != len(wanted)):
+            return [f"{CONFIG} trainable_token_indices: {len(wanted)} ids, but tensor {key} has shape {list(shape)}"]
+    return []
 
 
 def _configured_rank(cfg: Any, module_name: str) -> tuple[int, str]:
@@ -367,5 +415,5 @@ def check_adapter_config(method: str, acfg: dict[str, Any], shapes: dict[str, tu
         return [str(e)], [], []
     if cfg.is_prompt_learning:
         invalid, misfit = _check_prompt(method, cfg, shapes, base_cfg, base_model)
-        return invalid, misfit, []
+        return invalid + _check_saved_modules(cfg, shapes, base_model), misfit, []
     return _check_modules(method, cfg, shapes, base_model)
