@@ -7,6 +7,7 @@ what --force exists for."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import struct
 from pathlib import Path
@@ -271,6 +272,28 @@ def test_a_header_claiming_absurd_sizes_is_refused_unread(adapter_dirs, tiny_mod
     _write_safetensors(d / "adapter_model.safetensors", header, data, length)
     r = check_compatibility(d, tiny_model_dir, force=True)
     assert not r.ok and r.status == "failed" and "adapter_model.safetensors: cannot read safetensors" in r.message()
+
+
+@pytest.mark.parametrize("adapter, edits, tensors", [
+    ("prompt-tuning", {"num_virtual_tokens": 1_000_000}, {"prompt_embeddings": [1_000_000, 32]}),
+    ("lora", {}, {"an_extra_tensor": [1 << 28]}),  # 1 GiB, not on disk: PEFT ignores the name but reads the data
+], ids=["consistent-but-huge-prompt", "gigabyte-extra-tensor"])
+def test_a_weights_file_larger_than_the_base_model_is_refused(adapter_dirs, tiny_model_dir, tmp_path, adapter, edits,
+                                                              tensors):
+    from peft_audit.adapters import read_tensor_shapes
+
+    d = _edited(adapter_dirs[adapter], tmp_path / "a", edits)
+    header, offset = {}, 0
+    for name, shape in {**{k: list(v) for k, v in read_tensor_shapes(d).items()}, **tensors}.items():
+        n = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    _write_safetensors(d / "adapter_model.safetensors", header, b"")
+    with open(d / "adapter_model.safetensors", "r+b") as f:  # a sparse file: the sizes hold, no disk is used
+        f.seek(0, 2)
+        f.truncate(f.tell() + offset)
+    r = check_compatibility(d, tiny_model_dir, force=True)
+    assert not r.ok and "values, but the base model has only" in r.message(), r.message()
 
 
 @pytest.mark.parametrize("text, why", [

@@ -113,7 +113,7 @@ def read_tensor_shapes(adapter_dir: str | Path) -> dict[str, tuple[int, ...]]:
         try:
             with safe_open(str(st), framework="pt") as f:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except (SafetensorError, OSError) as e:
+        except (SafetensorError, OSError, RuntimeError) as e:  # RuntimeError: a file too large to map
             raise CorruptAdapter(
                 f"{st}: cannot read safetensors ({e}); the file is truncated, corrupt or claims sizes it does not "
                 "hold -- download it again"

@@ -21,6 +21,8 @@ tree on the ``meta`` device (its ``config.json``; no weights):
   ``encoder_num_layers``) is not larger than the base model; ``layer_replication`` builds no
   more layers than the file holds tensors for; ``trainable_token_indices`` are distinct ids of
   the base vocabulary; ``megatron_config`` (PEFT would import the module it names) is refused;
+  and the file holds fewer values than the base model has parameters (PEFT reads it whole, a
+  sparse file can claim terabytes);
 * **against the base model** (*misfit*; ``--force`` turns it into a warning): ``target_modules``
   and ``modules_to_save`` name modules it has; ``token_dim``, ``num_layers``,
   ``num_attention_heads`` are the values PEFT derives from its config
@@ -406,6 +408,11 @@ def check_adapter_config(method: str, acfg: dict[str, Any], shapes: dict[str, tu
     saved, from the weights file's header) and the base model (its transformers config and its
     module tree on the meta device). See the module docstring for which is which; ``invalid``
     stops at the first kind of problem found (types, then PEFT's own check, then sizes)."""
+    held = sum(math.prod(shape) for shape in shapes.values())
+    base_params = sum(p.numel() for p in base_model.parameters())
+    if held > base_params:  # PEFT reads the whole weights file into memory, ignored tensors too
+        return [f"the weights file holds {held:.3g} values, but the base model has only {base_params:.3g} "
+                "parameters; an adapter is smaller than its model"], [], []
     invalid = check_types(method, acfg)
     if invalid:
         return invalid, [], []
