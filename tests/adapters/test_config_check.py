@@ -75,6 +75,7 @@ CASES = [
     ("lora-targets-bad-regex", "lora", {"target_modules": "q_proj("}, ["target_modules: 'q_proj(' is not a regular expression"],
      False),
     ("lora-layers-negative", "lora", {"layers_to_transform": [-1]}, ["layers_to_transform: expected a layer index"], False),
+    ("lora-peft-type-lower-case", "lora", {"peft_type": "lora"}, ["peft_type: 'lora', but PEFT reads only 'LORA'"], False),
     ("lora-peft-rejects", "lora", {"layers_pattern": "layers"}, ["adapter_config.json: PEFT rejects it (ValueError"], False),
     ("lora-base-name-number", "lora", {"base_model_name_or_path": 123},
      ["base_model_name_or_path: expected a model name, found 123"], False),

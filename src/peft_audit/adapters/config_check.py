@@ -39,7 +39,7 @@ import re
 import warnings
 from typing import Any
 
-from .metadata import CONFIG
+from .metadata import CONFIG, PEFT_TYPE_TO_METHOD
 
 #: Keys that size an allocation, by method; each must be a whole number >= 1 when present.
 SIZING_KEYS = {
@@ -149,7 +149,7 @@ def peft_config(acfg: dict[str, Any]) -> Any:
     (unknown keys dropped); raises ``ValueError`` with PEFT's reason when PEFT rejects it."""
     from peft.config import PeftConfig
 
-    kwargs = {**acfg, "peft_type": str(acfg["peft_type"]).upper(), "inference_mode": True}
+    kwargs = {**acfg, "inference_mode": True}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -414,6 +414,9 @@ def check_adapter_config(method: str, acfg: dict[str, Any], shapes: dict[str, tu
         return [f"the weights file holds {held:.3g} values, but the base model has only {base_params:.3g} "
                 "parameters; an adapter is smaller than its model"], [], []
     invalid = check_types(method, acfg)
+    if acfg.get("peft_type") not in PEFT_TYPE_TO_METHOD:  # PEFT looks the type up as spelt
+        invalid.insert(0, f"{CONFIG} peft_type: {_show(acfg.get('peft_type'))}, but PEFT reads only "
+                          f"{str(acfg.get('peft_type')).upper()!r}")
     if invalid:
         return invalid, [], []
     try:
