@@ -159,7 +159,7 @@ def _is_feedforward(module_name: str, ff: Any) -> bool:
     if isinstance(ff, str):
         try:
             return re.fullmatch(ff, module_name) is not None
-        except re.error:  # config_check reports it
+        except (re.error, RecursionError):  # config_check reports it
             return False
     names = ff if isinstance(ff, list) else []  # anything else is config_check's to report
     return any(isinstance(f, str) and (module_name == f or module_name.endswith("." + f)) for f in names)

@@ -74,7 +74,18 @@ def _whole(value: Any) -> bool:
 
 
 def _positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    """A number > 0 that stays finite as a float (PEFT computes lora_alpha / r in floats)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:  # an int of hundreds of digits
+        return False
+
+
+def _count(n: int) -> str:
+    """``n`` in 3 significant digits, also beyond a float's range."""
+    return f"{n:.3g}" if n < 1e300 else f"~1e{len(str(n)) - 1}"
 
 
 def check_types(method: str, acfg: dict[str, Any]) -> list[str]:
@@ -139,8 +150,8 @@ def check_types(method: str, acfg: dict[str, Any]) -> list[str]:
 def _regex_error(pattern: str) -> str | None:
     try:
         re.compile(pattern)
-    except re.error as e:
-        return str(e)
+    except (re.error, RecursionError, OverflowError) as e:
+        return str(e) or type(e).__name__
     return None
 
 
@@ -222,8 +233,8 @@ def _check_prompt(method: str, cfg: Any, shapes: dict[str, tuple[int, ...]], bas
     encoder, keys = _encoder_parameters(method, cfg, token_dim)
     base_params = sum(p.numel() for p in base_model.parameters())
     if encoder > base_params:  # an encoder larger than the model it prompts is no prompt encoder
-        invalid.append(f"{CONFIG} {keys} makes a prompt encoder of {encoder:.3g} parameters, but the base model "
-                       f"has {base_params:.3g}")
+        invalid.append(f"{CONFIG} {keys} makes a prompt encoder of {_count(encoder)} parameters, but the base model "
+                       f"has {_count(base_params)}")
     return invalid, misfit
 
 
@@ -411,7 +422,7 @@ def check_adapter_config(method: str, acfg: dict[str, Any], shapes: dict[str, tu
     held = sum(math.prod(shape) for shape in shapes.values())
     base_params = sum(p.numel() for p in base_model.parameters())
     if held > base_params:  # PEFT reads the whole weights file into memory, ignored tensors too
-        return [f"the weights file holds {held:.3g} values, but the base model has only {base_params:.3g} "
+        return [f"the weights file holds {_count(held)} values, but the base model has only {_count(base_params)} "
                 "parameters; an adapter is smaller than its model"], [], []
     invalid = check_types(method, acfg)
     if acfg.get("peft_type") not in PEFT_TYPE_TO_METHOD:  # PEFT looks the type up as spelt
