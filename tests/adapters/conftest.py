@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +22,13 @@ METHOD_CONFIGS = {
 }
 
 
-def save_adapter(base_dir: Path, method: str, out: Path, **save_kw) -> Path:
+def save_adapter(base_dir: Path, method: str | Any, out: Path, **save_kw) -> Path:
+    """Save a real PEFT adapter of ``method`` (a name in :data:`METHOD_CONFIGS`, or a PEFT config) on ``base_dir``."""
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(base_dir))
-    peft_model = get_peft_model(model, METHOD_CONFIGS[method]())
+    peft_model = get_peft_model(model, METHOD_CONFIGS[method]() if isinstance(method, str) else method)
     peft_model.save_pretrained(str(out), **save_kw)
     return out
 
@@ -47,6 +49,12 @@ def _wide_llama(path: Path) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def adapter_saver():
+    """:func:`save_adapter`, for tests that build an adapter of their own config."""
+    return save_adapter
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from peft_audit.adapters import CorruptAdapter, check_compatibility, read_tensor_shapes
 from peft_audit.adapters.compat import compare_base_names
 
-GOOD = ["lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning", "pickle_only"]
+GOOD = ["lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning"]
 
 
 @pytest.mark.parametrize("name", GOOD)
@@ -43,7 +43,7 @@ def test_force_overrides_a_mismatch_but_keeps_the_reasons(adapter_dirs, tiny_mod
 def test_corrupt_safetensors_fails_clearly(adapter_dirs, tiny_model_dir):
     res = check_compatibility(adapter_dirs["corrupt"], tiny_model_dir, force=True)  # force cannot fix a broken file
     assert not res.ok and res.status == "failed"
-    assert "truncated or corrupt" in res.message() and "adapter_model.safetensors" in res.message()
+    assert "truncated, corrupt" in res.message() and "adapter_model.safetensors" in res.message()
     with pytest.raises(CorruptAdapter):
         read_tensor_shapes(adapter_dirs["corrupt"])
 
@@ -51,6 +51,13 @@ def test_corrupt_safetensors_fails_clearly(adapter_dirs, tiny_model_dir):
 def test_unknown_peft_type_is_skipped(adapter_dirs, tiny_model_dir):
     res = check_compatibility(adapter_dirs["unknown_type"], tiny_model_dir)
     assert res.status == "skipped" and "VERY_NEW_TUNING" in res.message() and "lora" in res.message()
+
+
+def test_pickled_weights_are_never_unpickled(adapter_dirs, tiny_model_dir):
+    # A plain-tensor .bin from peft itself is skipped too: the check cannot tell it from a hostile one without unpickling
+    res = check_compatibility(adapter_dirs["pickle_only"], tiny_model_dir, force=True)
+    assert not res.ok and res.status == "skipped"
+    assert "adapter_model.bin: pickled weights, which peft-audit never loads" in res.message()
 
 
 def test_pickled_weights_with_code_are_refused(adapter_dirs, tmp_path, tiny_model_dir):
@@ -65,7 +72,7 @@ def test_pickled_weights_with_code_are_refused(adapter_dirs, tmp_path, tiny_mode
 
     torch.save({"x": Boom()}, d / "adapter_model.bin", pickle_module=pickle)
     res = check_compatibility(d, tiny_model_dir)
-    assert res.status == "failed" and "weights_only=True" in res.message()
+    assert res.status == "skipped" and "never loads" in res.message()
     assert not marker.exists()
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from fake_hub import FakeHub, repo_from_dir
-from peft_audit.adapters import AdapterGated, AdapterNotFound, check_compatibility, resolve_adapter
+from peft_audit.adapters import AdapterGated, AdapterNotFound, UnsafeAdapter, check_compatibility, resolve_adapter
 from peft_audit.adapters import hub as hub_mod
 
 
@@ -65,11 +65,12 @@ def test_repo_without_adapter_config(fake_hub):
         resolve_adapter("org/plain-model")
 
 
-def test_pickle_only_repo_fetches_bin(fake_hub, adapter_dirs, tiny_model_dir):
+def test_pickle_only_repo_is_skipped_without_fetching_the_pickle(fake_hub, adapter_dirs):
     fake_hub.repos["org/old"] = repo_from_dir(adapter_dirs["pickle_only"])
-    d = resolve_adapter("org/old")
-    assert (d / "adapter_model.bin").is_file()
-    assert check_compatibility(d, tiny_model_dir).ok
+    with pytest.raises(UnsafeAdapter, match="no adapter_model.safetensors; .* never fetched or loaded") as e:
+        resolve_adapter("org/old")
+    assert e.value.status == "skipped"
+    assert not any("adapter_model.bin" in path for _, path in fake_hub.log)
 
 
 def test_local_paths(adapter_dirs, tmp_path):

@@ -6,7 +6,7 @@ from .card import Sourced, parse_model_card, parse_trainer_state
 from .compat import CompatResult, check_compatibility, read_tensor_shapes
 from .discover import DiscoverResult, discover
 from .errors import (
-    AdapterError, AdapterGated, AdapterNetworkError, AdapterNotFound, CorruptAdapter,
+    AdapterError, AdapterGated, AdapterNetworkError, AdapterNotFound, CorruptAdapter, UnsafeAdapter,
 )
 from .hub import resolve_adapter
 from .metadata import PEFT_TYPE_TO_METHOD, AdapterMetadata, extract_metadata
@@ -17,5 +17,5 @@ __all__ = [
     "PEFT_TYPE_TO_METHOD", "SkippedEntry", "Sourced",
     "check_adapter", "check_compatibility", "discover", "extract_metadata", "parse_model_card",
     "parse_trainer_state", "plan_audit", "read_audit_file", "read_tensor_shapes", "resolve_adapter",
-    "run_audit", "spec_from_metadata", "write_audit_file",
+    "run_audit", "spec_from_metadata", "write_audit_file", "UnsafeAdapter",
 ]

@@ -1,7 +1,10 @@
 """Does a saved adapter fit the base model we audit? :func:`check_compatibility`.
 
-Two checks, both before any weight is loaded:
+Three checks, all before any weight is loaded:
 
+0. **The config against its own tensors** (:mod:`peft_audit.adapters.config_check`): every key
+   that sizes what PEFT allocates (``r``, ``rank_pattern``, ``num_virtual_tokens``, ``token_dim``,
+   ...) is a sane number and agrees with the tensors in the file; ``--force`` cannot override it.
 1. **Base model name.** The adapter's ``base_model_name_or_path`` (or the card's ``base_model``) is
    compared with the audit's base model after normalisation: case-folded, ``@revision`` and
    trailing ``/`` dropped, then the *last path component* compared, so ``org/Name``, a local
@@ -22,8 +25,8 @@ Two checks, both before any weight is loaded:
    tuning (Li & Liang, 2021) -- the sizes PEFT itself derives
    (``peft.utils.other._prepare_prompt_learning_config``).
 
-A ``.bin``-only adapter is read with ``torch.load(weights_only=True, map_location="meta")``,
-which refuses pickled code. ``trust_remote_code`` is off unless the caller passes it.
+A ``.bin``-only adapter is skipped: its pickle is never opened. ``trust_remote_code`` is off
+unless the caller passes it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from ..methods import METHODS, is_prompt_learning
-from .errors import AdapterError, CorruptAdapter
+from .config_check import check_adapter_config, prompt_dims
+from .errors import AdapterError, CorruptAdapter, UnsafeAdapter
 from .metadata import PEFT_TYPE_TO_METHOD, PICKLE_WEIGHTS, SAFETENSORS, extract_metadata, read_adapter_config
 
 #: Bundled aliases (peft_audit.models.resolve.ALIASES) -> the Hub id adapters name.
@@ -96,8 +100,10 @@ def compare_base_names(adapter_base: str | None, our_names: list[str]) -> tuple[
 def read_tensor_shapes(adapter_dir: str | Path) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape from the adapter's weights file, reading no tensor data.
 
-    Raises :class:`CorruptAdapter` for an unreadable/truncated file and :class:`AdapterError`
-    when there is no weights file.
+    Raises :class:`CorruptAdapter` for an unreadable/truncated file or a header whose sizes the
+    file does not hold (safetensors checks every offset against the file size, and the header
+    against its 100 MB limit), :class:`UnsafeAdapter` for pickled ``adapter_model.bin`` weights
+    (never unpickled) and :class:`AdapterError` when there is no weights file.
     """
     d = Path(adapter_dir)
     st = d / SAFETENSORS
@@ -107,27 +113,17 @@ def read_tensor_shapes(adapter_dir: str | Path) -> dict[str, tuple[int, ...]]:
         try:
             with safe_open(str(st), framework="pt") as f:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except (SafetensorError, OSError) as e:
+        except (SafetensorError, OSError, RuntimeError) as e:  # RuntimeError: a file too large to map
             raise CorruptAdapter(
-                f"{st}: cannot read safetensors ({e}); the file is truncated or corrupt -- download it again"
+                f"{st}: cannot read safetensors ({e}); the file is truncated, corrupt or claims sizes it does not "
+                "hold -- download it again"
             ) from None
-    pt = d / PICKLE_WEIGHTS
-    if pt.is_file():
-        import pickle
-
-        import torch
-
-        try:
-            sd = torch.load(str(pt), map_location="meta", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-            raise CorruptAdapter(
-                f"{pt}: refused or unreadable with torch.load(weights_only=True) ({str(e).splitlines()[0]}); "
-                "only plain tensors are accepted from .bin files -- ask for a safetensors version"
-            ) from None
-        if not isinstance(sd, dict):
-            raise CorruptAdapter(f"{pt}: expected a dict of tensors, got {type(sd).__name__}")
-        return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
-    raise AdapterError(f"{d}: no {SAFETENSORS} (or {PICKLE_WEIGHTS}); the adapter has no weights")
+    if (d / PICKLE_WEIGHTS).is_file():
+        raise UnsafeAdapter(
+            f"{d / PICKLE_WEIGHTS}: pickled weights, which peft-audit never loads (unpickling can run code and "
+            f"allocate whatever the file claims); ask for a {SAFETENSORS} version of the adapter"
+        )
+    raise AdapterError(f"{d}: no {SAFETENSORS}; the adapter has no weights")
 
 
 @lru_cache(maxsize=4)
@@ -161,21 +157,12 @@ _IA3 = re.compile(r"^(?P<mod>.+)\.ia3_l(?:\.[^.]+)?$")
 
 def _is_feedforward(module_name: str, ff: Any) -> bool:
     if isinstance(ff, str):
-        return re.fullmatch(ff, module_name) is not None
-    return any(module_name == f or module_name.endswith("." + f) for f in ff or [])
-
-
-def _expected_prompt_shape(method: str, acfg: dict[str, Any], base_cfg: Any) -> tuple[tuple[int, int], dict[str, int]]:
-    """Expected ``prompt_embeddings`` shape and the dims PEFT derives from the *base* config."""
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-    from peft.utils.other import _prepare_prompt_learning_config
-
-    cls = PEFT_TYPE_TO_CONFIG_MAPPING[acfg["peft_type"]]
-    fresh = cls(task_type="CAUSAL_LM", num_virtual_tokens=int(acfg.get("num_virtual_tokens") or 1))
-    fresh = _prepare_prompt_learning_config(fresh, base_cfg)
-    n = int(acfg.get("num_virtual_tokens") or 0) * int(acfg.get("num_transformer_submodules") or 1)
-    width = fresh.token_dim * (fresh.num_layers * 2 if method == "prefix-tuning" else 1)
-    return (n, width), {"token_dim": fresh.token_dim, "num_layers": fresh.num_layers}
+        try:
+            return re.fullmatch(ff, module_name) is not None
+        except (re.error, RecursionError):  # config_check reports it
+            return False
+    names = ff if isinstance(ff, list) else []  # anything else is config_check's to report
+    return any(isinstance(f, str) and (module_name == f or module_name.endswith("." + f)) for f in names)
 
 
 def compare_shapes(method: str, acfg: dict[str, Any], shapes: dict[str, tuple[int, ...]],
@@ -184,11 +171,11 @@ def compare_shapes(method: str, acfg: dict[str, Any], shapes: dict[str, tuple[in
     problems: list[str] = []
     warnings: list[str] = []
     if method in METHODS and is_prompt_learning(method):
-        expected, dims = _expected_prompt_shape(method, acfg, base_cfg)
-        for key in ("token_dim", "num_layers"):
-            if acfg.get(key) is not None and int(acfg[key]) != dims[key]:
-                problems.append(f"adapter_config.json {key}: expected {dims[key]} (from the base model), found {acfg[key]}")
+        # the rows are num_virtual_tokens' (config_check compares those); the width is the base model's
+        dims = prompt_dims(str(acfg["peft_type"]).upper(), base_cfg)
+        width = dims["token_dim"] * (dims["num_layers"] * 2 if method == "prefix-tuning" else 1)
         found = shapes.get("prompt_embeddings")
+        expected = (found[0] if found else 0, width)
         if found is None:
             problems.append("tensor prompt_embeddings: expected in the weights file, not found")
         elif tuple(found) != expected:
@@ -221,7 +208,7 @@ def compare_shapes(method: str, acfg: dict[str, Any], shapes: dict[str, tuple[in
             exp = (1, fan_in) if ff else (fan_out, 1)
         else:
             kind = m.group("kind")
-            r = shape[0] if kind in ("lora_A", "lora_embedding_A") else shape[-1]
+            r = (shape[0] if kind in ("lora_A", "lora_embedding_A") else shape[-1]) if shape else 0
             lora_r.setdefault(mod_name, {})[kind] = r
             exp = {"lora_A": (r, fan_in), "lora_B": (fan_out, r), "lora_embedding_A": (r, fan_in),
                    "lora_embedding_B": (fan_out, r), "lora_magnitude_vector": (fan_out,)}[kind]
@@ -290,9 +277,13 @@ def check_compatibility(adapter_dir: str | Path, base: str | Path, *, force: boo
     """Check that the adapter in ``adapter_dir`` fits ``base`` (a checkpoint dir or a model name
     that :func:`peft_audit.models.resolve_model` accepts). See the module docstring.
 
-    Never raises for a bad adapter: unknown ``peft_type`` -> ``status="skipped"``; corrupt file,
-    missing config, name or shape mismatch -> ``status="failed"`` with the reason. With ``force``
-    a name or shape mismatch becomes a warning (a corrupt or unsupported adapter still fails).
+    Never raises for a bad adapter: unknown ``peft_type`` or pickled weights -> ``status="skipped"``;
+    corrupt file, missing config, a config that does not describe its own tensors
+    (:func:`~peft_audit.adapters.config_check.check_adapter_config`), name or shape mismatch ->
+    ``status="failed"`` with the reason. With ``force`` a mismatch with the base model becomes a
+    warning; a corrupt, unsupported or self-contradicting adapter still fails (its config would
+    make PEFT allocate what its tensors do not hold). Nothing is allocated beyond the base
+    model's module tree on the ``meta`` device.
     """
     d = Path(adapter_dir)
     try:
@@ -308,18 +299,19 @@ def check_compatibility(adapter_dir: str | Path, base: str | Path, *, force: boo
     try:
         shapes = read_tensor_shapes(d)
     except AdapterError as e:
-        return CompatResult(False, "failed", [str(e)])
+        return CompatResult(False, e.status, [str(e)])
 
     base_dir, names, fingerprint = _base_dir_and_names(base)
-    problems: list[str] = []
-    warnings: list[str] = []
-    if not same_base_model(d, meta.value("base_model"), base_dir, fingerprint):
-        fits, msg = compare_base_names(meta.value("base_model"), names)
-        (warnings if fits else problems).extend([msg] if msg else [])
     base_cfg, base_model = _meta_model(str(base_dir), trust_remote_code)
+    invalid, problems, warnings = check_adapter_config(meta.method, acfg, shapes, base_cfg, base_model)
     p, w = compare_shapes(meta.method, acfg, shapes, base_cfg, base_model)
     problems += p
     warnings += w
+    if invalid:  # the config contradicts its own tensors: PEFT would allocate what the file does not hold
+        return CompatResult(False, "failed", invalid + problems, warnings)
+    if not same_base_model(d, meta.value("base_model"), base_dir, fingerprint):
+        fits, msg = compare_base_names(meta.value("base_model"), names)
+        (problems if not fits else warnings)[:0] = [msg] if msg else []
     if problems and force:
         return CompatResult(True, "ok", [], warnings + [f"--force: ignored {x}" for x in problems])
     if problems:

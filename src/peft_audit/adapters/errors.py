@@ -1,7 +1,7 @@
 """Why an adapter cannot be audited. Each error says what, where and what to do.
 
 ``status`` is what the audit records for that adapter: ``skipped`` when the tool cannot or may
-not evaluate it (a gated repo without access), ``failed`` when the
+not evaluate it (a gated repo without access, pickled weights), ``failed`` when the
 adapter is broken or does not fit the base model.
 """
 
@@ -26,6 +26,12 @@ class AdapterGated(AdapterError):
 
 class AdapterNetworkError(AdapterError):
     """The Hub could not be reached (connection, timeout, repeated rate limiting, server error)."""
+
+
+class UnsafeAdapter(AdapterError):
+    """An adapter the tool may not read: pickled ``adapter_model.bin`` weights (never unpickled)."""
+
+    status = "skipped"
 
 
 class CorruptAdapter(AdapterError):

@@ -3,8 +3,8 @@
 A reference is a directory holding ``adapter_config.json``, or a Hugging Face Hub id
 ``org/name`` with an optional ``@revision`` (branch, tag or commit). Hub repos are fetched with
 ``huggingface_hub.snapshot_download`` restricted to the adapter's own files (config, safetensors
-weights, card, trainer state, other ``*.json``); pickled ``.bin`` weights are fetched only when a
-repo has no safetensors, and are later read with ``weights_only=True`` only.
+weights, card, trainer state, other ``*.json``); pickled ``.bin`` weights are never fetched: a repo
+without safetensors is skipped (:class:`~peft_audit.adapters.errors.UnsafeAdapter`).
 
 ``HF_TOKEN`` and ``HF_ENDPOINT`` are read from the environment at call time (so a test or a
 mirror can set them after import); the token is never logged. HTTP 429 (rate limited) is
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..models.resolve import split_revision
-from .errors import AdapterError, AdapterGated, AdapterNetworkError, AdapterNotFound
+from .errors import AdapterGated, AdapterNetworkError, AdapterNotFound, UnsafeAdapter
 from .metadata import CONFIG, PICKLE_WEIGHTS, SAFETENSORS
 
 ADAPTER_FILES = [CONFIG, SAFETENSORS, "README.md", "trainer_state.json", "*.json"]
@@ -159,8 +159,7 @@ def resolve_adapter(ref: str) -> Path:
     if not (d / CONFIG).is_file():
         raise AdapterNotFound(f"{ref}: the repo has no {CONFIG} at its top level, so it is not a PEFT adapter")
     if not (d / SAFETENSORS).is_file():
-        # Pickled weights only: fetched so PEFT can read them with weights_only=True.
-        d = snapshot(repo, commit_of(d) or rev, [PICKLE_WEIGHTS, *ADAPTER_FILES])
-        if not (d / PICKLE_WEIGHTS).is_file():
-            raise AdapterError(f"{ref}: the repo has {CONFIG} but no {SAFETENSORS} or {PICKLE_WEIGHTS}")
+        raise UnsafeAdapter(f"{ref}: the repo has no {SAFETENSORS}; peft-audit reads adapter weights only from "
+                            f"safetensors (a pickled {PICKLE_WEIGHTS} is never fetched or loaded) -- ask for a "
+                            "safetensors version")
     return d

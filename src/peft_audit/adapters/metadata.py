@@ -69,11 +69,21 @@ class AdapterMetadata:
         return out
 
 
+#: An adapter's JSON files and card are a few kB; a larger one is refused (JSON) or cut (card)
+#: rather than read whole into memory.
+MAX_TEXT_BYTES = 16 << 20
+
+
 def _read_json(path: Path) -> Any:
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise CorruptAdapter(f"{path}: {size} bytes, more than the {MAX_TEXT_BYTES >> 20} MiB an adapter's JSON "
+                             "file can need; not read -- re-download or re-save the adapter")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptAdapter(f"{path}: not valid JSON ({e}); re-download or re-save the adapter") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also an int of > 4300 digits
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CorruptAdapter(f"{path}: not valid JSON ({why}); re-download or re-save the adapter") from None
 
 
 def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
@@ -122,14 +132,16 @@ def extract_metadata(adapter_dir: str | Path) -> AdapterMetadata:
                       ("target_modules", "target_modules"), ("num_virtual_tokens", "num_virtual_tokens")):
         v = cfg.get(key)
         if v is not None and v != "" and v != []:
-            if key == "target_modules" and not isinstance(v, str):
+            if key == "target_modules" and isinstance(v, list) and all(isinstance(x, str) for x in v):
                 v = sorted(v)  # peft stores a set as a list in arbitrary order
             from_config[name] = Sourced(v, f"{src}:{key}")
     _merge(meta, from_config)
 
     card = d / CARD
     if card.is_file():
-        found, notes = parse_model_card(card.read_text(encoding="utf-8", errors="replace"))
+        with card.open("rb") as f:
+            text = f.read(MAX_TEXT_BYTES).decode("utf-8", errors="replace")
+        found, notes = parse_model_card(text)
         meta.notes.extend(notes)
         _merge(meta, found)
     state = d / STATE
