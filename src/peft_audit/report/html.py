@@ -104,6 +104,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         spread=records(a.spread),
         base_plot=plots.base_distributions(a.table),
         scatter=plots.tradeoff_scatter(a.tradeoffs),
+        utility_scatters=[img for x in ("safety_delta", "fairness_delta") if (img := plots.utility_scatter(a.tradeoffs, x))],
         correlation=a.correlation,
         pareto=records(a.tradeoffs[a.tradeoffs["pareto"]] if not a.tradeoffs.empty else a.tradeoffs),
         ranking=records(a.ranking),
