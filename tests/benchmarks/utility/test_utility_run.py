@@ -134,3 +134,25 @@ def test_a_task_file_measures_an_audited_adapter(tmp_path):
     bad.write_text("question,answer\nq,a\n")
     with pytest.raises(ValueError, match="column 'prompt'.*bad.csv|bad.csv.*column 'prompt'"):
         variant_rows(UtilityConfig(task_file=str(bad)), (), None, is_base=False)
+
+
+def test_audit_with_a_task_file_pairs_the_adapter_with_its_base(tiny_model_dir, tmp_path):
+    from peft import LoraConfig
+
+    from peft_audit.adapters import plan_audit, run_audit
+    from peft_audit.benchmarks.fairness.config import FairnessConfig
+    from peft_audit.benchmarks.safety.config import SafetyConfig
+    from peft_audit.benchmarks.utility.config import UtilityConfig
+
+    from tiny_models import save_random_adapter
+
+    adapter = save_random_adapter(tiny_model_dir, tmp_path / "ad", LoraConfig(r=2, target_modules=["q_proj"]), seed=2)
+    task = tmp_path / "task.csv"
+    task.write_text("prompt,response\n" + "".join(f"Count to {i}.,{' '.join(map(str, range(1, i + 1)))}\n"
+                                                  for i in range(1, 9)))
+    plan = plan_audit(str(tiny_model_dir), [str(adapter)], device="cpu", safety=SafetyConfig(enabled=False),
+                      fairness=FairnessConfig(enabled=False), utility=UtilityConfig(task_file=str(task)))
+    run_audit(plan, tmp_path / "run", RunOptions(in_process=True))
+    a = analyze(tmp_path / "run", n_boot=100)
+    loss = a.paired.query("benchmark == 'utility' and metric == 'heldout_loss' and category == 'overall'")
+    assert len(loss) == 1 and loss["n"].iloc[0] == 8
