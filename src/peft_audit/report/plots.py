@@ -22,8 +22,8 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def forest(effects: pd.DataFrame, title: str, *, scale: float = 100.0) -> str | None:
-    """Forest plot: one row per term, estimate with 95% CI, vertical line at 0."""
+def forest(effects: pd.DataFrame, title: str, *, scale: float = 100.0, unit: str = "points") -> str | None:
+    """Forest plot: one row per term, estimate with 95% CI (times ``scale``, in ``unit``), vertical line at 0."""
     if effects is None or effects.empty:
         return None
     e = effects.iloc[::-1]
@@ -33,7 +33,7 @@ def forest(effects: pd.DataFrame, title: str, *, scale: float = 100.0) -> str | 
                 fmt="o", color="#333", ecolor="#888", capsize=3)
     ax.axvline(0, color="#c00", lw=0.8)
     ax.set_yticks(y, e["term"], fontsize=8)
-    ax.set_xlabel("effect on change vs base (points), 95% CI")
+    ax.set_xlabel(f"effect on change vs base ({unit}), 95% CI")
     ax.set_title(title, fontsize=10)
     return _png(fig)
 
