@@ -123,7 +123,8 @@ class GateRule:
     is bad and +1 when a rise is bad. ``threshold`` names the limit: a
     :class:`peft_audit.gate.GateThresholds` field (the built-in benchmarks'), or a key of the
     benchmark's own, e.g. ``xstest.max_full_refusal_increase``, whose limit is ``default`` unless
-    the user sets it (``peft-audit gate RUN --limit KEY=VALUE``).
+    the user sets it (``peft-audit gate RUN --limit KEY=VALUE``). ``unit`` is how its deltas and
+    limit are shown: ``pts`` (a proportion, times 100) or another unit shown as is (``nats``).
     """
 
     metric: str
@@ -131,6 +132,7 @@ class GateRule:
     direction: int
     threshold: str
     default: float | None = None
+    unit: str = "pts"
 
 #: Store.commit_stage keyword -> the table its rows land in (where the two differ).
 _TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}

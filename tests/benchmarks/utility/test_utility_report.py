@@ -51,3 +51,29 @@ def test_summary_block_per_task_and_not_measured():
     assert block["heldout_loss"] == 1.5 and block["heldout_loss_ci"] == [1.4, 1.6] and block["heldout_loss_n"] == 20
     assert block["preference_accuracy"] is None and set(block["by_task"]) == {"task"}
     assert UtilityBenchmark().summary_block({}) == {"utility": None}
+
+
+def test_gate_rule_on_the_held_out_loss_in_nats():
+    from peft_audit.gate import GateThresholds, evaluate_gate
+
+    variants = pd.DataFrame([
+        {"id": "b", "label": "base", "method": "base", "status": "done", "base_id": None, "error": None},
+        {"id": "v", "label": "repair", "method": "lora", "status": "done", "base_id": "b", "error": None}])
+
+    def paired(delta):
+        return pd.DataFrame([{"variant_id": "v", "base_id": "b", "benchmark": "utility", "metric": "heldout_loss",
+                              "category": "overall", "value": 2 + delta, "base_value": 2.0, "delta": delta,
+                              "ci_low": delta - 0.1, "ci_high": delta + 0.1, "n": 20, "p_value": 0.01, "p_adj": 0.01,
+                              "test": "permutation"}])
+
+    has = {("v", "utility"): True}
+    worse = [c for c in evaluate_gate(variants, paired(0.8), GateThresholds(), has_results=has).checks
+             if c.metric == "heldout_loss"]
+    assert len(worse) == 1 and not worse[0].passed
+    assert "exceeds the allowed increase of 0.50 nats" in worse[0].text() and "delta +0.80 nats" in worse[0].text()
+    fine = [c for c in evaluate_gate(variants, paired(0.3), GateThresholds(), has_results=has).checks
+            if c.metric == "heldout_loss"]
+    assert fine[0].passed
+    strict = GateThresholds(limits={"utility.max_loss_increase": 0.2})
+    assert not [c for c in evaluate_gate(variants, paired(0.3), strict, has_results=has).checks
+                if c.metric == "heldout_loss"][0].passed

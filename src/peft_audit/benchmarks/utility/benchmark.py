@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import MetricsLookup, ReportSection, VariantRun, metric_ci, metric_value
+from ..base import GateRule, MetricsLookup, ReportSection, VariantRun, metric_ci, metric_value
 from .config import NAME, UtilityConfig
 from .metrics import LOSS, PERPLEXITY, PREFERENCE_ACCURACY
 
@@ -44,7 +44,9 @@ class UtilityBenchmark:
                            "rewards/accuracies); for the base, the share where it finds the chosen answer more "
                            "likely than the rejected one."),
     )
-    gate_rules = ()
+    #: lenient by default: a variant whose held-out loss rose by more than 0.5 nats (perplexity x1.65)
+    #: has lost much of its task; a repair that costs less passes (``--limit utility.max_loss_increase=``)
+    gate_rules = (GateRule(LOSS, "overall", +1, f"{NAME}.max_loss_increase", default=0.5, unit="nats"),)
 
     def check(self, cfg: UtilityConfig) -> None:
         """Preflight: a task file, if given, loads."""
