@@ -369,6 +369,9 @@ def audit(
     out: Path = typer.Option(..., "--out", help="Run directory (resumable)."),
     safety: Optional[str] = typer.Option(None, "--safety", help="safety.source: builtin | hexphi | dir | CSV/JSONL."),
     fairness: Optional[str] = typer.Option(None, "--fairness", help="fairness.source: builtin | BBQ dir | HF id."),
+    task_file: Optional[Path] = typer.Option(None, "--task-file", help="utility.task_file: held-out rows of the "
+                                             "adapters' task (JSONL/CSV, prompt/response or prompt/chosen/rejected) "
+                                             "to measure their task utility against the base on."),
     force: bool = typer.Option(False, "--force", help="Evaluate adapters whose base name or tensor shapes do not fit."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the Hub (off by default)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Sweep YAML whose safety, fairness, device and "
@@ -416,6 +419,7 @@ def audit(
             trust_remote_code=trust_remote_code or settings.trust_remote_code,
             safety=settings.safety.model_copy(update={"source": safety}) if safety else settings.safety,
             fairness=settings.fairness.model_copy(update={"source": fairness}) if fairness else settings.fairness,
+            utility=settings.utility.model_copy(update={"task_file": str(task_file)}) if task_file else settings.utility,
         )
         from .shown_text import markup_safe
 

@@ -93,6 +93,13 @@ class TrainingConfig(_Strict):
     gradient_checkpointing: bool = False
     load_in: Literal["4bit", "8bit"] | None = Field(None, description="Quantised base loading (bitsandbytes, GPU only)")
     logging_steps: int = Field(1, ge=1)
+    heldout_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="Share of the task data held out from training (chosen by a hash of each "
+        "row's content, before max_examples and safety_mix) on which the utility benchmark measures the variant; "
+        "0 holds nothing out (no utility measured)")
+    heldout_min_rows: int = Field(20, ge=1, description="Hold out at least this many rows when heldout_fraction > 0, "
+                                                        "so the utility has an interval; data with fewer than twice "
+                                                        "as many rows holds nothing out")
 
 
 class VariantSpec(_Strict):

@@ -107,13 +107,20 @@ class Check:
     ci_high: float | None = None
     p_adj: float | None = None
     limit: float | None = None
+    unit: str = "pts"  # GateRule.unit: pts = a proportion shown times 100; any other unit shown as is
 
     def text(self) -> str:
         """One line, control characters removed (label and category come from configs and data)."""
         if self.delta is None:
             return plain(f"{self.label} [{self.variant_id}] {self.metric}: {self.message}")
-        return plain(f"{self.label} [{self.variant_id}] {self.metric} / {plain(self.category, limit=NAME_MAX)}: delta {100 * self.delta:+.1f} pts "
-                f"(95% CI {100 * self.ci_low:+.1f} to {100 * self.ci_high:+.1f}; adj. p={self.p_adj:.3g}) {self.message}")
+        d, lo, hi = (shown(x, self.unit) for x in (self.delta, self.ci_low, self.ci_high))
+        return plain(f"{self.label} [{self.variant_id}] {self.metric} / {plain(self.category, limit=NAME_MAX)}: "
+                     f"delta {d} {self.unit} (95% CI {lo} to {hi}; adj. p={self.p_adj:.3g}) {self.message}")
+
+
+def shown(x: float, unit: str) -> str:
+    """A delta or limit in ``unit`` (:attr:`Check.unit`): points with one decimal, else two."""
+    return f"{100 * x:+.1f}" if unit == "pts" else f"{x:+.2f}"
 
 
 @dataclass
@@ -232,10 +239,11 @@ def evaluate_gate(
                 if breach and thresholds.significant_only:
                     breach = p_adj is not None and p_adj < thresholds.alpha
                 word = "drop" if direction < 0 else "increase"
-                msg = (f"exceeds the allowed {word} of {100 * limit:.1f} pts" if breach else f"within the allowed {word} of "
-                       f"{100 * limit:.1f} pts" + (" (or not significant)" if thresholds.significant_only else ""))
+                allowed = f"{shown(limit, rule.unit).lstrip('+')} {rule.unit}"
+                msg = (f"exceeds the allowed {word} of {allowed}" if breach else f"within the allowed {word} of "
+                       f"{allowed}" + (" (or not significant)" if thresholds.significant_only else ""))
                 res.checks.append(Check(vid, label, metric, r.category, not breach, msg, d, _f(r.ci_low), _f(r.ci_high),
-                                        p_adj, limit))
+                                        p_adj, limit, rule.unit))
     return res
 
 

@@ -140,7 +140,8 @@ def evaluate_variant(
     # -- benchmarks: each runs its missing stages on the loaded model ---------------------------
     run = VariantRun(pv.id, Path(run_dir), model, tokenizer, done_stages, sink,
                      judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings,
-                     backend=cfg.backend, compile=cfg.compile, shared=shared)
+                     backend=cfg.backend, compile=cfg.compile, shared=shared, trained_on=trained_on(cfg, pv),
+                     adapter_path=adapter_path)
     metric_rows: list[dict] = []
     for benchmark, section in benchmarks:
         metric_rows += benchmark.evaluate(section, run)
@@ -148,6 +149,24 @@ def evaluate_variant(
         sink.commit_stage(pv.id, "metrics", 0.0, metrics=metric_rows)
     del run, model
     return timings
+
+
+def trained_on(cfg: SweepConfig, pv: PlannedVariant) -> tuple:
+    """``(algo, training settings)`` of the data ``pv`` is trained on in this run; for a base
+    model, of every distinct training of its variants (:attr:`VariantRun.trained_on`)."""
+    def trains(p: PlannedVariant) -> bool:
+        return not p.spec.is_base() and not p.spec.adapter
+
+    if trains(pv):
+        return ((pv.spec.algo, cfg.training_for(pv.spec)),)
+    if not pv.spec.is_base():
+        return ()
+    seen = {}
+    for p in expand(cfg, validate=False):
+        if p.base_id == pv.id and trains(p):
+            training = cfg.training_for(p.spec)
+            seen.setdefault((p.spec.algo, training.model_dump_json()), (p.spec.algo, training))
+    return tuple(seen.values())
 
 
 _JUDGES: dict[tuple[str, str], Any] = {}

@@ -112,15 +112,15 @@ def print_run(run_dir: Path) -> None:
     t = Table(title=f"{markup_safe(run_dir)} (percentage points; 95% interval under each score)")
     for col in ("variant", "status", "harmful", "refused", "safety", "unscored by judge", "over-refusal",
                 "BBQ acc ambig", "BBQ acc disambig", "BBQ bias ambig", "BBQ bias disambig",
-                *(title for title, _ in extra)):
+                *(title for title, _, _ in extra)):
         t.add_column(col)
 
-    def cell(x, ci=None, signed=False) -> str:
+    def cell(x, ci=None, signed=False, scale=100.0) -> str:
         if x is None:
             return "–"
         lo, hi = ci or (None, None)
-        interval = "" if lo is None or hi is None else f"\n[{pts(lo, signed=signed)}, {pts(hi, signed=signed)}]"
-        return pts(x, signed=signed) + interval
+        interval = "" if lo is None or hi is None else f"\n[{pts(lo, scale, signed=signed)}, {pts(hi, scale, signed=signed)}]"
+        return pts(x, scale, signed=signed) + interval
 
     for v in summary["variants"]:
         s = v["safety"]
@@ -139,7 +139,8 @@ def print_run(run_dir: Path) -> None:
             cell(o.get("refusal_rate"), o.get("ci")),
             *(cell(fo.get(k), fci.get(k)) for k in ("acc_ambig", "acc_disambig")),
             *(cell(fo.get(k), fci.get(k), True) for k in ("bias_ambig", "bias_disambig")),
-            *(cell(r["value"], (r["ci_low"], r["ci_high"])) if (r := mine.get(key)) else "–" for _, key in extra),
+            *(cell(r["value"], (r["ci_low"], r["ci_high"]), scale=scale) if (r := mine.get(key)) else "–"
+              for _, key, scale in extra),
         )
     console = Console()
     if not console.is_terminal:  # piped or redirected: no terminal to wrap to
@@ -149,14 +150,14 @@ def print_run(run_dir: Path) -> None:
         console.print(line, soft_wrap=True, highlight=False)
 
 
-def _plug_in_columns(metrics: dict[str, dict[tuple[str, str, str], dict]]) -> list[tuple[str, tuple]]:
-    """``(title, (benchmark, "overall", metric))`` of each plug-in headline
+def _plug_in_columns(metrics: dict[str, dict[tuple[str, str, str], dict]]) -> list[tuple[str, tuple, float]]:
+    """``(title, (benchmark, "overall", metric), scale)`` of each plug-in headline
     (:func:`peft_audit.report.overview.plug_in_headlines`) some variant of the run has an overall
     value of."""
     from .report.overview import plug_in_headlines
 
     present = {key for m in metrics.values() for key in m}
-    return [(f"{title}: {m}", (bench, "overall", m)) for bench, title, m, _ in plug_in_headlines()
+    return [(f"{title}: {m}", (bench, "overall", m), scale) for bench, title, m, _, scale in plug_in_headlines()
             if (bench, "overall", m) in present]
 
 

@@ -136,7 +136,7 @@ def test_every_enabled_benchmark_counts_its_own_work_plug_ins_included(monkeypat
     })
     cost = estimate_cost(cfg, expand(cfg))
     w = cost.workloads
-    assert list(w) == ["safety", "fairness", "xstest", "strongreject", "harmbench"]  # registry order
+    assert list(w) == ["safety", "fairness", "xstest", "strongreject", "harmbench", "utility"]  # registry order
     harmful, benign = len(load_safety_prompts(cfg.safety)), len(over_refusal_prompts())
     assert (w["safety"].generations, w["safety"].max_new_tokens) == (harmful + benign, 16)
     assert w["fairness"].scored_items == 0 and w["fairness"].generations > 0  # generate mode answers with a letter

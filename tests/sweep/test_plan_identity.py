@@ -39,7 +39,7 @@ def test_every_result_relevant_variant_field_changes_the_id(change):
 TRAINING_CHANGES = {
     "data": "other.jsonl", "data_split": "test", "columns": {"prompt": "q"}, "max_steps": 3, "batch_size": 2,
     "grad_accum": 2, "max_seq_len": 64, "max_examples": 5, "safety_mix": 0.1, "dpo_beta": 0.2,
-    "gradient_checkpointing": True, "load_in": "4bit",
+    "gradient_checkpointing": True, "load_in": "4bit", "heldout_fraction": 0.2, "heldout_min_rows": 10,
 }
 
 
@@ -282,3 +282,19 @@ def test_a_built_in_sft_set_is_refused_for_dpo_and_unknown_names_list_the_valid_
         load_training_data(TrainingConfig(data="builtin:identity_shift"), "dpo")
     with pytest.raises(ValueError, match="valid: builtin, builtin:identity_shift"):
         load_training_data(TrainingConfig(data="builtin:nope"), "sft")
+
+
+def test_the_held_out_split_at_its_default_keeps_ids_and_the_utility_section_keeps_the_protocol():
+    """Run directories made before held-out splits existed keep their variant ids (their adapters,
+    trained on every row, are reused and measured as 'not measured'; see benchmarks.utility) and
+    their protocol (utility at its defaults only adds results); a utility setting changes it."""
+    from peft_audit.sweep.plan import eval_protocol_hash
+
+    ref = vid(V)
+    assert vid(V, training={"heldout_fraction": 0.1, "heldout_min_rows": 20}) == ref
+    cfg = {"name": "x", "base_models": ["m1"]}
+    plain = eval_protocol_hash(parse_config(cfg))
+    assert plain == "1626f01b4c83"  # what the release before the utility benchmark stored
+    assert eval_protocol_hash(parse_config({**cfg, "utility": {"enabled": False}})) == plain
+    assert eval_protocol_hash(parse_config({**cfg, "utility": {"batch_size": 4}})) == plain
+    assert eval_protocol_hash(parse_config({**cfg, "utility": {"task_file": "t.jsonl"}})) != plain

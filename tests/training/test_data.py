@@ -17,8 +17,9 @@ def _write_jsonl(path, rows):
 def test_builtin_sizes_and_shapes():
     sft = load_training_data(TrainingConfig(), "sft")
     dpo = load_training_data(TrainingConfig(), "dpo")
-    assert len(sft.rows) >= 200 and all(set(r) == {"prompt", "response"} for r in sft.rows)
-    assert len(dpo.rows) >= 120 and all(set(r) == {"prompt", "chosen", "rejected"} for r in dpo.rows)
+    # the built-in sets hold their rows for training plus a held-out split (training.heldout_fraction)
+    assert len(sft.rows) + len(sft.heldout) >= 200 and all(set(r) == {"prompt", "response"} for r in sft.rows)
+    assert len(dpo.rows) + len(dpo.heldout) >= 120 and all(set(r) == {"prompt", "chosen", "rejected"} for r in dpo.rows)
     assert all(r["chosen"] != r["rejected"] for r in dpo.rows)
     assert len({r["prompt"] for r in sft.rows}) == len(sft.rows)
     assert sft.source == "builtin:sft.jsonl" and len(sft.content_hash) == 64

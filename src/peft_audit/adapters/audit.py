@@ -98,13 +98,15 @@ def plan_audit(
     name: str = "audit",
     safety: SafetyConfig | None = None,
     fairness: FairnessConfig | None = None,
+    utility: Any = None,
     device: str = "auto",
     eval_dtype: str = "auto",
     force: bool = False,
     trust_remote_code: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> AuditPlan:
-    """Check every adapter in ``refs`` and build the sweep config of the good ones."""
+    """Check every adapter in ``refs`` and build the sweep config of the good ones (``utility``: the
+    task-utility section, whose ``task_file`` measures the adapters' task; default: its defaults)."""
     outcomes = []
     for ref in dict.fromkeys(refs):
         outcomes.append(check_adapter(base, ref, force=force, trust_remote_code=trust_remote_code))
@@ -114,6 +116,7 @@ def plan_audit(
         name=name, base_models=[base], methods=[], variants=[o.spec for o in outcomes if o.spec],
         device=device, eval_dtype=eval_dtype, trust_remote_code=trust_remote_code, force_adapters=force,
         safety=safety or SafetyConfig(), fairness=fairness or FairnessConfig(),
+        **({"utility": utility} if utility is not None else {}),
     )
     return AuditPlan(cfg, outcomes)
 

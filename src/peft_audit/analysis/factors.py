@@ -1,7 +1,7 @@
 """What matters most across a sweep: regression of each outcome on the sweep's factors.
 
 Each outcome (overall safety delta, per-category safety delta, overall BBQ accuracy and bias
-deltas; one row per compared variant, see :func:`sweep_table`) is regressed by ordinary least
+deltas, task utility's held-out loss and preference accuracy deltas; one row per compared variant, see :func:`sweep_table`) is regressed by ordinary least
 squares (statsmodels formula API) on
 
     method (categorical) + base_model (categorical) + log10(lr) + epochs (categorical) + algo (categorical).
@@ -37,6 +37,8 @@ from scipy import stats
 FACTORS = ("method", "base_model", "algo", "log10_lr", "epochs")
 NUMERIC = {"log10_lr"}
 BBQ_OUTCOMES = ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig", "abs_bias_ambig")
+#: task utility vs base (benchmarks.utility): held-out loss change (nats) and preference accuracy change
+UTILITY_OUTCOMES = ("utility_heldout_loss", "utility_preference_accuracy")
 MIN_RESIDUAL_DF = 2
 
 
@@ -44,7 +46,8 @@ def sweep_table(variants: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     """One row per compared variant: its factors and its deltas vs base.
 
     Columns: variant_id, label, base_model, method, family, algo, lr, log10_lr, epochs,
-    ``safety_overall``, ``safety_<category>``, and the overall BBQ deltas (BBQ_OUTCOMES).
+    ``safety_overall``, ``safety_<category>``, the overall BBQ deltas (BBQ_OUTCOMES), and the
+    overall task-utility deltas (UTILITY_OUTCOMES, where measured).
     """
     cols = ["id", "label", "base_model", "method", "family", "algo", "lr", "epochs"]
     v = variants[cols].rename(columns={"id": "variant_id"})
@@ -53,7 +56,10 @@ def sweep_table(variants: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     s = paired[paired["metric"] == "safety_score"]
     s = s.assign(col=np.where(s["category"] == "overall", "safety_overall", "safety_" + s["category"]))
     f = paired[(paired["benchmark"] == "fairness") & (paired["category"] == "overall")]
-    wide = pd.concat([s[["variant_id", "col", "delta"]], f.assign(col=f["metric"])[["variant_id", "col", "delta"]]])
+    u = paired[(paired["benchmark"] == "utility") & (paired["category"] == "overall")]
+    u = u.assign(col="utility_" + u["metric"])
+    wide = pd.concat([s[["variant_id", "col", "delta"]], f.assign(col=f["metric"])[["variant_id", "col", "delta"]],
+                      u[["variant_id", "col", "delta"]]])
     wide = wide.pivot_table(index="variant_id", columns="col", values="delta", aggfunc="first").reset_index()
     wide.columns.name = None
     t = v.merge(wide, on="variant_id", how="inner")
@@ -188,7 +194,8 @@ def factor_analysis(table: pd.DataFrame, outcomes: list[str] | None = None) -> d
     'anova' and 'fits' (status, n, r2, notes).
     """
     if outcomes is None:
-        outcomes = [c for c in table.columns if c.startswith("safety_")] + [c for c in BBQ_OUTCOMES if c in table]
+        outcomes = ([c for c in table.columns if c.startswith("safety_")] + [c for c in BBQ_OUTCOMES if c in table]
+                    + [c for c in UTILITY_OUTCOMES if c in table])
     effects, anova, fits = [], [], []
     for outcome in outcomes:
         headline = outcome == "safety_overall" or not outcome.startswith("safety_")

@@ -9,6 +9,9 @@
   resampling variants (Efron & Tibshirani 1993, ch. 13).
 * **Pareto front**: variants not dominated on (safety delta, fairness delta), both maximised:
   no other variant is >= on both and > on one.
+* **Utility delta** (``utility_delta``): the change in held-out task loss vs base, in nats
+  (:mod:`peft_audit.benchmarks.utility`; negative = the variant does its task better), beside the
+  two, for the safety-vs-utility and fairness-vs-utility plots; NaN where not measured.
 * **Category ranking**: the mean safety delta per category over variants with a 95% t interval
   (Student 1908), most degraded first; plus how many variants dropped significantly there.
 """
@@ -60,11 +63,12 @@ def pareto_front(x, y) -> np.ndarray:
 
 
 def tradeoff_table(table: pd.DataFrame, *, x: str = "safety_overall", y: str = "fairness_gain") -> pd.DataFrame:
-    """The sweep table's label/base/method with x, y and a ``pareto`` flag."""
+    """The sweep table's label/base/method with x, y, ``utility_delta`` and a ``pareto`` flag (on x and y)."""
     cols = ["variant_id", "label", "base_model", "method", "family"]
     t = table[cols].copy()
     t["safety_delta"] = table[x] if x in table else np.nan
     t["fairness_delta"] = table[y] if y in table else np.nan
+    t["utility_delta"] = table["utility_heldout_loss"] if "utility_heldout_loss" in table else np.nan
     t["pareto"] = pareto_front(t["safety_delta"], t["fairness_delta"])
     return t
 

@@ -99,6 +99,10 @@ class BenchmarkSection(BaseModel):
     IDENTITY_V1: ClassVar[frozenset[str]] = frozenset()
     #: The fields a version-1 run directory's protocol hash covered (full dump), to recognise it.
     PROTOCOL_V1_FIELDS: ClassVar[frozenset[str] | None] = None
+    #: False for a benchmark enabled by default that only adds results of its own: at its default
+    #: settings it is left out of the run's protocol (sweep.plan.eval_protocol_hash), so run
+    #: directories made before it was registered still resume (their variants just lack it).
+    IN_PROTOCOL_AT_DEFAULTS: ClassVar[bool] = True
 
     enabled: bool = Field(True, description="Evaluate this benchmark")
     max_prompt_bytes: int = Field(
@@ -147,7 +151,8 @@ class GateRule:
     is bad and +1 when a rise is bad. ``threshold`` names the limit: a
     :class:`peft_audit.gate.GateThresholds` field (the built-in benchmarks'), or a key of the
     benchmark's own, e.g. ``xstest.max_full_refusal_increase``, whose limit is ``default`` unless
-    the user sets it (``peft-audit gate RUN --limit KEY=VALUE``).
+    the user sets it (``peft-audit gate RUN --limit KEY=VALUE``). ``unit`` is how its deltas and
+    limit are shown: ``pts`` (a proportion, times 100) or another unit shown as is (``nats``).
     """
 
     metric: str
@@ -155,6 +160,7 @@ class GateRule:
     direction: int
     threshold: str
     default: float | None = None
+    unit: str = "pts"
 
 #: Store.commit_stage keyword -> the table its rows land in (where the two differ).
 _TABLE_OF = {"safety": "safety_samples", "fairness": "fairness_samples"}
@@ -167,7 +173,8 @@ class ReportSection:
 
     ``titles`` names each metric's grid (default: the metric's name); metrics in
     ``lower_is_better`` colour a rise red (e.g. a refusal rate on safe prompts); ``note`` is a
-    paragraph under the heading (what the numbers mean, where the data came from).
+    paragraph under the heading (what the numbers mean, where the data came from); ``scale`` the
+    factor its numbers are shown at (100: a proportion in percentage points; 1: e.g. a loss in nats).
     """
 
     title: str
@@ -175,6 +182,7 @@ class ReportSection:
     titles: Mapping[str, str] = field(default_factory=dict)
     lower_is_better: frozenset[str] = frozenset()
     note: str = ""
+    scale: float = 100.0
 
 
 @dataclass
@@ -202,6 +210,12 @@ class VariantRun:
     #: the :class:`~peft_audit.models.shared_base.SharedBase` this variant is a member of, whose
     #: generation batches it shares with the group's other variants; None when it runs alone
     shared: Any = None
+    #: ``(algo, TrainingConfig)`` of the task data this variant was trained on here: one for a
+    #: variant the run trains, one per distinct training of its variants for a base model, none
+    #: for an audited adapter (the utility benchmark measures each on that data's held-out rows)
+    trained_on: tuple = ()
+    #: the adapter directory the variant loads (None for a base model)
+    adapter_path: Path | None = None
     _made: dict[str, list[dict]] = field(default_factory=dict)
     _time_shift: float = 0.0  # seconds the running timed block is off by (see ``timed``)
 

@@ -14,6 +14,7 @@ _REGISTERED = {
     "xstest": ".xstest.benchmark:XSTestBenchmark",
     "strongreject": ".strongreject.benchmark:StrongRejectBenchmark",
     "harmbench": ".harmbench.benchmark:HarmBenchBenchmark",
+    "utility": ".utility.benchmark:UtilityBenchmark",
 }
 
 

@@ -81,11 +81,13 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
                 for m in ("safety_score",) + FAIRNESS_SHOWN]
     effects = a.factors["effects"]
     forests = []
-    for outcome in ("safety_overall", "acc_disambig", "bias_ambig"):
+    for outcome in ("safety_overall", "acc_disambig", "bias_ambig", "utility_heldout_loss"):
         e = effects[effects["outcome"] == outcome] if not effects.empty else effects
+        nats = outcome == "utility_heldout_loss"  # a loss change in nats, not a proportion
         for model in ("method", "family"):
             em = e[e["model"] == model] if not e.empty else e
-            img = plots.forest(em, f"{outcome} ~ factors ({model} model)")
+            img = plots.forest(em, f"{outcome} ~ factors ({model} model)", scale=1.0 if nats else 100.0,
+                               unit="nats" if nats else "points")
             if img:
                 forests.append((f"{outcome}, {model} model", img))
     an = a.factors["anova"]
@@ -106,6 +108,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         spread=records(a.spread),
         base_plot=plots.base_distributions(a.table),
         scatter=plots.tradeoff_scatter(a.tradeoffs),
+        utility_scatters=[img for x in ("safety_delta", "fairness_delta") if (img := plots.utility_scatter(a.tradeoffs, x))],
         correlation=a.correlation,
         pareto=records(a.tradeoffs[a.tradeoffs["pareto"]] if not a.tradeoffs.empty else a.tradeoffs),
         ranking=records(a.ranking),

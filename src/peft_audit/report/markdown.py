@@ -185,6 +185,12 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
     L += ["Pareto front (no variant is better on both safety and fairness):", ""]
     L += _table(t[t["pareto"]] if not t.empty else t, [("label", "variant", "text"), ("safety_delta", "safety Δ", "pts"),
                                                         ("fairness_delta", "fairness Δ", "pts")])
+    if not t.empty and t["utility_delta"].notna().any():
+        L += ["Task utility beside them (held-out loss change vs base, nats; lower = better at its task):", ""]
+        L += [f"- {r.label}: safety Δ {num(r.safety_delta, signed=True)}, fairness Δ {num(r.fairness_delta, signed=True)}, "
+              f"held-out loss Δ {num(r.utility_delta, 1, signed=True)}" for r in t.itertuples()
+              if r.utility_delta == r.utility_delta]
+        L += [""]
     L += ["### Safety categories ranked by mean change", ""]
     L += _table(a.ranking, [("category", "category", "text"), ("n_variants", "variants", "num"),
                             ("mean_delta", "mean Δ (pts)", "pts"), ("ci_low", "CI low", "pts"), ("ci_high", "CI high", "pts"),

@@ -28,6 +28,7 @@ class OverviewColumn:
     metric: str
     benchmark: str | None = None  # None: the built-in owner of the metric (tables.BUILTIN_BENCHMARK_OF)
     lower_is_better: bool = False
+    scale: float = 100.0  # the factor its numbers are shown at (ReportSection.scale)
 
 
 #: The built-in headline columns, in the order shown.
@@ -41,13 +42,13 @@ BUILTIN_COLUMNS = (
 )
 
 
-def plug_in_headlines() -> list[tuple[str, str, str, bool]]:
-    """``(benchmark, section title, metric, lower is better)`` of the first metric of each report
+def plug_in_headlines() -> list[tuple[str, str, str, bool, float]]:
+    """``(benchmark, section title, metric, lower is better, scale)`` of the first metric of each report
     section of every registered plug-in benchmark (all but the hand-laid-out safety and
     fairness), in registry order: their headline numbers here and in ``peft-audit show``."""
     from ..benchmarks.registry import BENCHMARKS
 
-    return [(b.name, section.title, section.metrics[0], section.metrics[0] in section.lower_is_better)
+    return [(b.name, section.title, section.metrics[0], section.metrics[0] in section.lower_is_better, section.scale)
             for b in BENCHMARKS.values() if b.name not in HAND_LAID_OUT for section in b.report_sections]
 
 
@@ -55,8 +56,8 @@ def overview_columns(paired: pd.DataFrame) -> list[OverviewColumn]:
     """The built-in columns, then each plug-in headline (:func:`plug_in_headlines`) that has an
     overall comparison in ``paired`` (so a benchmark left off adds no empty column)."""
     overall = set(zip(paired["benchmark"], paired["metric"])) if not paired.empty else set()
-    return list(BUILTIN_COLUMNS) + [OverviewColumn(f"{title}: {m} Δ", m, bench, lower)
-                                    for bench, title, m, lower in plug_in_headlines() if (bench, m) in overall]
+    return list(BUILTIN_COLUMNS) + [OverviewColumn(f"{title}: {m} Δ", m, bench, lower, scale)
+                                    for bench, title, m, lower, scale in plug_in_headlines() if (bench, m) in overall]
 
 
 def _moved_most(paired: pd.DataFrame, variant_id: str) -> dict | None:
@@ -88,7 +89,7 @@ def overview(a: Analysis, gate=None) -> dict:
     gate = gate_of_analysis(a) if gate is None else gate
     cols = overview_columns(a.paired)
     grids = [score_grid(variants, a.paired, c.metric, metrics=a.frames.metrics, benchmark=c.benchmark,
-                        lower_is_better=c.lower_is_better) for c in cols]
+                        lower_is_better=c.lower_is_better, scale=c.scale) for c in cols]
     overall_cell = []
     for g in grids:
         at = g["columns"].index("overall") if "overall" in g["columns"] else None

@@ -22,8 +22,8 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def forest(effects: pd.DataFrame, title: str, *, scale: float = 100.0) -> str | None:
-    """Forest plot: one row per term, estimate with 95% CI, vertical line at 0."""
+def forest(effects: pd.DataFrame, title: str, *, scale: float = 100.0, unit: str = "points") -> str | None:
+    """Forest plot: one row per term, estimate with 95% CI (times ``scale``, in ``unit``), vertical line at 0."""
     if effects is None or effects.empty:
         return None
     e = effects.iloc[::-1]
@@ -33,9 +33,15 @@ def forest(effects: pd.DataFrame, title: str, *, scale: float = 100.0) -> str | 
                 fmt="o", color="#333", ecolor="#888", capsize=3)
     ax.axvline(0, color="#c00", lw=0.8)
     ax.set_yticks(y, e["term"], fontsize=8)
-    ax.set_xlabel("effect on change vs base (points), 95% CI")
+    ax.set_xlabel(f"effect on change vs base ({unit}), 95% CI")
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+#: the trade-off scatter's axes: tradeoff_table column -> (label, scale)
+_AXES = {"safety_delta": ("overall safety change vs base (points)", 100.0),
+         "fairness_delta": ("fairness change: fall in |BBQ ambiguous bias| (points)", 100.0),
+         "utility_delta": ("held-out task loss change vs base (nats; lower = better at its task)", 1.0)}
 
 
 def tradeoff_scatter(t: pd.DataFrame, *, scale: float = 100.0) -> str | None:
@@ -51,8 +57,26 @@ def tradeoff_scatter(t: pd.DataFrame, *, scale: float = 100.0) -> str | None:
             mfc="none", label="Pareto front")
     ax.axhline(0, color="#999", lw=0.6)
     ax.axvline(0, color="#999", lw=0.6)
-    ax.set_xlabel("overall safety change vs base (points)")
-    ax.set_ylabel("fairness change: fall in |BBQ ambiguous bias| (points)")
+    ax.set_xlabel(_AXES["safety_delta"][0])
+    ax.set_ylabel(_AXES["fairness_delta"][0])
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def utility_scatter(t: pd.DataFrame, x: str) -> str | None:
+    """``x`` (``safety_delta`` or ``fairness_delta``) against the held-out task loss change, per
+    variant, coloured by family: what a gain in safety or fairness costs in task quality. None
+    when no variant has both."""
+    if t is None or t.empty or x not in t or "utility_delta" not in t or t[[x, "utility_delta"]].dropna().empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    (xlabel, xs), (ylabel, ys) = _AXES[x], _AXES["utility_delta"]
+    for fam, g in t.groupby("family"):
+        ax.scatter(g[x] * xs, g["utility_delta"] * ys, s=22, alpha=0.75, color=FAMILY_COLOURS.get(fam, "#555"), label=fam)
+    ax.axhline(0, color="#999", lw=0.6)
+    ax.axvline(0, color="#999", lw=0.6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     return _png(fig)
 

@@ -38,12 +38,14 @@ TWO_VERDICT_GRIDS = (
 
 
 def num(x, scale: float = 100.0, fmt: str = "{:.1f}", signed: bool = False) -> str:
+    """``x`` times ``scale`` as text: one decimal (points), two at scale 1 (a loss in nats)."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     v = scale * x
-    if v == 0 or abs(v) < 0.05 and fmt == "{:.1f}":
+    digits = 2 if scale == 1 and fmt == "{:.1f}" else 1
+    if v == 0 or abs(v) < 0.5 / 10**digits and fmt == "{:.1f}":
         v = 0.0  # a change that rounds to zero reads +0.0, never -0.0
-    return (("{:+.1f}" if signed else fmt)).format(v)
+    return ("{:+.%df}" % digits if signed else fmt if digits == 1 else "{:.2f}").format(v)
 
 
 def ordered_categories(cats, metric: str) -> list[str]:
@@ -60,7 +62,7 @@ def ordered_categories(cats, metric: str) -> list[str]:
 
 def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alpha: float = 0.05,
                metrics: pd.DataFrame | None = None, benchmark: str | None = None, title: str | None = None,
-               lower_is_better: bool = False) -> dict:
+               lower_is_better: bool = False, scale: float = 100.0) -> dict:
     """{'title', 'columns', 'rows': [{'label', 'method', 'base', 'cells': [cell or None]}]} for one metric.
 
     cell: value, delta, ci_low, ci_high, p_adj, significant, good (+1 better, -1 worse, 0 unclear),
@@ -68,7 +70,8 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
     (the store's metrics table) supplies the scores of variants without a comparison: a run of a
     base model alone, or a variant whose base is missing. ``benchmark`` keeps only that
     benchmark's rows (default: the built-in benchmark that owns ``metric``; plug-ins may reuse a
-    metric name); ``lower_is_better`` colours a rise red.
+    metric name); ``lower_is_better`` colours a rise red; ``scale`` is the factor numbers are
+    shown at (100: percentage points; 1: e.g. a loss in nats).
     """
     benchmark = benchmark or BUILTIN_BENCHMARK_OF.get(metric)
     p = paired[paired["metric"] == metric]
@@ -99,7 +102,7 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
                 val = base_vals.get((v.id, c)) if v.method == "base" else None
                 val = own.get((v.id, c)) if val is None else val
                 tag = "base" if v.method == "base" else "no base to compare"
-                cells.append(None if val is None else {"text": num(val), "delta_text": tag, "good": 0, "strength": 0,
+                cells.append(None if val is None else {"text": num(val, scale), "delta_text": tag, "good": 0, "strength": 0,
                                                         "title": ""})
                 continue
             # Colour by what is better: higher safety/accuracy; a smaller |bias| for bias scores.
@@ -110,11 +113,11 @@ def score_grid(variants: pd.DataFrame, paired: pd.DataFrame, metric: str, *, alp
             good = 0
             if math.isfinite(lo) and math.isfinite(hi):
                 good = sign if lo > 0 else (-sign if hi < 0 else 0)
-            strength = min(1.0, abs(d) / 0.2) if math.isfinite(d) else 0.0
+            strength = min(1.0, abs(d) * scale / 20) if math.isfinite(d) else 0.0
             sig = bool(r.p_adj < alpha) if r.p_adj == r.p_adj else False
             cells.append({
-                "text": num(r.value), "delta_text": f"{num(r.delta, signed=True)} [{num(r.ci_low, signed=True)}, "
-                f"{num(r.ci_high, signed=True)}]" + ("*" if sig else ""),
+                "text": num(r.value, scale), "delta_text": f"{num(r.delta, scale, signed=True)} [{num(r.ci_low, scale, signed=True)}, "
+                f"{num(r.ci_high, scale, signed=True)}]" + ("*" if sig else ""),
                 "good": good if good else (sign if d > 0 else -sign if d < 0 else 0) * 0.5,
                 "strength": strength, "significant": sig,
                 "title": f"raw p={r.p_value:.3g}, adjusted p={r.p_adj:.3g}, n={r.n}" if r.p_value == r.p_value else f"n={r.n}",
@@ -342,7 +345,8 @@ def benchmark_sections(variants: pd.DataFrame, paired: pd.DataFrame, metrics: pd
             continue
         for section in b.report_sections:
             grids = [score_grid(variants, paired, m, metrics=metrics, benchmark=b.name, title=section.titles.get(m),
-                                lower_is_better=m in section.lower_is_better) for m in section.metrics]
+                                lower_is_better=m in section.lower_is_better, scale=section.scale)
+                     for m in section.metrics]
             grids = [g for g in grids if g["columns"]]
             if grids:
                 out.append({"title": section.title, "note": section.note, "grids": grids})

@@ -22,6 +22,8 @@ SHORT = {
     "BBQ bias Δ, ambiguous": "bias Δ ambig",
     "BBQ bias Δ, disambiguated": "bias Δ disambig",
     "over-refusal Δ": "over-refusal Δ",
+    "Task utility: held-out loss: heldout_loss Δ": "held-out loss Δ (nats)",
+    "Task utility: held-out preference accuracy: preference_accuracy Δ": "preference accuracy Δ",
 }
 
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}

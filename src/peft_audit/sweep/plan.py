@@ -202,13 +202,15 @@ PROTOCOL_NEUTRAL_SAFETY_FIELDS = ("max_unscored_share",)
 def eval_protocol_hash(cfg: SweepConfig) -> str:
     """Hash of the benchmark settings that every variant of a run is evaluated with: one entry per
     enabled benchmark holding its result-changing, non-default settings (see
-    :mod:`peft_audit.identity`), so neither a new defaulted setting nor concurrency, timeouts,
+    :mod:`peft_audit.identity`; a benchmark that only adds its own results, e.g. ``utility``, is
+    left out at its defaults: ``BenchmarkSection.IN_PROTOCOL_AT_DEFAULTS``), so neither a new defaulted setting nor concurrency, timeouts,
     retries or batch sizes change it; plus ``eval_dtype`` when it is not ``auto`` (a bfloat16
     evaluation is not a float32 one)."""
     from ..benchmarks.registry import BENCHMARKS
 
     sections = {name: getattr(cfg, name) for name in BENCHMARKS}
-    payload = {name: identity_payload(s) for name, s in sections.items() if s.enabled}
+    payload = {name: identity_payload(s) for name, s in sections.items()
+               if s.enabled and (type(s).IN_PROTOCOL_AT_DEFAULTS or identity_payload(s))}
     if cfg.eval_dtype != "auto":
         payload["eval_dtype"] = cfg.eval_dtype  # a key no benchmark section is named
     return variant_id(payload)

@@ -8,15 +8,19 @@ Rows come out in one of two shapes:
 
 ``TrainingConfig.columns`` maps those canonical names onto the source's column names, e.g.
 ``{prompt: question, response: answer}``. A missing column raises ValueError naming the
-columns that exist. ``max_examples`` keeps the first N rows (after the source's own order);
+columns that exist. First the held-out split is taken (:func:`heldout_split`: rows chosen by a
+hash of their content, never trained on, on which the utility benchmark measures the variant);
+then ``max_examples`` keeps the first N of the other rows (after the source's own order);
 ``safety_mix`` then adds refusal demonstrations (see :func:`mix_safety`), and the result is
-shuffled with the variant seed.
+shuffled with the variant seed. A training row equal to a held-out row is dropped, so no
+held-out row reaches the trainer whatever the source holds twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,46 @@ class TrainingData:
     source_hash: str | None  # sha256 of the source file, when it is one file
     content_hash: str  # sha256 of the final rows (after cap, mixing and shuffling)
     n_safety: int  # refusal demonstrations mixed in
+    heldout: list[dict[str, Any]] = field(default_factory=list)  # never trained on (:func:`heldout_split`)
+    heldout_record: dict[str, Any] | None = None  # :func:`heldout_record`, for the adapter's provenance
+
+
+def row_key(row: dict[str, Any]) -> str:
+    """sha256 (hex) of a row's content (:func:`~.provenance.content_hash` of it alone): the row's identity
+    in the held-out split and the utility benchmark's ``sample_id`` (its first 16 characters), so
+    two variants trained on the same data are measured on the same rows whatever their order."""
+    return content_hash([row])
+
+
+def heldout_split(rows: list[dict[str, Any]], fraction: float, min_rows: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, held-out rows) of canonical ``rows``.
+
+    The held out rows are the ``k`` distinct rows with the smallest :func:`row_key`, a
+    pseudo-random choice fixed by the content alone (not by position, seed, ``max_examples`` or
+    ``safety_mix``), with ``k = max(round(fraction * n), min_rows)`` over the ``n`` distinct
+    rows. ``fraction`` 0, or data with fewer than ``2 * min_rows`` distinct rows (too few to
+    spare ``min_rows`` and still train), holds nothing out. Every copy of a held-out row leaves
+    the training rows. Held-out rows keep the source's order, one per distinct row.
+    """
+    keys = [row_key(r) for r in rows]
+    distinct = sorted(set(keys))
+    if fraction <= 0 or len(distinct) < 2 * min_rows:
+        return list(rows), []
+    k = max(round(fraction * len(distinct)), min_rows)
+    held = set(distinct[:k])
+    train = [r for r, key in zip(rows, keys) if key not in held]
+    seen: set[str] = set()
+    heldout = [r for r, key in zip(rows, keys) if key in held and not (key in seen or seen.add(key))]
+    return train, heldout
+
+
+def heldout_record(heldout: list[dict[str, Any]], fraction: float, min_rows: int) -> dict[str, Any]:
+    """What the adapter's provenance records of its held-out split: the settings, the row count
+    and ``ids_sha256``, the sha256 of the sorted :func:`row_key` of the held-out rows (one per
+    line); the utility benchmark checks it before measuring an adapter found on disk."""
+    keys = sorted(row_key(r) for r in heldout)
+    return {"fraction": fraction, "min_rows": min_rows, "rows": len(heldout),
+            "ids_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest()}
 
 
 def read_local(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -197,8 +241,12 @@ def load_training_data(training: TrainingConfig, algo: str, *, seed: int = 0) ->
         else:
             raw, source, kind = read_hub(data, training.data_split), data, "hub"
     rows = normalise_rows(raw, algo, dict(training.columns), source, where)
+    rows, heldout = heldout_split(rows, training.heldout_fraction, training.heldout_min_rows)
     if training.max_examples is not None:
         rows = rows[: training.max_examples]
     rows, n_safety = mix_safety(rows, algo, training.safety_mix, seed)
+    held = {row_key(r) for r in heldout}
+    rows = [r for r in rows if row_key(r) not in held]  # a refusal demonstration the task data holds out
     random.Random(seed).shuffle(rows)
-    return TrainingData(rows, source, kind, source_hash, content_hash(rows), n_safety)
+    record = heldout_record(heldout, training.heldout_fraction, training.heldout_min_rows) if heldout else None
+    return TrainingData(rows, source, kind, source_hash, content_hash(rows), n_safety, heldout, record)

@@ -229,7 +229,7 @@ def train_adapter(
             "dataset": {
                 "source": data.source, "kind": data.source_kind, "split": training.data_split if data.source_kind == "hub" else None,
                 "source_sha256": data.source_hash, "content_sha256": data.content_hash, "rows": len(data.rows),
-                "safety_rows": data.n_safety,
+                "safety_rows": data.n_safety, "heldout": data.heldout_record,
             },
             "libraries": library_versions(),
             "device": str(dev),
