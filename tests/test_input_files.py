@@ -328,7 +328,7 @@ def test_run_frames_know_the_benchmarks_the_config_enables(tmp_path):
     with Store(tmp_path / "results.sqlite") as store:
         assert enabled_benchmarks(store) is None  # a store without a config: not known
         store.set_meta("config", cfg.model_dump(mode="json"))
-        assert enabled_benchmarks(store) == {"safety", "xstest"}
+        assert enabled_benchmarks(store) == {"safety", "xstest", "utility"}  # utility: on by default
 
 
 def test_gate_fails_an_enabled_benchmark_without_results():
@@ -352,6 +352,25 @@ def test_gate_fails_an_enabled_benchmark_without_results():
     assert [c.message for c in base_only.violations] == [
         "fairness is enabled in this run but has no results for its base model: it evaluated nothing (an empty "
         "source?), so nothing was checked"]
+
+
+def test_gate_says_utility_not_measured_for_a_variant_without_its_own_rows():
+    """Task utility's items are each variant's own held-out rows (an adapter trained elsewhere has
+    none, and a base is scored only on its variants' rows): enabled but absent is "not measured",
+    said in a note, never a violation and never a passed check."""
+    variants = pd.DataFrame([
+        {"id": "b", "label": "base", "method": "base", "status": "done", "base_id": None, "error": None},
+        {"id": "v", "label": "lora", "method": "lora", "status": "done", "base_id": "b", "error": None}])
+    paired = pd.DataFrame([{"variant_id": "v", "base_id": "b", "benchmark": "safety", "metric": "safety_score",
+                            "category": "overall", "value": 0.9, "base_value": 0.9, "delta": 0.0, "ci_low": 0.0,
+                            "ci_high": 0.0, "n": 10, "p_value": 1.0, "p_adj": 1.0, "test": "x"}])
+    has = {("v", "safety"): True, ("b", "safety"): True}
+    res = evaluate_gate(variants, paired, GateThresholds(), has_results=has, enabled=frozenset({"safety", "utility"}))
+    assert res.passed and not any(c.metric.startswith("heldout") for c in res.checks)
+    assert "lora: utility not measured for this variant; not checked" in res.notes
+    measured = evaluate_gate(variants, paired, GateThresholds(), enabled=frozenset({"safety", "utility"}),
+                             has_results={**has, ("v", "utility"): True})
+    assert not any("utility" in n for n in measured.notes) and not measured.violations
 
 
 def test_byte_limit_is_in_every_section_and_not_in_the_protocol():

@@ -207,7 +207,11 @@ def evaluate_gate(
         p = paired[paired["variant_id"] == vid]
         for bench in BENCHMARKS:
             mine, theirs = has_results.get((vid, bench), False), has_results.get((v["base_id"], bench), False)
-            if bench in enabled and not (mine and theirs):
+            if bench in enabled and not mine and getattr(BENCHMARKS[bench], "items_per_variant", False):
+                # its items are the variant's own (utility: its held-out task rows), which an adapter
+                # trained elsewhere may not have: not measured, said, never passed as checked
+                res.notes.append(f"{label}: {bench} not measured for this variant; not checked")
+            elif bench in enabled and not (mine and theirs) and not getattr(BENCHMARKS[bench], "items_per_variant", False):
                 whose = "this variant" + (" or its base" if not theirs else "") if not mine else "its base model"
                 res.checks.append(Check(vid, label, bench, "-", False, f"{bench} is enabled in this run but has no "
                                         f"results for {whose}: it evaluated nothing (an empty source?), so nothing "

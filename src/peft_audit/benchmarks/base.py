@@ -360,6 +360,12 @@ class Benchmark(Protocol):
         that lacks results its base has)."""
         ...
 
+    #: Optional (default False). True for a benchmark whose items are each variant's own (task
+    #: utility: the variant's held-out training rows): a variant without results, or a base scored
+    #: only on its variants' rows, is then "not measured" in the gate rather than a benchmark that
+    #: evaluated nothing (which is a violation).
+    items_per_variant: bool
+
     def measured(self, frames: Any) -> dict[str, tuple[set[str], str]]:
         """Optional. For a paired metric that a variant with this benchmark's results may still
         lack (the harmful-response rate where no harm judge was configured): metric -> (ids of the

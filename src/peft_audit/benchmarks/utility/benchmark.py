@@ -25,6 +25,9 @@ class UtilityBenchmark:
     stages = (SCORED,)
     sample_kind = NAME
     resume_tables = ("samples",)
+    #: its items are each variant's own held-out rows: a variant without them (an adapter trained
+    #: elsewhere, no task file) is "not measured" in the gate, not "evaluated nothing"
+    items_per_variant = True
     report_sections = (
         ReportSection("Task utility: held-out loss", (LOSS, PERPLEXITY),
                       titles={LOSS: "Held-out loss, nats per response token, per task (lower is better)",

@@ -39,10 +39,11 @@ def task_file_rows(path: str) -> list[HeldoutRow]:
     if not p.is_file():
         raise ValueError(f"utility.task_file: {p} not found; give a .jsonl/.json/.csv file with prompt/response "
                          "or prompt/chosen/rejected columns")
-    raw = read_local(p)
+    located = read_local(p)
+    where, raw = [at for at, _ in located], [row for _, row in located]
     algo = "dpo" if raw and {"chosen", "rejected"} <= set(raw[0]) else "sft"
     try:
-        rows = normalise_rows(raw, algo, {}, f"utility.task_file {p}")
+        rows = normalise_rows(raw, algo, {}, f"utility.task_file {p}", where)
     except ValueError as e:
         raise ValueError(str(e).replace("Map them with training.columns", "Rename them")) from None
     return _rows(rows, f"task_file:{p.name}", algo)
