@@ -1,0 +1,112 @@
+"""``peft-audit mitigate``: derive repaired variants of a finished variant and evaluate them in its
+run directory, under the run's stored protocol.
+
+The run directory's stored config (its ``config`` meta, every benchmark section included) gets
+the repaired variants appended to ``variants:``, and :func:`peft_audit.pipeline.run_sweep` runs
+it: the same lock, resume, failure isolation, reports and exit codes as ``peft-audit run``. Since
+only variants are added, the evaluation protocol cannot change; it is checked anyway. A repaired
+variant's id covers its original's spec plus the repair, so running the same command again
+resumes it, and the stored config keeps every repair made so far.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import SweepConfig, VariantSpec, parse_config
+from .registry import get_mitigation, repaired_spec
+
+
+def find_variant(rows: list[dict[str, Any]], query: str, run_dir: Path) -> dict[str, Any]:
+    """The store row of the fine-tuned variant ``query`` names: its id, an unambiguous id prefix
+    (6 characters or more), or its label as the reports show it. ValueError naming the valid ones."""
+    from ..sweep.plan import variant_labels
+
+    labels = variant_labels(rows)
+    tuned = [r for r in rows if r["base_id"] is not None]
+    hits = [r for r in tuned if r["id"] == query or labels[r["id"]] == query]
+    if not hits and len(query) >= 6:
+        hits = [r for r in tuned if r["id"].startswith(query)]
+    if len(hits) != 1:
+        valid = ", ".join(f"{labels[r['id']]!r} ({r['id']})" for r in tuned) or "none (the run has no fine-tuned variant)"
+        what = "matches several variants" if hits else "is no fine-tuned variant"
+        raise ValueError(f"--variant {query!r} {what} of {run_dir}; valid: {valid}")
+    return hits[0]
+
+
+def split_options(methods: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each method's share of ``options`` (the options its model declares); ValueError for an
+    option none of ``methods`` takes, naming the methods that do."""
+    from .registry import MITIGATIONS
+
+    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for key, value in options.items():
+        takers = [m for m in methods if key in get_mitigation(m).options.model_fields]
+        if not takers:
+            flag = "--" + key.replace("_", "-")
+            owners = [n for n, m in MITIGATIONS.items() if key in m.options.model_fields]
+            raise ValueError(f"{flag} is an option of {', '.join(owners)}, not of {', '.join(methods)}")
+        for m in takers:
+            out[m][key] = value
+    return out
+
+
+def plan_repairs(run_dir: Path, variant: str, methods: list[str],
+                 options: dict[str, Any]) -> tuple[SweepConfig, str, list[VariantSpec]]:
+    """The run's config with the repaired variants of ``variant`` added, the original's id, and the
+    repaired specs. Reads the run directory only; every error is one line (unknown method or
+    variant naming the valid ones, an unfinished or unrepairable original, bad options)."""
+    from ..store import open_existing
+    from ..sweep.plan import eval_protocol_hash, variant_labels
+
+    if not methods:
+        raise ValueError("--with names no repair method; valid: " + ", ".join(_names()))
+    for m in methods:
+        get_mitigation(m)
+    per_method = split_options(methods, options)
+    store = open_existing(run_dir)
+    try:
+        stored = store.get_meta("config")
+        protocol = store.get_meta("eval_protocol")
+        rows = store.variants()
+    finally:
+        store.close()
+    if stored is None:
+        raise ValueError(f"{run_dir}: the results store holds no config; run `peft-audit run CONFIG --out {run_dir}` first")
+    row = find_variant(rows, variant, run_dir)
+    label = variant_labels(rows)[row["id"]]
+    original = VariantSpec.model_validate(row["spec"])
+    if row["status"] != "done":
+        raise ValueError(f"variant {label!r} ({row['id']}) is {row['status']}, not done; finish it with "
+                         f"`peft-audit run CONFIG --out {run_dir}` before repairing it")
+    if original.repair is not None:
+        raise ValueError(f"variant {label!r} ({row['id']}) is itself a repair of {original.repair_of}; repair that one")
+    if original.adapter:
+        raise ValueError(f"variant {label!r} ({row['id']}) is a given adapter ({original.adapter}); mitigate repairs "
+                         "variants trained in the run")
+    specs = [repaired_spec(original, row["id"], m, per_method[m],
+                           f"{label} ⟶ {get_mitigation(m).describe(get_mitigation(m).options.model_validate(per_method[m]))}")
+             for m in methods]
+    cfg = parse_config({**stored, "variants": [*stored.get("variants", []), *(s.model_dump(mode="json") for s in specs)]},
+                       f"{run_dir}: stored config")
+    if protocol is not None and eval_protocol_hash(cfg) != protocol:
+        raise ValueError(f"{run_dir}: its stored config no longer gives its protocol {protocol}; it was made by another "
+                         "peft-audit version, so repairs cannot be evaluated under the same protocol here")
+    return cfg, row["id"], specs
+
+
+def _names() -> list[str]:
+    from .registry import MITIGATIONS
+
+    return list(MITIGATIONS)
+
+
+def mitigate(run_dir: Path, variant: str, methods: list[str], options: dict[str, Any], opts=None):
+    """Plan the repairs (:func:`plan_repairs`) and run them into ``run_dir`` with
+    :func:`peft_audit.pipeline.run_sweep` (lock, resume, reports). Returns its ``RunResult``."""
+    from ..pipeline import run_sweep
+    from ..sweep.options import RunOptions
+
+    cfg, _, _ = plan_repairs(Path(run_dir), variant, methods, options)
+    return run_sweep(cfg, Path(run_dir), opts or RunOptions())
