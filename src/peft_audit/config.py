@@ -109,6 +109,11 @@ class RepairSpec(_Strict):
     method: str = Field(description="Repair method (see peft_audit.mitigations)")
     options: dict[str, Any] = Field(default_factory=dict, description="The method's options")
 
+    def text(self) -> str:
+        """``safety-mix (fraction 0.25)``: the method and its options that are set, for tables and cards."""
+        opts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.options.items() if v is not None)
+        return f"{self.method} ({opts})" if opts else self.method
+
 
 class VariantSpec(_Strict):
     """One fully specified model to evaluate: a base model, or a base plus one adapter.

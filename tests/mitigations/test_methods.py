@@ -133,7 +133,7 @@ def _inputs(tmp_path: Path, base: Path, adapter: Path, method: str, options: dic
                         "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 384}})
     original = VariantSpec(base_model=str(base), method="lora", method_args={"r": 4, "target_modules": TARGETS},
                            algo="sft", lr=1e-3, epochs=1)
-    spec = repaired_spec(original, "orig", method, options, "x ⟶ repaired")
+    spec = repaired_spec(original, "orig", method, options, "x")
     return RepairInputs(cfg, tmp_path, spec, adapter, tmp_path / "out")
 
 
@@ -209,8 +209,8 @@ def test_every_method_cites_its_paper_and_keeps_provenance(name):
     original = VariantSpec(base_model="smollm2-135m-instruct", method="lora", algo="sft", lr=1e-3, epochs=1,
                            training={"data": "builtin:identity_shift"})
     options = {"unaligned_base": "somewhere"} if name == "safelora" else {}
-    spec = repaired_spec(original, "abc", name, options, "demo ⟶ r")
-    assert spec.repair_of == "abc" and spec.repair.method == name
+    spec = repaired_spec(original, "abc", name, options, "demo")
+    assert spec.repair_of == "abc" and spec.repair.method == name and spec.label.startswith(f"demo ⟶ {name} ")
     assert set(spec.repair.options) == set(MITIGATIONS[name].options.model_fields)  # every option written out
     cfg = parse_config({})
     assert cfg.config_hash_payload(spec) != cfg.config_hash_payload(original)
@@ -228,7 +228,7 @@ def test_safety_mix_retrains_with_the_fraction():
     ("safelora", {}, "none ships with the bundled smollm2-135m-instruct; give --unaligned-base MODEL, or use "
                      "safety-mix or safemerge"),
     ("safemerge", {}, None),
-    ("safety-mix", {"fraction": 1.0}, "less than 1"),
+    ("safety-mix", {"fraction": 1.0}, "--fraction of safety-mix: Input should be less than 1, got 1.0"),
 ])
 def test_checks_on_the_bundled_model(name, options, message):
     original = VariantSpec(base_model="smollm2-135m-instruct", method="lora", algo="sft", lr=1e-3, epochs=1)

@@ -18,21 +18,19 @@ from ..config import SweepConfig, VariantSpec, parse_config
 from .registry import get_mitigation, repaired_spec
 
 
-def find_variant(rows: list[dict[str, Any]], query: str, run_dir: Path) -> dict[str, Any]:
-    """The store row of the fine-tuned variant ``query`` names: its id, an unambiguous id prefix
-    (6 characters or more), or its label as the reports show it. ValueError naming the valid ones."""
+def find_variant(rows: list[dict[str, Any]], query: str) -> dict[str, Any]:
+    """The store row of the fine-tuned variant ``query`` names: its id, label or a unique id
+    prefix (:func:`peft_audit.report.card.resolve_variant`); ValueError naming the valid ones."""
+    import pandas as pd
+
+    from ..report.card import resolve_variant
     from ..sweep.plan import variant_labels
 
     labels = variant_labels(rows)
     tuned = [r for r in rows if r["base_id"] is not None]
-    hits = [r for r in tuned if r["id"] == query or labels[r["id"]] == query]
-    if not hits and len(query) >= 6:
-        hits = [r for r in tuned if r["id"].startswith(query)]
-    if len(hits) != 1:
-        valid = ", ".join(f"{labels[r['id']]!r} ({r['id']})" for r in tuned) or "none (the run has no fine-tuned variant)"
-        what = "matches several variants" if hits else "is no fine-tuned variant"
-        raise ValueError(f"--variant {query!r} {what} of {run_dir}; valid: {valid}")
-    return hits[0]
+    vid = resolve_variant(pd.DataFrame({"id": [r["id"] for r in tuned], "label": [labels[r["id"]] for r in tuned]},
+                                       columns=["id", "label"]), query)
+    return next(r for r in tuned if r["id"] == vid)
 
 
 def split_options(methods: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -74,7 +72,7 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
         store.close()
     if stored is None:
         raise ValueError(f"{run_dir}: the results store holds no config; run `peft-audit run CONFIG --out {run_dir}` first")
-    row = find_variant(rows, variant, run_dir)
+    row = find_variant(rows, variant)
     label = variant_labels(rows)[row["id"]]
     original = VariantSpec.model_validate(row["spec"])
     if row["status"] != "done":
@@ -85,9 +83,7 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
     if original.adapter:
         raise ValueError(f"variant {label!r} ({row['id']}) is a given adapter ({original.adapter}); mitigate repairs "
                          "variants trained in the run")
-    specs = [repaired_spec(original, row["id"], m, per_method[m],
-                           f"{label} ⟶ {get_mitigation(m).describe(get_mitigation(m).options.model_validate(per_method[m]))}")
-             for m in methods]
+    specs = [repaired_spec(original, row["id"], m, per_method[m], label) for m in methods]
     cfg = parse_config({**stored, "variants": [*stored.get("variants", []), *(s.model_dump(mode="json") for s in specs)]},
                        f"{run_dir}: stored config")
     if protocol is not None and eval_protocol_hash(cfg) != protocol:

@@ -114,14 +114,22 @@ def build_repair(cfg: SweepConfig, run_dir: Path, spec: VariantSpec, out_dir: Pa
 
 
 def repaired_spec(original: VariantSpec, original_id: str, method_name: str, options: dict[str, Any],
-                  label: str) -> VariantSpec:
+                  original_label: str) -> VariantSpec:
     """The spec of ``original`` repaired by ``method_name`` with ``options`` (validated by the
-    method, every option written out), labelled ``label``; ValueError (one line) where the method
-    cannot repair it."""
+    method, every option written out), labelled ``<original_label> ⟶ <method> <setting>``;
+    ValueError (one line) for a bad option or where the method cannot repair it."""
+    from pydantic import ValidationError
+
     method = get_mitigation(method_name)
-    opts = method.options.model_validate(options)
+    try:
+        opts = method.options.model_validate(options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = "--" + "-".join(str(x) for x in first["loc"]).replace("_", "-")
+        raise ValueError(f"{flag} of {method_name}: {first['msg'].removeprefix('Value error, ')}, "
+                         f"got {first.get('input')!r}") from None
     method.check(original, opts)
     derived = method.derive(original, opts)
     return VariantSpec.model_validate({
-        **derived.model_dump(), "label": label, "repair_of": original_id,
+        **derived.model_dump(), "label": f"{original_label} ⟶ {method.describe(opts)}", "repair_of": original_id,
         "repair": RepairSpec(method=method_name, options=opts.model_dump(mode="json"))})
