@@ -11,7 +11,7 @@ import torch
 from peft_audit.config import VariantSpec, parse_config
 from peft_audit.mitigations import MITIGATIONS, get_mitigation, repaired_spec
 from peft_audit.mitigations.lora_weights import LoraLayer, alignment_projection, cosine, read_lora
-from peft_audit.mitigations.registry import RepairInputs
+from peft_audit.mitigations.base import RepairInputs
 from peft_audit.mitigations import safelora, safemerge
 from tiny_models import make_tokenizer, save_random_adapter, save_tiny_model
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..config import VariantSpec
 from ..models.resolve import ALIASES
 from .lora_weights import LoraLayer, alignment_projections, cosine, read_lora, write_lora
-from .registry import Mitigation, RepairInputs
+from .base import Mitigation, RepairInputs
 
 
 class Options(BaseModel):

@@ -37,7 +37,7 @@ from ..config import TrainingConfig, VariantSpec, variant_id
 from ..identity import identity_payload
 from .lora_weights import (LoraLayer, alignment_projection, alignment_projections, cosine, read_lora, unit_scaled,
                            write_lora)
-from .registry import Mitigation, RepairInputs
+from .base import Mitigation, RepairInputs
 
 #: The safety adapter's training data: the refusal demonstrations, prompt -> refusal.
 SAFETY_DATA = {"data": "builtin:refusals", "columns": {"response": "refusal"}}

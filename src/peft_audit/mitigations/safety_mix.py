@@ -16,7 +16,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import VariantSpec
-from .registry import Mitigation
+from .base import Mitigation
 
 
 class Options(BaseModel):
