@@ -95,7 +95,7 @@ def test_report_card_and_exports_show_the_repairs(repaired, tmp_path):
 
     ids = repair_ids(repaired)
     md = (repaired / "report.md").read_text()
-    assert "## Mitigations" in md and f"{ORIGINAL} ⟶ safety-mix 0.5" in md and f"{ORIGINAL} ⟶ safemerge 0.5" in md
+    assert "## Mitigations" in md and f"{ORIGINAL} ⟶ safety-mix 0.5" in md and f"{ORIGINAL} ⟶ safemerge τ 0.5 α 0.5" in md
     assert "repaired from" in md and "safety-mix (fraction 0.5)" in md
     assert 'id="mitigations"' in (repaired / "report.html").read_text()
     a = analyze(repaired, n_boot=50)
@@ -192,3 +192,13 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_results(finished, repaired, t
         a, b = run_dir / "adapters" / vid, repaired / "adapters" / vid
         assert (a / "adapter_model.safetensors").read_bytes() == (b / "adapter_model.safetensors").read_bytes()
     assert not [p for p in (run_dir / "adapters").iterdir() if ".partial-" in p.name]
+
+
+def test_a_label_two_repairs_would_share_gets_the_id(repaired):
+    from peft_audit.mitigations.command import plan_repairs
+
+    # another subspace (an unaligned base) is not in the label: the new repair's label gets its id
+    _, _, (spec,) = plan_repairs(repaired, ORIGINAL, ["safemerge"], {"unaligned_base": "elsewhere"})
+    assert spec.label.startswith(f"{ORIGINAL} ⟶ safemerge τ 0.5 α 0.5 · #")
+    _, _, (same,) = plan_repairs(repaired, ORIGINAL, ["safemerge"], {})  # the same repair keeps its label
+    assert same.label == f"{ORIGINAL} ⟶ safemerge τ 0.5 α 0.5"

@@ -84,12 +84,29 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
         raise ValueError(f"variant {label!r} ({row['id']}) is a given adapter ({original.adapter}); mitigate repairs "
                          "variants trained in the run")
     specs = [repaired_spec(original, row["id"], m, per_method[m], label) for m in methods]
+    specs = _unique_labels(specs, rows, parse_config(stored, f"{run_dir}: stored config"))
     cfg = parse_config({**stored, "variants": [*stored.get("variants", []), *(s.model_dump(mode="json") for s in specs)]},
                        f"{run_dir}: stored config")
     if protocol is not None and eval_protocol_hash(cfg) != protocol:
         raise ValueError(f"{run_dir}: its stored config no longer gives its protocol {protocol}; it was made by another "
                          "peft-audit version, so repairs cannot be evaluated under the same protocol here")
     return cfg, row["id"], specs
+
+
+def _unique_labels(specs: list[VariantSpec], rows: list[dict[str, Any]], cfg: SweepConfig) -> list[VariantSpec]:
+    """``specs`` with ``· #<id prefix>`` added to a label another variant of the run already has
+    (two settings a label does not tell apart, e.g. another ``--unaligned-base``)."""
+    from ..config import variant_id
+    from ..sweep.plan import variant_labels
+
+    taken = {name: vid for vid, name in variant_labels(rows).items()}
+    out = []
+    for spec in specs:
+        vid = variant_id(cfg.config_hash_payload(spec))
+        if taken.get(spec.label, vid) != vid:
+            spec = spec.model_copy(update={"label": f"{spec.label} · #{vid[:6]}"})
+        out.append(spec)
+    return out
 
 
 def _names() -> list[str]:

@@ -76,7 +76,7 @@ def build(inputs: RepairInputs, options: Options) -> dict[str, Any]:
 MITIGATION = Mitigation(
     name="safelora",
     options=Options,
-    describe=lambda o: f"safelora {o.threshold:g}",
+    describe=lambda o: f"safelora τ {o.threshold:g}",
     check=check,
     build=build,
 )

@@ -135,7 +135,7 @@ def check(spec: VariantSpec, options: Options) -> None:
 MITIGATION = Mitigation(
     name="safemerge",
     options=Options,
-    describe=lambda o: f"safemerge {o.threshold:g}",
+    describe=lambda o: f"safemerge τ {o.threshold:g} α {o.alpha:g}",
     check=check,
     build=build,
 )
