@@ -123,8 +123,11 @@ def _mitigations(frames: RunFrames, paired: pd.DataFrame, *, correction: str, n_
     pairs = repair_pairs(frames.variants)
     if pairs.empty:
         return pd.DataFrame()
-    vs_original = paired_by_benchmark(frames, pairs.drop(columns="base_id").rename(columns={"original_id": "base_id"}),
-                                      correction=correction, n_boot=n_boot, seed=seed)
+    against = pairs.drop(columns="base_id").rename(columns={"original_id": "base_id"})
+    vs_original = paired_by_benchmark(frames, against, correction=correction, n_boot=n_boot, seed=seed)
+    over = paired_over_refusal(frames.over_refusal, against, n_boot=n_boot, seed=seed)
+    if not over.empty:
+        vs_original = pd.concat([vs_original, adjust_pvalues(over, correction)], ignore_index=True)
     return mitigation_table(frames.variants, paired, vs_original, frames.safety, n_boot=n_boot, seed=seed)
 
 

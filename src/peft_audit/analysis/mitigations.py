@@ -17,10 +17,12 @@ import pandas as pd
 from .paired import _percentiles, bootstrap_weights
 
 #: The rows of the Mitigations table: (benchmark, metric, direction in which it is worse). The
-#: safety score stands in for the two rates in a run without them; utility is not measured in
-#: a run without the utility benchmark (its rows stay empty).
+#: safety score stands in for the two rates in a run without them; over-refusal (benign prompts
+#: refused) is the cost a safety repair may bring; utility is not measured in a run without the
+#: utility benchmark (its rows stay empty).
 MITIGATION_METRICS = (
     ("safety", "harmful_rate", 1), ("safety", "refusal_rate", -1), ("safety", "safety_score", -1),
+    ("over_refusal", "refusal_rate", 1),
     ("fairness", "abs_bias_ambig", 1), ("fairness", "abs_bias_disambig", 1),
     ("utility", "heldout_loss", 1),
 )
@@ -122,7 +124,7 @@ def mitigation_table(variants: pd.DataFrame, paired: pd.DataFrame, vs_original: 
                 for k in ("delta", "ci_low", "ci_high", "p_adj"):
                     row[f"{k}_vs_{tag}"] = (src or {}).get(k, np.nan)
             share = {"share": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-            if lost and metric in RATE_COLUMNS and RATE_COLUMNS[metric] in safety:
+            if lost and bench == "safety" and RATE_COLUMNS[metric] in safety:
                 share = recovered_share(safety, base_id=p.base_id, original_id=p.original_id, repair_id=p.variant_id,
                                         value=RATE_COLUMNS[metric], n_boot=n_boot, seed=seed)
             row.update(recovered_share=share["share"], recovered_ci_low=share["ci_low"],

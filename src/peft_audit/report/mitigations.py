@@ -13,6 +13,7 @@ from .tables import num
 #: Row titles of the section's metrics; rates and BBQ scores are shown in points, the held-out
 #: loss (nats per token) as it is.
 TITLES = {
+    ("over_refusal", "refusal_rate"): "over-refusal rate (benign prompts)",
     "harmful_rate": "harmful-response rate", "refusal_rate": "refusal rate (harmful prompts)",
     "safety_score": "safety score", "abs_bias_ambig": "absolute BBQ bias, ambiguous", "abs_bias_disambig":
     "absolute BBQ bias, disambiguated", "heldout_loss": "utility: held-out loss",
@@ -61,9 +62,14 @@ def mitigation_groups(variants: pd.DataFrame, table: pd.DataFrame, gate=None) ->
         out = []
         for r in rows.to_dict("records"):
             points = r["metric"] != "heldout_loss"
-            value = (num(r["value"]) + ("%" if r["benchmark"] == "safety" else " pts")) if points and _finite(r["value"]) \
-                else (num(r["value"], 1.0, "{:.3f}") if _finite(r["value"]) else NOT_MEASURED)
-            out.append({"metric": TITLES.get(r["metric"], r["metric"]), "value": value,
+            if not _finite(r["value"]):
+                value = NOT_MEASURED
+            elif not points:
+                value = num(r["value"], 1.0, "{:.3f}")
+            else:  # rates in %, BBQ bias scores in points
+                value = num(r["value"]) + (" pts" if r["benchmark"] == "fairness" else "%")
+            title = TITLES.get((r["benchmark"], r["metric"])) or TITLES.get(r["metric"], r["metric"])
+            out.append({"metric": title, "value": value,
                         "vs_original": _change(r["delta_vs_original"], r["ci_low_vs_original"], r["ci_high_vs_original"],
                                                r["p_adj_vs_original"], points),
                         "vs_base": _change(r["delta_vs_base"], r["ci_low_vs_base"], r["ci_high_vs_base"],
@@ -78,5 +84,6 @@ INTRO = ("Each repair made by `peft-audit mitigate` against the variant it repai
          "base model, on the same prompts and items: change in points [95% paired bootstrap CI], `*` = significant "
          "after adjustment across the repairs (vs original) or the variants (vs base). Recovered: the share of the "
          "original's significant loss vs the base won back on that rate, (repair − original) / (base − original) "
-         "[95% paired bootstrap CI over the prompts all three answered]. Gate: `peft-audit gate` under its default "
+         "[95% paired bootstrap CI over the prompts all three answered]; above 100%: past the base (check the "
+         "over-refusal row). Gate: `peft-audit gate` under its default "
          "thresholds.")
