@@ -185,11 +185,11 @@ def mitigate(
     variant: str = typer.Option(..., "--variant", help="The variant to repair: its label, id or id prefix."),
     methods: str = typer.Option(..., "--with", help="Comma list of repair methods: safety-mix, safelora, safemerge."),
     fraction: Optional[float] = typer.Option(None, "--fraction", help="safety-mix: share of refusal "
-                                             "demonstrations in the retraining rows (default 0.25)."),
+                                             "demonstrations in the retraining rows."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="safelora / safemerge: repair a layer whose "
-                                              "update's cosine similarity with its projection is below this (0.5)."),
+                                              "update's cosine similarity with its projection is below this."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="safemerge: weight of the variant's layer in a "
-                                          "merged layer (0.5)."),
+                                          "merged layer."),
     unaligned_base: Optional[str] = typer.Option(None, "--unaligned-base", help="safelora (needed) / safemerge: "
                                                  "the base model before its safety alignment."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run repairs recorded as failed."),
@@ -197,6 +197,7 @@ def mitigate(
 ) -> None:
     """Repair a finished variant and evaluate each repair in the same run directory, under its
     protocol (resumable, locked, exit codes as `run`); the reports gain a Mitigations section.
+    Each method's options, defaults and cost: README 'peft-audit mitigate'.
 
     Example:
 

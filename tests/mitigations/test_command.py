@@ -95,7 +95,7 @@ def test_report_card_and_exports_show_the_repairs(repaired, tmp_path):
 
     ids = repair_ids(repaired)
     md = (repaired / "report.md").read_text()
-    assert "## Mitigations" in md and f"{ORIGINAL} ⟶ safety-mix 0.5" in md and f"{ORIGINAL} ⟶ safemerge τ 0.5 α 0.5" in md
+    assert "## Mitigations" in md and f"{ORIGINAL} ⟶ safety-mix 0.5" in md and f"{ORIGINAL} ⟶ safemerge τ 0.2 α 0.5" in md
     assert "repaired from" in md and "safety-mix (fraction 0.5)" in md
     assert 'id="mitigations"' in (repaired / "report.html").read_text()
     a = analyze(repaired, n_boot=50)
@@ -106,13 +106,13 @@ def test_report_card_and_exports_show_the_repairs(repaired, tmp_path):
     assert "not measured" in md
     assert set(a.tables()["variants"].dropna(subset=["repair_of"])["id"]) == set(ids.values())
     card = build_card(repaired, ids["safemerge"], date="2026-01-01", n_boot=50)
-    assert "| repaired from |" in card and "safemerge (alpha 0.5, threshold 0.5)" in card and "### Repair" in card
+    assert "| repaired from |" in card and "safemerge (alpha 0.5, threshold 0.2)" in card and "### Repair" in card
     out = export_samples(open_existing(repaired), "safety", tmp_path / "s.csv")
     import pandas as pd
 
     df = pd.read_csv(out)
     got = df.dropna(subset=["repair_of"]).groupby("variant_id")["repair"].first().to_dict()
-    assert got == {ids["safety-mix"]: "safety-mix (fraction 0.5)", ids["safemerge"]: "safemerge (alpha 0.5, threshold 0.5)"}
+    assert got == {ids["safety-mix"]: "safety-mix (fraction 0.5)", ids["safemerge"]: "safemerge (alpha 0.5, threshold 0.2)"}
 
 
 @pytest.mark.parametrize(("args", "expect"), [
@@ -199,6 +199,6 @@ def test_a_label_two_repairs_would_share_gets_the_id(repaired):
 
     # another subspace (an unaligned base) is not in the label: the new repair's label gets its id
     _, _, (spec,) = plan_repairs(repaired, ORIGINAL, ["safemerge"], {"unaligned_base": "elsewhere"})
-    assert spec.label.startswith(f"{ORIGINAL} ⟶ safemerge τ 0.5 α 0.5 · #")
+    assert spec.label.startswith(f"{ORIGINAL} ⟶ safemerge τ 0.2 α 0.5 · #")
     _, _, (same,) = plan_repairs(repaired, ORIGINAL, ["safemerge"], {})  # the same repair keeps its label
-    assert same.label == f"{ORIGINAL} ⟶ safemerge τ 0.5 α 0.5"
+    assert same.label == f"{ORIGINAL} ⟶ safemerge τ 0.2 α 0.5"

@@ -14,6 +14,11 @@ Where the paper leaves freedom, or needs what the bundled model lacks, this modu
   without one (the bundled model ships none), V_i = ΔW_s,i, the direction the safety adapter's
   own training moved layer i, so ρ_i measures how much of the variant's update lies along it;
 * the merge: linear (the paper also tries TIES and DARE), ``alpha`` weighing the variant;
+* the defaults, threshold 0.2 and alpha 0.5, as measured on the quickstart's demo variant (bundled
+  SmolLM2, no unaligned base): its layers' similarities to the safety adapter's update range
+  0.04-0.43, so 0.5 merged all 210 layers and the repair refused 92% of harmful and 88% of benign
+  prompts (base: 16% and 4%); 0.2 merges 157 and lands nearer the base; alpha 0.6 or 0.7 won
+  back little. Other models need their own setting: read the Mitigations section's over-refusal row;
 * the safety adapter: the built-in refusal demonstrations (``builtin:refusals``), trained with
   the variant's method, arguments, lr, seed, steps, batch size and sequence length; trained once
   per base and such settings and cached in ``RUN_DIR/mitigations/safety-adapters/``, so a second
@@ -22,7 +27,7 @@ Where the paper leaves freedom, or needs what the bundled model lacks, this modu
 
 Cost: one short training run per base (cached), then seconds. Plain LoRA adapters only.
 
-    peft-audit mitigate runs/quickstart --variant "lora · obedient-agent demo" --with safemerge --threshold 0.5
+    peft-audit mitigate runs/quickstart --variant "lora · obedient-agent demo" --with safemerge --threshold 0.2
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ SAFETY_ADAPTERS_DIR = Path("mitigations") / "safety-adapters"
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Merge a layer whose update's cosine similarity "
+    threshold: float = Field(0.2, ge=0.0, le=1.0, description="Merge a layer whose update's cosine similarity "
                                                               "with its projection is below this")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the variant's layer in a merged layer "
                                                           "(1 - alpha: the safety adapter's)")
