@@ -81,6 +81,12 @@ def test_each_repair_is_evaluated_and_linked_to_its_original(repaired):
     assert rows[ids["safety-mix"]]["spec"]["training"]["safety_mix"] == 0.5
     assert rows[ids["safety-mix"]]["label"] == f"{ORIGINAL} ⟶ safety-mix 0.5"
     assert rows[ids["safemerge"]]["metadata"]["provenance"]["repair"]["of"] == original
+    import json
+
+    summary = {v["id"]: v for v in json.loads((repaired / "summary.json").read_text())["variants"]}
+    assert summary[ids["safety-mix"]]["repair_of"] == original
+    assert summary[ids["safety-mix"]]["repair"] == {"method": "safety-mix", "options": {"fraction": 0.5}}
+    assert "repair_of" not in summary[original]  # unrepaired variants' records are unchanged
     # the protocol is the run's, and a second identical command finds nothing to do
     result = mitigate(repaired, original, METHODS.split(","), {"fraction": 0.5}, RunOptions(in_process=True))
     assert result.failed == 0
