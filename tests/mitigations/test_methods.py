@@ -251,3 +251,13 @@ def test_variant_id_of_an_unrepaired_variant_is_unchanged():
     spec = VariantSpec(base_model="smollm2-135m-instruct", method="lora", algo="sft", lr=1e-3, epochs=1)
     assert "repair" not in parse_config({}).config_hash_payload(spec)["variant"]
     assert "repair_of" not in parse_config({}).config_hash_payload(spec)["variant"]
+
+
+def test_a_repair_label_keeps_within_the_label_limit():
+    from peft_audit.shown_text import LABEL_MAX
+
+    original = VariantSpec(base_model="b", method="lora", algo="sft", lr=1e-3, epochs=1, label="x" * LABEL_MAX)
+    spec = repaired_spec(original, "abc", "safety-mix", {}, original.label)
+    assert len(spec.label) == LABEL_MAX and spec.label.endswith("… ⟶ safety-mix 0.25")
+    short = repaired_spec(original, "abc", "safety-mix", {}, "demo")
+    assert short.label == "demo ⟶ safety-mix 0.25"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SweepConfig, VariantSpec, parse_config
-from .registry import get_mitigation, repaired_spec
+from .registry import get_mitigation, repair_label, repaired_spec
 
 
 def find_variant(rows: list[dict[str, Any]], query: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
         raise ValueError(f"variant {label!r} ({row['id']}) is a given adapter ({original.adapter}); mitigate repairs "
                          "variants trained in the run")
     specs = [repaired_spec(original, row["id"], m, per_method[m], label) for m in methods]
-    specs = _unique_labels(specs, rows, parse_config(stored, f"{run_dir}: stored config"))
+    specs = _unique_labels(specs, rows, parse_config(stored, f"{run_dir}: stored config"), label)
     cfg = parse_config({**stored, "variants": [*stored.get("variants", []), *(s.model_dump(mode="json") for s in specs)]},
                        f"{run_dir}: stored config")
     if protocol is not None and eval_protocol_hash(cfg) != protocol:
@@ -93,7 +93,8 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
     return cfg, row["id"], specs
 
 
-def _unique_labels(specs: list[VariantSpec], rows: list[dict[str, Any]], cfg: SweepConfig) -> list[VariantSpec]:
+def _unique_labels(specs: list[VariantSpec], rows: list[dict[str, Any]], cfg: SweepConfig,
+                   original_label: str) -> list[VariantSpec]:
     """``specs`` with ``· #<id prefix>`` added to a label another variant of the run already has
     (two settings a label does not tell apart, e.g. another ``--unaligned-base``)."""
     from ..config import variant_id
@@ -104,7 +105,9 @@ def _unique_labels(specs: list[VariantSpec], rows: list[dict[str, Any]], cfg: Sw
     for spec in specs:
         vid = variant_id(cfg.config_hash_payload(spec))
         if taken.get(spec.label, vid) != vid:
-            spec = spec.model_copy(update={"label": f"{spec.label} · #{vid[:6]}"})
+            method = get_mitigation(spec.repair.method)
+            setting = method.describe(method.options.model_validate(spec.repair.options))
+            spec = spec.model_copy(update={"label": repair_label(original_label, setting, f" · #{vid[:6]}")})
         out.append(spec)
     return out
 

@@ -100,5 +100,16 @@ def repaired_spec(original: VariantSpec, original_id: str, method_name: str, opt
     method.check(original, opts)
     derived = method.derive(original, opts)
     return VariantSpec.model_validate({
-        **derived.model_dump(), "label": f"{original_label} ⟶ {method.describe(opts)}", "repair_of": original_id,
+        **derived.model_dump(), "label": repair_label(original_label, method.describe(opts)), "repair_of": original_id,
         "repair": RepairSpec(method=method_name, options=opts.model_dump(mode="json"))})
+
+
+def repair_label(original_label: str, setting: str, suffix: str = "") -> str:
+    """``<original label> ⟶ <setting><suffix>``, the original's label shortened (``…``) where the
+    whole would pass the labels' length limit (:data:`peft_audit.shown_text.LABEL_MAX`)."""
+    from ..shown_text import LABEL_MAX
+
+    tail = f" ⟶ {setting}{suffix}"
+    head = original_label if len(original_label) + len(tail) <= LABEL_MAX else \
+        original_label[:max(0, LABEL_MAX - len(tail) - 1)] + "…"
+    return head + tail

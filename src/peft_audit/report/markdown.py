@@ -180,7 +180,7 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
         L += [f"## {md_text(section['title'])}", ""] + ([md_text(section["note"]), ""] if section["note"] else [])
         for g in section["grids"]:
             L += [f"### {md_text(g['title'])}", ""] + _grid_md(g)
-    L += _mitigationsmd_text(a, gate)
+    L += _mitigations_md(a, gate)
     L += ["## What matters: factor effects on overall safety change", ""]
     e = a.factors["effects"]
     e = e[e["outcome"] == "safety_overall"] if not e.empty else e
