@@ -3,8 +3,9 @@ run directory, under the run's stored protocol.
 
 The run directory's stored config (its ``config`` meta, every benchmark section included) gets
 the repaired variants appended to ``variants:``, and :func:`peft_audit.pipeline.run_sweep` runs
-it: the same lock, resume, failure isolation, reports and exit codes as ``peft-audit run``. Since
-only variants are added, the evaluation protocol cannot change; it is checked anyway. A repaired
+it: the same lock, resume, failure isolation, reports and exit codes as ``peft-audit run``. Only
+variants are added, so the evaluation protocol cannot change (and ``prepare_run`` refuses a
+config whose protocol differs from the directory's, as for ``run``). A repaired
 variant's id covers its original's spec plus the repair, so running the same command again
 resumes it, and the stored config keeps every repair made so far.
 """
@@ -56,7 +57,7 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
     repaired specs. Reads the run directory only; every error is one line (unknown method or
     variant naming the valid ones, an unfinished or unrepairable original, bad options)."""
     from ..store import open_existing
-    from ..sweep.plan import eval_protocol_hash, variant_labels
+    from ..sweep.plan import variant_labels
 
     if not methods:
         raise ValueError("--with names no repair method; valid: " + ", ".join(_names()))
@@ -66,7 +67,6 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
     store = open_existing(run_dir)
     try:
         stored = store.get_meta("config")
-        protocol = store.get_meta("eval_protocol")
         rows = store.variants()
     finally:
         store.close()
@@ -87,9 +87,6 @@ def plan_repairs(run_dir: Path, variant: str, methods: list[str],
     specs = _unique_labels(specs, rows, parse_config(stored, f"{run_dir}: stored config"), label)
     cfg = parse_config({**stored, "variants": [*stored.get("variants", []), *(s.model_dump(mode="json") for s in specs)]},
                        f"{run_dir}: stored config")
-    if protocol is not None and eval_protocol_hash(cfg) != protocol:
-        raise ValueError(f"{run_dir}: its stored config no longer gives its protocol {protocol}; it was made by another "
-                         "peft-audit version, so repairs cannot be evaluated under the same protocol here")
     return cfg, row["id"], specs
 
 
