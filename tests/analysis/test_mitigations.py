@@ -55,3 +55,25 @@ def test_past_the_base_and_worse_than_the_original():
 def test_undefined_share_is_nan(outcomes):
     got = share(frame(outcomes, ["a", "a"]))
     assert math.isnan(got["share"]) and math.isnan(got["ci_low"])
+
+
+def test_the_closing_lines_say_what_a_repair_won_back():
+    from types import SimpleNamespace
+
+    from peft_audit.report.verdict import _repair_lines
+
+    variants = pd.DataFrame({"id": ["b", "o", "r"], "label": ["base", "demo", "demo ⟶ safemerge τ 0.2 α 0.5"],
+                             "repair": [None, None, "safemerge (alpha 0.5, threshold 0.2)"]})
+    row = {"variant_id": "r", "original_id": "o", "base_id": "b", "benchmark": "safety", "value": 0.27,
+           **{f"{k}_vs_{t}": np.nan for k in ("delta", "ci_low", "ci_high", "p_adj") for t in ("original", "base")}}
+    table = pd.DataFrame([
+        {**row, "metric": "refusal_rate", "lost": True, "recovered_share": 1.68, "recovered_ci_low": 1.04,
+         "recovered_ci_high": 3.1},
+        {**row, "metric": "harmful_rate", "lost": False, "recovered_share": np.nan, "recovered_ci_low": np.nan,
+         "recovered_ci_high": np.nan},
+    ])
+    lines = _repair_lines(SimpleNamespace(variants=variants, mitigations=table))
+    assert len(lines) == 1
+    assert lines[0] == ("  demo ⟶ safemerge τ 0.2 α 0.5: won back refusal rate (harmful prompts) 168% [104%, 310%] of "
+                        "what the original lost vs base (Mitigations section)")
+    assert _repair_lines(SimpleNamespace(variants=variants, mitigations=pd.DataFrame())) == []
