@@ -126,5 +126,5 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         samples_json=script_json(sample_browser_data(a)),
         mitigations=mitigation_groups(a.variants, a.mitigations, gate_of_analysis(a) if gate is None else gate)
         if not a.mitigations.empty else [],
-        mitigations_intro=MITIGATIONS_INTRO,
+        mitigations_intro=MITIGATIONS_INTRO.replace("`", ""),  # Markdown code marks read as noise in HTML
     )
