@@ -44,8 +44,9 @@ from .lora_weights import (LoraLayer, alignment_projection, alignment_projection
                            write_lora)
 from .base import Mitigation, RepairInputs
 
-#: The safety adapter's training data: the refusal demonstrations, prompt -> refusal.
-SAFETY_DATA = {"data": "builtin:refusals", "columns": {"response": "refusal"}}
+#: The safety adapter's training data: the refusal demonstrations, prompt -> refusal, all of them
+#: (nothing held out: the safety adapter is merged, never evaluated on its own).
+SAFETY_DATA = {"data": "builtin:refusals", "columns": {"response": "refusal"}, "heldout_fraction": 0.0}
 SAFETY_ADAPTERS_DIR = Path("mitigations") / "safety-adapters"
 
 
