@@ -108,8 +108,10 @@ def test_report_card_and_exports_show_the_repairs(repaired, tmp_path):
     m = a.mitigations
     assert set(m["variant_id"]) == set(ids.values())
     assert {"harmful_rate", "refusal_rate", "abs_bias_ambig", "heldout_loss"} <= set(m["metric"])
-    assert m.loc[m["metric"] == "heldout_loss", "value"].isna().all()  # no utility benchmark here: not measured
-    assert "not measured" in md
+    # the utility benchmark's held-out loss, joined vs the original (same held-out rows) and vs the base
+    utility = m[m["metric"] == "heldout_loss"]
+    assert utility[["value", "delta_vs_original", "delta_vs_base"]].notna().all().all()
+    assert "utility: held-out loss" in md
     assert set(a.tables()["variants"].dropna(subset=["repair_of"])["id"]) == set(ids.values())
     card = build_card(repaired, ids["safemerge"], date="2026-01-01", n_boot=50)
     assert "| repaired from |" in card and "safemerge (alpha 0.5, threshold 0.2)" in card and "### Repair" in card

@@ -15,10 +15,12 @@ Where the paper leaves freedom, or needs what the bundled model lacks, this modu
   own training moved layer i, so ρ_i measures how much of the variant's update lies along it;
 * the merge: linear (the paper also tries TIES and DARE), ``alpha`` weighing the variant;
 * the defaults, threshold 0.2 and alpha 0.5, as measured on the quickstart's demo variant (bundled
-  SmolLM2, no unaligned base): its layers' similarities to the safety adapter's update range
-  0.04-0.43, so 0.5 merged all 210 layers and the repair refused 92% of harmful and 88% of benign
-  prompts (base: 16% and 4%); 0.2 merges 157 and lands nearer the base; alpha 0.6 or 0.7 won
-  back little. Other models need their own setting: read the Mitigations section's over-refusal row;
+  SmolLM2, no unaligned base; the demo as trained before the utility's held-out split): its
+  layers' similarities to the safety adapter's update range 0.04-0.43, so 0.5 merged all 210
+  layers and the repair refused 92% of harmful and 88% of benign prompts (base: 16% and 4%); 0.2
+  merged 157 and landed nearer the base (27% and 21%); alpha 0.6 or 0.7 won back little. On the
+  demo as trained now, 0.2 merges 163 layers: refusals 25%, benign prompts refused 17%. Other
+  models need their own setting: read the Mitigations section's over-refusal row;
 * the safety adapter: the built-in refusal demonstrations (``builtin:refusals``), trained with
   the variant's method, arguments, lr, seed, steps, batch size and sequence length; trained once
   per base and such settings and cached in ``RUN_DIR/mitigations/safety-adapters/``, so a second
