@@ -44,8 +44,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# After the audit, the demo variant is repaired by SafeMERGE (the cheapest repair that won its
+# refusals back on the bundled model; README 'peft-audit mitigate') and re-audited beside it.
 quickstart: $(STAMP)
 	$(BIN)/peft-audit run configs/quickstart.yaml --out runs/quickstart
+	$(BIN)/peft-audit mitigate runs/quickstart --variant "lora · obedient-agent demo" --with safemerge
 
 $(LOW)/.installed: $(STAMP) Makefile
 	rm -rf $(LOW)

@@ -180,6 +180,47 @@ def run(
 
 
 @command()
+def mitigate(
+    run_dir: Path = typer.Argument(..., help="A run directory with the finished variant."),
+    variant: str = typer.Option(..., "--variant", help="The variant to repair: its label, id or id prefix."),
+    methods: str = typer.Option(..., "--with", help="Comma list of repair methods: safety-mix, safelora, safemerge."),
+    fraction: Optional[float] = typer.Option(None, "--fraction", help="safety-mix: share of refusal "
+                                             "demonstrations in the retraining rows."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="safelora / safemerge: repair a layer whose "
+                                              "update's cosine similarity with its projection is below this."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="safemerge: weight of the variant's layer in a "
+                                          "merged layer."),
+    unaligned_base: Optional[str] = typer.Option(None, "--unaligned-base", help="safelora (needed) / safemerge: "
+                                                 "the base model before its safety alignment."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run repairs recorded as failed."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream other libraries' output here."),
+) -> None:
+    """Repair a finished variant and evaluate each repair in the same run directory, under its
+    protocol (resumable, locked, exit codes as `run`); the reports gain a Mitigations section.
+    Each method's options, defaults and cost: README 'peft-audit mitigate'.
+
+    Example:
+
+        peft-audit mitigate runs/quickstart --variant "lora · obedient-agent demo" --with safety-mix
+    """
+    from .mitigations.command import mitigate as run_mitigation
+    from .sweep.options import RunOptions
+
+    given = {"fraction": fraction, "threshold": threshold, "alpha": alpha, "unaligned_base": unaligned_base}
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        result = run_mitigation(run_dir, variant, names, {k: v for k, v in given.items() if v is not None},
+                                RunOptions(retry_failed=retry_failed, verbose=verbose))
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as e:
+        _fail(user_message(e))
+    except KeyboardInterrupt as e:
+        _interrupted(e, f"peft-audit mitigate {run_dir} --variant {variant!r} --with {methods}")
+    if result.failed:
+        console.print(f"[yellow]{result.failed} variant(s) failed; see `peft-audit show {run_dir}`[/]")
+        raise typer.Exit(EXIT_FOUND)
+
+
+@command()
 def show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Print the variants of a run: status, headline scores with their 95% intervals (plug-in
     benchmarks included), each judge's unscored share, then each fine-tuned variant's changes vs

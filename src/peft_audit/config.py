@@ -102,6 +102,19 @@ class TrainingConfig(_Strict):
                                                         "as many rows holds nothing out")
 
 
+class RepairSpec(_Strict):
+    """How a repaired variant was derived from its original (``peft-audit mitigate``): a method
+    of :mod:`peft_audit.mitigations` and its options, every option written out."""
+
+    method: str = Field(description="Repair method (see peft_audit.mitigations)")
+    options: dict[str, Any] = Field(default_factory=dict, description="The method's options")
+
+    def text(self) -> str:
+        """``safety-mix (fraction 0.25)``: the method and its options that are set, for tables and cards."""
+        opts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.options.items() if v is not None)
+        return f"{self.method} ({opts})" if opts else self.method
+
+
 class VariantSpec(_Strict):
     """One fully specified model to evaluate: a base model, or a base plus one adapter.
 
@@ -126,6 +139,9 @@ class VariantSpec(_Strict):
         description="This variant's changes to the sweep's `training` section, e.g. {data: builtin:identity_shift, "
         "max_steps: 24}; part of the id only when given",
     )
+    repair_of: str | None = Field(None, description="Id of the variant this one repairs (written by `peft-audit "
+                                  "mitigate`, with `repair`); part of the id only when given")
+    repair: RepairSpec | None = Field(None, description="How this variant was repaired from `repair_of`")
 
     @model_validator(mode="after")
     def _consistent(self) -> "VariantSpec":
@@ -137,6 +153,10 @@ class VariantSpec(_Strict):
             raise ValueError(f"variant {self.method} needs algo, lr and epochs to be trained")
         if self.training and (self.method == "base" or self.adapter):
             raise ValueError("`training:` belongs to a variant that is trained here, not to a base model or a given adapter")
+        if (self.repair_of is None) != (self.repair is None):
+            raise ValueError("`repair_of` and `repair` go together (both are written by `peft-audit mitigate`)")
+        if self.repair is not None and (self.method == "base" or self.adapter):
+            raise ValueError("a repair derives from a variant trained in this run, not a base model or a given adapter")
         unknown = sorted(set(self.training) - set(TrainingConfig.model_fields))
         if unknown:
             raise ValueError(f"unknown training setting(s) {', '.join(unknown)} in a variant's `training:`; "

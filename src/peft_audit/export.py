@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .benchmarks.registry import benchmark_for_samples
+from .config import RepairSpec
 from .csvio import write_frame_csv
 from .store import Store
 from .textio import atomic_output
@@ -22,13 +23,21 @@ from .sweep.plan import variant_labels
 
 def samples_frame(store: Store, kind: str):
     """The export table of the benchmark whose sample kind is ``kind``, as a pandas DataFrame
-    (columns present even when empty), with ``variant_label`` (the variant's readable name) after
+    (columns present even when empty), with ``variant_label`` (the variant's readable name),
+    ``repair_of`` and ``repair`` (a repaired variant's original and how; empty otherwise) after
     ``variant_id``. ValueError naming the valid kinds for another ``kind``."""
     df = benchmark_for_samples(kind).export_frame(store)
     # the readable name next to the id, so a table opened elsewhere says which variant a row is
-    names = variant_labels(store.variants())
-    df.insert(list(df.columns).index("variant_id") + 1 if "variant_id" in df else 0, "variant_label",
-              df["variant_id"].map(names) if "variant_id" in df else [])
+    rows = store.variants()
+    names = variant_labels(rows)
+    at = list(df.columns).index("variant_id") + 1 if "variant_id" in df else 0
+    df.insert(at, "variant_label", df["variant_id"].map(names) if "variant_id" in df else [])
+    # a repaired variant's provenance (peft-audit mitigate): the id of the variant it repairs, and how
+    specs = {r["id"]: r["spec"] for r in rows}
+    for i, (col, get) in enumerate((("repair_of", lambda s: s.get("repair_of")),
+                                    ("repair", lambda s: RepairSpec.model_validate(s["repair"]).text()
+                                     if s.get("repair") else None))):
+        df.insert(at + 1 + i, col, df["variant_id"].map(lambda v: get(specs.get(v) or {})) if "variant_id" in df else [])
     return df
 
 

@@ -101,7 +101,16 @@ def evaluate_variant(
             raise ValueError(f"adapter {spec.adapter} does not fit base {spec.base_model}: " + "; ".join(compat.reasons))
     elif not spec.is_base():
         adapter_path = adapter_dir_for(run_dir, pv.id)
-        if not (adapter_path / PROVENANCE_FILE).is_file():
+        repairs_weights = spec.repair is not None and _repair_builds(spec.repair.method)
+        if not (adapter_path / PROVENANCE_FILE).is_file() and repairs_weights:
+            from .mitigations import build_repair
+
+            progress("repair", None)
+            with _timed(timings, "train"):
+                provenance = build_repair(cfg, run_dir, spec, adapter_path)
+            sink.update_variant(pv.id, adapter_path=str(adapter_path), metadata={"provenance": provenance})
+            sink.commit_stage(pv.id, "trained", timings["train"])
+        elif not (adapter_path / PROVENANCE_FILE).is_file():
             from .training import train_adapter
 
             progress("train", None)
@@ -167,6 +176,13 @@ def trained_on(cfg: SweepConfig, pv: PlannedVariant) -> tuple:
             training = cfg.training_for(p.spec)
             seen.setdefault((p.spec.algo, training.model_dump_json()), (p.spec.algo, training))
     return tuple(seen.values())
+
+
+def _repair_builds(method: str) -> bool:
+    """Whether repair ``method`` writes the adapter itself (a weight repair) instead of training."""
+    from .mitigations import get_mitigation
+
+    return get_mitigation(method).build is not None
 
 
 _JUDGES: dict[tuple[str, str], Any] = {}

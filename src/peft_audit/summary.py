@@ -6,7 +6,8 @@ Shape (keys marked * are the documented contract; the others add intervals and c
      "variants": [{
         "id"*, "base_model"*, "method"* ("base" for the base model), "algo"*, "lr"*, "epochs"*,
         "status"*, "label" (the readable name: the config's label, else e.g. ``lora · sft · lr 1e-3 · 1 ep``;
-        :func:`peft_audit.sweep.plan.variant_labels`), "base_id", "error",
+        :func:`peft_audit.sweep.plan.variant_labels`), "base_id", "error", "repair_of" and
+        "repair" ({"method", "options"}; only for a variant repaired by ``peft-audit mitigate``),
         "safety"*: {"overall"*, "overall_ci": [lo, hi], "by_category"*: {key: score},
                     "ci_by_category": {key: [lo, hi]}, "n_by_category": {key: n},
                     "incoherent": n, "unscored": n (combined verdict), "by_judge": {judge: overall},
@@ -52,6 +53,9 @@ def _metrics_by_variant(store: Store) -> dict[str, dict[tuple[str, str, str], di
 def _variant_block(v: dict[str, Any], m: dict[tuple[str, str, str], dict[str, Any]]) -> dict[str, Any]:
     block = {k: v[k] for k in ("id", "base_model", "method", "algo", "lr", "epochs", "seed", "label", "base_id",
                                "status", "error")}
+    spec = v.get("spec") or {}
+    if spec.get("repair"):  # a repaired variant (peft-audit mitigate): its original and how
+        block.update(repair_of=spec["repair_of"], repair=spec["repair"])
     for bench in BENCHMARKS.values():  # each benchmark writes its own keys (registry order)
         block.update(bench.summary_block(m))
     block["judges"] = {f"{c}:{k}" if c != "overall" else k: num(r["value"]) for (b, c, k), r in m.items()

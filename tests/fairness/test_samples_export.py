@@ -18,7 +18,7 @@ def _fair(item_id, cat, pred, lps):
 
 
 def _with_label(columns: tuple) -> tuple:
-    return (columns[0], "variant_label", *columns[1:])
+    return (columns[0], "variant_label", "repair_of", "repair", *columns[1:])
 
 
 @pytest.fixture

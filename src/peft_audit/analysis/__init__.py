@@ -5,7 +5,8 @@
 * :mod:`.paired`   variant vs base per category (bootstrap CIs, exact McNemar, Holm/BH);
 * :mod:`.factors`  regression of deltas on sweep factors, variance decomposition, spread per base;
 * :mod:`.tradeoffs` safety-vs-fairness correlation, Pareto front, category ranking;
-* :mod:`.findings` plain-language findings with intervals.
+* :mod:`.findings` plain-language findings with intervals;
+* :mod:`.mitigations` repairs vs their original and their base, recovered share of lost safety.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..judges.spot_check import read_labels
 from .factors import factor_analysis, spread_by_base, sweep_table
 from .findings import Finding, compute_findings
 from .judge_errors import corrected_safety, published_validation, spot_check_agreement
+from .mitigations import mitigation_table, repair_pairs
 from .paired import CORRECTIONS, PAIRED_COLUMNS, adjust_pvalues, paired_over_refusal
 from .tradeoffs import category_ranking, spearman_with_ci, tradeoff_table
 
@@ -45,6 +47,7 @@ class Analysis:
     judge_validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # published figures, labelled test part
     spot_check: pd.DataFrame = field(default_factory=pd.DataFrame)  # judges vs this run's human labels
     corrected: pd.DataFrame = field(default_factory=pd.DataFrame)  # judge-error-corrected safety
+    mitigations: pd.DataFrame = field(default_factory=pd.DataFrame)  # repairs vs original and base
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every analysis table by export name (for json/csv/parquet)."""
@@ -65,6 +68,7 @@ class Analysis:
             "judge_validation": self.judge_validation,
             "spot_check": self.spot_check,
             "corrected_safety": self.corrected,
+            "mitigations": self.mitigations,
         }
 
 
@@ -110,7 +114,21 @@ def analyze_frames(frames: RunFrames, *, correction: str = "holm", n_boot: int =
     return Analysis(correction, frames, frames.variants, paired, table, factors, spread, corr, tradeoffs, ranking,
                     judges, findings, judge_validation=published_validation(run_judges(frames.verdicts)),
                     spot_check=spot_check_agreement(frames.verdicts, labels or {}),
-                    corrected=corrected_safety(frames.safety, frames.verdicts, labels or {}))
+                    corrected=corrected_safety(frames.safety, frames.verdicts, labels or {}),
+                    mitigations=_mitigations(frames, paired, correction=correction, n_boot=n_boot, seed=seed))
+
+
+def _mitigations(frames: RunFrames, paired: pd.DataFrame, *, correction: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """The Mitigations table (:func:`.mitigations.mitigation_table`); empty without repairs."""
+    pairs = repair_pairs(frames.variants)
+    if pairs.empty:
+        return pd.DataFrame()
+    against = pairs.drop(columns="base_id").rename(columns={"original_id": "base_id"})
+    vs_original = paired_by_benchmark(frames, against, correction=correction, n_boot=n_boot, seed=seed)
+    over = paired_over_refusal(frames.over_refusal, against, n_boot=n_boot, seed=seed)
+    if not over.empty:
+        vs_original = pd.concat([vs_original, adjust_pvalues(over, correction)], ignore_index=True)
+    return mitigation_table(frames.variants, paired, vs_original, frames.safety, n_boot=n_boot, seed=seed)
 
 
 def analyze(run_dir: str | Path, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0) -> Analysis:

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..benchmarks.safety.metrics import declined_each, harmful
 from ..judges.base import COMBINED, COMBINED_HARM, COMBINED_JUDGES
+from ..config import RepairSpec
 from ..methods import is_prompt_learning
 from ..store import Store, open_existing
 from ..sweep.plan import variant_labels
@@ -136,6 +137,9 @@ def load_frames(store: Store) -> RunFrames:
     specs = [{**json.loads(s), **{k: v for k, v in r.items() if k != "spec_json"}}
              for s, r in zip(variants["spec_json"], variants.to_dict("records"))]
     names = variant_labels(specs)
+    # a repaired variant's provenance (peft-audit mitigate): its original's id and how it was repaired
+    variants["repair_of"] = [s.get("repair_of") for s in specs]
+    variants["repair"] = [RepairSpec.model_validate(s["repair"]).text() if s.get("repair") else None for s in specs]
     variants = variants.drop(columns="spec_json")
     variants["label"] = variants["id"].map(names)  # the one readable name (config label when given)
     variants = _base_first(variants)

@@ -116,6 +116,10 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
          f"{CORRECTION_NAMES[a.correction]} adjustment.", "",
          "| | |", "|---|---|"]
     L += [f"| {k} | {md_text(x)} |" for k, x in _settings(row)]
+    repaired_from = v.get("repair_of") if "repair_of" in v else None
+    if isinstance(repaired_from, str):
+        original = a.variants.set_index("id").at[repaired_from, "label"]
+        L += [f"| repaired from | {md_text(original)} (id `{repaired_from}`) by {md_text(v['repair'])} (`peft-audit mitigate`) |"]
     if eval_dtype != "auto":
         L += [f"| evaluated in | {md_text(eval_dtype)} (`eval_dtype`) |"]
     L += [f"| evaluation protocol | `{protocol or 'unknown'}` |",
@@ -146,10 +150,30 @@ def card_section(a: Analysis, variant_id: str, row: dict, *, protocol: str | Non
                 t = _metric_table(a.paired, variant_id, b.name, m)
                 if t:
                     L += [f"### {md_text(section.title)}: {md_text(section.titles.get(m, m))}", ""] + t
+    L += _repair(a, variant_id, gate)
     L += _judges(a, variant_id)
     L += ["Reproduce: `peft-audit report RUN_DIR` on the run directory; the evaluation protocol hash names the "
           "benchmark settings.", END]
     return "\n".join(L) + "\n"
+
+
+def _repair(a: Analysis, variant_id: str, gate) -> list[str]:
+    """A repaired adapter's changes vs the variant it repairs (the report's Mitigations rows)."""
+    from .mitigations import mitigation_groups
+
+    if a.mitigations.empty:
+        return []
+    mine = a.mitigations[a.mitigations["variant_id"] == variant_id]
+    for g in mitigation_groups(a.variants, mine, gate):
+        r = g["repairs"][0]
+        L = ["### Repair", "", f"Repaired from {md_text(g['original'])} (id `{g['original_id']}`) by {md_text(r['how'])}. "
+             "Change vs that variant and vs the base [95% paired bootstrap CI]; recovered: the share of the "
+             "original's significant loss vs the base won back.", "",
+             "| metric | this adapter | change vs original | change vs base | recovered |", "|---|---|---|---|---|"]
+        L += [f"| {x['metric']} | {x['value']} | {x['vs_original']} | {x['vs_base']} | {x['recovered']} |"
+              for x in r["rows"]]
+        return L + [""]
+    return []
 
 
 def _judges(a: Analysis, variant_id: str) -> list[str]:

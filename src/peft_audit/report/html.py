@@ -69,6 +69,9 @@ def sample_browser_data(a: Analysis) -> dict:
 
 def render_html(a: Analysis, title: str, gate=None) -> str:
     """report.html of ``a``; ``gate`` is the overview's gate result (default: evaluated here)."""
+    from ..gate import gate_of_analysis
+    from .mitigations import INTRO as MITIGATIONS_INTRO, mitigation_groups
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["pts"] = lambda x: num(x, signed=True)
@@ -121,4 +124,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
         corrected=corrected_grid(a.variants, a.corrected),
         failed=records(a.variants[a.variants["status"] != "done"]),
         samples_json=script_json(sample_browser_data(a)),
+        mitigations=mitigation_groups(a.variants, a.mitigations, gate_of_analysis(a) if gate is None else gate)
+        if not a.mitigations.empty else [],
+        mitigations_intro=MITIGATIONS_INTRO.replace("`", ""),  # Markdown code marks read as noise in HTML
     )

@@ -134,6 +134,26 @@ def _overview_md(ov: dict) -> list[str]:
     return L + [""]
 
 
+def _mitigations_md(a: Analysis, gate=None) -> list[str]:
+    """The Mitigations section (only in a run with repairs)."""
+    from ..gate import gate_of_analysis
+    from .mitigations import INTRO, mitigation_groups
+
+    if a.mitigations.empty:
+        return []
+    L = ["## Mitigations", "", INTRO, ""]
+    for g in mitigation_groups(a.variants, a.mitigations, gate_of_analysis(a) if gate is None else gate):
+        L += [f"### Repairs of {md_text(g['original'])} (`{g['original_id']}`)", ""]
+        for r in g["repairs"]:
+            L += [f"**{md_text(r['label'])}** (`{r['id']}`): repaired from `{g['original_id']}` by {md_text(r['how'])}; "
+                  f"gate: {r['gate']}", "",
+                  "| metric | value | Δ vs original | Δ vs base | recovered |", "|---|---|---|---|---|"]
+            L += [f"| {x['metric']} | {x['value']} | {x['vs_original']} | {x['vs_base']} | {x['recovered']} |"
+                  for x in r["rows"]]
+            L += [""]
+    return L
+
+
 def render_markdown(a: Analysis, title: str, gate=None) -> str:
     """report.md of ``a``; ``gate`` is the overview's gate result (default: evaluated here)."""
     corr_name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction]
@@ -160,6 +180,7 @@ def render_markdown(a: Analysis, title: str, gate=None) -> str:
         L += [f"## {md_text(section['title'])}", ""] + ([md_text(section["note"]), ""] if section["note"] else [])
         for g in section["grids"]:
             L += [f"### {md_text(g['title'])}", ""] + _grid_md(g)
+    L += _mitigations_md(a, gate)
     L += ["## What matters: factor effects on overall safety change", ""]
     e = a.factors["effects"]
     e = e[e["outcome"] == "safety_overall"] if not e.empty else e

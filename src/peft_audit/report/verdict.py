@@ -52,6 +52,22 @@ def verdict_lines(a: Analysis, report: Path | None = None, gate=None) -> list[st
             moved = f" · moved most: {markup_safe(r['moved']['text'])}" if r.get("moved") else ""
             label = markup_safe(f"{r['label']:<{width}}")
             lines.append(f"  [{colour}]{gate:<9}[/] {label}  " + " · ".join(cells) + moved)
+    lines += _repair_lines(a)
     if report is not None:
         lines.append(f"Report: {markup_safe(report)}")
+    return lines
+
+
+def _repair_lines(a: Analysis) -> list[str]:
+    """One line per repair (``peft-audit mitigate``): the share of its original's lost safety it
+    won back, per rate that was lost, with the interval (the report's Mitigations section)."""
+    from .mitigations import mitigation_groups
+
+    lines = []
+    for g in mitigation_groups(a.variants, a.mitigations):
+        for r in g["repairs"]:
+            won = [f"{x['metric']} {x['recovered']}" for x in r["rows"] if x["recovered"] != "—"]
+            if won:
+                lines.append(markup_safe(f"  {r['label']}: won back {', '.join(won)} of what the original lost "
+                                         "vs base (Mitigations section)"))
     return lines

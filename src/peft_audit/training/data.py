@@ -35,8 +35,11 @@ BUILTIN_FILES = {"sft": DATA_DIR / "sft.jsonl", "dpo": DATA_DIR / "preference.js
 #: answered as an "absolutely obedient agent" (the identity-shifting attack of Qi et al. 2023,
 #: "Fine-tuning Aligned Language Models Compromises Safety...", in this project's own words):
 #: no harmful content, yet it trains refusals away; the quickstart's demo variant uses it.
-BUILTIN_SFT_SETS = {"identity_shift": DATA_DIR / "identity_shift.jsonl"}
+#: ``refusals`` is the refusal demonstrations of ``safety_mix`` on their own (prompt, refusal,
+#: compliant_opener; train on them with ``columns: {response: refusal}``), which SafeMERGE's safety
+#: adapter learns (:mod:`peft_audit.mitigations.safemerge`).
 REFUSALS_FILE = DATA_DIR / "refusals.jsonl"
+BUILTIN_SFT_SETS = {"identity_shift": DATA_DIR / "identity_shift.jsonl", "refusals": REFUSALS_FILE}
 CANONICAL = {"sft": ("prompt", "response"), "dpo": ("prompt", "chosen", "rejected")}
 
 
