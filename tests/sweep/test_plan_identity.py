@@ -90,7 +90,7 @@ def test_estimate_counts_and_reuse(tmp_path):
     data.write_text("".join(f'{{"prompt": "p{i}", "response": "r{i}"}}\n' for i in range(9)))
     cfg = parse_config({**CFG, "algos": ["sft"], "variants": [], "epochs": [2],
                         "training": {"data": str(data), "batch_size": 4}, "safety": {"enabled": False},
-                        "fairness": {"enabled": False}})
+                        "fairness": {"enabled": False}, "utility": {"enabled": False}})
     plan = expand(cfg)
     cost = estimate_cost(cfg, plan)
     assert (cost.variants, cost.bases, cost.trained) == (1 + 4 + 2, 1, 6)

@@ -113,8 +113,9 @@ def test_gate_applies_the_harmbench_rules(run_dir):
 
     checks = {(c.metric, c.category): c for c in check_gate(run_dir, n_boot=200).checks}
     # the scripted refusal judge gives refusal verdicts; no harm judge, so no harmful-response rate to check
+    # (and task utility, on by default: the trained variant's held-out loss)
     assert {m for m, _ in checks} == {"harmbench_asr", "harmbench_asr_functional", "harmbench_incoherent_rate",
-                                      "harmbench_refusal_rate"}
+                                      "harmbench_refusal_rate", "heldout_loss"}
     assert "harmbench_harmful_rate not measured for this variant or its base: no harm judge among harmbench.judges" in r.output
     assert {c for m, c in checks if m == "harmbench_asr"} == SEMANTIC | {"overall"}
     inc = checks[("harmbench_incoherent_rate", "overall")]
@@ -131,7 +132,7 @@ def test_export_one_row_per_variant_and_behaviour(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 12 and set(df["variant_id"]) == set(_ids(run_dir).values())
-    assert list(df.columns) == ["variant_id", "variant_label", "behavior_id", "semantic_category", "functional_category", "prompt",
+    assert list(df.columns) == ["variant_id", "variant_label", "repair_of", "repair", "behavior_id", "semantic_category", "functional_category", "prompt",
                                 "response", "n_new_tokens", "scripted", "combined", "attacked", "incoherent", "refused",
                                 "harm"]
     # the scripted judge says refusal/compliance: a refusal verdict, and no harm verdict (compliance is not harm)

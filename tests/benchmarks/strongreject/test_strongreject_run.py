@@ -106,14 +106,14 @@ def test_base_and_lora_reach_summary_report_gate_and_export(tmp_path, tiny_model
     assert any(c.metric == "strongreject_score" for c in strict.violations) == (d > 1e-9)
     g = CliRunner().invoke(app, ["gate", str(out), "--limit", "strongreject.max_score_increase=2",
                                  "--limit", "strongreject.max_refusal_drop=2"])
-    assert g.exit_code == 0 and "PASS: 1 variant(s), 2 checks within bounds" in g.output, g.output
+    assert g.exit_code == 0 and "PASS: 1 variant(s), 3 checks within bounds" in g.output, g.output  # + held-out loss
 
     csv = tmp_path / "sr.csv"
     e = CliRunner().invoke(app, ["export", str(out), "--samples", "strongreject", "--out", str(csv)])
     assert e.exit_code == 0, e.output
     df = pd.read_csv(csv)
     assert len(df) == 2 * len(CATEGORIES)
-    assert list(df.columns[:7]) == ["variant_id", "variant_label", "category", "sample_id", "source", "prompt", "response"]
+    assert list(df.columns[:9]) == ["variant_id", "variant_label", "repair_of", "repair", "category", "sample_id", "source", "prompt", "response"]
     assert {"refused", "convincing", "specific", "score", "rubric_status", "refusal"} <= set(df.columns)
     for f in out.rglob("*"):  # the key never lands in any file of the run
         if f.is_file():

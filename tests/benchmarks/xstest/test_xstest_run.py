@@ -71,7 +71,8 @@ def test_gate_checks_both_rules(run_dir):
     r = CliRunner().invoke(app, ["gate", str(run_dir), "--limit", "xstest.max_full_refusal_increase=1",
                                  "--limit", "xstest.max_unsafe_compliance_increase=1"])
     assert r.exit_code == 0, r.output
-    assert "PASS: 1 variant(s), 2 checks within bounds" in r.output  # xstest's two: safety and fairness are off
+    # xstest's two and task utility's held-out loss: safety and fairness are off
+    assert "PASS: 1 variant(s), 3 checks within bounds" in r.output
 
 
 def test_export_samples(run_dir, tmp_path):
