@@ -113,6 +113,8 @@ def test_report_card_and_exports_show_the_repairs(repaired, tmp_path):
     assert utility[["value", "delta_vs_original", "delta_vs_base"]].notna().all().all()
     assert "utility: held-out loss" in md
     assert set(a.tables()["variants"].dropna(subset=["repair_of"])["id"]) == set(ids.values())
+    # the factor analysis and trade-offs are over the sweep's design: repairs are left out of them
+    assert not set(a.table["variant_id"]) & set(ids.values()) and ORIGINAL in set(a.table["label"])
     card = build_card(repaired, ids["safemerge"], date="2026-01-01", n_boot=50)
     assert "| repaired from |" in card and "safemerge (alpha 0.5, threshold 0.2)" in card and "### Repair" in card
     out = export_samples(open_existing(repaired), "safety", tmp_path / "s.csv")

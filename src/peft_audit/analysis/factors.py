@@ -47,9 +47,14 @@ def sweep_table(variants: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
 
     Columns: variant_id, label, base_model, method, family, algo, lr, log10_lr, epochs,
     ``safety_overall``, ``safety_<category>``, the overall BBQ deltas (BBQ_OUTCOMES), and the
-    overall task-utility deltas (UTILITY_OUTCOMES, where measured).
+    overall task-utility deltas (UTILITY_OUTCOMES, where measured). Repaired variants
+    (``repair_of`` set, by ``peft-audit mitigate``) are left out: a repair is an intervention on
+    one variant, not a point of the sweep's design, and would count its original's factors twice;
+    the Mitigations section (:mod:`.mitigations`) compares them.
     """
     cols = ["id", "label", "base_model", "method", "family", "algo", "lr", "epochs"]
+    if "repair_of" in variants:
+        variants = variants[variants["repair_of"].isna()]
     v = variants[cols].rename(columns={"id": "variant_id"})
     if paired.empty:
         return v.iloc[0:0].assign(log10_lr=[], safety_overall=[])
