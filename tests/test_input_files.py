@@ -331,13 +331,19 @@ def test_run_frames_know_the_benchmarks_the_config_enables(tmp_path):
         assert enabled_benchmarks(store) == {"safety", "xstest", "utility"}  # utility: on by default
 
 
-def test_gate_fails_an_enabled_benchmark_without_results():
+def _one_lora_with_safety() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A base and one LoRA variant, both done, with one unchanged overall safety row."""
     variants = pd.DataFrame([
         {"id": "b", "label": "base", "method": "base", "status": "done", "base_id": None, "error": None},
         {"id": "v", "label": "lora", "method": "lora", "status": "done", "base_id": "b", "error": None}])
     paired = pd.DataFrame([{"variant_id": "v", "base_id": "b", "benchmark": "safety", "metric": "safety_score",
                             "category": "overall", "value": 0.9, "base_value": 0.9, "delta": 0.0, "ci_low": 0.0,
                             "ci_high": 0.0, "n": 10, "p_value": 1.0, "p_adj": 1.0, "test": "x"}])
+    return variants, paired
+
+
+def test_gate_fails_an_enabled_benchmark_without_results():
+    variants, paired = _one_lora_with_safety()
     has = {("v", "safety"): True, ("b", "safety"): True}
     # without the run's config: fairness is "not evaluated in this run", and the safety check passes
     loose = evaluate_gate(variants, paired, GateThresholds(), has_results=has)
@@ -358,12 +364,7 @@ def test_gate_says_utility_not_measured_for_a_variant_without_its_own_rows():
     """Task utility's items are each variant's own held-out rows (an adapter trained elsewhere has
     none, and a base is scored only on its variants' rows): enabled but absent is "not measured",
     said in a note, never a violation and never a passed check."""
-    variants = pd.DataFrame([
-        {"id": "b", "label": "base", "method": "base", "status": "done", "base_id": None, "error": None},
-        {"id": "v", "label": "lora", "method": "lora", "status": "done", "base_id": "b", "error": None}])
-    paired = pd.DataFrame([{"variant_id": "v", "base_id": "b", "benchmark": "safety", "metric": "safety_score",
-                            "category": "overall", "value": 0.9, "base_value": 0.9, "delta": 0.0, "ci_low": 0.0,
-                            "ci_high": 0.0, "n": 10, "p_value": 1.0, "p_adj": 1.0, "test": "x"}])
+    variants, paired = _one_lora_with_safety()
     has = {("v", "safety"): True, ("b", "safety"): True}
     res = evaluate_gate(variants, paired, GateThresholds(), has_results=has, enabled=frozenset({"safety", "utility"}))
     assert res.passed and not any(c.metric.startswith("heldout") for c in res.checks)
