@@ -4,7 +4,9 @@ thread settings, and what a job makes still collected."""
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 
 def test_worker_sets_library_objects_aside_after_its_thread_settings():
@@ -62,3 +64,40 @@ def test_a_ray_task_sets_library_objects_aside_once_per_worker_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_a_worker_killed_mid_bar_leaves_no_semaphore_behind():
+    """tqdm's default lock is a named semaphore under spawn: a worker killed after drawing a bar
+    would leave it for the resource tracker to report ("leaked semaphore"). The worker's lock
+    setting must keep the bars of transformers / datasets / TRL on a thread lock."""
+    code = textwrap.dedent("""
+        import multiprocessing as mp, os, signal, time
+
+        def child(fixed):
+            if fixed:
+                from peft_audit.sweep.worker import progress_bars_lock_within_process
+                progress_bars_lock_within_process()
+            from tqdm.auto import tqdm
+            for _ in tqdm(range(3)):
+                pass
+            print("drawn", flush=True)
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            for fixed in (False, True):
+                p = mp.get_context("spawn").Process(target=child, args=(fixed,))
+                p.start()
+                time.sleep(3)
+                os.kill(p.pid, signal.SIGKILL)
+                p.join()
+                print("fixed" if fixed else "default", flush=True)
+                time.sleep(1)
+    """)
+    script = Path(tempfile.mkdtemp()) / "bars.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")})
+    text = out.stdout + out.stderr
+    # one tracker serves both children and reports their total at the end: the default lock (the
+    # control, so the test can fail) leaks one semaphore, the worker's lock none
+    assert "There appear to be 1 leaked semaphore objects" in text, text[-2000:]

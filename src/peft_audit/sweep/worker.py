@@ -158,6 +158,7 @@ def subprocess_main(worker: Callable, conn, parent_pid: int, threads: int | None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    progress_bars_lock_within_process()
     # Both are read by torch when it is first imported (just below): no torch before them.
     if threads:
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
@@ -185,6 +186,18 @@ def subprocess_main(worker: Callable, conn, parent_pid: int, threads: int | None
     finally:
         stop_engines()
         conn.close()
+
+
+def progress_bars_lock_within_process() -> None:
+    """Give tqdm (the bars of transformers, datasets and TRL) a thread lock instead of its default
+    multiprocessing RLock, which under the spawn start method is a named semaphore registered with
+    the resource tracker: a worker that is killed before its shutdown runs (a SIGTERM that waits
+    behind a long native call, then the driver's SIGKILL) leaves it behind, and the tracker warns
+    of a "leaked semaphore" at the run's end. A worker's bars go to its own stage logs, so no
+    other process writes beside them."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 _set_aside = False  # whether this process has set its library objects aside (once per process)
