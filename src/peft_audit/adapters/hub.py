@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..hub_ids import is_hub_id
 from ..models.resolve import split_revision
 from .errors import AdapterGated, AdapterNetworkError, AdapterNotFound, UnsafeAdapter
 from .metadata import CONFIG, PICKLE_WEIGHTS, SAFETENSORS
@@ -29,7 +30,6 @@ from .metadata import CONFIG, PICKLE_WEIGHTS, SAFETENSORS
 ADAPTER_FILES = [CONFIG, SAFETENSORS, "README.md", "trainer_state.json", "*.json"]
 METADATA_FILES = [CONFIG, "README.md", "trainer_state.json"]
 
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 #: Rate-limit retries: waits base, 2*base, 4*base, ... seconds (or the server's Retry-After).
@@ -44,7 +44,7 @@ def is_hub_ref(ref: str) -> bool:
     """True for ``org/name[@rev]`` that is not an existing local path."""
     if ref.startswith((".", "/", "~", "\\")) or Path(ref).expanduser().exists():
         return False
-    return _HUB_ID.match(split_revision(ref)[0]) is not None
+    return is_hub_id(split_revision(ref)[0])
 
 
 def hub_endpoint() -> str | None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..benchmarks.categories import SAFETY_CATEGORY_NAMES
+from .paired import CORRECTION_NAMES
 from .tradeoffs import median_with_ci
 
 MIN_PER_GROUP = 3  # variants per family / base model before comparing groups
@@ -78,7 +79,6 @@ def family_finding(table: pd.DataFrame, *, seed: int = 0) -> Finding:
     return Finding("family", text, first[0], first[1], first[2], int(sum(s[3] for s in stats.values())), enough)
 
 
-CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
 def significant_drops_finding(paired: pd.DataFrame, labels: dict[str, str], alpha: float = 0.05,

@@ -53,7 +53,9 @@ from scipy.stats import binom
 from ..benchmarks.fairness.metrics import INDICATORS, bbq_scores, cluster_codes, item_indicators
 
 BBQ_METRICS = ("acc_ambig", "bias_ambig", "abs_bias_ambig", "acc_disambig", "bias_disambig", "abs_bias_disambig")
-CORRECTIONS = {"holm": "holm", "bh": "fdr_bh"}
+CORRECTIONS = {"holm": "holm", "bh": "fdr_bh"}  # the name statsmodels' multipletests knows each by
+#: how reports name each correction
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 PAIRED_COLUMNS = [
     "variant_id", "base_id", "benchmark", "metric", "category", "value", "base_value", "delta",
     "ci_low", "ci_high", "n", "p_value", "p_adj", "test",

@@ -53,6 +53,10 @@ ProgressFactory = Callable[[str, "int | None"], Callable[[int], None]]
 MetricsLookup = Mapping[tuple[str, str, str], Mapping[str, Any]]
 
 
+#: Responses a benchmark hands its judges at once: one progress update (and one fault point) each.
+JUDGE_CHUNK = 32
+
+
 def num(x: Any) -> float | None:
     """A stored metric value as a float; None for missing or NaN (summary.json has no NaN)."""
     if x is None:

@@ -42,6 +42,8 @@ SAFE_BY_LABEL: dict[str, bool | None] = {
 #: judge server answering with megabytes fills neither the store, the judgment cache nor the report.
 MAX_RATIONALE_CHARS = 1000
 MAX_RAW_CHARS = 4000
+#: The verdict label of degenerate output (empty, repeated tokens, no words): never safe, never a refusal.
+INCOHERENT = "incoherent"
 COMBINED = "combined"  # judge name of the combined verdict
 #: Judge name of the harm verdict: the combined verdict of the harm judges alone
 #: (:func:`peft_audit.judges.combine.harm_verdict`); absent where no harm judge was configured.

@@ -36,13 +36,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from itertools import combinations
 
-from .base import COMBINED_JUDGES, REFUSAL_JUDGES, REFUSED_BY_LABEL, SAFE_BY_LABEL, Verdict
+from .base import COMBINED_JUDGES, INCOHERENT, REFUSAL_JUDGES, REFUSED_BY_LABEL, SAFE_BY_LABEL, Verdict
 from .validation import cohen_kappa_nominal
 
 COMBINE_RULES = ("majority", "any-unsafe")
 
 
-INCOHERENT = "incoherent"
 
 
 def combine(verdicts_by_judge: Mapping[str, Verdict], rule: str = "majority") -> Verdict:

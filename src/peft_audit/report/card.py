@@ -19,6 +19,7 @@ import pandas as pd
 
 from .. import __version__
 from ..analysis import Analysis
+from ..analysis.paired import CORRECTION_NAMES
 from ..benchmarks.safety.metrics import NOT_MEASURED
 from ..judges.base import COMBINED_JUDGES
 from ..shown_text import md_text  # the one escaper of text put into Markdown
@@ -29,7 +30,6 @@ BEGIN = "<!-- peft-audit:begin -->"
 END = "<!-- peft-audit:end -->"
 #: training hyperparameters a reader of a card has no use for
 _NOT_SHOWN = {"logging_steps", "columns", "seed", "lr", "epochs"}
-CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
 def resolve_variant(variants: pd.DataFrame, name: str) -> str:

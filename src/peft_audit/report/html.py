@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..analysis import Analysis
 from ..analysis.data import run_judges
+from ..analysis.paired import CORRECTION_NAMES
 from ..judges.base import MAX_RATIONALE_CHARS, cut_text
 from . import plots
 from .overview import overview, overview_table
@@ -97,7 +98,7 @@ def render_html(a: Analysis, title: str, gate=None) -> str:
     fits = a.factors["fits"]
     return env.get_template("report.html.j2").render(
         title=title,
-        correction={"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction],
+        correction=CORRECTION_NAMES[a.correction],
         overview=overview_table(overview(a, gate)),
         findings=[f.as_dict() for f in a.findings],
         grids=grids,

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..analysis import Analysis
 from ..analysis.data import run_judges
+from ..analysis.paired import CORRECTION_NAMES
 from ..shown_text import md_text
 from .overview import overview, overview_table
 from .tables import (
@@ -156,7 +157,7 @@ def _mitigations_md(a: Analysis, gate=None) -> list[str]:
 
 def render_markdown(a: Analysis, title: str, gate=None) -> str:
     """report.md of ``a``; ``gate`` is the overview's gate result (default: evaluated here)."""
-    corr_name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.correction]
+    corr_name = CORRECTION_NAMES[a.correction]
     L = [f"# peft-audit report: {md_text(title)}", ""] + _overview_md(overview(a, gate)) + ["## Findings", ""]
     L += [f"- {md_text(f.text)}" + ("" if f.enough else " _(sweep too small for a firm claim)_") for f in a.findings]
     L += ["", "Cells: score in % (change vs base in points [95% paired bootstrap CI]); `*` = significant after "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis import Analysis
+from ..analysis.paired import CORRECTION_NAMES
 from ..shown_text import markup_safe
 from .overview import overview
 
@@ -26,7 +27,6 @@ SHORT = {
     "Task utility: held-out preference accuracy: preference_accuracy Δ": "preference accuracy Δ",
 }
 
-CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
 def verdict_lines(a: Analysis, report: Path | None = None, gate=None) -> list[str]:

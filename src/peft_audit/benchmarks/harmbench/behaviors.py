@@ -28,12 +28,12 @@ contextual) and ``limit_per_category`` a seeded sample per semantic category.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from ...csvio import read_csv_records
+from ...hub_ids import is_hub_id
 from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error, read_text
 from ..hub import download_dataset_file
 from .config import HarmBenchConfig
@@ -46,7 +46,6 @@ FUNCTIONAL_CATEGORIES: tuple[str, ...] = ("standard", "contextual", "copyright")
 #: The header of HarmBench's text behaviour files, in order. ``Tags`` may be absent.
 COLUMNS: tuple[str, ...] = ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")
 REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c != "Tags")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class HarmBenchDataError(ValueError):
@@ -166,7 +165,7 @@ def load_behaviors(cfg: HarmBenchConfig, *, seed: int = 0) -> list[Behavior]:
             behaviors = read_behaviors(_read_text(path), where, cfg.max_prompt_bytes)
         elif path.exists():
             raise HarmBenchDataError(f"harmbench.source {source}: not a file or directory")
-        elif _HUB_ID.match(source) and not source.startswith((".", "~")):
+        elif is_hub_id(source) and not source.startswith((".", "~")):
             where = f"{source}/{cfg.file}"
             behaviors = read_behaviors(_read_text(_download(source, cfg.file, cfg.revision)), where,
                                        cfg.max_prompt_bytes)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ... import faults
+from ..base import JUDGE_CHUNK
 from .config import SafetyConfig
 from ...judges.base import COMBINED, COMBINED_HARM, Judge, verdict_row
 from ...judges.combine import harm_judges, two_verdicts
@@ -27,7 +28,6 @@ from ...models.generate import generate
 from .metrics import judge_failures, safety_metrics
 from .prompts import OVER_REFUSAL_BENCHMARK, OVER_REFUSAL_JUDGE, SafetyPrompt
 
-JUDGE_CHUNK = 32  # responses judged per progress update
 
 
 @dataclass

@@ -66,14 +66,13 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ...judges.base import COMBINED, COMBINED_HARM, COMBINED_JUDGES, SAFE_BY_LABEL
+from ...judges.base import COMBINED, COMBINED_HARM, COMBINED_JUDGES, INCOHERENT, SAFE_BY_LABEL
 from ...judges.combine import agreement
 from ...stats import mean_interval, mean_of_means, mean_of_proportions, wilson_interval
 from ..categories import SAFETY_CATEGORIES
 from .prompts import OVER_REFUSAL_BENCHMARK, OVER_REFUSAL_JUDGE
 
 RUBRIC_JUDGE = "llm"
-INCOHERENT = "incoherent"
 #: Keyword labels of an answer to a benign prompt that is not a helpful answer.
 NOT_ANSWERED = frozenset({"refusal", INCOHERENT})
 #: The label of a verdict the judge failed to give (``judge_refused`` is a decision, not a failure).

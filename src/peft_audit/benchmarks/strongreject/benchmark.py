@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+from ..base import (JUDGE_CHUNK, GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
                     metric_ci, metric_value)
 from .config import StrongRejectConfig
 from .metrics import HARMFUL_RATE, NAME, REFUSAL_RATE, SCORE, is_number, ordered_categories
@@ -239,8 +239,8 @@ def grade_responses(cfg: StrongRejectConfig, pairs: list[tuple[str, str]], *, ca
     judge = CachedJudge(inner, cache) if cache is not None else inner
     grades = []
     try:
-        for start in range(0, len(pairs), 32):
-            chunk = pairs[start:start + 32]
+        for start in range(0, len(pairs), JUDGE_CHUNK):
+            chunk = pairs[start:start + JUDGE_CHUNK]
             grades += [grade_of(v) for v in judge.judge_batch(chunk)]
             if progress is not None:
                 progress(len(chunk))

@@ -21,12 +21,12 @@ per-category sample, file order kept).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from ...csvio import read_csv_records
+from ...hub_ids import is_hub_id
 from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error, read_text
 from ..hub import download_dataset_file
 from ..safety.sources import limit_per_category
@@ -43,7 +43,6 @@ CATEGORIES: dict[str, str] = {
 }
 COLUMNS = ("category", "source", "forbidden_prompt")
 BUILTIN_FILE = "forbidden_sample.csv"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BY_NAME = {name.casefold(): key for key, name in CATEGORIES.items()} | {key: key for key in CATEGORIES}
 
 
@@ -120,7 +119,7 @@ def load_forbidden_prompts(cfg: StrongRejectConfig, *, seed: int = 0) -> list[Fo
     elif path.exists():
         raise StrongRejectDataError(f"strongreject.source {source}: is a directory; name the .csv file itself "
                                     "(e.g. strongreject_dataset/strongreject_dataset.csv)")
-    elif _HUB_ID.match(source):
+    elif is_hub_id(source):
         local = download_from_hub(source, cfg.hub_filename, cfg.hub_revision)
         prompts = parse_forbidden_csv(_read_text(local), f"{source}/{cfg.hub_filename}", cfg.max_prompt_bytes)
     else:

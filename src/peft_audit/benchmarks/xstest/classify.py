@@ -36,12 +36,12 @@ a steady offset largely cancels in the change; the levels are approximate.
 
 from __future__ import annotations
 
+from ...judges.base import INCOHERENT
 from ...judges.refusal import decline_in, sentences
 
 FULL_COMPLIANCE = "1_full_compliance"
 FULL_REFUSAL = "2_full_refusal"
 PARTIAL_REFUSAL = "3_partial_refusal"
-INCOHERENT = "incoherent"
 #: Every class a response can get, XSTest's three first.
 CLASSES = (FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, INCOHERENT)
 #: class -> the short name of its rate (``safe_full_refusal_rate`` is the full-refusal rate on safe prompts).

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from ...judges.base import Judge
 from ...judges.combine import harm_judges, harm_verdict
 from ...models.generate import generate
+from ..base import JUDGE_CHUNK
 from .classify import xstest_class
 from .config import CLASS_JUDGE, NAME, XSTestConfig
 from .sources import XSTestPrompt
 
-JUDGE_CHUNK = 32  # responses judged per progress update
 
 
 def generate_samples(model, tokenizer, prompts: Sequence[XSTestPrompt], *, cfg: XSTestConfig,

@@ -30,12 +30,12 @@ JSONL are read: Hub copies stored as parquet must be converted first (the error 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from ...csvio import read_csv_records
+from ...hub_ids import is_hub_id
 from ...jsonl import read_records
 from ...textio import DEFAULT_MAX_PROMPT_BYTES, InputFileError, prompt_size_error
 from ..hub import download_dataset_file
@@ -48,7 +48,6 @@ GROUPS = (SAFE, UNSAFE)
 CONTRAST_PREFIX = "contrast_"
 BUILTIN_FILE = "xstest_sample.csv"
 REQUIRED_COLUMNS = ("prompt", "type")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _READABLE = (".csv", ".jsonl")
 
 
@@ -99,7 +98,7 @@ def load_xstest_prompts(cfg: XSTestConfig, *, seed: int = 0) -> list[XSTestPromp
             prompts = read_table(path, cfg.max_prompt_bytes)
         elif path.is_file():
             prompts = read_table(path, cfg.max_prompt_bytes)
-        elif _HUB_ID.match(source) and not source.lower().endswith((*_READABLE, ".parquet")):
+        elif is_hub_id(source) and not source.lower().endswith((*_READABLE, ".parquet")):
             prompts = read_table(download_from_hub(source, cfg.filename, cfg.revision), cfg.max_prompt_bytes)
         else:
             raise XSTestDataError(
