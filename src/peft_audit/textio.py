@@ -81,6 +81,32 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
+    """The one way a directory the tool produces is written (a trained or repaired adapter):
+    yields a fresh temporary directory beside ``out_dir`` (``.<name>.partial-*``) to fill, then
+    renames it to ``out_dir``, which must be absent or empty; a reader never sees half an adapter.
+    On any failure, KeyboardInterrupt included, the temporary directory is removed; the ones a
+    process killed while writing ``out_dir`` left behind (it ran no cleanup) are removed first."""
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = f".{out_dir.name}.partial-"
+    for stale in [p for p in out_dir.parent.iterdir() if p.name.startswith(partial)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=partial, dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            out_dir.rmdir()  # empty: the callers write only where no adapter is
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
     with atomic_output(path) as tmp:

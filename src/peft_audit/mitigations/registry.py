@@ -11,14 +11,12 @@ it was repaired from and how.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import RepairSpec, SweepConfig, VariantSpec
+from ..textio import atomic_directory
 from .base import Mitigation, RepairInputs
 
 
@@ -57,13 +55,7 @@ def build_repair(cfg: SweepConfig, run_dir: Path, spec: VariantSpec, out_dir: Pa
     if not (original / PROVENANCE_FILE).is_file():
         raise FileNotFoundError(f"{original}: the adapter of variant {spec.repair_of}, which {spec.repair.method} "
                                 "repairs, is missing; run the original's sweep again to retrain it")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = f".{out_dir.name}.partial-"
-    for stale in [p for p in out_dir.parent.iterdir() if p.name.startswith(partial)]:
-        shutil.rmtree(stale, ignore_errors=True)  # left by a process killed while building
-    tmp = Path(tempfile.mkdtemp(prefix=partial, dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         start = time.perf_counter()
         record = method.build(RepairInputs(cfg, Path(run_dir), spec, original, tmp), options)
         provenance = {**read_provenance(original), "repair": {
@@ -73,12 +65,6 @@ def build_repair(cfg: SweepConfig, run_dir: Path, spec: VariantSpec, out_dir: Pa
         write_provenance(tmp, provenance)
         provenance = read_provenance(tmp)
         faults.point("mitigate.saved")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty: the caller builds only where no adapter is
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return provenance
 
 

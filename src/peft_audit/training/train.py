@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from .. import faults
 from ..config import TrainingConfig, VariantSpec
 from ..methods import build_peft_config, resolve_method_args, trainable_parameters
+from ..textio import atomic_directory
 from .data import load_training_data
 from .provenance import library_versions, read_provenance, write_provenance
 from .reference import shared_reference
@@ -186,12 +185,8 @@ def train_adapter(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = f".{out_dir.name}.partial-"
-    for stale in [p for p in out_dir.parent.iterdir() if p.name.startswith(partial)]:
-        shutil.rmtree(stale, ignore_errors=True)  # a process killed while training this adapter ran no cleanup
-    tmp = Path(tempfile.mkdtemp(prefix=partial, dir=out_dir.parent))
-    try:
+    # KeyboardInterrupt included: never a partial adapter at out_dir (empty or absent, checked above)
+    with atomic_directory(out_dir) as tmp:
         recorder = _LogRecorder()
         common = _common_args(spec, training, dev, tmp / "_trainer", show_progress)
         if spec.algo == "sft":
@@ -246,11 +241,4 @@ def train_adapter(
         # the file, and must store the same metadata as the run that trained it.
         provenance = read_provenance(tmp)
         faults.point("train.saved")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        # KeyboardInterrupt included: never leave a partial adapter behind.
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return TrainResult(out_dir, provenance, losses, seconds, recorder.history)
