@@ -184,10 +184,11 @@ class _SweepBase(_Strict):
         "auto", description="Weights and activations of the models evaluated (generation and scoring): auto "
                             "(bfloat16 on CUDA GPUs that have it, float32 elsewhere), or one of float32, bfloat16, "
                             "float16. Training keeps its own rule. Part of the protocol when not auto")
-    backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="Generation backend of the safety, XSTest, HarmBench and StrongREJECT "
-                                    "benchmarks: transformers, or vllm (base models and LoRA "
-                                    "variants through one vLLM engine per base; other methods fall back)")
+    backend: str = Field(
+        "transformers", description="Backend every benchmark reaches the variants through "
+                                    "(peft_audit.models.backends): transformers, or vllm (generation of base "
+                                    "models and LoRA variants through one vLLM engine per base; other methods, "
+                                    "and log-likelihood scoring, on transformers)")
     compile: bool = Field(
         False, description="transformers backend on CUDA: decode base, LoRA and IA3 variants with a static KV cache "
                            "and torch.compile'd steps (each new batch shape compiles first; perf/gpu_check.py "
@@ -214,6 +215,15 @@ class _SweepBase(_Strict):
                    if len(v) > LABEL_MAX else "is a path, not a name")
             raise ValueError(f"{v[:LABEL_MAX]!r} {why}; name is the run's name (its directory is runs/<name>): use "
                              "letters, digits, '-', '_' or '.', and choose the directory with `--out DIR`")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, v: str) -> str:
+        from .models.backends import BACKENDS
+
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}; valid: {', '.join(BACKENDS)}")
         return v
 
     @field_validator("variants")

@@ -14,9 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from peft_audit.benchmarks.base import VariantRun
-from peft_audit.models import vllm_backend
+from peft_audit.models.backends import vllm as vllm_backend
+from peft_audit.models.backends.base import BackendSettings
+from peft_audit.models.backends.vllm import VllmBackend, VllmModel, servable
 from peft_audit.models.generate import generate
-from peft_audit.models.vllm_backend import servable
 from tiny_models import make_tiny_model
 
 
@@ -41,9 +42,10 @@ def test_servable_methods():
         assert not servable(_peft(method)[0]), method
 
 
-def _run(model, tok, backend: str) -> VariantRun:
-    return VariantRun("v", None, model, tok, set(), sink=None, judges=lambda s: [],
-                      progress=lambda stage, total: (lambda n: None), backend=backend)
+def _run(model, tok) -> VariantRun:
+    lm = VllmModel(model, tok, VllmBackend(BackendSettings("vllm", device="cpu")))
+    return VariantRun("v", None, lm, set(), sink=None, judges=lambda s: [],
+                      progress=lambda stage, total: (lambda n: None))
 
 
 def test_unservable_methods_fall_back_to_transformers_once(monkeypatch):
@@ -63,7 +65,7 @@ def test_unservable_methods_fall_back_to_transformers_once(monkeypatch):
         prompts = ["What is two plus two?", "Sure"]
         expected = generate(model, tok, prompts, max_new_tokens=5)
         for _ in range(2):
-            got = _run(model, tok, "vllm").generate(prompts, max_new_tokens=5)
+            got = _run(model, tok).generate(prompts, max_new_tokens=5)
             assert [g.text for g in got] == [g.text for g in expected]
     finally:
         undo()
@@ -75,7 +77,7 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(vllm_backend, "vllm_available", lambda: False)
     base, tok = make_tiny_model("llama")
     with pytest.raises(ImportError, match=r"pip install 'peft-audit\[vllm\]'"):
-        _run(base, tok, "vllm").generate(["hi"], max_new_tokens=2)
+        _run(base, tok).generate(["hi"], max_new_tokens=2)
 
 
 def test_run_with_vllm_backend_fails_before_any_model_loads_without_vllm(monkeypatch, tmp_path):
@@ -123,7 +125,9 @@ AGREEMENT = r"""
 import json, time, torch
 from peft import LoraConfig, get_peft_model
 from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
-from peft_audit.models import load_base, vllm_backend
+from peft_audit.models import load_base
+from peft_audit.models.backends.base import BackendSettings
+from peft_audit.models.backends.vllm import VllmBackend, generate_vllm
 from peft_audit.models.generate import generate
 
 def main():
@@ -131,16 +135,17 @@ def main():
     model, tok = loaded.model, loaded.tokenizer
     prompts = [p.prompt for p in builtin_prompts() + over_refusal_prompts()][:40]
     t0 = time.perf_counter()
-    engine = vllm_backend.engine_for(model, device="cpu")
-    base_vl = vllm_backend.generate_vllm(model, tok, prompts, max_new_tokens=16, engine=engine)
+    backend = VllmBackend(BackendSettings("vllm", device="cpu"))
+    engine = backend.engine_for(model, device="cpu")
+    base_vl = generate_vllm(model, tok, prompts, max_new_tokens=16, engine=engine)
     rates = {"engine_s": time.perf_counter() - t0}
     base_hf = generate(model, tok, prompts, max_new_tokens=16, batch_size=64)
     torch.manual_seed(0)
     lora = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, init_lora_weights=False,
                                             target_modules=["q_proj", "v_proj"])).eval()
-    lora_vl = vllm_backend.generate_vllm(lora, tok, prompts, max_new_tokens=16, engine=engine)
+    lora_vl = generate_vllm(lora, tok, prompts, max_new_tokens=16, engine=engine)
     lora_hf = generate(lora, tok, prompts, max_new_tokens=16, batch_size=64)
-    vllm_backend.shutdown_engines()
+    backend.close()
     print("RESULT " + json.dumps({
         "n": len(prompts),
         "base_same": sum(a == b for a, b in zip(base_hf, base_vl)),

@@ -15,7 +15,7 @@ WildGuard's Hugging Face path does).
 * :class:`TransformersCompleter`: a loaded model + tokenizer (``models.load_base``), decoded by
   the project's own :func:`~peft_audit.models.generate.generate_from_ids` (greedy, batched, CPU
   or GPU);
-* :class:`VllmCompleter`: a :class:`~peft_audit.models.vllm_backend.VllmEngine` fed the same
+* :class:`VllmCompleter`: a :class:`~peft_audit.models.backends.vllm.VllmEngine` fed the same
   token ids (vLLM never re-tokenises), so both local backends see identical inputs;
 * :class:`HttpCompleter`: any OpenAI-compatible server's ``/completions`` endpoint, through
   :class:`~.llm.OpenAIEndpoint` (retries, key from the environment). The server tokenises the
@@ -80,12 +80,12 @@ class VllmCompleter:
 
 def vllm_completer(model: str) -> VllmCompleter:
     """A :class:`VllmCompleter` on ``model`` (a hub id or directory, resolved like any base
-    model) on the best device. :class:`~peft_audit.models.vllm_backend.VllmUnavailable` (it says
+    model) on the best device. :class:`~peft_audit.models.backends.vllm.VllmUnavailable` (it says
     how to install vLLM) when vLLM is not installed."""
     from transformers import AutoConfig
 
     from ..models import load_tokenizer, resolve_model, select_device
-    from ..models.vllm_backend import VllmEngine, require_vllm
+    from ..models.backends.vllm import VllmEngine, require_vllm
 
     require_vllm()
     path = resolve_model(model).path

