@@ -43,6 +43,11 @@ class FakeModel:
             progress(len(prompts))
         return out
 
+    def complete(self, prompts, *, max_new_tokens, add_special_tokens=True, batch_size="auto"):
+        self.calls.append(("complete", len(prompts)))
+        return [Generation(" ".join(self.answers(p).split()[:max_new_tokens]),
+                           len(self.answers(p).split()[:max_new_tokens])) for p in prompts]
+
     def loglikelihood(self, prompts, continuations, *, batch_size="auto", add_special_tokens=True, progress=None):
         self.calls.append(("loglikelihood", len(prompts)))
         out = [[-0.1 - 5.0 * _unit(self.seed, p, c) * max(1, len(c.split())) for c in cs]

@@ -27,12 +27,18 @@ def _llm(spec: LLMSpec) -> Judge:
     return LLMJudge(url=spec.url, model=spec.model, **spec.endpoint_settings())
 
 
+def _local_model(name: str):
+    """The classifier ``name`` as the transformers backend serves it, on the best device."""
+    from ..models.backends.base import BackendSettings
+    from ..models.backends.transformers import TransformersBackend
+
+    return TransformersBackend(BackendSettings("transformers")).load(name)
+
+
 def _guard(spec: GuardSpec) -> Judge:
-    from ..models import load_base
     from .guard import GuardJudge
 
-    loaded = load_base(spec.model)
-    return GuardJudge(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
+    return GuardJudge(_local_model(spec.model), batch_size=spec.batch_size)
 
 
 def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
@@ -51,10 +57,7 @@ def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
         return completion.LazyCompleter(lambda: completion.vllm_completer(spec.model))
 
     def load():
-        from ..models import load_base
-
-        loaded = load_base(spec.model)
-        return completion.TransformersCompleter(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
+        return completion.TransformersCompleter(_local_model(spec.model), batch_size=spec.batch_size)
 
     return completion.LazyCompleter(load)
 

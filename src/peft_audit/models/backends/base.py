@@ -11,6 +11,8 @@ benchmarks send:
   after its prompt, teacher-forced (lm-eval's ``loglikelihood``, several continuations per
   prompt so that a shared prompt is computed once), and :meth:`LanguageModel.token_counts`,
   the number of tokens each continuation is scored over (a per-token loss needs it);
+* :meth:`LanguageModel.complete`: greedy continuations of raw text (lm-eval's ``generate_until``
+  on a context as given: a judge's classifier prompt, which carries its own template);
 * :meth:`LanguageModel.close`.
 
 A benchmark also renders chat templates (:meth:`LanguageModel.apply_chat_template`, as lm-eval's
@@ -58,6 +60,12 @@ class LanguageModel(Protocol):
                  batch_size: BatchSize = "auto", progress: Progress = None) -> list[Generation]:
         """Greedy answers to ``prompts``, each the user turn of a chat (after ``system_prompt``),
         in input order; ``progress(n)`` after every ``n`` prompts finished. ``[]`` for no prompts."""
+        ...
+
+    def complete(self, prompts: Sequence[str], *, max_new_tokens: int, add_special_tokens: bool = True,
+                 batch_size: BatchSize = "auto") -> list[Generation]:
+        """Greedy continuations of each raw text (no chat template applied), in input order.
+        ``add_special_tokens=False`` for text that already holds them."""
         ...
 
     def loglikelihood(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *,

@@ -44,6 +44,14 @@ class TransformersModel:
                         max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                         compiled=self.compiled)
 
+    def complete(self, prompts: Sequence[str], *, max_new_tokens: int, add_special_tokens: bool = True,
+                 batch_size: BatchSize = "auto") -> list[Generation]:
+        from ..generate import generate_from_ids
+
+        encoded = [list(self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
+        return generate_from_ids(self.model, self.tokenizer, encoded, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size)
+
     def loglikelihood(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *,
                       batch_size: BatchSize = "auto", add_special_tokens: bool = True,
                       progress: Progress = None) -> list[list[float]]:
