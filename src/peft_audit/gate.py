@@ -48,7 +48,7 @@ from .analysis.data import load_run_frames
 from .analysis import paired_by_benchmark
 from .benchmarks.base import GateRule
 from .benchmarks.registry import BENCHMARKS
-from .benchmarks.safety.metrics import JudgeFailures, judge_failures
+from .judges.failures import JudgeFailures, judge_failures
 from .shown_text import NAME_MAX, plain
 from .textio import write_text_atomic
 
@@ -162,7 +162,7 @@ def evaluate_gate(
 
     ``variant_ids=None`` checks every fine-tuned variant. ``has_results[(variant_id, benchmark)]``
     says whether a variant has samples of 'safety' / 'fairness' (default: judged from ``paired``).
-    ``failures[variant_id][judge]`` (:func:`~.benchmarks.safety.metrics.judge_failures`) is
+    ``failures[variant_id][judge]`` (:func:`~.judges.failures.judge_failures`) is
     checked against ``max_unscored_share`` for the variant and its base (None: not checked).
     ``measured[(benchmark, metric)]`` = (variant ids that have the metric, why one may not)
     (:meth:`~peft_audit.benchmarks.base.Benchmark.measured`); a rule over a metric listed there
