@@ -21,6 +21,7 @@ from ..csvio import read_csv_records
 from ..jsonl import read_json_list, read_records
 from ..textio import InputFileError
 from .base import Judge
+from .failures import judge_failure_message
 from .validation import verdict_agreement
 
 CANONICAL = ("prompt", "response")
@@ -95,17 +96,12 @@ def unscored_warning(judged, judge_names: Sequence[str], max_share: float) -> st
     (:func:`judge_file`'s table) ``unscored`` (failed or timed-out requests, unparseable or
     oversized answers; ``judge_refused`` is a decision and not counted), with its share, the
     limit and its first reason; None when every judge stayed within it or there are no rows."""
-    from ..benchmarks.safety.metrics import judge_failures
-
     ids = range(len(judged))
     rows = [{"prompt_id": i, "judge": name, "label": label, "rationale": why} for name in judge_names
             for i, label, why in zip(ids, judged[f"{name}_label"], judged[f"{name}_rationale"])]
-    for f in judge_failures([{"prompt_id": i} for i in ids], rows).values():
-        if f.share is not None and f.share > max_share:
-            return (f"judge {f.judge!r} left {f.n_failed} of {f.n} rows unscored ({100 * f.share:.1f}% > "
-                    f"max_unscored_share {100 * max_share:.1f}%); first failure: {' '.join(f.first_reason.split())}. Check the judge "
-                    "(its server, url and model), then judge the file again")
-    return None
+    return judge_failure_message([{"prompt_id": i} for i in ids], rows, max_share, responses="rows",
+                                 setting="max_unscored_share",
+                                 then="Check the judge (its server, url and model), then judge the file again")
 
 
 def judge_file(

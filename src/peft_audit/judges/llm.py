@@ -51,7 +51,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
@@ -130,8 +130,10 @@ class JudgeError(RuntimeError):
     """The judge endpoint cannot be used at all (e.g. bad key, wrong URL); the run should stop."""
 
 
-def _json_answer(text: str) -> dict | None:
-    """The judge's JSON object: the whole text, a ```json fence, or the outermost {...}."""
+def json_objects(text: str) -> Iterator[dict]:
+    """The JSON objects a judge's answer may hold, in the order they are tried: the whole text,
+    each ```json fence, then the outermost ``{...}``; candidates that are not a JSON object are
+    skipped (nothing for plain text)."""
     candidates = [text.strip()] + _FENCE.findall(text)
     if "{" in text and "}" in text:
         candidates.append(text[text.index("{"): text.rindex("}") + 1])
@@ -140,9 +142,19 @@ def _json_answer(text: str) -> dict | None:
             obj = json.loads(c)
         except ValueError:
             continue
-        if isinstance(obj, dict) and ("score" in obj or "incoherent" in obj):
-            return obj
-    return None
+        if isinstance(obj, dict):
+            yield obj
+
+
+def declines_to_rate(text: str) -> bool:
+    """Whether a judge's answer is a refusal to rate ("I can't evaluate this content", "I'm
+    sorry"), which is ``judge_refused`` where the answer holds no rating."""
+    return _JUDGE_REFUSAL.search(text) is not None
+
+
+def _json_answer(text: str) -> dict | None:
+    """The judge's JSON object: the first of :func:`json_objects` with a score or incoherent flag."""
+    return next((obj for obj in json_objects(text) if "score" in obj or "incoherent" in obj), None)
 
 
 def _verdict_from_score(value, reason: str | None, text: str, *, incoherent: bool = False) -> Verdict:
@@ -180,7 +192,7 @@ def parse_rubric_output(text: str) -> Verdict:
         return _verdict_from_score(obj.get("score"), reason, text, incoherent=incoherent)
     scores = _SCORE.findall(text)
     if not scores:
-        if _JUDGE_REFUSAL.search(text):
+        if declines_to_rate(text):
             return Verdict("judge_refused", rationale="the judge declined to rate the response", raw=text)
         return Verdict("unscored", rationale="no score in judge output", raw=text)
     reason_m = _REASON.search(text)
@@ -188,8 +200,12 @@ def parse_rubric_output(text: str) -> Verdict:
     return _verdict_from_score(scores[-1], reason, text)
 
 
-def _verdict_from_reply(r: httpx.Response | str) -> Verdict:
-    """A chat-completions reply (or the reason there is none) -> Verdict."""
+def chat_completion_text(r: httpx.Response | str) -> str | Verdict:
+    """The answer (``choices[0].message.content``; "" when null) of a ``/chat/completions``
+    reply, or the Verdict saying why there is none: a failed request (``r`` is then the reason)
+    or an HTTP error is ``unscored``, a content filter (an HTTP 400 naming one, or
+    ``finish_reason: content_filter``) or a ``message.refusal`` is ``judge_refused``, a reply
+    that is not a chat completion is ``unscored``."""
     if isinstance(r, str):
         return Verdict("unscored", rationale=r)
     if r.status_code >= 400:
@@ -210,7 +226,13 @@ def _verdict_from_reply(r: httpx.Response | str) -> Verdict:
         # OpenAI structured outputs put a model refusal here instead of in content.
         return Verdict("judge_refused", rationale=f"the judge declined to rate the response: {message['refusal'][:500]}",
                        raw=message["refusal"])
-    return parse_rubric_output(content if isinstance(content, str) else ("" if content is None else str(content)))
+    return content if isinstance(content, str) else ("" if content is None else str(content))
+
+
+def _verdict_from_reply(r: httpx.Response | str) -> Verdict:
+    """A chat-completions reply (or the reason there is none) -> Verdict."""
+    content = chat_completion_text(r)
+    return content if isinstance(content, Verdict) else parse_rubric_output(content)
 
 
 def _transport_reason(e: httpx.TransportError) -> str:
@@ -370,9 +392,6 @@ class OpenAIEndpoint:
             return r
         return f"gave up after {tries} attempt{'s' * (tries != 1)}: {last}"
 
-    # LLMJudge subclasses in benchmarks/ call the earlier private name.
-    _post = post
-
     def redact(self, text: str | None) -> str | None:
         """``text`` with the API key replaced by ``***`` (a server might echo request headers
         back; the key must not reach the store)."""
@@ -406,7 +425,9 @@ class LLMJudge(OpenAIEndpoint):
         # Ask for JSON-schema output until the server rejects it once (then never again).
         self.structured_output = True
 
-    def _body(self, prompt: str, response: str, structured: bool) -> dict:
+    def request_body(self, prompt: str, response: str, structured: bool) -> dict:
+        """The chat-completions request for one (prompt, response), with :data:`RESPONSE_FORMAT`
+        when ``structured``. A judge with another rubric overrides this and :meth:`read_reply`."""
         body = {
             "model": self.model,
             "temperature": 0,
@@ -420,17 +441,29 @@ class LLMJudge(OpenAIEndpoint):
             body["response_format"] = RESPONSE_FORMAT
         return body
 
-    def _request(self, prompt: str, response: str) -> Verdict:
+    def ask(self, prompt: str, response: str) -> httpx.Response | str:
+        """POST :meth:`request_body` for one pair (:meth:`post`: the reply, or why there is none;
+        :class:`JudgeError` for 401/403/404). A server that rejects the JSON-schema format (HTTP
+        400/422 that is not a content filter) is asked again without it, and is not sent it
+        again once that is accepted."""
         structured = self.structured_output
-        r = self.post(self._body(prompt, response, structured))
+        r = self.post(self.request_body(prompt, response, structured))
         if (structured and isinstance(r, httpx.Response) and r.status_code in _FORMAT_REJECTED
                 and not _FILTER_400.search(r.text)):
             # Probably a server without JSON-schema output: ask again without it. Only if that
             # is accepted is the server marked as lacking it (a 400 again means the content).
-            r = self.post(self._body(prompt, response, False))
+            r = self.post(self.request_body(prompt, response, False))
             if not (isinstance(r, httpx.Response) and r.status_code in _FORMAT_REJECTED):
                 self.structured_output = False
+        return r
+
+    def read_reply(self, r: httpx.Response | str) -> Verdict:
+        """The verdict :meth:`ask`'s result stands for: failures and filters as
+        :func:`chat_completion_text` reads them, the answer through :func:`parse_rubric_output`."""
         return _verdict_from_reply(r)
+
+    def _request(self, prompt: str, response: str) -> Verdict:
+        return self.read_reply(self.ask(prompt, response))
 
     def judge(self, prompt: str, response: str) -> Verdict:
         return self.judge_batch([(prompt, response)])[0]

@@ -8,8 +8,8 @@ import pytest
 
 from peft_audit.benchmarks.harmbench import attacked, harmbench_metrics
 from peft_audit.benchmarks.harmbench.benchmark import HarmBenchBenchmark
-from peft_audit.benchmarks.harmbench.evaluate import check_judge_failures, flat, judge_samples
-from peft_audit.benchmarks.safety.evaluate import JudgeFailureError
+from peft_audit.benchmarks.harmbench.evaluate import flat, judge_samples, judged_rows
+from peft_audit.judges.failures import JudgeFailureError, check_judge_failures
 from peft_audit.judges.base import Verdict
 from peft_audit.stats import wilson_interval
 
@@ -105,10 +105,11 @@ def test_judging_adds_verdicts_outcome_and_drops_old_ones():
 
 def test_a_judge_failing_too_often_fails_the_stage():
     rows = [s(f"b{i}", "illegal", "standard", "safe", "refusal", "unscored" if i < 2 else "refusal") for i in range(10)]
-    check_judge_failures(rows, 0.2)  # 2 of 10 failed: allowed
+    check = dict(responses="HarmBench responses", setting="harmbench.max_unscored_share")
+    check_judge_failures(*judged_rows(rows), 0.2, **check)  # 2 of 10 failed: allowed
     with pytest.raises(JudgeFailureError, match=r"judge 'keyword' left 2 of 10 HarmBench responses unscored .*"
                                                 r"first failure: why b0.*--retry-failed"):
-        check_judge_failures(rows, 0.1)
+        check_judge_failures(*judged_rows(rows), 0.1, **check)
 
 
 def test_summary_block_and_delta_from_metric_rows():

@@ -87,7 +87,8 @@ class HarmBenchBenchmark:
         return generation_workload(cfg, lambda: self.prompts(cfg), unit="behaviours")
 
     def evaluate(self, cfg: HarmBenchConfig, run: VariantRun) -> list[dict]:
-        from .evaluate import check_judge_failures, flat, generate_samples, judge_samples
+        from ...judges.failures import check_judge_failures
+        from .evaluate import flat, generate_samples, judge_samples, judged_rows
         from .metrics import harmbench_metrics
 
         if run.needs(GENERATED):
@@ -106,7 +107,8 @@ class HarmBenchBenchmark:
             samples = [flat(r) for r in rows]
             # A judge that could not judge fails the stage (not committed); --retry-failed
             # re-judges the committed responses.
-            check_judge_failures(samples, cfg.max_unscored_share)
+            check_judge_failures(*judged_rows(samples), cfg.max_unscored_share, responses="HarmBench responses",
+                                 setting="harmbench.max_unscored_share")
             run.commit(JUDGED, run.timings["harmbench.judge"], samples=rows)
         if not run.needs("metrics"):
             return []

@@ -3,8 +3,9 @@
 1. :func:`generate_samples` -- greedy answers to each behaviour's direct request
    (the variant's backend, :meth:`~peft_audit.models.backends.base.LanguageModel.generate`);
 2. :func:`judge_samples` -- every judge's verdict and the combined one, added to each sample's
-   payload, then :func:`check_judge_failures`: a judge that failed on more than
-   ``harmbench.max_unscored_share`` of the responses fails the stage instead of being committed.
+   payload, then :func:`peft_audit.judges.failures.check_judge_failures` over :func:`judged_rows`:
+   a judge that failed on more than ``harmbench.max_unscored_share`` of the responses fails the
+   stage instead of being committed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ...judges.base import COMBINED, COMBINED_HARM, Judge
 from ...models.backends.base import LanguageModel
-from ..safety.evaluate import JudgeFailureError, judge_responses
-from ..safety.metrics import judge_failures
+from ..safety.evaluate import judge_responses
 from .behaviors import Behavior
 from .config import HarmBenchConfig
 from .metrics import BENCHMARK, INCOHERENT, attacked
@@ -78,17 +78,10 @@ def judge_samples(samples: Sequence[Mapping], judges: Sequence[Judge], *, rule: 
     return out
 
 
-def check_judge_failures(samples: Sequence[Mapping], max_share: float) -> None:
-    """Raise :class:`~peft_audit.benchmarks.safety.evaluate.JudgeFailureError` when a judge failed
-    (verdict ``unscored``; :func:`peft_audit.benchmarks.safety.metrics.judge_failures`) on more
-    than ``max_share`` of the responses: otherwise an unreachable judge abstains everywhere and
-    the combined verdict quietly becomes the other judges' alone. ``samples`` are judged samples
-    (payload flattened, as :func:`flat` gives them)."""
+def judged_rows(samples: Sequence[Mapping]) -> tuple[list[dict], list[dict]]:
+    """Judged samples (payload flattened, as :func:`flat` gives them) as the safety benchmark's
+    (sample rows, verdict rows), one verdict row per judge per sample, which
+    :func:`peft_audit.judges.failures.check_judge_failures` counts failures in."""
     asked = [{"prompt_id": s["sample_id"]} for s in samples]
     verdicts = [{"prompt_id": s["sample_id"], "judge": j, **v} for s in samples for j, v in s["judges"].items()]
-    for f in judge_failures(asked, verdicts).values():
-        if f.share is not None and f.share > max_share:
-            raise JudgeFailureError(
-                f"judge {f.judge!r} left {f.n_failed} of {f.n} HarmBench responses unscored ({100 * f.share:.1f}% > "
-                f"harmbench.max_unscored_share {100 * max_share:.1f}%); first failure: {f.first_reason}. Fix the "
-                "judge, then run again with --retry-failed: the stored responses are judged again, not regenerated")
+    return asked, verdicts

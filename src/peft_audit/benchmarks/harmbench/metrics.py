@@ -56,12 +56,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from ...judges.base import COMBINED, INCOHERENT, SAFE_BY_LABEL
+from ...judges.failures import FAILED
 from ...stats import mean_of_proportions, wilson_interval
 from ..safety.metrics import declined_each, harmful, rate_rows
 from .behaviors import FUNCTIONAL_CATEGORIES, SEMANTIC_CATEGORIES
 
 BENCHMARK = "harmbench"
-FAILED = "unscored"  # the judge failed; ``judge_refused`` is a decision, not a failure
 ASR = "harmbench_asr"
 ASR_POOLED = "harmbench_asr_pooled"
 ASR_FUNCTIONAL = "harmbench_asr_functional"

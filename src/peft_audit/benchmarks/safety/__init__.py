@@ -11,15 +11,15 @@ Command line (through a sweep config)::
 """
 
 from .config import SafetyConfig
-from .metrics import JudgeFailures, judge_failures, safety_metrics
+from ...judges.failures import JudgeFailureError, JudgeFailures, check_judge_failures, judge_failures
+from .metrics import safety_metrics
 from .prompts import OVER_REFUSAL_BENCHMARK, SafetyPrompt, builtin_prompts, over_refusal_prompts
 from .sources import HEXPHI_REPO, SafetyDataError, limit_per_category, load_hexphi_dir, load_safety_prompts, load_table
 
 
 def __getattr__(name: str):
     # evaluate.py needs torch; config validation and the analysis import this package without it.
-    if name in ("JudgeFailureError", "SafetyResult", "check_judge_failures", "evaluate_safety", "generate_responses",
-                "judge_responses"):
+    if name in ("SafetyResult", "evaluate_safety", "generate_responses", "judge_responses"):
         from . import evaluate
 
         return getattr(evaluate, name)

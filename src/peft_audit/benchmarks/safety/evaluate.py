@@ -23,9 +23,10 @@ from ..base import JUDGE_CHUNK
 from .config import SafetyConfig
 from ...judges.base import COMBINED, COMBINED_HARM, Judge, verdict_row
 from ...judges.combine import harm_judges, two_verdicts
+from ...judges.failures import JudgeFailureError, check_judge_failures  # noqa: F401 (re-exported)
 from ...judges.refusal import RefusalJudge
 from ...models.backends.base import LanguageModel
-from .metrics import judge_failures, safety_metrics
+from .metrics import safety_metrics
 from .prompts import OVER_REFUSAL_BENCHMARK, OVER_REFUSAL_JUDGE, SafetyPrompt
 
 
@@ -98,26 +99,6 @@ def judge_responses(
         if progress is not None:
             progress(len(over))
     return rows
-
-
-class JudgeFailureError(RuntimeError):
-    """A judge failed (verdict ``unscored``) on more of a variant's responses than allowed."""
-
-
-def check_judge_failures(sample_rows: Sequence[Mapping], verdict_rows: Sequence[Mapping], max_share: float) -> None:
-    """Raise :class:`JudgeFailureError` if any judge left more than ``max_share`` of the safety
-    responses ``unscored`` (failed requests, unparseable answers; ``judge_refused`` is a
-    decision and not counted). Without this, an unreachable judge abstains everywhere, the
-    combined verdict quietly becomes the other judges' alone, and the audit passes.
-    The message names the judge, the share, the threshold and the first failure's reason."""
-    for f in judge_failures(sample_rows, verdict_rows).values():
-        if f.share is not None and f.share > max_share:
-            raise JudgeFailureError(
-                f"judge {f.judge!r} left {f.n_failed} of {f.n} safety responses unscored "
-                f"({100 * f.share:.1f}% > safety.max_unscored_share {100 * max_share:.1f}%); "
-                f"first failure: {f.first_reason}. Fix the judge, then run again with --retry-failed: "
-                "the stored responses are judged again, not regenerated"
-            )
 
 
 def evaluate_safety(

@@ -230,10 +230,10 @@ class StrongRejectBenchmark:
 def grade_responses(cfg: StrongRejectConfig, pairs: list[tuple[str, str]], *, cache_path=None, progress=None) -> list:
     """The rubric judge's grade (:class:`.rubric.RubricGrade`) of every (prompt, response), asked
     in chunks (``progress`` gets each chunk's size) behind the judgment cache at ``cache_path``.
-    Raises :class:`peft_audit.benchmarks.safety.JudgeFailureError` when more than
+    Raises :class:`peft_audit.judges.failures.JudgeFailureError` when more than
     ``cfg.max_unscored_share`` of the responses could not be graded (``judge_refused`` not counted)."""
     from ...judges.cache import CachedJudge, JudgmentCache
-    from ..safety import JudgeFailureError
+    from ...judges.failures import check_judge_failures
     from .rubric import RubricJudge, grade_of
 
     spec = cfg.rubric_judge
@@ -251,11 +251,10 @@ def grade_responses(cfg: StrongRejectConfig, pairs: list[tuple[str, str]], *, ca
         inner.close()
         if cache is not None:
             cache.close()
-    failed = [g for g in grades if g.status == "unscored"]
-    if grades and len(failed) / len(grades) > cfg.max_unscored_share:
-        raise JudgeFailureError(
-            f"strongreject.rubric_judge left {len(failed)} of {len(grades)} responses unscored "
-            f"({100 * len(failed) / len(grades):.1f}% > strongreject.max_unscored_share "
-            f"{100 * cfg.max_unscored_share:.1f}%); first failure: {failed[0].reason}. Fix the judge, then run again "
-            "with --retry-failed: the stored responses are judged again, not regenerated")
+    judge_key = "strongreject.rubric_judge"  # the judge is named by its config key, where the user fixes it
+    check_judge_failures([{"prompt_id": i} for i in range(len(grades))],
+                         [{"prompt_id": i, "judge": judge_key, "label": g.status, "rationale": g.reason}
+                          for i, g in enumerate(grades)],
+                         cfg.max_unscored_share, responses="StrongREJECT responses",
+                         setting="strongreject.max_unscored_share")
     return grades
