@@ -211,3 +211,14 @@ def test_the_config_setting_is_speed_only():
         assert calibration_key("fp", "cpu", 2, cfg) != calibration_key("fp", "cpu", 2, default)
     with pytest.raises(ValueError, match="kernels"):
         SweepConfig(kernels="fast")
+
+
+@pytest.mark.skipif(not kernels.bf16_native(), reason="this CPU has no native bfloat16 products")
+def test_a_first_use_inside_inference_mode_measures_all_the_same(auto, monkeypatch):
+    """Generation asks for the screen inside inference mode, in a decoding stream."""
+    _counting_measure(monkeypatch, False)
+    monkeypatch.setattr(screened_head, "TIMED_HEAD", (2048, 64))
+    monkeypatch.setattr(kernels, "REPEATS", 3)
+    with torch.inference_mode():
+        assert screened_head.screen_choice().source in ("measured", kernels.UNSTEADY)
+    assert any(k.endswith("|screened head") for k in kernels.decisions())

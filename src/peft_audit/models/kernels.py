@@ -142,8 +142,17 @@ def decided(what: str, dtype: torch.dtype, measure: Callable[[], tuple[bool, flo
     key = f"{machine_key(dtype)}|{what}"
     with _lock:
         if key not in _choices:
-            _choices[key] = _cached(key) or _measure_and_store(key, measure)
+            # first use may come inside inference mode (a decoding stream, whose thread count is
+            # its own), where the measurement's tensors would be inference tensors
+            with torch.inference_mode(False), torch.no_grad():
+                _choices[key] = _cached(key) or _measure_and_store(key, measure)
         return _choices[key]
+
+
+def decisions() -> dict[str, Choice]:
+    """Every choice made in this process so far, by its key (machine, torch, threads, dtype, what)."""
+    with _lock:
+        return dict(_choices)
 
 
 _choices: dict[str, Choice] = {}
