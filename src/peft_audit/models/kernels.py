@@ -104,7 +104,10 @@ def configure(choice: str) -> None:
     if choice == "auto":
         if _before_configure is not None:
             previous = _before_configure[0]
-            os.environ.pop(ENV, None) if previous is None else os.environ.__setitem__(ENV, previous)
+            if previous is None:
+                os.environ.pop(ENV, None)
+            else:
+                os.environ[ENV] = previous
             _before_configure = None
         return
     if _before_configure is None:
