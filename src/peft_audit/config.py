@@ -199,6 +199,11 @@ class _SweepBase(_Strict):
                           "prefix-tuning or IA3 variants; generation batches shared where the method allows "
                           "(transformers backend, without compile; see sweep/groups.py); other variants load "
                           "their own")
+    kernels: Literal["auto", "packed", "plain"] = Field(
+        "auto", description="CPU matmul kernels of evaluation: auto (measured once per machine, cached beside the "
+                            "calibration: oneDNN's packed weights and the bfloat16-screened head where they are "
+                            "faster), packed, or plain (overrides PEFT_AUDIT_PACKED_WEIGHTS). Speed only: results "
+                            "agree to float summation order, so not part of the protocol")
     trust_remote_code: bool = False
     force_adapters: bool = Field(
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"
