@@ -170,9 +170,6 @@ def run(
         if overrides:
             cfg = cfg.model_copy(update=overrides)
         run_dir = out or Path("runs") / cfg.name
-        from .models.kernels import configure
-
-        configure(cfg.kernels)  # this process and the workers it starts (not those of a remote Ray cluster)
         opts = RunOptions(
             retry_failed=retry_failed, executor=executor, jobs=jobs, ray_address=ray_address,
             max_hours=max_hours, mlflow=mlflow, verbose=verbose,

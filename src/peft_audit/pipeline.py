@@ -91,6 +91,9 @@ def evaluate_variant(
                                     train_only=train_only, earlier=earlier, resources=own)
     from .models import load_base
     from .models.backends import BackendSettings
+    from .models.kernels import configure
+
+    configure(cfg.kernels)  # in the worker itself: a Ray node's, a local worker started before the config was read
     from .training.provenance import PROVENANCE_FILE, read_provenance
 
     spec = pv.spec
