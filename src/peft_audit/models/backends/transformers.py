@@ -93,6 +93,10 @@ class TransformersModel:
 class TransformersBackend:
     """Loads each variant with transformers and PEFT; keeps nothing between variants."""
 
+    #: the groups of :mod:`peft_audit.sweep.groups` this backend evaluates on a shared base (all:
+    #: LoRA with the base model, IA3, prompt tuning, P-tuning, prefix tuning)
+    SHARED_FAMILIES = frozenset({"lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning"})
+
     def __init__(self, settings: BackendSettings):
         self.settings = settings
 

