@@ -197,8 +197,8 @@ class _SweepBase(_Strict):
         True, description="Evaluate the variants of one base in groups on one loaded base (up to 8 per group): the "
                           "base model with the LoRA variants this run trains, or its prompt-tuning, P-tuning, "
                           "prefix-tuning or IA3 variants; generation batches shared where the method allows "
-                          "(transformers backend, without compile; see sweep/groups.py); other variants load "
-                          "their own")
+                          "(transformers backend without compile; with vllm, the base and LoRA variants in one "
+                          "engine's multi-LoRA calls; see sweep/groups.py); other variants load their own")
     kernels: Literal["auto", "packed", "plain"] = Field(
         "auto", description="CPU matmul kernels of evaluation: auto (measured once per machine, cached beside the "
                             "calibration: oneDNN's packed weights and the bfloat16-screened head where they are "
