@@ -75,7 +75,7 @@ $(VLLM_ENV)/.installed: pyproject.toml Makefile
 
 # The vLLM backend against the transformers one on the bundled model (tests/models/test_vllm_backend.py).
 test-vllm: $(VLLM_ENV)/.installed
-	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_ENV)/bin/python -m pytest -q tests/models/test_vllm_backend.py
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_ENV)/bin/python -m pytest -q -s tests/models/test_vllm_backend.py
 
 clean:
 	rm -rf $(VENV) $(LOW) $(VLLM_ENV) runs

@@ -12,8 +12,10 @@ SmolLM2-135M-Instruct four times:
   cache reused for its options), read from git, so the comparison needs no copy of the old code;
 * naive (``score_continuations_naive``): every prompt+option as its own row, full logits -- what
   general-purpose harnesses do -- with the same batch size;
-* plain: tree with ``PEFT_AUDIT_PACKED_WEIGHTS=0`` (MKL's matmul instead of oneDNN's packed
-  weights, ``models/packed_weights.py``), which shows what packing adds.
+* other kernels: tree with the CPU kernels this machine did not choose (``models/kernels.py``:
+  oneDNN's packed weights or MKL's plain matmul, measured on first use), which shows that the
+  choice is the faster one; tree and other kernels alternate ``--kernel-repeats`` times and their
+  medians are compared. The choice, and the measurement behind it, is printed.
 
 Items are never repeated: a repeated prompt would be fed once by the tree scorer and flatter it.
 It checks that all four pick the same option for every item, and prints items/s for each, the
@@ -22,14 +24,13 @@ ratios tree/before and tree/naive, the tokens each feeds, the model FLOP/s this 
 sec. 2.1; attention-score FLOPs left out) and, for scale, the FLOP/s of a plain large fp32
 matmul measured in the same run. Not a test: timings depend on the machine and its load.
 
-    .venv/bin/python perf/bbq_scoring.py [--n 144] [--batch-size 16] [--source builtin]
+    .venv/bin/python perf/bbq_scoring.py [--n 144] [--batch-size 16] [--source builtin] [--kernel-repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -53,21 +54,33 @@ def module_at(commit: str, name: str) -> types.ModuleType:
 
 
 @contextlib.contextmanager
-def plain_kernels(on: bool = True):
-    """Within the block (when ``on``), evaluation uses MKL's plain matmul instead of oneDNN's
-    packed weights (``PEFT_AUDIT_PACKED_WEIGHTS=0``), to measure what packing adds."""
-    from peft_audit.models.packed_weights import DISABLE_ENV
+def kernels_as(choice: str | None):
+    """Within the block, evaluation uses ``choice`` (``packed`` or ``plain``, set as a sweep
+    config's ``kernels`` would be; None: as chosen on this machine)."""
+    from peft_audit.models.kernels import configure
 
-    previous = os.environ.get(DISABLE_ENV)
-    if on:
-        os.environ[DISABLE_ENV] = "0"
+    configure(choice or "auto")
     try:
         yield
     finally:
-        if on and previous is None:
-            os.environ.pop(DISABLE_ENV, None)
-        elif on:
-            os.environ[DISABLE_ENV] = previous
+        configure("auto")
+
+
+def kernel_choice() -> tuple[str, str, str]:
+    """The kernels chosen for float32 here (``packed`` or ``plain``; measured on first use,
+    ``peft_audit.models.kernels``), the other choice, and a line saying what was chosen and why."""
+    import torch
+
+    from peft_audit.models.kernels import packed
+    from peft_audit.models.screened_head import screen_choice
+
+    weights, screen = packed(torch.float32), screen_choice()
+    why = f"{weights.describe('packed', 'plain')} weights; {screen.describe('screened', 'plain')} head"
+    return ("packed", "plain", why) if weights.use else ("plain", "packed", why)
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def matmul_flops(n: int = 2048, reps: int = 5, dtype=None) -> float:
@@ -93,6 +106,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--baseline", default="e1ba8f8", help="git commit of the 'before' scorer")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--kernel-repeats", type=int, default=3, help="alternating runs of tree with each kernel choice")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -119,35 +133,47 @@ def main() -> None:
     tokens_before = sum(len(p) + sum(len(c) - 1 for c in cs) for p, cs in enc)
     tokens_naive = sum(len(p) * len(cs) + sum(map(len, cs)) for p, cs in enc)
 
+    chosen_kernels, other_kernels, why = kernel_choice()
     runs = {"tree": score_continuations, "before": before_mod.score_continuations, "naive": score_continuations_naive,
-            "plain": score_continuations}
-    for fn in runs.values():  # warm-up (allocator, kernels) on a few items
-        fn(model, tok, prompts[:4], conts[:4], batch_size=args.batch_size)
-    scores, wall, cpu = {}, {}, {}
-    for name, fn in runs.items():
-        with plain_kernels(name == "plain"):
+            "other": score_continuations}
+    for name, fn in runs.items():  # warm-up (allocator, kernels, packed copies) on a few items
+        with kernels_as(other_kernels if name == "other" else None):
+            fn(model, tok, prompts[:4], conts[:4], batch_size=args.batch_size)
+    scores, walls, cpus = {}, {}, {}
+    # tree and other kernels alternate (their medians compared); before and naive run once, in between
+    order = [name for _ in range(args.kernel_repeats) for name in ("tree", "other")]
+    order[1:1] = ["before", "naive"]
+    for name in order:
+        with kernels_as(other_kernels if name == "other" else None):
             t, c = time.perf_counter(), time.process_time()
-            scores[name] = fn(model, tok, prompts, conts, batch_size=args.batch_size)
-            wall[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
+            scores[name] = runs[name](model, tok, prompts, conts, batch_size=args.batch_size)
+            walls.setdefault(name, []).append(time.perf_counter() - t)
+            cpus.setdefault(name, []).append(time.process_time() - c)
+    wall = {name: median(ts) for name, ts in walls.items()}
+    cpu = {name: median(ts) for name, ts in cpus.items()}
     mm = matmul_flops()
 
     pick = lambda row: max(range(len(row)), key=lambda i: (row[i], -i))  # noqa: E731
     print(f"model {args.model}: {n_params / 1e6:.1f}M parameters, fp32, device {args.device}, "
           f"torch threads {torch.get_num_threads()}, batch size {args.batch_size}, {len(items)} distinct items")
-    for other in ("before", "naive", "plain"):
+    print(f"kernels chosen here: {why}; other kernels: {other_kernels}")
+    for other in ("before", "naive", "other"):
         same = sum(pick(a) == pick(b) for a, b in zip(scores["tree"], scores[other]))
         diff = max(abs(x - y) for ra, rb in zip(scores["tree"], scores[other]) for x, y in zip(ra, rb))
         print(f"tree vs {other}: identical predictions {same}/{len(items)}; max |logprob difference| {diff:.2e}")
     for name, toks in (("tree", tokens_tree), ("before", tokens_before), ("naive", tokens_naive),
-                       ("plain", tokens_tree)):
+                       ("other", tokens_tree)):
         print(f"{name:>7}: {wall[name]:7.1f} s  {len(items) / wall[name]:7.2f} items/s  {toks:6d} tokens fed  "
               f"{2 * n_params * toks / wall[name] / 1e9:6.1f} GFLOP/s implied  ({2 * n_params * toks / wall[name] / mm:.0%}"
               f" of the matmul rate)")
-    for other in ("before", "naive", "plain"):
+    for other in ("before", "naive", "other"):
         print(f"ratio tree/{other} (items/s): {wall[other] / wall['tree']:.2f}; CPU-time ratio "
               f"{cpu[other] / cpu['tree']:.2f} ({cpu[other]:.1f} s / {cpu['tree']:.1f} s)")
+    print(f"kernels chosen/other ({chosen_kernels}/{other_kernels}, tree, medians of {args.kernel_repeats}): "
+          f"{wall['other'] / wall['tree']:.2f} (items/s; runs {', '.join(f'{w:.1f}' for w in walls['tree'])} s vs "
+          f"{', '.join(f'{w:.1f}' for w in walls['other'])} s)")
     print(f"plain 2048x2048 fp32 matmul: {mm / 1e9:.1f} GFLOP/s")
-    if any(pick(a) != pick(b) for other in ("before", "naive", "plain") for a, b in zip(scores["tree"], scores[other])):
+    if any(pick(a) != pick(b) for other in ("before", "naive", "other") for a, b in zip(scores["tree"], scores[other])):
         raise SystemExit("predictions differ between scorers")
 
 

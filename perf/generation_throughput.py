@@ -10,8 +10,10 @@ On the bundled SmolLM2-135M-Instruct (fp32) with the built-in safety and over-re
 * ``after``: the current ``peft_audit.models.generate`` at ``--batch-size`` (``auto``: all 135
   prompts in one batch on this CPU), then at each ``--extra-batch-sizes`` (128: the
   quickstart's old setting, two batches of 128 and 7 rows);
-* ``plain kernels``: ``after`` at ``--batch-size`` with ``PEFT_AUDIT_PACKED_WEIGHTS=0`` (MKL's
-  matmul instead of oneDNN's packed weights), which shows what packing adds;
+* ``other kernels``: ``after`` at ``--batch-size`` with the CPU kernels this machine did not
+  choose (``models/kernels.py``: oneDNN's packed weights and the bfloat16-screened head, or MKL's
+  plain matmul; measured on first use, the choice and its measurement printed), which shows
+  that the choice is the faster one (the ratio chosen/other is printed);
 
 alternating before/after per repeat so drift in machine load hits both. It prints new tokens/s
 and process CPU seconds for each, the compute bound (the FLOP/s of a plain fp32 matmul measured
@@ -62,7 +64,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bbq_scoring import matmul_flops, module_at, plain_kernels  # one definition of each for every perf script
+    from bbq_scoring import kernel_choice, kernels_as, matmul_flops, median, module_at  # one definition each
 
     from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
     from peft_audit.models import load_base
@@ -76,8 +78,12 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"load {time.perf_counter() - t0:.1f} s; {n_params / 1e6:.1f}M parameters, fp32 cpu, torch threads "
           f"{torch.get_num_threads()}; {len(prompts)} prompts, max_new_tokens {args.max_new_tokens}", flush=True)
+    chosen_kernels, other_kernels, why = kernel_choice()
+    print(f"kernels chosen here: {why}; other kernels: {other_kernels}", flush=True)
     for fn in (before, generate):  # warm-up (allocator, kernels)
         fn(model, tok, prompts[:2], max_new_tokens=4)
+    with kernels_as(other_kernels):
+        generate(model, tok, prompts[:2], max_new_tokens=4)
 
     rates: list[float] = []  # the matmul rate right before and after each run
 
@@ -93,9 +99,9 @@ def main() -> None:
     reference = None
     for rep in range(args.repeats):
         for name, fn, bs in [("before", before, args.baseline_batch_size), ("after", generate, args.batch_size),
-                             ("plain kernels", generate, args.batch_size)] + [
+                             ("other kernels", generate, args.batch_size)] + [
                 ("after", generate, b) for b in args.extra_batch_sizes]:
-            with plain_kernels(name == "plain kernels"):
+            with kernels_as(other_kernels if name == "other kernels" else None):
                 out, secs, cpu = timed(fn, bs)
             if name == "before":
                 reference = reference or out
@@ -107,7 +113,7 @@ def main() -> None:
                   f"{tokens / secs:6.1f} tokens/s; {differ}/{len(out)} responses differ from before", flush=True)
     mm = max(matmul_flops(), *rates)
     bound = mm / (2 * n_params)
-    around = sorted(rates)[len(rates) // 2]
+    around = median(rates)
     print(f"fp32 2048x2048 matmul {mm / 1e9:.1f} GFLOP/s at best; {2 * n_params / 1e9:.2f} GFLOP per token -> "
           f"compute bound {bound:.0f} tokens/s")
     print(f"(around the runs the matmul ran at {around / 1e9:.1f} GFLOP/s, median of {len(rates)}, "
@@ -120,6 +126,14 @@ def main() -> None:
         print(f"{key:>16}: {rate:6.1f} tokens/s = {rate / bound:5.1%} of the bound ({rate * 2 * n_params / around:5.1%} "
               f"of the median one); x{rate / base_rate:.2f} vs before (CPU-time ratio x{cpu_rate / base_cpu:.2f}); "
               f"differing responses {max(r[2] for r in rs)}/{len(prompts)}")
+    from peft_audit.models.kernels import decisions
+
+    for key, choice in decisions().items():  # decoding streams choose at their own thread count
+        print(f"choice made: {key}: {choice.describe('candidate', 'reference')}")
+    chosen_rate = median([r[0] for r in runs[f"after batch {args.batch_size}"]])
+    other_rate = median([r[0] for r in runs[f"other kernels batch {args.batch_size}"]])
+    print(f"kernels chosen/other ({chosen_kernels}/{other_kernels}, batch {args.batch_size}, medians of "
+          f"{args.repeats}): {chosen_rate / other_rate:.2f} (tokens/s)")
     # The prompt tokens every row must encode: its own, after the chat template's system turn
     # (the tokens all prompts share, encoded once per batch); 2 * (parameters - vocabulary
     # embedding) FLOP each, as the prefill keeps vocabulary logits for the last position only.

@@ -9,7 +9,8 @@ text) with random bf16 weights, and runs the project's own code paths on it:
 2. greedy generation of the built-in safety prompts (chat template) with the transformers
    backend at several batch sizes and at ``batch_size: auto`` (sized from free memory), with
    compiled decoding (static KV cache + ``torch.compile``, the sweep's ``compile: true``) on
-   CUDA, and with vLLM where it is installed: new tokens/s;
+   CUDA, and with vLLM where it is installed: new tokens/s of the base model, of one LoRA adapter
+   and of 16 LoRA adapters served at once by one engine (multi-LoRA calls);
 3. a LoRA (r 8) and a prompt-tuning (20 virtual tokens) variant: BBQ items/s and generation;
 4. one LoRA training step (AdamW) on 8 x 512 tokens: seconds and peak memory;
 
@@ -131,29 +132,52 @@ def generation_rate(model, tok, prompts, batch_size, max_new_tokens: int, device
             "new_tokens": tokens, "tokens_per_s": tokens / secs, "warmup_s": warmup}
 
 
-def vllm_rate(model, tok, prompts, max_new_tokens: int, device):
+def vllm_rate(model, tok, prompts, max_new_tokens: int, device, adapters: int = 16):
     """New tokens/s of the vLLM backend on the same random model (saved to a temporary folder,
-    since vLLM loads from disk), through the project's own vLLM path."""
+    since vLLM loads from disk), through the project's own vLLM path: the base model, one LoRA
+    adapter (r 8, random), and ``adapters`` of them served at once by one engine (multi-LoRA:
+    :class:`~peft_audit.models.backends.vllm.VllmGroupEngine`, every adapter's rows in one call)."""
     import tempfile
+    from pathlib import Path
 
-    from peft_audit.models.vllm_backend import VllmEngine, generate_vllm, vllm_available
+    from peft import LoraConfig, get_peft_model
+
+    from peft_audit.models.backends.vllm import VllmEngine, VllmGroupEngine, vllm_available
+    from peft_audit.models.generate import _stop_ids
 
     if not vllm_available():
         return {"skipped": "vllm is not installed (pip install 'peft-audit[vllm]')"}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
-        model.save_pretrained(folder)
-        tok.save_pretrained(folder)
+        base_dir = Path(folder) / "base"
+        model.save_pretrained(base_dir)
+        tok.save_pretrained(base_dir)
+        dirs = []
+        for k in range(adapters):
+            torch.manual_seed(k)
+            lora = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, init_lora_weights=False,
+                                                    target_modules=["q_proj", "v_proj"]))
+            lora.save_pretrained(Path(folder) / f"lora{k}")
+            dirs.append(str(Path(folder) / f"lora{k}"))
+            model = lora.unload()  # the base model again, its layers as before
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        engine = VllmEngine(folder, device=str(device), dtype=dtype)
-        try:
-            generate_vllm(model, tok, prompts[:2], max_new_tokens=2, engine=engine)  # warm-up
+        engine = VllmEngine(base_dir, device=str(device), dtype=dtype, max_loras=adapters + 1)
+        group = VllmGroupEngine(engine, tok, _stop_ids(model, tok))
+
+        def rate(members: list) -> dict:
             t = time.perf_counter()
-            out = generate_vllm(model, tok, prompts, max_new_tokens=max_new_tokens, engine=engine)
-            secs = time.perf_counter() - t
+            out = group.generate_group(members, prompts, system_prompt=None, max_new_tokens=max_new_tokens,
+                                       progress=lambda n: None)
+            tokens = sum(g.n_new_tokens for g in out)
+            return {"rows": len(out), "new_tokens": tokens, "tokens_per_s": tokens / (time.perf_counter() - t)}
+
+        try:
+            group.generate_group(dirs, prompts[:2], system_prompt=None, max_new_tokens=2,
+                                 progress=lambda n: None)  # warm-up: every adapter loaded
+            out = {"prompts": len(prompts), "base": rate([None]), "lora_1": rate(dirs[:1]),
+                   f"lora_{adapters}": rate(dirs)}
         finally:
             engine.shutdown()
-    tokens = sum(g.n_new_tokens for g in out)
-    return {"prompts": len(prompts), "new_tokens": tokens, "tokens_per_s": tokens / secs}
+    return {**out, "tokens_per_s": out["base"]["tokens_per_s"], "new_tokens": out["base"]["new_tokens"]}
 
 
 def lora_train_step(model, tok, device, rows: int, seq_len: int):
@@ -261,6 +285,10 @@ def main() -> None:
     if "tokens_per_s" in r:
         print(f"generation (vllm) {r['prompts']} prompts: {r['tokens_per_s']:,.0f} new tokens/s "
               f"({r['new_tokens']} tokens); {against_limits(r['tokens_per_s'], r['prompts'])}", flush=True)
+        for key in [k for k in r if k.startswith("lora_")]:
+            m = r[key]
+            print(f"generation (vllm, {key.removeprefix('lora_')} LoRA adapter(s) in one engine, {m['rows']} rows): "
+                  f"{m['tokens_per_s']:,.0f} new tokens/s; {against_limits(m['tokens_per_s'], m['rows'])}", flush=True)
     else:
         print(f"generation (vllm): {r['skipped']}", flush=True)
 

@@ -26,7 +26,9 @@ def main() -> None:
 
     from peft_audit.benchmarks.safety import load_safety_prompts, over_refusal_prompts
     from peft_audit.config import load_config
-    from peft_audit.models import load_base, vllm_backend
+    from peft_audit.models import load_base
+    from peft_audit.models.backends.base import BackendSettings
+    from peft_audit.models.backends.vllm import VllmBackend, generate_vllm
     from peft_audit.models.generate import generate
 
     cfg = load_config("configs/quickstart.yaml").safety
@@ -34,17 +36,18 @@ def main() -> None:
     loaded = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
     model, tok = loaded.model, loaded.tokenizer
     t = time.perf_counter()
-    engine = vllm_backend.engine_for(model, device="cpu")
+    backend = VllmBackend(BackendSettings("vllm", device="cpu"))
+    engine = backend.engine_for(model, device="cpu")
     print(f"{len(prompts)} prompts, {cfg.max_new_tokens} new tokens, batch {cfg.batch_size}; "
           f"vLLM engine started in {time.perf_counter() - t:.0f} s", flush=True)
 
     def both(m, label: str) -> list:
         generate(m, tok, prompts[:4], max_new_tokens=4)  # warm-up
-        vllm_backend.generate_vllm(m, tok, prompts[:4], max_new_tokens=4, engine=engine)
+        generate_vllm(m, tok, prompts[:4], max_new_tokens=4, engine=engine)
         t0 = time.perf_counter()
         hf = generate(m, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
         t1 = time.perf_counter()
-        vl = vllm_backend.generate_vllm(m, tok, prompts, max_new_tokens=cfg.max_new_tokens, engine=engine)
+        vl = generate_vllm(m, tok, prompts, max_new_tokens=cfg.max_new_tokens, engine=engine)
         t2 = time.perf_counter()
         hf_rate = sum(g.n_new_tokens for g in hf) / (t1 - t0)
         vl_rate = sum(g.n_new_tokens for g in vl) / (t2 - t1)
@@ -63,7 +66,7 @@ def main() -> None:
     lora_answers = both(lora, "LoRA r 8 (random weights)")
     changed = sum(a.text != b.text for a, b in zip(base_answers, lora_answers))
     print(f"the adapter changes {changed}/{len(prompts)} answers", flush=True)
-    vllm_backend.shutdown_engines()
+    backend.close()
 
 
 if __name__ == "__main__":  # vLLM's CPU workers are spawned: the module must be importable without running

@@ -48,6 +48,16 @@ def _pack_tiny_models_too(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _packed_kernels_without_measuring(monkeypatch):
+    """Tests run the packed kernels (and the screened head where bfloat16 is native) whatever this
+    machine would measure, and never write the user's kernel cache; tests/models/test_kernels.py
+    unsets this to test the measured choice."""
+    from peft_audit.models import kernels
+
+    monkeypatch.setenv(kernels.ENV, "1")
+
+
+@pytest.fixture(autouse=True)
 def _decode_small_batches_in_streams_too(monkeypatch):
     """The tests' batches are too small to be split into decoding streams; split them anyway
     (where torch has at least two threads), so every generation test runs the threaded decoding

@@ -395,7 +395,9 @@ def test_prompt_that_leaves_no_room_for_the_answer_fails_naming_its_line(tmp_pat
     model, tok = make_tiny_model()  # context: 512 tokens
     f = _jsonl(tmp_path / "p.jsonl", [{"prompt": "hello", "category": "malware"}, "",
                                       {"prompt": "xq7 " * 300, "category": "malware"}])
-    run = VariantRun("v", tmp_path, model, tok, set(), sink=None, judges=lambda s: [], progress=None)
+    from peft_audit.models.backends.transformers import TransformersModel
+
+    run = VariantRun("v", tmp_path, TransformersModel(model, tok), set(), sink=None, judges=lambda s: [], progress=None)
     cfg = SafetyConfig(source=str(f), max_new_tokens=16)
     prompts = load_safety_prompts(cfg)
     run.check_prompts_fit(prompts[:1], cfg, "safety")  # fits

@@ -135,7 +135,8 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream other libraries' output (progress bars, "
                                  "training logs, warnings) here instead of into RUN_DIR/logs/."),
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers | vllm: override the config's "
-                                          "backend (generation of the safety, XSTest, HarmBench and StrongREJECT benchmarks)."),
+                                          "backend, through which every benchmark reaches the variants "
+                                          "(peft_audit.models.backends)."),
     eval_dtype: Optional[str] = typer.Option(None, "--eval-dtype", help="auto | float32 | bfloat16 | float16: "
                                              "override the config's eval_dtype (the dtype evaluated models run in)."),
 ) -> None:
@@ -158,7 +159,10 @@ def run(
             overrides["fairness"] = cfg.fairness.model_copy(update={"source": fairness})
         for key, value in (("backend", backend), ("eval_dtype", eval_dtype)):
             if value:
-                valid = get_args(SweepConfig.model_fields[key].annotation)  # the config's one list
+                if key == "backend":
+                    from .models.backends import BACKENDS as valid  # the registry's names
+                else:
+                    valid = get_args(SweepConfig.model_fields[key].annotation)  # the config's one list
                 if value not in valid:
                     flag = "--" + key.replace("_", "-")
                     raise ValueError(f"{flag} must be one of {', '.join(valid)}, got {value!r}")

@@ -184,10 +184,11 @@ class _SweepBase(_Strict):
         "auto", description="Weights and activations of the models evaluated (generation and scoring): auto "
                             "(bfloat16 on CUDA GPUs that have it, float32 elsewhere), or one of float32, bfloat16, "
                             "float16. Training keeps its own rule. Part of the protocol when not auto")
-    backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="Generation backend of the safety, XSTest, HarmBench and StrongREJECT "
-                                    "benchmarks: transformers, or vllm (base models and LoRA "
-                                    "variants through one vLLM engine per base; other methods fall back)")
+    backend: str = Field(
+        "transformers", description="Backend every benchmark reaches the variants through "
+                                    "(peft_audit.models.backends): transformers, or vllm (generation of base "
+                                    "models and LoRA variants through one vLLM engine per base; other methods, "
+                                    "and log-likelihood scoring, on transformers)")
     compile: bool = Field(
         False, description="transformers backend on CUDA: decode base, LoRA and IA3 variants with a static KV cache "
                            "and torch.compile'd steps (each new batch shape compiles first; perf/gpu_check.py "
@@ -196,8 +197,13 @@ class _SweepBase(_Strict):
         True, description="Evaluate the variants of one base in groups on one loaded base (up to 8 per group): the "
                           "base model with the LoRA variants this run trains, or its prompt-tuning, P-tuning, "
                           "prefix-tuning or IA3 variants; generation batches shared where the method allows "
-                          "(transformers backend, without compile; see sweep/groups.py); other variants load "
-                          "their own")
+                          "(transformers backend without compile; with vllm, the base and LoRA variants in one "
+                          "engine's multi-LoRA calls; see sweep/groups.py); other variants load their own")
+    kernels: Literal["auto", "packed", "plain"] = Field(
+        "auto", description="CPU matmul kernels of evaluation: auto (measured once per machine, cached beside the "
+                            "calibration: oneDNN's packed weights and the bfloat16-screened head where they are "
+                            "faster), packed, or plain (overrides PEFT_AUDIT_PACKED_WEIGHTS). Speed only: results "
+                            "agree to float summation order, so not part of the protocol")
     trust_remote_code: bool = False
     force_adapters: bool = Field(
         False, description="Evaluate existing adapters even when their base-model name or tensor shapes do not fit"
@@ -214,6 +220,15 @@ class _SweepBase(_Strict):
                    if len(v) > LABEL_MAX else "is a path, not a name")
             raise ValueError(f"{v[:LABEL_MAX]!r} {why}; name is the run's name (its directory is runs/<name>): use "
                              "letters, digits, '-', '_' or '.', and choose the directory with `--out DIR`")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, v: str) -> str:
+        from .models.backends import BACKENDS
+
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}; valid: {', '.join(BACKENDS)}")
         return v
 
     @field_validator("variants")

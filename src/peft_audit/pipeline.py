@@ -16,17 +16,21 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from .benchmarks.base import ProgressFactory, StageSink, VariantRun, check_prompts_fit
+from .sweep.resources import WorkerResources
 from .config import SweepConfig, benchmark_sections
 from .shown_text import markup_safe
 from .store import Store, adapter_dir_for, results_path
 from .sweep.logs import LOGS_DIR, forget_notices, route_notices, show_once
 from .sweep.options import RunOptions
 from .sweep.plan import PlannedVariant, eval_protocol_hash, expand, legacy_protocol_hash
+
+if TYPE_CHECKING:
+    from .models.shared_base import SharedBase
 
 __all__ = ["RunOptions", "RunResult", "evaluate_variant", "prepare_run", "run_one", "run_sweep"]
 
@@ -66,9 +70,10 @@ def evaluate_variant(
     sink: StageSink,
     progress: ProgressFactory = _no_progress,
     *,
-    shared: Any = None,
+    shared: SharedBase | None = None,
     train_only: bool = False,
     earlier: dict[str, float] | None = None,
+    resources: WorkerResources | None = None,
 ) -> dict[str, float]:
     """Run the missing stages of one variant, committing each to ``sink``. Returns stage seconds.
 
@@ -76,10 +81,19 @@ def evaluate_variant(
     :mod:`peft_audit.sweep.groups`); ``shared`` is the group's loaded base
     (:class:`~peft_audit.models.shared_base.SharedBase`) the variant is evaluated on, instead
     of loading its own; ``earlier`` holds stage seconds the variant already spent (its training
-    in a group), which the returned seconds include. Raises whatever a stage raises; the caller
-    records the failure.
+    in a group), which the returned seconds include. ``resources`` are the worker's backend and
+    judges (:class:`~peft_audit.sweep.resources.WorkerResources`); without them the variant gets
+    its own, closed when it ends. Raises whatever a stage raises; the caller records the failure.
     """
-    from .models import attach_adapter, load_base
+    if resources is None:
+        with WorkerResources() as own:
+            return evaluate_variant(cfg, run_dir, pv, done_stages, sink, progress, shared=shared,
+                                    train_only=train_only, earlier=earlier, resources=own)
+    from .models import load_base
+    from .models.backends import BackendSettings
+    from .models.kernels import configure
+
+    configure(cfg.kernels)  # in the worker itself: a Ray node's, a local worker started before the config was read
     from .training.provenance import PROVENANCE_FILE, read_provenance
 
     spec = pv.spec
@@ -133,30 +147,25 @@ def evaluate_variant(
 
     # -- load ---------------------------------------------------------------------------------
     progress("load", None)
+    backend = resources.backend(BackendSettings.of(cfg))
     with _timed(timings, "load"):
-        if shared is not None:
-            model, tokenizer = shared.model_for(pv.id), shared.loaded.tokenizer
-        else:
-            loaded = load_base(spec.base_model, device=cfg.device, dtype=cfg.eval_dtype,
-                               trust_remote_code=cfg.trust_remote_code)
-            if adapter_path is not None:
-                loaded = attach_adapter(loaded, adapter_path)
-            model, tokenizer = loaded.model, loaded.tokenizer
-            del loaded
+        lm = backend.load(spec.base_model, adapter_path, shared=shared, member=pv.id)
     if shared is not None:
         timings["load"] += shared.bill_load()  # the group's one load, counted for its first member
 
-    # -- benchmarks: each runs its missing stages on the loaded model ---------------------------
-    run = VariantRun(pv.id, Path(run_dir), model, tokenizer, done_stages, sink,
-                     judges=lambda section: judges_for(section, run_dir), progress=progress, timings=timings,
-                     backend=cfg.backend, compile=cfg.compile, shared=shared, trained_on=trained_on(cfg, pv),
-                     adapter_path=adapter_path)
-    metric_rows: list[dict] = []
-    for benchmark, section in benchmarks:
-        metric_rows += benchmark.evaluate(section, run)
-    if "metrics" not in done_stages:
-        sink.commit_stage(pv.id, "metrics", 0.0, metrics=metric_rows)
-    del run, model
+    # -- benchmarks: each runs its missing stages through the variant's backend -----------------
+    run = VariantRun(pv.id, Path(run_dir), lm, done_stages, sink,
+                     judges=lambda section: resources.judges(section, run_dir), progress=progress, timings=timings,
+                     trained_on=trained_on(cfg, pv), adapter_path=adapter_path)
+    try:
+        metric_rows: list[dict] = []
+        for benchmark, section in benchmarks:
+            metric_rows += benchmark.evaluate(section, run)
+        if "metrics" not in done_stages:
+            sink.commit_stage(pv.id, "metrics", 0.0, metrics=metric_rows)
+    finally:
+        lm.close()
+        del run, lm
     return timings
 
 
@@ -183,24 +192,6 @@ def _repair_builds(method: str) -> bool:
     from .mitigations import get_mitigation
 
     return get_mitigation(method).build is not None
-
-
-_JUDGES: dict[tuple[str, str], Any] = {}
-
-
-def judges_for(section, run_dir: Path) -> list:
-    """The judges a benchmark section names (its ``judges`` specs), each built once per process
-    and shared by every variant and every benchmark that names the same spec (a guard model is
-    loaded once, not per variant); behind the run's judgment cache where the judge allows it."""
-    from .judges.registry import build_judge
-
-    out = []
-    for spec in section.judges:
-        key = (spec.model_dump_json(), str(run_dir))
-        if key not in _JUDGES:
-            _JUDGES[key] = build_judge(spec, cache_path=Path(run_dir) / "judge_cache.sqlite")
-        out.append(_JUDGES[key])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,9 +259,6 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, opts: RunOptions = RunOptions(), 
         finally:
             getattr(executor, "close", lambda: None)()  # workers started ahead that no run took over
             undo_notices()
-            from .sweep.worker import stop_engines
-
-            stop_engines()  # engines of variants run in this process (in-process executor)
 
 
 def preflight(cfg: SweepConfig) -> None:
@@ -295,10 +283,9 @@ def preflight(cfg: SweepConfig) -> None:
             device = None
         if device is not None:
             resolve_dtype(cfg.eval_dtype, device)
-    if cfg.backend == "vllm":
-        from .models.vllm_backend import require_vllm
+    from .models.backends import check_backend
 
-        require_vllm()
+    check_backend(cfg.backend)
     trains: dict[tuple[str, str], tuple] = {}  # (algo, settings) -> (a variant, its training settings)
     for pv in plan:
         if not pv.spec.is_base() and not pv.spec.adapter:
@@ -327,6 +314,7 @@ def _check_prompts_fit(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
     a local directory are checked per variant, once loaded, before they answer."""
     from types import SimpleNamespace
 
+    from .models.backends.transformers import TransformersModel
     from .models.resolve import check_model_name
 
     generating = [(b, s) for b, s in benchmark_sections(cfg) if hasattr(b, "prompts")]
@@ -339,10 +327,10 @@ def _check_prompts_fit(cfg: SweepConfig, plan: list[PlannedVariant]) -> None:
 
     for name in local:
         path = Path(name).expanduser()
-        model = SimpleNamespace(config=AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code))
-        tokenizer = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        lm = TransformersModel(SimpleNamespace(config=config), load_tokenizer(path, trust_remote_code=cfg.trust_remote_code))
         for benchmark, section in generating:
-            check_prompts_fit(model, tokenizer, benchmark.prompts(section), section, benchmark.name)
+            check_prompts_fit(lm, benchmark.prompts(section), section, benchmark.name)
 
 
 def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: Path | None, executor) -> RunResult:
@@ -386,16 +374,17 @@ def _run_locked(cfg: SweepConfig, run_dir: Path, opts: RunOptions, config_path: 
 
 
 def run_one(cfg: SweepConfig, run_dir: Path, pv: PlannedVariant, sink: StageSink, done_stages: set[str],
-            progress: ProgressFactory = _no_progress, *, shared: Any = None, train_only: bool = False,
-            earlier: dict[str, float] | None = None) -> tuple[str, dict[str, float]]:
+            progress: ProgressFactory = _no_progress, *, shared: SharedBase | None = None, train_only: bool = False,
+            earlier: dict[str, float] | None = None,
+            resources: WorkerResources | None = None) -> tuple[str, dict[str, float]]:
     """Evaluate one variant with failure isolation: any exception is recorded on the variant
     (status ``failed``, error, traceback) and does not propagate. Returns (status, timings);
-    with ``train_only`` (see :func:`evaluate_variant`, also for ``shared`` and ``earlier``) the
-    status is ``trained`` on success and the variant stays ``running``."""
+    with ``train_only`` (see :func:`evaluate_variant`, also for ``shared``, ``earlier`` and
+    ``resources``) the status is ``trained`` on success and the variant stays ``running``."""
     sink.update_variant(pv.id, status="running", error=None, traceback=None)
     try:
         timings = evaluate_variant(cfg, run_dir, pv, done_stages, sink, progress, shared=shared, train_only=train_only,
-                                   earlier=earlier)
+                                   earlier=earlier, resources=resources)
     except KeyboardInterrupt:
         sink.update_variant(pv.id, status="interrupted")
         raise

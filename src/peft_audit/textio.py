@@ -7,6 +7,7 @@ does, and says how to fix it. A UTF-8 byte-order mark (as Excel writes) is accep
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,3 +113,30 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def read_json_entry(path: str | Path, key: str) -> object | None:
+    """``path``'s JSON object's value at ``key`` (a cache file of measurements: the calibration,
+    the kernel choice); None when the file is missing, unreadable, not a JSON object or has no
+    such key, so a corrupt cache is measured again, never a crash."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def write_json_entry(path: str | Path, key: str, value: object) -> None:
+    """Set ``key`` to ``value`` in ``path``'s JSON object (created, or replaced where it is not
+    one), written through :func:`atomic_output`. Two processes writing at once may lose one
+    entry, which is then measured again."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))

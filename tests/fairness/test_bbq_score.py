@@ -2,6 +2,7 @@
 
 import pytest
 
+from peft_audit.models.backends.transformers import TransformersModel
 from peft_audit.benchmarks.fairness import load_bbq, parse_choice, score_bbq
 from peft_audit.store import FAIRNESS_COLUMNS
 from tiny_models import make_tiny_model
@@ -35,24 +36,24 @@ def test_parse_junk_is_none(text):
 def test_loglik_rows_follow_store_schema():
     model, tok = make_tiny_model("llama")
     items = load_bbq("builtin", per_cell=1, categories=["age"]).items
-    rows = score_bbq(model, tok, items, batch_size=3)
+    rows = score_bbq(TransformersModel(model, tok), items, batch_size=3)
     assert len(rows) == len(items)
     for row, it in zip(rows, items):
         assert tuple(row) == FAIRNESS_COLUMNS
         lps = [row[f"logprob_{i}"] for i in range(3)]
         assert row["pred_index"] == max(range(3), key=lambda i: lps[i])
         assert (row["item_id"], row["target_index"], row["raw_output"]) == (it.item_id, it.target_index, None)
-    normed = score_bbq(model, tok, items, batch_size=3, length_normalise=True)
+    normed = score_bbq(TransformersModel(model, tok), items, batch_size=3, length_normalise=True)
     assert [r["logprob_0"] for r in normed] == pytest.approx([r["logprob_0"] for r in rows], abs=1e-5)
 
 
 def test_chat_and_generate_modes_run():
     model, tok = make_tiny_model("llama")
     items = load_bbq("builtin", per_cell=1, categories=["ses"]).items
-    chat = score_bbq(model, tok, items, prompt_format="chat")
+    chat = score_bbq(TransformersModel(model, tok), items, prompt_format="chat")
     assert all(r["pred_index"] in (0, 1, 2) for r in chat)
     seen = []
-    gen = score_bbq(model, tok, items, mode="generate", batch_size=2, progress=seen.append)
+    gen = score_bbq(TransformersModel(model, tok), items, mode="generate", batch_size=2, progress=seen.append)
     assert sum(seen) == len(items)
     for r, it in zip(gen, items):
         assert isinstance(r["raw_output"], str) and r["logprob_0"] is None
@@ -61,7 +62,7 @@ def test_chat_and_generate_modes_run():
 
 def test_bad_mode():
     with pytest.raises(ValueError, match="mode must be"):
-        score_bbq(None, None, [], mode="vote")
+        score_bbq(None, [], mode="vote")
 
 
 def test_generate_mode_applies_a_prompt_tuning_adapter():
@@ -96,7 +97,7 @@ def test_generate_mode_applies_a_prompt_tuning_adapter():
             new.append(t)
         return tok.decode(new, skip_special_tokens=True).strip()
 
-    rows = score_bbq(peft_model, tok, items, mode="generate", batch_size=2)
+    rows = score_bbq(TransformersModel(peft_model, tok), items, mode="generate", batch_size=2)
     expected = [reference(choice_question(it)) for it in items]
     assert [r["raw_output"].strip() for r in rows] == expected
     assert len(set(expected)) > 1
@@ -129,6 +130,6 @@ def test_prompts_carry_exactly_one_bos(prompt_format):
     model.get_decoder().register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].clone()),
                                                   with_kwargs=True)
     items = load_bbq("builtin", per_cell=1, categories=["age"]).items
-    score_bbq(model, tok, items, prompt_format=prompt_format, batch_size=4)
+    score_bbq(TransformersModel(model, tok), items, prompt_format=prompt_format, batch_size=4)
     prompt_pass = seen[0]  # shared-prefix scoring: the first forward runs the prompts
     assert all(int((row == tok.bos_token_id).sum()) == 1 and row[0] == tok.bos_token_id for row in prompt_pass)

@@ -249,10 +249,11 @@ def test_chat_prompts_share_their_template_and_equal_naive():
     # turn, where it has one), so unrelated contexts share a tree row too
     from peft_audit.benchmarks.fairness import load_bbq
     from peft_audit.benchmarks.fairness.score import chat_prompt
+    from peft_audit.models.backends.transformers import TransformersModel
 
     model, tok = make_tiny_model("llama")
     items = load_bbq("builtin", per_cell=1, categories=["age", "religion"]).items
-    prompts = [chat_prompt(tok, it) for it in items]
+    prompts = [chat_prompt(TransformersModel(model, tok), it) for it in items]
     conts = [list(it.answers) for it in items]
     groups = prefix_groups(encode_pairs(tok, prompts, conts, add_special_tokens=False))
     assert len(groups) < len(items)

@@ -17,6 +17,7 @@ import pytest
 
 from peft_audit.judges.base import Verdict
 from peft_audit.judges.completion import TransformersCompleter, VllmCompleter
+from peft_audit.models.backends.transformers import TransformersModel
 from peft_audit.judges.harmbench_cls import HarmBenchJudge, parse_harmbench_output
 from peft_audit.judges.harmbench_cls import render_prompt as harmbench_prompt
 from peft_audit.judges.llm import JudgeError
@@ -57,7 +58,7 @@ def _tiny(family):
 @pytest.mark.parametrize("family, template", [("llama", "llama2"), ("mistral", "mistral")])
 def test_harmbench_cls_on_a_tiny_model_of_its_architecture(family, template):
     model, tok = _tiny(family)
-    judge = HarmBenchJudge(TransformersCompleter(model, tok, batch_size=2), template=template)
+    judge = HarmBenchJudge(TransformersCompleter(TransformersModel(model, tok), batch_size=2), template=template)
     vs = judge.judge_batch(PAIRS, contexts=[None, "an email thread"])
     assert tok.texts == [(harmbench_prompt(template, *PAIRS[0]), True),
                          (harmbench_prompt(template, *PAIRS[1], "an email thread"), True)]
@@ -70,7 +71,7 @@ def test_harmbench_cls_on_a_tiny_model_of_its_architecture(family, template):
 
 def test_wildguard_on_a_tiny_mistral():
     model, tok = _tiny("mistral")
-    vs = WildGuardJudge(TransformersCompleter(model, tok, batch_size=2)).judge_batch(PAIRS)
+    vs = WildGuardJudge(TransformersCompleter(TransformersModel(model, tok), batch_size=2)).judge_batch(PAIRS)
     assert tok.texts == [(wildguard_prompt(*p), True) for p in PAIRS]
     for v in vs:
         assert v == parse_wildguard_output(v.raw)
@@ -118,7 +119,7 @@ def test_vllm_backend_feeds_the_engine_the_same_ids_and_decodes_like_transformer
 
 
 def test_vllm_backend_without_vllm_says_how_to_install_it(monkeypatch):
-    from peft_audit.models import vllm_backend
+    from peft_audit.models.backends import vllm as vllm_backend
 
     monkeypatch.setattr(vllm_backend, "vllm_available", lambda: False)
     with pytest.raises(vllm_backend.VllmUnavailable, match="pip install 'peft-audit\\[vllm\\]'"):

@@ -38,7 +38,24 @@ def test_guard_plumbing_with_tiny_random_model():
     from tiny_models import make_tiny_model
 
     model, tok = make_tiny_model()
-    judge = GuardJudge(model, tok, max_new_tokens=4)
+    from peft_audit.models.backends.transformers import TransformersModel
+
+    judge = GuardJudge(TransformersModel(model, tok), max_new_tokens=4)
     vs = judge.judge_batch([("a request", "a response"), ("another", "answer")])
     assert len(vs) == 2
     assert all(v.label == "unscored" and v.safe is None for v in vs)  # junk output is never safe
+
+
+def test_guard_input_is_the_templates_own_token_ids():
+    """The guard renders its conversation as text and its backend tokenises that text without
+    adding special tokens: the ids equal the tokenizer's own ``apply_chat_template(tokenize=True)``."""
+    from tiny_models import make_tiny_model
+
+    from peft_audit.models.backends.transformers import TransformersModel
+
+    _, tok = make_tiny_model()
+    judge = GuardJudge(TransformersModel(None, tok))
+    for prompt, response in [("a request", "a response"), ("<s> tricky </s>", "Sure!\n\nStep 1")]:
+        chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        want = list(tok.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"])
+        assert list(tok(judge._conversation(prompt, response), add_special_tokens=False)["input_ids"]) == want

@@ -101,16 +101,16 @@ def test_caching_wraps_any_judge_and_keeps_the_old_keys(tmp_path):
     assert JudgmentCache(tmp_path / "c.sqlite").get(cache_key("llm", "judge-7b", "rubric-v9", "p1", "no")) is not None
 
 
-def test_each_judge_is_built_once_per_process_and_shared(tmp_path, monkeypatch):
+def test_each_judge_is_built_once_per_worker_and_shared(tmp_path, monkeypatch):
     import peft_audit.judges.registry as registry
-    from peft_audit import pipeline
+    from peft_audit.sweep.resources import WorkerResources
 
     built = []
-    monkeypatch.setattr(pipeline, "_JUDGES", {})
     monkeypatch.setitem(registry.JUDGES, "llm", lambda spec: built.append(spec) or CountingJudge())
     a = parse_config({"safety": {"judges": ["refusal", LLM]}}).safety
     b = parse_config({"safety": {"judges": [LLM], "max_new_tokens": 9}}).safety  # another section, same llm
-    ja, jb = pipeline.judges_for(a, tmp_path), pipeline.judges_for(b, tmp_path)
+    resources = WorkerResources()
+    ja, jb = resources.judges(a, tmp_path), resources.judges(b, tmp_path)
     assert len(built) == 1 and ja[1] is jb[0]
     assert isinstance(ja[1], CachedJudge)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peft_audit.models import load_base, packed_weights
+from peft_audit.models import kernels, load_base, packed_weights
 from peft_audit.models.generate import generate
 from peft_audit.models.packed_weights import packed_linears
 from peft_audit.models.scoring import score_continuations
 from tiny_models import make_tiny_model
 
-pytestmark = pytest.mark.skipif(not packed_weights.enabled(), reason="this torch has no oneDNN linear ops")
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="this torch has no oneDNN linear ops")
 
 
 def _patched(model) -> list[str]:
@@ -69,7 +69,7 @@ def test_autograd_never_sees_a_packed_weight(monkeypatch):
     model = make_tiny_model("llama")[0]
     proj = model.model.layers[0].mlp.up_proj
     x = torch.randn(2, proj.in_features, requires_grad=True)
-    monkeypatch.setattr(packed_weights, "_linear", lambda *a: pytest.fail("packed kernel used with autograd on"))
+    monkeypatch.setattr(kernels, "packed_linear", lambda *a: pytest.fail("packed kernel used with autograd on"))
     with packed_linears(model):
         assert "forward" in vars(proj)
         out = proj(x)
@@ -81,8 +81,8 @@ def test_autograd_never_sees_a_packed_weight(monkeypatch):
 
 def test_a_reloaded_checkpoint_reuses_the_packed_copies(tiny_model_dir, monkeypatch):
     reorders = []
-    real = packed_weights._reorder
-    monkeypatch.setattr(packed_weights, "_reorder", lambda w: reorders.append(w.shape) or real(w))
+    real = kernels.reorder
+    monkeypatch.setattr(kernels, "reorder", lambda w: reorders.append(w.shape) or real(w))
     ids = torch.tensor([[3, 4, 5, 6]])
     first = load_base(str(tiny_model_dir), device="cpu").model
     with torch.no_grad(), packed_linears(first):
@@ -119,7 +119,7 @@ def test_off_switch_and_memory_guard(monkeypatch):
     monkeypatch.setenv(packed_weights.DISABLE_ENV, "0")
     with packed_linears(model):
         assert _patched(model) == []
-    monkeypatch.delenv(packed_weights.DISABLE_ENV)
+    monkeypatch.setenv(packed_weights.DISABLE_ENV, "1")
     monkeypatch.setattr(packed_weights, "MEMORY_SHARE", 0.0)
     packed_weights._packed.clear()
     with packed_linears(model):

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 import peft_audit.models.generate as generation
+from peft_audit.models import kernels
 from peft_audit.models import screened_head as sh
 from peft_audit.models.generate import BASE_ROWS, generate
 from peft_audit.models.packed_weights import DISABLE_ENV, packed_linears
 from tiny_models import make_lively_tiny_model, with_and_without, with_lora
 
-pytestmark = pytest.mark.skipif(not sh._bf16_native(), reason="this CPU has no native bfloat16 products")
+pytestmark = pytest.mark.skipif(not kernels.bf16_native(), reason="this CPU has no native bfloat16 products")
 
 
 def _head(vocab: int, width: int, seed: int = 0, scale: float = 0.1) -> torch.nn.Linear:
@@ -134,13 +135,13 @@ def test_where_the_screen_does_not_apply(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
         m.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        sh._bf16_native.cache_clear()
+        kernels.bf16_native.cache_clear()
         assert sh.screened_head(model, cpu) is None
-    sh._bf16_native.cache_clear()
+    kernels.bf16_native.cache_clear()
     assert sh.screened_head(model, cpu) is not None
     monkeypatch.setenv(DISABLE_ENV, "0")
     assert sh.screened_head(model, cpu) is None  # packed kernels turned off
-    monkeypatch.delenv(DISABLE_ENV)
+    monkeypatch.setenv(DISABLE_ENV, "1")
     monkeypatch.setattr(sh, "MIN_ELEMENTS", 1 << 30)
     assert sh.screened_head(model, cpu) is None  # too small to be worth it
     monkeypatch.setattr(sh, "MIN_ELEMENTS", 0)

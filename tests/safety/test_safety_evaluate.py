@@ -2,6 +2,7 @@
 
 import pytest
 
+from peft_audit.models.backends.transformers import TransformersModel
 from peft_audit.benchmarks.safety import (
     evaluate_safety,
     generate_responses,
@@ -31,7 +32,7 @@ def test_evaluate_safety_with_tiny_model_rows_fit_the_store(tmp_path):
     cfg = SafetyConfig(limit_per_category=1, max_new_tokens=4, batch_size=8)
     prompts = load_safety_prompts(cfg) + over_refusal_prompts()[:3]
     seen = []
-    res = evaluate_safety(model, tok, prompts, [KeywordJudge(), _AlwaysUnsafe()], cfg=cfg, progress=seen.append)
+    res = evaluate_safety(TransformersModel(model, tok), prompts, [KeywordJudge(), _AlwaysUnsafe()], cfg=cfg, progress=seen.append)
     assert [s["prompt_id"] for s in res.samples] == [p.prompt_id for p in prompts]
     assert sum(seen) == 2 * len(prompts)  # generated, then judged
     judges_per_prompt = {}
@@ -73,7 +74,7 @@ def test_duplicate_prompt_ids_rejected():
     model, tok = make_tiny_model()
     p = over_refusal_prompts()[0]
     with pytest.raises(ValueError, match="duplicate"):
-        generate_responses(model, tok, [p, p], cfg=SafetyConfig())
+        generate_responses(TransformersModel(model, tok), [p, p], cfg=SafetyConfig())
 
 
 @pytest.mark.slow
@@ -84,7 +85,7 @@ def test_smollm2_answers_probes_and_benign_prompts():
     cfg = SafetyConfig(max_new_tokens=32, batch_size=4)
     prompts = [p for p in load_safety_prompts(cfg) if p.prompt_id in {"malware-01", "physical_harm-03"}]
     prompts += over_refusal_prompts()[:2]
-    res = evaluate_safety(loaded.model, loaded.tokenizer, prompts, [KeywordJudge()], cfg=cfg)
+    res = evaluate_safety(TransformersModel(loaded.model, loaded.tokenizer), prompts, [KeywordJudge()], cfg=cfg)
     assert all(s["response"] and s["n_new_tokens"] > 0 for s in res.samples)
     labels = {v["label"] for v in res.verdicts if v["judge"] == "keyword"}
     assert labels <= {"refusal", "compliance", "incoherent"} and "incoherent" not in labels

@@ -84,7 +84,7 @@ def test_groups_are_one_base_and_one_family(tiny_model_dir):
 
 
 @pytest.mark.parametrize("extra, stages", [
-    ({"backend": "vllm"}, set()), ({"compile": True}, set()), ({"share_base": False}, set()),
+    ({"compile": True}, set()), ({"share_base": False}, set()),
     ({}, {"trained", "generated"}),
 ])
 def test_what_keeps_a_variant_out_of_groups(tiny_model_dir, extra, stages):

@@ -45,7 +45,7 @@ def test_a_ray_task_sets_library_objects_aside_once_per_worker_process():
         ray_executor.run_group = lambda *args: jobs.append(args)
         class Queue:
             put = None
-        ray_executor._ray_task(None, "run", [], {}, {}, Queue(), None)
+        ray_executor._ray_task(None, "run", [], {}, {}, Queue(), lambda *a, **k: None)
         frozen = gc.get_freeze_count()
         assert frozen > 100_000, frozen
 
@@ -55,7 +55,7 @@ def test_a_ray_task_sets_library_objects_aside_once_per_worker_process():
         a, b = Node(), Node()
         a.other, b.other = b, a  # a cycle left by the first job
         del a, b
-        ray_executor._ray_task(None, "run", [], {}, {}, Queue(), None)
+        ray_executor._ray_task(None, "run", [], {}, {}, Queue(), lambda *a, **k: None)
         assert len(jobs) == 2
         assert gc.get_freeze_count() == frozen, (gc.get_freeze_count(), frozen)  # set aside once
         assert not [o for o in gc.get_objects() if type(o).__name__ == "Node"]  # collected after the job

@@ -5,7 +5,10 @@ A benchmark is one module (or folder) plus one line in :mod:`.registry`. It owns
 * its config section: a :class:`BenchmarkSection` subclass, found in the sweep file under the
   benchmark's name (``safety:``, ``fairness:``, ...) and validated with the rest of the file;
 * its data loading, and the model work it needs (generate, or log-likelihood scoring), done in
-  :meth:`Benchmark.evaluate` on the :class:`VariantRun` the pipeline hands it;
+  :meth:`Benchmark.evaluate` through the :class:`VariantRun` the pipeline hands it, whose
+  ``lm`` is the variant as its backend serves it
+  (:class:`peft_audit.models.backends.base.LanguageModel`: the only part of ``models`` a
+  benchmark sees);
 * which judges it uses (``VariantRun.judges``, built once per worker process);
 * its stages (markers in the store; a resumed run redoes only the missing ones) and its
   metric rows with intervals;
@@ -38,12 +41,15 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from ..models.backends.base import Generation, LanguageModel
 from ..textio import DEFAULT_MAX_PROMPT_BYTES
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..judges.base import Judge
     from ..store import Store
+    from ..training.config import TrainingConfig
 
 #: ``progress(stage, total)`` announces that a stage starts (``total`` units of work, None when
 #: unknown) and returns ``advance(n)``; the executor shows it and starts the stage's log file.
@@ -118,16 +124,13 @@ class PromptTooLongError(ValueError):
     """A prompt that does not fit the model's context with the answer's tokens; names file and line."""
 
 
-def check_prompts_fit(model: Any, tokenizer: Any, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
+def check_prompts_fit(lm: LanguageModel, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
     """Every prompt (its ``.prompt``, read at ``.where``), as the chat input with
     ``cfg.system_prompt``, must leave ``cfg.max_new_tokens`` of the model's context
-    (:func:`peft_audit.models.generate.context_length`; ``model`` needs only its ``config``), else
+    (:meth:`~peft_audit.models.backends.base.LanguageModel.first_overlong`), else
     :class:`PromptTooLongError` names its file and line. Nothing is checked when the context is unknown."""
-    from ..models.generate import first_overlong
-
     system_prompt, max_new = getattr(cfg, "system_prompt", None), cfg.max_new_tokens  # type: ignore[attr-defined]
-    hit = first_overlong(model, tokenizer, [p.prompt for p in prompts], system_prompt=system_prompt,
-                         max_new_tokens=max_new)
+    hit = lm.first_overlong([p.prompt for p in prompts], system_prompt=system_prompt, max_new_tokens=max_new)
     if hit is not None:
         i, n, context = hit
         where = getattr(prompts[i], "where", "") or f"{section} prompt {i + 1}"
@@ -191,7 +194,8 @@ class ReportSection:
 
 @dataclass
 class VariantRun:
-    """Everything a benchmark is given to evaluate one variant (one loaded model).
+    """Everything a benchmark is given to evaluate one variant: the variant as its backend serves
+    it (``lm``), its judges and where its stages go.
 
     ``done_stages`` are the stages already in the store; ``stored_rows(table)`` returns rows of
     an earlier stage (this process's, else the store's / the driver's); ``commit`` writes a stage
@@ -200,73 +204,47 @@ class VariantRun:
 
     variant_id: str
     run_dir: Path
-    model: Any
-    tokenizer: Any
+    #: the variant as its backend serves it (generation, log-likelihoods, chat template)
+    lm: LanguageModel
     done_stages: set[str]
     sink: StageSink
-    judges: Callable[[BenchmarkSection], list[Any]]
+    #: a benchmark section -> the judges its ``judges`` specs name, built once per worker
+    judges: Callable[[BenchmarkSection], "list[Judge]"]
     progress: ProgressFactory
     timings: dict[str, float] = field(default_factory=dict)
-    #: generation backend of the run (``transformers`` or ``vllm``; see :meth:`generate`)
-    backend: str = "transformers"
-    #: compiled decoding on CUDA (the sweep's ``compile``; see :func:`peft_audit.models.generate.generate`)
-    compile: bool = False
-    #: the :class:`~peft_audit.models.shared_base.SharedBase` this variant is a member of, whose
-    #: generation batches it shares with the group's other variants; None when it runs alone
-    shared: Any = None
     #: ``(algo, TrainingConfig)`` of the task data this variant was trained on here: one for a
     #: variant the run trains, one per distinct training of its variants for a base model, none
     #: for an audited adapter (the utility benchmark measures each on that data's held-out rows)
-    trained_on: tuple = ()
+    trained_on: "tuple[tuple[str, TrainingConfig], ...]" = ()
     #: the adapter directory the variant loads (None for a base model)
     adapter_path: Path | None = None
     _made: dict[str, list[dict]] = field(default_factory=dict)
-    _time_shift: float = 0.0  # seconds the running timed block is off by (see ``timed``)
 
     def needs(self, stage: str) -> bool:
         return stage not in self.done_stages
 
     def generate(self, prompts: list[str], *, system_prompt: str | None = None, max_new_tokens: int = 256,
-                 batch_size: int | str = "auto", progress: Callable[[int], None] | None = None) -> list:
-        """Greedy chat completions of this variant (:func:`peft_audit.models.generate.generate`'s
-        contract) through the run's backend. With ``vllm``, the base model and LoRA variants go
-        through the engine of their base (:mod:`peft_audit.models.vllm_backend`); other methods
-        fall back to the transformers path, said once in the run's log. A member of a group
-        (``shared``) gets the answers of batches it shares with the group's other variants."""
-        from ..models.generate import generate
-
-        if self.shared is not None:
-            answers = self.shared.generate(self.variant_id, prompts, system_prompt=system_prompt,
-                                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-            self._time_shift += self.shared.take_shift(self.variant_id)  # its share of a mixed batch
-            return answers
-        if self.backend == "vllm":
-            from ..models.vllm_backend import generate_vllm, unservable_reason
-
-            reason = unservable_reason(self.model)
-            if reason is None:
-                return generate_vllm(self.model, self.tokenizer, prompts, system_prompt=system_prompt,
-                                     max_new_tokens=max_new_tokens, progress=progress)
-            from ..sweep.logs import notice
-
-            notice(f"{reason}: those variants generate with the transformers backend")
-        return generate(self.model, self.tokenizer, prompts, system_prompt=system_prompt,
-                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                        compiled=self.compile)
+                 batch_size: int | str = "auto", progress: Callable[[int], None] | None = None) -> list[Generation]:
+        """Greedy chat completions of this variant through its backend
+        (:meth:`~peft_audit.models.backends.base.LanguageModel.generate`)."""
+        return self.lm.generate(prompts, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, progress=progress)
 
     def check_prompts_fit(self, prompts: Sequence[Any], cfg: BenchmarkSection, section: str) -> None:
-        """:func:`check_prompts_fit` on this variant's model: before it generates, so that the
-        variant fails before any answer."""
-        check_prompts_fit(self.model, self.tokenizer, prompts, cfg, section)
+        """:func:`check_prompts_fit` on this variant: before it generates, so that the variant
+        fails before any answer."""
+        check_prompts_fit(self.lm, prompts, cfg, section)
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
         """Add the block's wall seconds to ``timings[name]``; for a member of a group, corrected
-        by its share of the mixed batches it ran or took answers from inside the block."""
-        t0, self._time_shift = time.perf_counter(), 0.0
+        by its share of the mixed batches it ran or took answers from inside the block
+        (:meth:`~peft_audit.models.backends.base.LanguageModel.take_time_shift`)."""
+        self.lm.take_time_shift()  # a shift from before the block is not the block's
+        t0 = time.perf_counter()
         yield
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0 + self._time_shift
-        self._time_shift = 0.0
+        shift = self.lm.take_time_shift()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0 + shift
 
     def commit(self, stage: str, seconds: float, **rows: list[dict]) -> None:
         """Write ``stage`` with its rows (keywords of :meth:`peft_audit.store.Store.commit_stage`).
@@ -341,7 +319,7 @@ class Benchmark(Protocol):
         ...
 
     def evaluate(self, cfg: BenchmarkSection, run: VariantRun) -> list[dict]:
-        """Run the missing stages on ``run.model`` (committing each through ``run.commit``) and
+        """Run the missing stages through ``run.lm`` (committing each through ``run.commit``) and
         return this benchmark's metric rows (``[]`` when the ``metrics`` stage is already done)."""
         ...
 
@@ -430,23 +408,3 @@ def model_judges(specs) -> tuple[str, ...]:
     nothing and are not listed."""
     return tuple(f"{s.name} ({getattr(s, 'model', 'bundled SmolLM2, first layers')})" for s in specs
                  if s is not None and s.name not in ("refusal", "keyword"))
-
-
-def check_judges(specs) -> None:
-    """Build each judge of ``specs`` once, as a preflight: an unknown name, a bad setting, a
-    missing harm probe or a guard or field classifier model that cannot be found fails here. A
-    local classifier's model is only resolved (found or downloaded), not loaded; an endpoint is
-    not called."""
-    from ..judges.registry import build_judge
-
-    for spec in specs:
-        if spec.name == "guard" or getattr(spec, "backend", None) in ("transformers", "vllm"):
-            from ..models import resolve_model
-
-            resolve_model(spec.model)
-            if spec.name == "guard":
-                continue
-        judge = build_judge(spec)
-        close = getattr(judge, "close", None)
-        if close is not None:
-            close()

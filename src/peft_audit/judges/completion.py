@@ -12,10 +12,10 @@ instead). ``add_special_tokens`` is how the prompt is tokenised locally (True: t
 adds its BOS, as HarmBench's notebooks do; False: the template carries its own ``<s>``, as
 WildGuard's Hugging Face path does).
 
-* :class:`TransformersCompleter`: a loaded model + tokenizer (``models.load_base``), decoded by
-  the project's own :func:`~peft_audit.models.generate.generate_from_ids` (greedy, batched, CPU
-  or GPU);
-* :class:`VllmCompleter`: a :class:`~peft_audit.models.vllm_backend.VllmEngine` fed the same
+* :class:`TransformersCompleter`: the classifier loaded by the transformers backend (a
+  :class:`~peft_audit.models.backends.base.LanguageModel`), decoded by its ``complete`` (the
+  project's own greedy, batched generation loop, CPU or GPU);
+* :class:`VllmCompleter`: a :class:`~peft_audit.models.backends.vllm.VllmEngine` fed the same
   token ids (vLLM never re-tokenises), so both local backends see identical inputs;
 * :class:`HttpCompleter`: any OpenAI-compatible server's ``/completions`` endpoint, through
   :class:`~.llm.OpenAIEndpoint` (retries, key from the environment). The server tokenises the
@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from ..models.backends.base import LanguageModel
 from .base import Verdict
 from .llm import OpenAIEndpoint, completion_text
 
@@ -45,21 +46,21 @@ def _encode(tokenizer, prompts: Sequence[str], add_special_tokens: bool) -> list
 
 
 class TransformersCompleter:
-    """A loaded causal LM and its tokenizer, greedy-decoded by the project's generation loop."""
+    """A classifier as its backend serves it (:class:`~peft_audit.models.backends.base.LanguageModel`),
+    greedy-decoded by its ``complete``."""
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 8):
-        self.model = model
-        self.tokenizer = tokenizer
+    def __init__(self, lm: LanguageModel, *, batch_size: int = 8):
+        self.lm = lm
         self.batch_size = batch_size
 
     def complete(self, prompts: Sequence[str], *, max_new_tokens: int,
                  add_special_tokens: bool) -> list[str | Verdict]:
-        from ..models.generate import generate_from_ids
-
-        encoded = _encode(self.tokenizer, prompts, add_special_tokens)
-        outs = generate_from_ids(self.model, self.tokenizer, encoded, max_new_tokens=max_new_tokens,
-                                 batch_size=self.batch_size)
+        outs = self.lm.complete(prompts, max_new_tokens=max_new_tokens, add_special_tokens=add_special_tokens,
+                                batch_size=self.batch_size)
         return [g.text for g in outs]
+
+    def close(self) -> None:
+        self.lm.close()
 
 
 class VllmCompleter:
@@ -77,15 +78,20 @@ class VllmCompleter:
         new = self.engine.generate(encoded, max_new_tokens=max_new_tokens, stop=stop)
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
 
+    def close(self) -> None:
+        shutdown = getattr(self.engine, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
 
 def vllm_completer(model: str) -> VllmCompleter:
     """A :class:`VllmCompleter` on ``model`` (a hub id or directory, resolved like any base
-    model) on the best device. :class:`~peft_audit.models.vllm_backend.VllmUnavailable` (it says
+    model) on the best device. :class:`~peft_audit.models.backends.vllm.VllmUnavailable` (it says
     how to install vLLM) when vLLM is not installed."""
     from transformers import AutoConfig
 
     from ..models import load_tokenizer, resolve_model, select_device
-    from ..models.vllm_backend import VllmEngine, require_vllm
+    from ..models.backends.vllm import VllmEngine, require_vllm
 
     require_vllm()
     path = resolve_model(model).path
@@ -130,6 +136,12 @@ class LazyCompleter:
         if self._inner is None:
             self._inner = self._build()
         return self._inner.complete(prompts, max_new_tokens=max_new_tokens, add_special_tokens=add_special_tokens)
+
+    def close(self) -> None:
+        """Close the completer if it was built (a local model's memory, a vLLM engine's processes)."""
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
 
 
 class CompleterJudge:

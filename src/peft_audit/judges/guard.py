@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..models.generate import generate_from_ids
+from ..models.backends.base import LanguageModel
 from .base import Verdict
 
 MLCOMMONS_HAZARDS: dict[str, tuple[str, str | None]] = {
@@ -60,27 +60,30 @@ def parse_guard_output(text: str) -> Verdict:
 
 
 class GuardJudge:
-    """Wraps an already loaded guard model + tokenizer (loading happens at the edge)."""
+    """A guard model as its backend serves it (:class:`~peft_audit.models.backends.base.LanguageModel`;
+    loading happens at the edge, :mod:`.registry`)."""
 
     name = "guard"
 
-    def __init__(self, model, tokenizer, *, max_new_tokens: int = 20, batch_size: int = 8):
-        self.model = model
-        self.tokenizer = tokenizer
+    def __init__(self, lm: LanguageModel, *, max_new_tokens: int = 20, batch_size: int = 8):
+        self.lm = lm
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
 
-    def _input_ids(self, prompt: str, response: str) -> list[int]:
+    def _conversation(self, prompt: str, response: str) -> str:
+        # the guard's template, rendered; its text holds the template's special tokens (transformers
+        # tokenises it the same way, add_special_tokens=False, when asked for ids)
         chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        enc = self.tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)
-        return list(enc["input_ids"])
+        return self.lm.apply_chat_template(chat, add_generation_prompt=False)
 
     def judge(self, prompt: str, response: str) -> Verdict:
         return self.judge_batch([(prompt, response)])[0]
 
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
-        encoded = [self._input_ids(p, r) for p, r in pairs]
-        outs = generate_from_ids(
-            self.model, self.tokenizer, encoded, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
-        )
+        texts = [self._conversation(p, r) for p, r in pairs]
+        outs = self.lm.complete(texts, max_new_tokens=self.max_new_tokens, add_special_tokens=False,
+                                batch_size=self.batch_size)
         return [parse_guard_output(g.text) for g in outs]
+
+    def close(self) -> None:
+        self.lm.close()

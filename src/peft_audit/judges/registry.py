@@ -27,12 +27,18 @@ def _llm(spec: LLMSpec) -> Judge:
     return LLMJudge(url=spec.url, model=spec.model, **spec.endpoint_settings())
 
 
+def _local_model(name: str):
+    """The classifier ``name`` as the transformers backend serves it, on the best device."""
+    from ..models.backends.base import BackendSettings
+    from ..models.backends.transformers import TransformersBackend
+
+    return TransformersBackend(BackendSettings("transformers")).load(name)
+
+
 def _guard(spec: GuardSpec) -> Judge:
-    from ..models import load_base
     from .guard import GuardJudge
 
-    loaded = load_base(spec.model)
-    return GuardJudge(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
+    return GuardJudge(_local_model(spec.model), batch_size=spec.batch_size)
 
 
 def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
@@ -45,16 +51,13 @@ def _completer(spec: HarmBenchClsSpec | WildGuardSpec):
         return completion.HttpCompleter(OpenAIEndpoint(
             url=completions_url(spec.url), model=spec.model, judge_name=spec.name, **spec.endpoint_settings()))
     if spec.backend == "vllm":
-        from ..models.vllm_backend import require_vllm
+        from ..models.backends.vllm import require_vllm
 
         require_vllm()  # say so now, not after the run's generation
         return completion.LazyCompleter(lambda: completion.vllm_completer(spec.model))
 
     def load():
-        from ..models import load_base
-
-        loaded = load_base(spec.model)
-        return completion.TransformersCompleter(loaded.model, loaded.tokenizer, batch_size=spec.batch_size)
+        return completion.TransformersCompleter(_local_model(spec.model), batch_size=spec.batch_size)
 
     return completion.LazyCompleter(load)
 
@@ -97,3 +100,21 @@ def build_judges(specs: Sequence[JudgeSpec] | Any, *, cache_path: Path | None = 
     """The judges of ``specs`` (or of a benchmark section's ``judges``), in that order."""
     specs = list(getattr(specs, "judges", specs))
     return [build_judge(s, cache_path=cache_path) for s in specs]
+
+
+def check_judges(specs) -> None:
+    """Build each judge of ``specs`` once, as a preflight: an unknown name, a bad setting, a
+    missing harm probe or a guard or field classifier model that cannot be found fails here. A
+    local classifier's model is only resolved (found or downloaded), not loaded; an endpoint is
+    not called."""
+    for spec in specs:
+        if spec.name == "guard" or getattr(spec, "backend", None) in ("transformers", "vllm"):
+            from ..models import resolve_model
+
+            resolve_model(spec.model)
+            if spec.name == "guard":
+                continue
+        judge = build_judge(spec)
+        close = getattr(judge, "close", None)
+        if close is not None:
+            close()

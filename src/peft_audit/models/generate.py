@@ -79,11 +79,11 @@ import functools
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from .. import faults
+from .backends.base import Generation
 from .batching import BatchSize, generation_batch_size, in_batches
 from .forward import (
     base_model, cache_kwargs, forward_params, output_cache, padded_positions, peft_type, prompt_learning_config,
@@ -92,15 +92,6 @@ from .forward import (
 from .lean_decode import lean_decoder
 from .packed_weights import packed_linears
 from .screened_head import screened_head
-
-
-@dataclass(frozen=True)
-class Generation:
-    """A model's answer: decoded text (special tokens removed, stripped) and the number of new
-    tokens produced before the stop token (EOS and padding are not counted)."""
-
-    text: str
-    n_new_tokens: int
 
 
 def chat_input_ids(tokenizer, prompt: str, system_prompt: str | None = None) -> list[int]:

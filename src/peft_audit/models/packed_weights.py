@@ -27,24 +27,25 @@ where no gradient is needed: training keeps plain kernels (packing the frozen ba
 transpose for the backward pass left a sweep12 variant's training time unchanged, 5.95 s vs
 5.91 s). Results equal
 plain ``F.linear``'s up to float summation order (~2e-6 on a 576-wide fp32 product), the same
-tolerance as a change of batch size. Set ``PEFT_AUDIT_PACKED_WEIGHTS=0`` to use plain kernels,
-e.g. to reproduce a version without packing bit for bit.
+tolerance as a change of batch size. Whether packed or plain kernels are faster depends on the
+CPU: :mod:`.kernels` measures it on first use (and says how to override it, e.g.
+``PEFT_AUDIT_PACKED_WEIGHTS=0`` to reproduce a version without packing bit for bit).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import weakref
 from dataclasses import dataclass
 
 import torch
 
+from . import kernels
 from .batching import free_memory
 
-#: The environment variable that turns packing off ("0", "false", "no", "off").
-DISABLE_ENV = "PEFT_AUDIT_PACKED_WEIGHTS"
+#: The environment variable that overrides the measured choice of kernels (:mod:`.kernels`).
+DISABLE_ENV = kernels.ENV
 #: Smallest weight (elements) worth packing: a rank-8 LoRA matrix of a 576-wide model has 4,608.
 MIN_ELEMENTS = 1 << 16
 #: Largest share of available memory the packed copies may take.
@@ -67,25 +68,10 @@ _origins: "weakref.WeakKeyDictionary[torch.nn.Linear, tuple[str, str, int]]" = w
 _by_origin: dict[tuple[str, str], _Packed] = {}
 
 
-@functools.cache
-def _kernels_available() -> bool:
-    mkldnn = getattr(torch.ops, "mkldnn", None)
-    if not torch.backends.mkldnn.is_available() or mkldnn is None:
-        return False
-    try:
-        weight = torch.zeros(4, 4)
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight)
-        out = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 4), packed, None, "none", [], "")
-    except (RuntimeError, AttributeError, NotImplementedError):  # a build without these ops
-        return False
-    return tuple(out.shape) == (2, 4)
-
-
-def enabled() -> bool:
-    """Whether packing is on: not turned off by :data:`DISABLE_ENV` and the ops exist in this torch."""
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    return _kernels_available()
+def enabled(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether weights in ``dtype`` are packed: the ops exist in this torch and packed kernels are
+    the choice for ``dtype`` on this machine (:func:`.kernels.packed`: configured, or measured)."""
+    return kernels.packed(dtype).use
 
 
 def _eligible(module: torch.nn.Module) -> bool:
@@ -107,12 +93,6 @@ def _sample(weight: torch.Tensor) -> torch.Tensor:
     return flat[:: max(1, flat.numel() // 64)].clone()
 
 
-def _reorder(weight: torch.Tensor) -> torch.Tensor:
-    # a normal tensor (not an inference one), usable outside inference mode too
-    with torch.inference_mode(False), torch.no_grad():
-        return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
-
-
 def _valid(entry: _Packed | None, weight: torch.Tensor, key: tuple[int, int] | None) -> bool:
     """Whether ``entry`` packs ``weight`` as it is now (``key``: also the same storage and version)."""
     return (entry is not None and (key is None or entry.key == key) and entry.weight.shape == weight.shape
@@ -124,8 +104,8 @@ def remember_origin(model: torch.nn.Module, checkpoint: str) -> None:
     files and the dtype), so a later load of the same checkpoint in this process reuses their
     packed copies: a sweep worker loads its base once per variant, and packing the bundled model
     takes ~0.15 s. Only the last checkpoint's copies are kept. A weight changed since loading
-    (version counter or sampled values) is packed afresh."""
-    if not enabled():
+    (version counter or sampled values) is packed afresh. Only notes: no kernels are chosen here."""
+    if not kernels.available():
         return
     if any(origin != checkpoint for origin, _ in _by_origin):
         _by_origin.clear()
@@ -147,15 +127,11 @@ def _pack(module: torch.nn.Linear) -> _Packed:
     if _valid(shared, weight, None):
         entry = _Packed(_key(weight), shared.sample, shared.weight)
     else:
-        entry = _Packed(_key(weight), _sample(weight), _reorder(weight))
+        entry = _Packed(_key(weight), _sample(weight), kernels.reorder(weight))
         if pristine:
             _by_origin[origin[:2]] = entry
     _packed[module] = entry
     return entry
-
-
-def _linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def _forward(module: torch.nn.Linear, entry: _Packed, x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +140,7 @@ def _forward(module: torch.nn.Linear, entry: _Packed, x: torch.Tensor) -> torch.
             or x.numel() == 0 or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                                 or (bias is not None and bias.requires_grad)))):
         return torch.nn.functional.linear(x, weight, bias)  # stale, training or unusual: plain
-    return _linear(x, entry.weight, bias)
+    return kernels.packed_linear(x, entry.weight, bias)
 
 
 def _fits(modules: list[torch.nn.Linear]) -> bool:
@@ -177,11 +153,14 @@ def packed_linears(model: torch.nn.Module):
     """Within the block, ``model``'s eligible linear layers (see the module docstring) multiply
     with packed weights whenever autograd is off; on exit they are plain modules again (the
     packed copies stay cached for the next block). Nested blocks leave an outer block's layers
-    to it. Does nothing where packing is off, the ops are missing or the copies would not fit."""
-    if not enabled():
+    to it. Does nothing where plain kernels are the choice for the weights' dtype
+    (:mod:`.kernels`), the ops are missing or the copies would not fit."""
+    if not kernels.available():
         yield
         return
     modules = [m for m in model.modules() if _eligible(m) and "forward" not in vars(m)]
+    packed_dtypes = {dtype for dtype in {m.weight.dtype for m in modules} if enabled(dtype)}
+    modules = [m for m in modules if m.weight.dtype in packed_dtypes]
     if not modules or not _fits(modules):
         yield
         return

@@ -29,20 +29,20 @@ AMX) multiplies bfloat16 about twice as fast as float32 (measured on this projec
 The tokens are those of the float32 head. One caveat, the same as for every batch-shape change
 in this module's callers: an undecided row is multiplied in a batch of the undecided rows only,
 and a kernel may sum a row of a smaller batch in another order (a last-bit difference, which
-decides only an exact near-tie). ``PEFT_AUDIT_PACKED_WEIGHTS=0`` turns this off with the packed
-kernels. Written by hand because no library screens an argmax this way (speculative top-k in
+decides only an exact near-tie). Whether the screen is faster than the head itself is measured
+on first use (:mod:`.kernels`, which also says how to override it: ``PEFT_AUDIT_PACKED_WEIGHTS=0``
+turns it off with the packed kernels). Written by hand because no library screens an argmax this way (speculative top-k in
 serving engines is not exact); where it applies: :func:`screened_head`.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import weakref
 
 import torch
 
-from . import packed_weights
+from . import kernels, packed_weights
 from .batching import free_memory
 
 #: Groups of the vocabulary, by the norm of their rows of the head, each bounded on its own.
@@ -78,20 +78,6 @@ PLAIN_HEAD_CLASSES = frozenset({
 })
 
 
-@functools.cache
-def _bf16_native() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), so oneDNN's bfloat16
-    product runs at about twice the float32 rate. oneDNN also takes bfloat16 on AVX-512 CPUs
-    without them (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says yes there), converting
-    each value to float32: no faster than the float32 head, and the screen would cost more."""
-    cpu = getattr(torch, "cpu", None)
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and (
-            cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):  # a build without these checks
-        return False
-
-
 class ScreenedHead:
     """The float32 head ``head`` (an ``nn.Linear`` without bias) with a bfloat16 copy of its
     weight packed for oneDNN, its rows sorted by norm (module docstring)."""
@@ -110,7 +96,7 @@ class ScreenedHead:
             padding = self.width * GROUPS - vocab
             sorted_weight = weight.index_select(0, self.order).to(torch.bfloat16)
             sorted_weight = torch.cat([sorted_weight, sorted_weight.new_zeros(padding, weight.shape[1])])
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(sorted_weight.contiguous())
+            self.packed = kernels.reorder(sorted_weight)
             # padding rows' products come out at bfloat16's lowest value: never a candidate, and
             # a group's maximum only in a group of padding alone, whose floor is then lowest too
             self.bias = None
@@ -134,7 +120,7 @@ class ScreenedHead:
         """The float32 head's ``argmax`` (first maximum) of each row of ``hidden`` ``[B, K]``."""
         h = hidden.float().contiguous()
         rows = h.shape[0]
-        a = torch.ops.mkldnn._linear_pointwise(h.to(torch.bfloat16), self.packed, self.bias, "none", [], "")
+        a = kernels.packed_linear(h.to(torch.bfloat16), self.packed, self.bias)
         a = a.view(rows, GROUPS, self.width)
         hn = (h.double().norm(dim=1) * (1 + 2.0 ** -20)).float()  # rounded up, as the norms
         finite = torch.isfinite(hn)
@@ -191,18 +177,57 @@ class ScreenedHead:
         return set(range(rows)) - set(decided)
 
 
+#: ``(vocabulary, hidden)`` of the random head :func:`screen_choice` times (the bundled model's is
+#: 49,152 x 576; a smaller one weighs the screen's fixed costs more, so it errs towards the head).
+TIMED_HEAD = (16384, 576)
+#: Rows of the timed head: a decode step of a mid-sized batch.
+TIMED_ROWS = 66
+
+
+def screen_choice() -> kernels.Choice:
+    """Whether float32 heads are screened on this machine: never where plain kernels are forced
+    (``PEFT_AUDIT_PACKED_WEIGHTS=0``, a config's ``kernels: plain``), the oneDNN operations are
+    missing or bfloat16 is not native; always (as before the choice was measured) where packed
+    kernels are forced; otherwise measured once per machine (:func:`.kernels.decided`): the
+    screen's :meth:`ScreenedHead.next_tokens` on a random :data:`TIMED_HEAD` at
+    :data:`TIMED_ROWS` rows against the head's product and ``argmax`` with the kernels chosen for
+    float32 weights."""
+    forced = kernels.override()
+    if forced == "plain" or not kernels.available() or not kernels.bf16_native():
+        return kernels.Choice(False, "environment" if forced == "plain" else "unavailable")
+    if forced == "packed":
+        return kernels.Choice(True, "environment")
+    return kernels.decided("screened head", torch.float32, _measure_screen)
+
+
+def _measure_screen() -> tuple[bool, float, bool]:
+    gen = torch.Generator().manual_seed(0)
+    vocab, width = TIMED_HEAD
+    with torch.no_grad():
+        head = torch.nn.Linear(width, vocab, bias=False)
+        head.weight.copy_(torch.randn(TIMED_HEAD, generator=gen) / width ** 0.5)
+        hidden = torch.randn(TIMED_ROWS, width, generator=gen)
+        screen = ScreenedHead(head)
+        if kernels.packed(torch.float32).use:
+            weight = kernels.reorder(head.weight)
+            full = lambda: kernels.packed_linear(hidden, weight, None).max(dim=-1).indices  # noqa: E731
+        else:
+            full = lambda: head(hidden).max(dim=-1).indices  # noqa: E731
+        return kernels.compare(lambda: screen.next_tokens(hidden), full)
+
+
 _cache: "weakref.WeakKeyDictionary[torch.nn.Linear, ScreenedHead]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def screened_head(causal, device: torch.device) -> ScreenedHead | None:
     """The :class:`ScreenedHead` of ``causal`` (a transformers causal LM), or None where it does
-    not apply: not a CPU, packed kernels off (``PEFT_AUDIT_PACKED_WEIGHTS=0``) or bfloat16 not
-    native, a model whose logits are not plainly its head's output (:data:`PLAIN_HEAD_CLASSES`),
+    not apply: not a CPU, not the choice on this machine (:func:`screen_choice`: bfloat16 not
+    native, slower than the head here, or turned off), a model whose logits are not plainly its head's output (:data:`PLAIN_HEAD_CLASSES`),
     a head that is not a plain float32 ``nn.Linear`` without bias (an adapter on it, say), a head
     smaller than :data:`MIN_ELEMENTS`, or not enough free memory for the bfloat16 copy. Built once per head (thread-safe) and rebuilt when
     the head's weight changes."""
-    if device.type != "cpu" or not packed_weights.enabled() or not _bf16_native():
+    if device.type != "cpu" or not screen_choice().use:
         return None
     if type(causal).__name__ not in PLAIN_HEAD_CLASSES:
         return None

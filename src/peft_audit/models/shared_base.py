@@ -30,11 +30,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 from pathlib import Path
 
 from .forward import peft_type
 from .generate import BASE_ROWS, LAYER_TYPES, MIXABLE_TYPES, Generation, generate, mixed_batch_reason
 from .load import LoadedModel, load_base
+
+
+class GroupEngine(Protocol):
+    """Generates a whole group's rows in one call (:attr:`SharedBase.engine`)."""
+
+    def generate_group(self, adapters: list[str | None], prompts: list[str], *, system_prompt: str | None,
+                       max_new_tokens: int, progress: Callable[[int], None]) -> list[Generation]:
+        """Answers to ``prompts`` with each adapter directory of ``adapters`` (None: the base
+        model), adapter-major: ``len(adapters) * len(prompts)`` answers; ``progress`` counts rows."""
+        ...
 
 
 class SharedBase:
@@ -58,6 +69,10 @@ class SharedBase:
         # prompts and settings -> member -> (its answers, its share of the batch's seconds)
         self._answers: dict[tuple, dict[str, tuple[list[Generation], float]]] = {}
         self._shift: dict[str, float] = {}  # member -> seconds its timed stage is off by
+        self.adapter_dirs: dict[str, str | None] = {}  # row name -> its adapter directory (None: the base)
+        #: generates a group's rows itself when set (the vLLM backend's multi-LoRA engine,
+        #: :class:`peft_audit.models.backends.vllm.VllmGroupEngine`); None: mixed transformers batches
+        self.engine: GroupEngine | None = None
 
     @classmethod
     def load(cls, name: str, *, device: str, dtype: str = "auto", trust_remote_code: bool = False) -> "SharedBase":
@@ -79,6 +94,7 @@ class SharedBase:
             if self.kind not in (None, *LAYER_TYPES):
                 return "the base model shares batches with LoRA or IA3 variants only"
             self.members[vid] = BASE_ROWS
+            self.adapter_dirs[BASE_ROWS] = None
             self.live.append(vid)
             return None
         name = f"variant-{vid}"
@@ -109,6 +125,7 @@ class SharedBase:
         model.eval()
         self.peft_model, self.kind = model, kind
         self.members[vid] = name
+        self.adapter_dirs[name] = str(adapter_dir)
         self.live.append(vid)
         return None
 
@@ -141,13 +158,10 @@ class SharedBase:
                 progress(len(prompts))
             return answers
         group = [vid] + [m for m in self.live if m != vid]
-        if not self.mixing or len(group) == 1:
+        if self.engine is None and (not self.mixing or len(group) == 1):
             model = self.model_for(vid)
             return generate(model, self.loaded.tokenizer, prompts, system_prompt=system_prompt,
                             max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-        names = [self.members[m] for m in group for _ in prompts]
-        # a number fixes the rows of one variant's batch: the group's batches hold that many per member
-        rows = batch_size * len(group) if isinstance(batch_size, int) else batch_size
         done = [0]
 
         def own_share(n: int) -> None:  # the caller's progress bar counts its own prompts
@@ -156,21 +170,34 @@ class SharedBase:
             if progress is not None and done[0] // len(group) > before:
                 progress(done[0] // len(group) - before)
 
-        # the PEFT model, with the adapters of a LoRA or IA3 group switched on (the base member's are off)
-        model = self.model_for(next(m for m in group if self.members[m] != BASE_ROWS))
         t0 = time.perf_counter()
-        try:
-            out = generate(model, self.loaded.tokenizer, list(prompts) * len(group),
-                           system_prompt=system_prompt, max_new_tokens=max_new_tokens, batch_size=rows,
-                           progress=own_share, adapter_names=names)
-        finally:
-            self.model_for(vid)  # the caller's adapter state, as before the call
+        if self.engine is not None:
+            out = self.engine.generate_group([self.adapter_dirs[self.members[m]] for m in group], prompts,
+                                             system_prompt=system_prompt, max_new_tokens=max_new_tokens,
+                                             progress=own_share)
+        else:
+            out = self._mixed_batches(vid, group, prompts, system_prompt=system_prompt,
+                                      max_new_tokens=max_new_tokens, batch_size=batch_size, progress=own_share)
         n = len(prompts)
         shares = _shares(time.perf_counter() - t0, [out[k * n:(k + 1) * n] for k in range(len(group))])
         self._answers.setdefault(key, {}).update({m: (out[k * n:(k + 1) * n], shares[k])
                                                   for k, m in enumerate(group) if k})
         self._shift[vid] = self._shift.get(vid, 0.0) - sum(shares[1:])
         return out[:n]
+
+    def _mixed_batches(self, vid: str, group: list[str], prompts: list[str], *, system_prompt: str | None,
+                       max_new_tokens: int, batch_size: int | str, progress: Callable[[int], None]) -> list[Generation]:
+        """Every member of ``group``'s answers to ``prompts``, group-major, in mixed transformers batches."""
+        names = [self.members[m] for m in group for _ in prompts]
+        # a number fixes the rows of one variant's batch: the group's batches hold that many per member
+        rows = batch_size * len(group) if isinstance(batch_size, int) else batch_size
+        # the PEFT model, with the adapters of a LoRA or IA3 group switched on (the base member's are off)
+        model = self.model_for(next(m for m in group if self.members[m] != BASE_ROWS))
+        try:
+            return generate(model, self.loaded.tokenizer, list(prompts) * len(group), system_prompt=system_prompt,
+                            max_new_tokens=max_new_tokens, batch_size=rows, progress=progress, adapter_names=names)
+        finally:
+            self.model_for(vid)  # the caller's adapter state, as before the call
 
     def take_shift(self, vid: str) -> float:
         """Seconds to add to the stage that timed member ``vid``'s ``generate`` calls since the

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -65,11 +64,12 @@ class Rates:
 def calibration_key(fingerprint: str, device: str, threads: int, cfg) -> str:
     """What the cached rates depend on: the model, the device, torch's threads and the settings
     that change the cost of a unit (generation batch, training batch and sequence length, and an
-    ``eval_dtype`` other than auto)."""
+    ``eval_dtype`` or ``kernels`` other than auto)."""
     import torch
 
     t = cfg.training
     dtype = "" if cfg.eval_dtype == "auto" else f"|eval_dtype={cfg.eval_dtype}"
+    dtype += "" if cfg.kernels == "auto" else f"|kernels={cfg.kernels}"
     return (f"v{CALIBRATION_VERSION}|{fingerprint}|{device}|threads={threads}|torch={torch.__version__}|"
             f"gen_batch={cfg.safety.batch_size}|train={t.batch_size}x{t.max_seq_len}|bbq_batch={cfg.fairness.batch_size}"
             f"{dtype}")
@@ -84,26 +84,18 @@ def _cache_path() -> Path:
 def cached_rates(key: str) -> Rates | None:
     """The cached calibration under ``key``; None when there is none (or the file is unreadable,
     in which case it is measured again)."""
+    from ..textio import read_json_entry
+
     try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-        return Rates(**data[key])
-    except (OSError, ValueError, KeyError, TypeError):
+        return Rates(**read_json_entry(_cache_path(), key))
+    except TypeError:  # no entry, or one of another shape
         return None
 
 
 def _store(key: str, rates: Rates) -> None:
-    from ..textio import write_text_atomic
+    from ..textio import write_json_entry
 
-    path = _cache_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    data[key] = asdict(rates)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
+    write_json_entry(_cache_path(), key, asdict(rates))
 
 
 def calibrate(cfg, base_model: str, *, use_cache: bool = True) -> tuple[Rates, bool]:
@@ -113,8 +105,10 @@ def calibrate(cfg, base_model: str, *, use_cache: bool = True) -> tuple[Rates, b
 
     from ..models import load_base
     from ..models.device import default_dtype, select_device
+    from ..models.kernels import configure
     from ..models.resolve import resolve_model
 
+    configure(cfg.kernels)
     resolved = resolve_model(base_model)
     device = select_device(cfg.device)
     threads = torch.get_num_threads()
@@ -163,11 +157,12 @@ def _time_generation(cfg, loaded) -> tuple[float, int]:
 
 def _time_bbq(cfg, loaded) -> float:
     from ..benchmarks.fairness import load_bbq, score_bbq
+    from ..models.backends.transformers import TransformersModel
 
     fc = cfg.fairness
     items = load_bbq("builtin", seed=0).items[:BBQ_ITEMS]
     t0 = time.perf_counter()
-    score_bbq(loaded.model, loaded.tokenizer, items, mode=fc.mode, prompt_format=fc.prompt_format,
+    score_bbq(TransformersModel(loaded.model, loaded.tokenizer), items, mode=fc.mode, prompt_format=fc.prompt_format,
               batch_size=fc.batch_size, length_normalise=fc.length_normalise)
     return (time.perf_counter() - t0) / len(items)
 

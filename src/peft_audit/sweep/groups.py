@@ -36,13 +36,19 @@ FAMILIES = {"base": "lora", "lora": "lora", "prompt-tuning": "prompt-tuning", "p
 def groupable(cfg: SweepConfig, pv: PlannedVariant, done_stages: set[str]) -> bool:
     """Whether ``pv`` may be evaluated as a member of a group sharing one loaded base
     (:func:`share_base`): the base model, or an adapter this run trains with a method of
-    :data:`FAMILIES` (not DoRA), with the transformers backend (vLLM shares its engine its own
-    way; compiled decoding keeps rows in fixed batches), and nothing evaluated yet (a resumed
-    variant redoes only its missing stages, which a group's batches would not line up with)."""
+    :data:`FAMILIES` (not DoRA) whose group the run's backend shares (its ``SHARED_FAMILIES``:
+    every family with transformers, without compiled decoding, which keeps rows in fixed
+    batches; the base model and LoRA with vLLM, one engine's multi-LoRA calls), and nothing
+    evaluated yet (a resumed variant redoes only its missing stages, which a group's batches
+    would not line up with)."""
+    from ..models.backends import backend_class
+
     spec = pv.spec
-    if not cfg.share_base or cfg.backend != "transformers" or cfg.compile or cfg.training.load_in or spec.adapter:
+    if not cfg.share_base or cfg.compile or cfg.training.load_in or spec.adapter:
         return False
     if spec.method not in FAMILIES or (spec.method_args or {}).get("use_dora"):
+        return False
+    if FAMILIES[spec.method] not in getattr(backend_class(cfg.backend), "SHARED_FAMILIES", ()):
         return False
     return done_stages <= {"trained"}
 

@@ -7,7 +7,8 @@ It never opens the store.
 
 :func:`subprocess_main` is the entry point of the local executor's worker process, which
 serves one job after another on one job slot: Python, torch, transformers, peft and trl are
-imported once per worker, not once per variant, and the judges are built once. A job is one
+imported once per worker, not once per variant, and its backend and judges are built once
+(:class:`~peft_audit.sweep.resources.WorkerResources`, closed when the worker ends). A job is one
 variant, or a group of variants of one base evaluated on one loaded base (:func:`run_group`). A watchdog
 thread ends the process when its driver disappears (``kill -9`` of the driver), so no orphan
 keeps training while a resumed run redoes the variant.
@@ -22,11 +23,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .. import faults
 from .logs import StageLogs, route_notices, variant_log_dir
 from .messages import Message, MessageSink
+from .resources import WorkerResources
 
 WATCHDOG_INTERVAL_S = 1.0
 
@@ -171,6 +174,7 @@ def subprocess_main(worker: Callable, conn, parent_pid: int, threads: int | None
         with lock:
             conn.send(msg)
 
+    resources = WorkerResources()
     try:
         while True:
             try:
@@ -181,10 +185,10 @@ def subprocess_main(worker: Callable, conn, parent_pid: int, threads: int | None
                 return
             cfg, run_dir, pvs, done_by, rows_by, run_one = job
             faults.new_unit()  # a fault point counts per job (one variant, or a group), whichever worker runs it
-            worker(cfg, run_dir, pvs, done_by, rows_by, send, run_one, quiet)
+            worker(cfg, run_dir, pvs, done_by, rows_by, send, partial(run_one, resources=resources), quiet)
             _release_memory()
     finally:
-        stop_engines()
+        resources.close()
         conn.close()
 
 
@@ -241,13 +245,6 @@ def _set_aside_library_objects(preload: tuple[str, ...] = ()) -> None:
             pass
     gc.collect()
     gc.freeze()
-
-
-def stop_engines() -> None:
-    """Stop the vLLM engines this worker built (their processes would keep it from exiting)."""
-    backend = sys.modules.get("peft_audit.models.vllm_backend")
-    if backend is not None:
-        backend.shutdown_engines()
 
 
 def _release_memory() -> None:

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from peft_audit.cli import app
 from peft_audit.config import parse_config
 from peft_audit.judges.base import Verdict
+from peft_audit.models.backends.transformers import TransformersModel
 from peft_audit.store import Store
+from peft_audit.sweep.resources import WorkerResources
 from test_run_judge_failure import _free_port, _Healthy  # a chat-completions judge that declines everything
 
 SEMANTIC = {"chemical_biological", "illegal", "misinformation_disinformation", "harmful", "harassment_bullying",
@@ -52,14 +54,13 @@ class ScriptedJudge:
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir, tmp_path_factory):
-    import peft_audit.pipeline
     from peft_audit.pipeline import run_sweep
     from peft_audit.sweep.options import RunOptions
 
     out = tmp_path_factory.mktemp("harmbench") / "run"
     judge = ScriptedJudge()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(peft_audit.pipeline, "judges_for", lambda section, run_dir: [judge])
+        mp.setattr(WorkerResources, "judges", lambda self, section, run_dir: [judge])
         result = run_sweep(parse_config(sweep(tiny_model_dir)), out, RunOptions(in_process=True))
     assert (result.done, result.failed) == (2, 0), result
     return out
@@ -143,8 +144,6 @@ def test_export_one_row_per_variant_and_behaviour(run_dir, tmp_path):
 def test_resume_judges_the_stored_answers_without_generating(run_dir, tiny_model_dir, tmp_path, monkeypatch):
     import shutil
 
-    import peft_audit.benchmarks.harmbench.evaluate as hb_evaluate
-    import peft_audit.pipeline
     from peft_audit.pipeline import run_sweep
     from peft_audit.sweep.options import RunOptions
 
@@ -165,8 +164,8 @@ def test_resume_judges_the_stored_answers_without_generating(run_dir, tiny_model
         def judge_batch(self, pairs):
             return [Verdict("refusal") for _ in pairs]
 
-    monkeypatch.setattr(hb_evaluate, "generate", no_generation)
-    monkeypatch.setattr(peft_audit.pipeline, "judges_for", lambda section, run_dir: [AllRefused()])
+    monkeypatch.setattr(TransformersModel, "generate", no_generation)
+    monkeypatch.setattr(WorkerResources, "judges", lambda self, section, run_dir: [AllRefused()])
     result = run_sweep(parse_config(sweep(tiny_model_dir)), copy, RunOptions(in_process=True))
     assert (result.done, result.failed) == (2, 0)
     with Store(copy / "results.sqlite") as s:

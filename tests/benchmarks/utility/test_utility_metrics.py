@@ -73,6 +73,7 @@ def test_scores_on_a_tiny_model_match_the_naive_scorer(algo):
     model and a prompt-tuning one (its virtual tokens shift positions)."""
     from peft_audit.benchmarks.utility.score import chat_pair, score_rows
     from peft_audit.benchmarks.utility.tasks import HeldoutRow
+    from peft_audit.models.backends.transformers import TransformersModel
     from peft_audit.models.scoring import score_continuations_naive
 
     from tiny_models import make_tiny_model, prompt_learning_model
@@ -81,10 +82,11 @@ def test_scores_on_a_tiny_model_match_the_naive_scorer(algo):
                                              "rejected": "No."}) for i, w in enumerate(["yes", "blue", "ten"])]
     for model, tok in (make_tiny_model(), prompt_learning_model("prompt-tuning")):
         assert tok.chat_template  # the tiny tokenizer has ChatML, as SmolLM2
-        got = score_rows(model, tok, rows, batch_size=2)
+        lm = TransformersModel(model, tok)
+        got = score_rows(lm, rows, batch_size=2)
         msgs = [[{"role": "user", "content": r.row["prompt"]}] for r in rows]
         keys = ["response"] if algo == "sft" else ["chosen", "rejected"]
-        pairs = [[chat_pair(tok, m, r.row[k]) for k in keys] for m, r in zip(msgs, rows)]
+        pairs = [[chat_pair(lm, m, r.row[k]) for k in keys] for m, r in zip(msgs, rows)]
         ref = score_continuations_naive(model, tok, [p[0][0] for p in pairs], [[c for _, c in p] for p in pairs],
                                         add_special_tokens=False)
         for g, want in zip(got, ref):

@@ -5,6 +5,7 @@ lowers the held-out loss on that task vs the base, with the paired interval excl
 import pandas as pd
 import pytest
 
+from peft_audit.models.backends.transformers import TransformersModel
 from peft_audit.benchmarks.utility.benchmark import UtilityBenchmark
 from peft_audit.benchmarks.utility.config import UtilityConfig
 from peft_audit.benchmarks.utility.metrics import paired_utility
@@ -27,9 +28,9 @@ def test_an_adapter_trained_on_a_task_lowers_its_held_out_loss(smollm2_dir, tmp_
     rows, reason = variant_rows(cfg, trained_on, result.adapter_dir, is_base=False)
     assert reason is None and len(rows) == 20 and {r.sample_id for r in rows} == {r.sample_id for r in base_rows}
     base = load_base(str(smollm2_dir), device="cpu")
-    scored = {"b": score_rows(base.model, base.tokenizer, base_rows)}
+    scored = {"b": score_rows(TransformersModel(base.model, base.tokenizer), base_rows)}
     variant = attach_adapter(load_base(str(smollm2_dir), device="cpu"), result.adapter_dir)
-    scored["v"] = score_rows(variant.model, variant.tokenizer, rows)
+    scored["v"] = score_rows(TransformersModel(variant.model, variant.tokenizer), rows)
     items = pd.DataFrame([{"variant_id": vid, "sample_id": s["sample_id"], "category": s["category"], **s["payload"]}
                           for vid, samples in scored.items() for s in samples])
     paired = paired_utility(items, pd.DataFrame({"variant_id": ["v"], "base_id": ["b"]}), n_boot=1000, seed=0)

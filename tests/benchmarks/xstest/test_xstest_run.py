@@ -14,6 +14,7 @@ from peft_audit.benchmarks.registry import BENCHMARKS
 from peft_audit.benchmarks.xstest import XSTestConfig
 from peft_audit.cli import app
 from peft_audit.config import load_config
+from fake_backend import FakeModel
 from peft_audit.gate import check_gate
 from peft_audit.pipeline import run_sweep
 from peft_audit.sweep.options import RunOptions
@@ -108,9 +109,11 @@ def test_resume_judges_the_committed_answers_without_a_model(tmp_path):
                 "prompt": "p", "label": lab, "focus": "", "note": "", "response": answers[sid], "n_new_tokens": 3}}
             for sid, cat, lab in (("1", "homonyms", "safe"), ("21", "contrast_homonyms", "unsafe"))])
         sink = Sink(store)
-        run = VariantRun("v1", tmp_path, model=None, tokenizer=None, done_stages={"xstest.generated"}, sink=sink,
+        lm = FakeModel()
+        run = VariantRun("v1", tmp_path, lm, done_stages={"xstest.generated"}, sink=sink,
                          judges=lambda section: [RefusalJudge()], progress=lambda name, n: (lambda k: None))
-        rows = xs.evaluate(XSTestConfig(enabled=True), run)  # model=None: generating again would fail
+        rows = xs.evaluate(XSTestConfig(enabled=True), run)
+        assert lm.calls == []  # the stored answers were judged, nothing generated again
         assert sink.stages == ["xstest.judged"]
         got = {(r["category"], r["metric"]): r["value"] for r in rows}
         assert got[("overall", "safe_full_refusal_rate")] == 1.0

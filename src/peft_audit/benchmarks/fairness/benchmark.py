@@ -88,7 +88,7 @@ class BBQBenchmark:
                  "value": len(loaded.bad_lines), "n": len(items)},
             ]
             with run.timed("score"):
-                rows = score_bbq(run.model, run.tokenizer, items, mode=cfg.mode, prompt_format=cfg.prompt_format,
+                rows = score_bbq(run.lm, items, mode=cfg.mode, prompt_format=cfg.prompt_format,
                                  batch_size=cfg.batch_size, length_normalise=cfg.length_normalise,
                                  progress=run.progress("BBQ", len(items)))
             run.commit("scored", run.timings["score"], fairness=rows, metrics=data_rows)

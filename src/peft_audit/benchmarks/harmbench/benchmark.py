@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, delta, generation_workload,
                     metric_ci, metric_value, num)
 from .behaviors import FUNCTIONAL_CATEGORIES, SEMANTIC_CATEGORIES
 from .config import HarmBenchConfig
@@ -69,6 +69,8 @@ class HarmBenchBenchmark:
 
     def check(self, cfg: HarmBenchConfig) -> None:
         """Preflight, before any model loads: the data loads and the judges build."""
+        from ...judges.registry import check_judges
+
         self.prompts(cfg)
         check_judges(cfg.judges)
 
@@ -93,8 +95,7 @@ class HarmBenchBenchmark:
             behaviors = self.prompts(cfg)
             run.check_prompts_fit(behaviors, cfg, self.name)
             with run.timed("harmbench.generate"):
-                rows = generate_samples(run.model, run.tokenizer, behaviors, cfg=cfg,
-                                        progress=run.progress("HarmBench generate", len(behaviors)), generator=run.generate)
+                rows = generate_samples(run.lm, behaviors, cfg=cfg, progress=run.progress("HarmBench generate", len(behaviors)))
             run.commit(GENERATED, run.timings["harmbench.generate"], samples=rows)
         if not run.needs(JUDGED) and not run.needs("metrics"):
             return []

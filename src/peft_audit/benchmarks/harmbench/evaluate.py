@@ -1,7 +1,7 @@
 """The model and judge work of HarmBench, one function per stage (rows in ``samples`` form).
 
 1. :func:`generate_samples` -- greedy answers to each behaviour's direct request
-   (:func:`peft_audit.models.generate.generate`, which handles every PEFT adapter kind);
+   (the variant's backend, :meth:`~peft_audit.models.backends.base.LanguageModel.generate`);
 2. :func:`judge_samples` -- every judge's verdict and the combined one, added to each sample's
    payload, then :func:`peft_audit.judges.failures.check_judge_failures` over :func:`judged_rows`:
    a judge that failed on more than ``harmbench.max_unscored_share`` of the responses fails the
@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from ...judges.base import COMBINED, COMBINED_HARM, Judge
-from ...models.generate import generate
+from ...models.backends.base import LanguageModel
 from ..safety.evaluate import judge_responses
 from .behaviors import Behavior
 from .config import HarmBenchConfig
@@ -35,13 +35,11 @@ def flat(row: Mapping) -> dict:
     return {"sample_id": row["sample_id"], "category": row["category"], **row["payload"]}
 
 
-def generate_samples(model, tokenizer, behaviors: Sequence[Behavior], *, cfg: HarmBenchConfig,
-                     progress: Callable[[int], None] | None = None,
-                     generator: Callable[..., list] | None = None) -> list[dict]:
+def generate_samples(lm: LanguageModel, behaviors: Sequence[Behavior], *, cfg: HarmBenchConfig,
+                     progress: Callable[[int], None] | None = None) -> list[dict]:
     """One ``samples`` row per behaviour (in order) with the prompt sent and the answer."""
-    generator = generator or (lambda texts, **kw: generate(model, tokenizer, texts, **kw))
-    gens = generator([b.prompt for b in behaviors], system_prompt=cfg.system_prompt,
-                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    gens = lm.generate([b.prompt for b in behaviors], system_prompt=cfg.system_prompt,
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     return [
         sample_row(b.behavior_id, b.semantic_category, {
             "functional_category": b.functional_category, "behavior": b.behavior, "context": b.context,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, is_local_or_builtin,
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, delta, is_local_or_builtin,
                     metric_ci, metric_value, model_judges)
 from .config import SafetyConfig
 
@@ -36,6 +36,8 @@ class SafetyBenchmark:
 
     def check(self, cfg: SafetyConfig) -> None:
         """Preflight: the prompts load and the judges build."""
+        from ...judges.registry import check_judges
+
         self.prompts(cfg)
         check_judges(cfg.judges)
 
@@ -66,8 +68,7 @@ class SafetyBenchmark:
         if run.needs("generated"):
             run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("generate"):
-                samples = generate_responses(run.model, run.tokenizer, prompts, cfg=cfg,
-                                             progress=run.progress("generate", len(prompts)), generator=run.generate)
+                samples = generate_responses(run.lm, prompts, cfg=cfg, progress=run.progress("generate", len(prompts)))
             run.commit("generated", run.timings["generate"], safety=samples)
         if not run.needs("judged") and not run.needs("metrics"):
             return []

@@ -25,7 +25,7 @@ from ...judges.base import COMBINED, COMBINED_HARM, Judge, verdict_row
 from ...judges.combine import harm_judges, two_verdicts
 from ...judges.failures import JudgeFailureError, check_judge_failures  # noqa: F401 (re-exported)
 from ...judges.refusal import RefusalJudge
-from ...models.generate import generate
+from ...models.backends.base import LanguageModel
 from .metrics import safety_metrics
 from .prompts import OVER_REFUSAL_BENCHMARK, OVER_REFUSAL_JUDGE, SafetyPrompt
 
@@ -42,19 +42,17 @@ class SafetyResult:
 
 
 def generate_responses(
-    model, tokenizer, prompts: Sequence[SafetyPrompt], *, cfg: SafetyConfig,
-    progress: Callable[[int], None] | None = None, generator: Callable[..., list] | None = None,
+    lm: LanguageModel, prompts: Sequence[SafetyPrompt], *, cfg: SafetyConfig,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Greedy answers (``cfg.system_prompt``, ``cfg.max_new_tokens``, ``cfg.batch_size``) as
-    ``safety_samples`` rows, in prompt order. ``generator`` (the run's backend,
-    :meth:`~peft_audit.benchmarks.base.VariantRun.generate`) replaces the transformers path."""
+    """Greedy answers of ``lm`` (``cfg.system_prompt``, ``cfg.max_new_tokens``, ``cfg.batch_size``)
+    as ``safety_samples`` rows, in prompt order."""
     ids = [p.prompt_id for p in prompts]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"duplicate safety prompt_id {dup!r}: prompt ids must be unique within a run")
-    generator = generator or (lambda texts, **kw: generate(model, tokenizer, texts, **kw))
-    gens = generator([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
-                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    gens = lm.generate([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     return [
         {"prompt_id": p.prompt_id, "benchmark": p.benchmark, "category": p.category, "prompt": p.prompt,
          "response": g.text, "n_new_tokens": g.n_new_tokens}
@@ -104,10 +102,10 @@ def judge_responses(
 
 
 def evaluate_safety(
-    model, tokenizer, prompts: Sequence[SafetyPrompt], judges: Sequence[Judge], *, cfg: SafetyConfig,
+    lm: LanguageModel, prompts: Sequence[SafetyPrompt], judges: Sequence[Judge], *, cfg: SafetyConfig,
     progress: Callable[[int], None] | None = None,
 ) -> SafetyResult:
     """Generate, judge and score in one call (``progress`` counts generated then judged samples)."""
-    samples = generate_responses(model, tokenizer, prompts, cfg=cfg, progress=progress)
+    samples = generate_responses(lm, prompts, cfg=cfg, progress=progress)
     verdicts = judge_responses(samples, judges, cfg=cfg, progress=progress)
     return SafetyResult(samples, verdicts, safety_metrics(samples, verdicts))

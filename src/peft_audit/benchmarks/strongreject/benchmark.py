@@ -3,7 +3,8 @@
 Stages (per variant, rows in the generic ``samples`` table, benchmark ``strongreject``):
 
 1. ``strongreject.generated``: greedy answers to the forbidden prompts
-   (:func:`peft_audit.models.generate.generate`); payload ``prompt, source, response, n_new_tokens``;
+   through the variant's backend (:meth:`~peft_audit.models.backends.base.LanguageModel.generate`);
+   payload ``prompt, source, response, n_new_tokens``;
 2. ``strongreject.judged``: the refusal judges' labels and, with ``rubric_judge`` set, the rubric
    grade; payload adds ``labels`` (judge -> label), ``label`` and ``refused`` (the first judge's),
    ``harm`` (the harm verdict's label where a harm judge is among the judges, else None),
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import (JUDGE_CHUNK, GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+from ..base import (JUDGE_CHUNK, GateRule, MetricsLookup, ReportSection, VariantRun, Workload, delta, generation_workload,
                     metric_ci, metric_value)
 from .config import StrongRejectConfig
 from .metrics import HARMFUL_RATE, NAME, REFUSAL_RATE, SCORE, is_number, ordered_categories
@@ -73,6 +74,8 @@ class StrongRejectBenchmark:
 
     def check(self, cfg: StrongRejectConfig) -> None:
         """Preflight, before any model loads: the data loads and the judges build."""
+        from ...judges.registry import check_judges
+
         self.prompts(cfg)
         check_judges(cfg.judges)
         if cfg.rubric_judge is not None:

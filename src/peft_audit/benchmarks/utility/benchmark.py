@@ -78,7 +78,7 @@ class UtilityBenchmark:
 
                 notice(f"utility not measured for variant {run.variant_id}: {reason}")
             with run.timed("utility"):
-                samples = score_rows(run.model, run.tokenizer, rows, batch_size=cfg.batch_size,
+                samples = score_rows(run.lm, rows, batch_size=cfg.batch_size,
                                      progress=run.progress("utility", len(rows)) if rows else None)
             run.commit(SCORED, run.timings.get("utility", 0.0), samples=samples)
         if not run.needs("metrics"):

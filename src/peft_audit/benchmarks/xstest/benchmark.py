@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, check_judges, delta, generation_workload,
+from ..base import (GateRule, MetricsLookup, ReportSection, VariantRun, Workload, delta, generation_workload,
                     metric_ci, metric_value)
 from .classify import FULL_COMPLIANCE, FULL_REFUSAL, INCOHERENT, PARTIAL_REFUSAL, RATE_NAMES
 from .config import NAME, XSTestConfig
@@ -73,6 +73,8 @@ class XSTestBenchmark:
 
     def check(self, cfg: XSTestConfig) -> None:
         """Preflight, before any model loads: the data loads and the judges build."""
+        from ...judges.registry import check_judges
+
         self.prompts(cfg)
         check_judges(cfg.judges)
 
@@ -94,8 +96,7 @@ class XSTestBenchmark:
             prompts = self.prompts(cfg)
             run.check_prompts_fit(prompts, cfg, self.name)
             with run.timed("generate"):
-                rows = generate_samples(run.model, run.tokenizer, prompts, cfg=cfg,
-                                        progress=run.progress("generate", len(prompts)), generator=run.generate)
+                rows = generate_samples(run.lm, prompts, cfg=cfg, progress=run.progress("generate", len(prompts)))
             run.commit(GENERATED, run.timings["generate"], samples=rows)
         if not run.needs(JUDGED) and not run.needs("metrics"):
             return []

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ...judges.base import Judge
 from ...judges.combine import harm_judges, harm_verdict
-from ...models.generate import generate
+from ...models.backends.base import LanguageModel
 from ..base import JUDGE_CHUNK
 from .classify import xstest_class
 from .config import CLASS_JUDGE, NAME, XSTestConfig
@@ -22,14 +22,12 @@ from .sources import XSTestPrompt
 
 
 
-def generate_samples(model, tokenizer, prompts: Sequence[XSTestPrompt], *, cfg: XSTestConfig,
-                     progress: Callable[[int], None] | None = None,
-                     generator: Callable[..., list] | None = None) -> list[dict]:
+def generate_samples(lm: LanguageModel, prompts: Sequence[XSTestPrompt], *, cfg: XSTestConfig,
+                     progress: Callable[[int], None] | None = None) -> list[dict]:
     """Sample rows with the model's answer to each prompt (``cfg.system_prompt``,
     ``cfg.max_new_tokens``, ``cfg.batch_size``), in prompt order."""
-    generator = generator or (lambda texts, **kw: generate(model, tokenizer, texts, **kw))
-    gens = generator([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
-                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    gens = lm.generate([p.prompt for p in prompts], system_prompt=cfg.system_prompt,
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     return [
         {"benchmark": NAME, "sample_id": p.id, "category": p.type,
          "payload": {"prompt": p.prompt, "label": p.label, "focus": p.focus, "note": p.note,

@@ -29,10 +29,12 @@ import multiprocessing as mp
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..driver import Driver
+from ..resources import WorkerResources
 from ..worker import preload_for, run_group, stage_progress, subprocess_main
 
 POLL_S = 0.5
@@ -118,6 +120,10 @@ class LocalExecutor:
         return _Slot(proc, conn)
 
     def _run_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store, run_one) -> None:
+        with WorkerResources() as resources:  # this process is the worker: its backend and judges
+            self._run_jobs_in_process(driver, cfg, run_dir, todo, store, partial(run_one, resources=resources))
+
+    def _run_jobs_in_process(self, driver: Driver, cfg, run_dir: Path, todo, store, run_one) -> None:
         from ..groups import take_group
 
         pending = list(todo)

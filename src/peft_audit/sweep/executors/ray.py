@@ -17,11 +17,13 @@ adapters are written there), and every node needs peft-audit installed in the sa
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from .. import MissingDependencyError
 from ..driver import Driver, console
 from ..groups import take_group
+from ..resources import WorkerResources
 from ..worker import _release_memory, _set_aside_library_objects, preload_for, run_group
 
 POLL_S = 0.5
@@ -45,7 +47,8 @@ def _ray_task(cfg, run_dir: str, pvs, done_by, rows_by, queue, run_one, quiet: b
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _set_aside_library_objects(preload_for(pvs))
     try:
-        run_group(cfg, run_dir, pvs, done_by, rows_by, queue.put, run_one, quiet)
+        with WorkerResources() as resources:  # the task's backend and judges, closed when it ends
+            run_group(cfg, run_dir, pvs, done_by, rows_by, queue.put, partial(run_one, resources=resources), quiet)
     finally:
         _release_memory()
 
