@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from .benchmarks.base import ProgressFactory, StageSink, VariantRun, check_prompts_fit
-from .sweep.resources import WorkerResources
 from .config import SweepConfig, benchmark_sections
 from .shown_text import markup_safe
 from .store import Store, adapter_dir_for, results_path
 from .sweep.logs import LOGS_DIR, forget_notices, route_notices, show_once
 from .sweep.options import RunOptions
 from .sweep.plan import PlannedVariant, eval_protocol_hash, expand, legacy_protocol_hash
+from .sweep.resources import WorkerResources
 
 if TYPE_CHECKING:
     from .models.shared_base import SharedBase
@@ -92,9 +92,9 @@ def evaluate_variant(
     from .models import load_base
     from .models.backends import BackendSettings
     from .models.kernels import configure
+    from .training.provenance import PROVENANCE_FILE, read_provenance
 
     configure(cfg.kernels)  # in the worker itself: a Ray node's, a local worker started before the config was read
-    from .training.provenance import PROVENANCE_FILE, read_provenance
 
     spec = pv.spec
     timings: dict[str, float] = dict(earlier or {})
