@@ -96,9 +96,12 @@ def servable(model) -> bool:
 
 
 def _lora_rank(model) -> int:
-    config = model.active_peft_config
-    ranks = [config.r, *getattr(config, "rank_pattern", {}).values()]
-    return max(int(r) for r in ranks)
+    return _config_rank(model.active_peft_config)
+
+
+def _config_rank(config) -> int:
+    """The largest rank of a LoRA config (its ``r`` and any ``rank_pattern`` entry)."""
+    return max(int(r) for r in [config.r, *getattr(config, "rank_pattern", {}).values()])
 
 
 class VllmEngine:
@@ -281,7 +284,7 @@ def group_reason(shared, device: str) -> str | None:
     for name, config in (getattr(shared.peft_model, "peft_config", None) or {}).items():
         if getattr(config, "use_dora", False):
             return "vLLM cannot serve DoRA adapters"
-        rank = max(int(r) for r in [config.r, *getattr(config, "rank_pattern", {}).values()])
+        rank = _config_rank(config)
         if rank > limit:
             return f"LoRA rank {rank} is above the vLLM engine's {limit}"
     return None
