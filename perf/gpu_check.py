@@ -160,7 +160,8 @@ def vllm_rate(model, tok, prompts, max_new_tokens: int, device, adapters: int = 
             dirs.append(str(Path(folder) / f"lora{k}"))
             model = lora.unload()  # the base model again, its layers as before
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        engine = VllmEngine(base_dir, device=str(device), dtype=dtype, max_loras=adapters + 1)
+        context = min(4096, int(getattr(model.config, "max_position_embeddings", 4096) or 4096))
+        engine = VllmEngine(base_dir, device=str(device), dtype=dtype, max_loras=adapters + 1, max_model_len=context)
         group = VllmGroupEngine(engine, tok, _stop_ids(model, tok))
 
         def rate(members: list) -> dict:
