@@ -75,3 +75,21 @@ def _screen_tiny_heads_too(monkeypatch):
     from peft_audit.models import screened_head
 
     monkeypatch.setattr(screened_head, "MIN_ELEMENTS", 0)
+
+
+@pytest.fixture
+def runs_in_process(monkeypatch):
+    """Commands (``run``, ``audit``, ``mitigate``) evaluate their variants in the test process, as
+    ``RunOptions(in_process=True)`` does: no worker is spawned, so none imports torch,
+    transformers and peft anew (3-5 s a worker). For tests of what a command does with its
+    variants' results; worker processes are under test in tests/sweep/ and
+    tests/test_reliability_cli.py, and the commands' own spawned runs in tests/test_e2e.py."""
+    import dataclasses
+
+    from peft_audit.sweep import options
+
+    @dataclasses.dataclass(frozen=True)
+    class InProcess(options.RunOptions):
+        in_process: bool = True
+
+    monkeypatch.setattr(options, "RunOptions", InProcess)

@@ -51,7 +51,7 @@ def official_dir(tmp_path):
     return d
 
 
-def test_official_layout_gives_all_eleven_categories(tmp_path, tiny_model_dir):
+def test_official_layout_gives_all_eleven_categories(tmp_path, tiny_model_dir, runs_in_process):
     cfg = {
         "name": "bbq11", "base_models": [str(tiny_model_dir)], "safety": {"enabled": False},
         "fairness": {"source": str(official_dir(tmp_path)), "per_cell": 1, "mode": "loglik", "bootstrap": 50},

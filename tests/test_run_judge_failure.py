@@ -74,7 +74,8 @@ def _variant(out):
 
 
 @pytest.mark.parametrize("outage", ["closed-port", "never-answers"])
-def test_judge_outage_fails_variant_and_retry_rejudges_stored_responses(tmp_path, tiny_model_dir, outage):
+def test_judge_outage_fails_variant_and_retry_rejudges_stored_responses(tmp_path, tiny_model_dir, outage,
+                                                                        runs_in_process):
     port = _free_port()
     silent = None
     if outage == "never-answers":  # the kernel accepts connections; nobody ever reads or answers

@@ -44,7 +44,7 @@ def judge_url():
     httpd.shutdown()
 
 
-def test_two_judges_reach_summary_and_report(tmp_path, tiny_model_dir, judge_url, monkeypatch):
+def test_two_judges_reach_summary_and_report(tmp_path, tiny_model_dir, judge_url, monkeypatch, runs_in_process):
     monkeypatch.setenv("PEFT_AUDIT_JUDGE_API_KEY", "sk-secret-value-42")
     cfg = {
         "name": "judges",

@@ -80,19 +80,14 @@ def _hub_config(files: dict[str, bytes], base_id: str) -> dict[str, bytes]:
     return {**files, "adapter_config.json": json.dumps(cfg).encode()}
 
 
-@pytest.mark.slow
-def test_cli_discover_then_audit_from_file(fake_hub, adapter_dirs, tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_cli_discover_then_audit_from_file(fake_hub, adapter_dirs, tiny_model_dir, tmp_path,  # noqa: F811
+                                           runs_in_process):
     """Done-when of issue 8: discover on the loopback Hub -> adapters.yaml -> audit --from -> report,
     with method/lr/epochs/algo taken from the adapters' metadata."""
-    import huggingface_hub.constants as c
-
     from peft_audit.cli import app
 
     base_id = "org/tiny-llama"
     tags = ["peft", f"base_model:adapter:{base_id}"]
-    # spawned variant workers read these from the environment, not from the patched constants
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_CACHE", c.HF_HUB_CACHE)
     # The base is a local copy named like the Hub repo: "org/tiny-llama" and ".../tiny-llama" match.
     base_dir = shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny-llama")
     lora = repo_from_dir(adapter_dirs["lora"], tags=tags, downloads=9,
@@ -131,7 +126,8 @@ def test_cli_discover_then_audit_from_file(fake_hub, adapter_dirs, tiny_model_di
     assert "method" in (out / "report.md").read_text()
 
 
-def test_cli_audits_an_adapter_of_the_same_base_under_another_spelling(adapter_dirs, tiny_model_dir, tmp_path):
+def test_cli_audits_an_adapter_of_the_same_base_under_another_spelling(adapter_dirs, tiny_model_dir, tmp_path,
+                                                                        runs_in_process):
     """Issue 15, case 3: the base named by another path (as the bundled alias vs the cached
     conversion an adapter trained here records) is the same model; no --force needed."""
     from peft_audit.cli import app

@@ -66,10 +66,29 @@ def fake_evaluate(cfg, run_dir, pv, done_stages, sink, progress=None, *, train_o
     return {"generate": 0.01}
 
 
-def fake_worker(cfg, run_dir, pvs, done_by, rows_by, put, run_one, quiet=True):
-    """``run_group`` with the fake evaluation patched in (this runs in a fresh process)."""
-    import peft_audit.pipeline as pipeline
-    from peft_audit.sweep.worker import run_group
+class FakeWorker:
+    """``run_group`` with the fake evaluation patched in (this runs in a fresh process).
 
-    pipeline.evaluate_variant = fake_evaluate
-    return run_group(cfg, run_dir, pvs, done_by, rows_by, put, run_one, quiet)
+    A spawned worker unpickles it before ``subprocess_main`` runs; unpickling marks the worker's
+    libraries as set aside already, so it does not import torch, transformers, peft (and TRL,
+    datasets) before its first job: the fake evaluation needs none of them, and they cost 4-8 s
+    per worker here. That import and its ``gc.freeze`` are under test with real workers in
+    test_worker_process.py."""
+
+    def __getstate__(self) -> dict:
+        return {"libraries_needed": False}
+
+    def __setstate__(self, state: dict) -> None:
+        from peft_audit.sweep import worker
+
+        worker._set_aside = not state["libraries_needed"]
+
+    def __call__(self, cfg, run_dir, pvs, done_by, rows_by, put, run_one, quiet=True):
+        import peft_audit.pipeline as pipeline
+        from peft_audit.sweep.worker import run_group
+
+        pipeline.evaluate_variant = fake_evaluate
+        return run_group(cfg, run_dir, pvs, done_by, rows_by, put, run_one, quiet)
+
+
+fake_worker = FakeWorker()

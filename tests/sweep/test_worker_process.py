@@ -73,21 +73,24 @@ def test_a_worker_killed_mid_bar_leaves_no_semaphore_behind():
     code = textwrap.dedent("""
         import multiprocessing as mp, os, signal, time
 
-        def child(fixed):
+        def child(fixed, drawn):
             if fixed:
                 from peft_audit.sweep.worker import progress_bars_lock_within_process
                 progress_bars_lock_within_process()
             from tqdm.auto import tqdm
             for _ in tqdm(range(3)):
                 pass
-            print("drawn", flush=True)
+            drawn.send("drawn")
             time.sleep(60)
 
         if __name__ == "__main__":
+            ctx = mp.get_context("spawn")
             for fixed in (False, True):
-                p = mp.get_context("spawn").Process(target=child, args=(fixed,))
+                # a pipe, not an Event: an Event is a semaphore of its own for the tracker to count
+                wait, drawn = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=child, args=(fixed, drawn))
                 p.start()
-                time.sleep(3)
+                assert wait.poll(60) and wait.recv() == "drawn"  # killed mid-run, after its bar
                 os.kill(p.pid, signal.SIGKILL)
                 p.join()
                 print("fixed" if fixed else "default", flush=True)
