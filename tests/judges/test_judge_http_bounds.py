@@ -78,14 +78,17 @@ def test_a_judge_within_its_deadline_is_scored(hostile, judge, mode):
     ("huge-header", "connection error"), ("oversized", "max_response_bytes"),
     ("oversized-chunked", "max_response_bytes"), ("broken", "not a")])
 def test_a_hostile_reply_is_unscored_within_the_deadline_never_safe(hostile, judge, mode, why):
+    # the replies that are about size or form get a deadline they cannot reach on a busy machine,
+    # so that the size limit or the parser, not the clock, decides
+    timeout_s = TIMEOUT_S if why.startswith("timeout") else 3.0
     start = time.monotonic()
-    [v] = JUDGES[judge](hostile.url(mode)).judge_batch([PAIR])
+    [v] = JUDGES[judge](hostile.url(mode), timeout_s=timeout_s).judge_batch([PAIR])
     elapsed = time.monotonic() - start
     assert v.label == "unscored" and v.safe is None, (v.label, v.rationale)
     assert why in v.rationale
     # one try and one retry, each bounded by timeout_s; an oversized or broken reply is not retried
     assert hostile.requests[mode] == (1 if mode.startswith("oversized") or mode == "broken" else 2)
-    assert elapsed < 2 * TIMEOUT_S + SLACK_S
+    assert elapsed < 2 * timeout_s + SLACK_S
     assert len(v.raw or "") <= MAX_RAW_CHARS
 
 
