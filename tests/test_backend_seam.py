@@ -16,44 +16,35 @@ from peft_audit.benchmarks.base import VariantRun
 from peft_audit.models import backends
 from peft_audit.models.backends.base import BackendSettings, LanguageModel
 from peft_audit.sweep.resources import WorkerResources
+from test_import_cycles import import_graph
 
 SRC = Path(peft_audit.__file__).parent
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports (module level and inside functions), as absolute names."""
-    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+def test_no_benchmark_imports_models_except_the_backend_protocol():
+    # every import, inside functions too, resolved to the module it names (test_import_cycles)
+    allowed = {"peft_audit.models.backends.base"}
+    bad = {mod: sorted(m for m in deps if (m == "peft_audit.models" or m.startswith("peft_audit.models."))
+                       and m not in allowed)
+           for mod, deps in import_graph().items() if mod.startswith("peft_audit.benchmarks")}
+    assert not {mod: deps for mod, deps in bad.items() if deps}, bad
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level package of every module ``path`` imports (absolute imports only)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            out.add(mod)
-            out |= {f"{mod}.{a.name}" for a in node.names}
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
     return out
-
-
-def test_no_benchmark_imports_models_except_the_backend_protocol():
-    allowed = {"peft_audit.models.backends.base"}
-    bad = {}
-    for path in sorted((SRC / "benchmarks").rglob("*.py")):
-        models = {m for m in _imports(path) if m == "peft_audit.models" or m.startswith("peft_audit.models.")}
-        # 'from ...models.backends.base import LanguageModel' also yields '...base.LanguageModel'
-        extra = {m for m in models if m not in allowed and m.rpartition(".")[0] not in allowed}
-        if extra:
-            bad[str(path.relative_to(SRC))] = sorted(extra)
-    assert not bad, bad
 
 
 def test_the_protocol_module_imports_nothing_heavy():
     heavy = {"torch", "transformers", "peft", "vllm"}
     for name in ("base.py", "__init__.py"):
-        mods = {m.split(".")[0] for m in _imports(SRC / "models" / "backends" / name)}
+        mods = _top_level_imports(SRC / "models" / "backends" / name)
         assert not mods & heavy, (name, mods & heavy)
 
 

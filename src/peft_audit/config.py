@@ -225,11 +225,9 @@ class _SweepBase(_Strict):
     @field_validator("backend")
     @classmethod
     def _registered_backend(cls, v: str) -> str:
-        from .models.backends import BACKENDS
+        from .models.backends import registered
 
-        if v not in BACKENDS:
-            raise ValueError(f"unknown backend {v!r}; valid: {', '.join(BACKENDS)}")
-        return v
+        return registered(v)
 
     @field_validator("variants")
     @classmethod

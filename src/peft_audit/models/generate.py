@@ -249,7 +249,7 @@ def generate_from_ids(
 
     for idx, new_tokens in in_batches(order, size, run, what="generation"):
         for row, i in zip(new_tokens, idx):
-            results[i] = Generation(tokenizer.decode(row, skip_special_tokens=True).strip(), len(row))
+            results[i] = Generation.decoded(tokenizer, row)
         if progress is not None:
             progress(len(idx))
         faults.point("generate.batch")

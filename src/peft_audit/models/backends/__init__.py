@@ -16,14 +16,20 @@ BACKENDS: dict[str, str] = {
 }
 
 __all__ = ["BACKENDS", "Backend", "BackendSettings", "Generation", "LanguageModel", "backend_class",
-           "build_backend", "check_backend"]
+           "build_backend", "check_backend", "registered"]
+
+
+def registered(name: str) -> str:
+    """``name`` if a backend is registered under it; ValueError naming the valid ones otherwise
+    (nothing is imported: the sweep file's check uses it)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    return name
 
 
 def backend_class(name: str) -> type:
-    """The class registered as ``name``; ValueError naming the valid ones for an unknown name."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
-    module, _, cls = BACKENDS[name].partition(":")
+    """The class registered as ``name`` (:func:`registered`'s error for an unknown name)."""
+    module, _, cls = BACKENDS[registered(name)].partition(":")
     return getattr(import_module(module, __name__), cls)
 
 

@@ -51,6 +51,12 @@ class Generation:
     text: str
     n_new_tokens: int
 
+    @classmethod
+    def decoded(cls, tokenizer, new_ids: Sequence[int]) -> "Generation":
+        """The answer made of ``new_ids`` (the new tokens before the stop token), as every
+        backend decodes it, so that answers compare across backends."""
+        return cls(tokenizer.decode(new_ids, skip_special_tokens=True).strip(), len(new_ids))
+
 
 @runtime_checkable
 class LanguageModel(Protocol):

@@ -270,7 +270,7 @@ class VllmGroupEngine:
         for call in calls:
             new = self.engine.generate(encoded * len(call), max_new_tokens=max_new_tokens, stop=self.stop,
                                        adapters=[a for a in call for _ in encoded])
-            out += [Generation(self.tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)) for ids in new]
+            out += [Generation.decoded(self.tokenizer, ids) for ids in new]
             progress(len(new))
         return out
 
@@ -360,4 +360,4 @@ def generate_vllm(model, tokenizer, prompts: list[str], *, engine: VllmEngine, s
         new = engine.generate(encoded, max_new_tokens=max_new_tokens, stop=stop, adapter=adapter)
     if progress is not None:
         progress(len(encoded))
-    return [Generation(tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)) for ids in new]
+    return [Generation.decoded(tokenizer, ids) for ids in new]
